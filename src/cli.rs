@@ -1,0 +1,337 @@
+//! Command-line interface: `promptevo optimize` evolves a prompt for a task, `promptevo eval`
+//! scores one prompt. Progress goes to stderr, results to stdout and the run folder.
+//!
+//! Exit codes: 0 success, 2 bad input or failure (the message names the file and the fix).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use promptevo::evolve::{GaConfig, GeneticAlgorithm, PhrasePool};
+use promptevo::model::{Model, ModelSpec, WeightFormat};
+use promptevo::run::evaluator::RunEvaluator;
+use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
+use promptevo::run::{EvaluationLog, PromptResult, Report};
+use promptevo::score::{EngineOptions, Scorer};
+use promptevo::task::{metrics, Split, Task};
+
+/// Evolve better prompts for a task, scored by a local language model (no cloud API).
+///
+/// Start with `promptevo optimize --task experiments/tasks/sst2.toml` after fetching the default
+/// model with `./models/fetch-default.sh`.
+#[derive(Parser)]
+#[command(name = "promptevo", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evolve prompts for a task and write a run folder with a report.
+    Optimize(OptimizeArgs),
+    /// Score one prompt on a split of a task.
+    Eval(EvalArgs),
+}
+
+/// Which model to load and how to run it.
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Model: a GGUF path, or hf:OWNER/REPO[:FILE.gguf]. Default: $PROMPTEVO_MODEL, else
+    /// models/SmolLM2-135M-Instruct.Q4_1.gguf (fetch it with ./models/fetch-default.sh).
+    #[arg(long, value_name = "M")]
+    model: Option<String>,
+    /// How weights are held in memory: q8_0 re-quantises 4/5-bit weights for fast SIMD dot products.
+    #[arg(long, value_enum, default_value = "q8-0")]
+    weights: WeightFormat,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    batch_size: usize,
+    /// Recompute the prompt for every example instead of reusing its KV cache (slower; for checks).
+    #[arg(long)]
+    no_prefix_reuse: bool,
+}
+
+#[derive(Args)]
+struct OptimizeArgs {
+    /// Task file (TOML), e.g. experiments/tasks/sst2.toml.
+    #[arg(long, value_name = "FILE")]
+    task: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompts per generation.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    population: usize,
+    /// Generations after the initial population.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    generations: usize,
+    /// Best prompts kept unchanged each generation.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    elite: usize,
+    /// Tournament size for choosing parents.
+    #[arg(long, default_value_t = 2, value_name = "K")]
+    tournament_k: usize,
+    /// Probability that a child is a crossover of two parents rather than an edit of one.
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    crossover_rate: f64,
+    /// Score candidates on the first N dev examples only (default: all).
+    #[arg(long, value_name = "N")]
+    dev_limit: Option<usize>,
+    /// Score the initial and best prompts on the first N test examples for the report.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    test_limit: usize,
+    /// Seed of the run's one random stream: the same seed and inputs give the same run.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    seed: u64,
+    /// Use contextually calibrated scores as fitness (overrides the task's `calibrate`).
+    #[arg(long)]
+    calibrate: bool,
+    /// Phrase pool for the insert operator.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "experiments/pools/phrases.toml"
+    )]
+    pool: PathBuf,
+    /// Run folder (default: runs/<task>-<seed>-<time>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// No per-candidate progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Task file (TOML).
+    #[arg(long, value_name = "FILE")]
+    task: PathBuf,
+    /// The prompt to score (default: the task's first initial prompt).
+    #[arg(long, value_name = "TEXT")]
+    prompt: Option<String>,
+    /// Split to score.
+    #[arg(long, value_enum, default_value = "dev")]
+    split: Split,
+    /// Score only the first N examples.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Apply contextual calibration (overrides the task's `calibrate`).
+    #[arg(long)]
+    calibrate: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Optimize(a) => optimize(a),
+        Command::Eval(a) => eval(a),
+    }
+}
+
+fn load_model(args: &ModelArgs) -> Result<Model> {
+    if args.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    let spec = ModelSpec::resolve_default(args.model.as_deref())?;
+    let device = Device::Cpu;
+    let start = Instant::now();
+    let model = Model::load_spec(&spec, args.weights, &device)?;
+    eprintln!(
+        "loaded {} in {:.2} s",
+        model.name,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(model)
+}
+
+fn engine_options(args: &ModelArgs) -> EngineOptions {
+    EngineOptions {
+        batch_size: args.batch_size,
+        prefix_reuse: !args.no_prefix_reuse,
+    }
+}
+
+fn eval(args: EvalArgs) -> Result<ExitCode> {
+    let task = Task::load(&args.task)?;
+    let model = load_model(&args.model)?;
+    let prompt = args
+        .prompt
+        .clone()
+        .unwrap_or_else(|| task.initial_prompts[0].clone());
+    let calibrate = args.calibrate || task.calibrate;
+    let mut scorer = Scorer::new(&model, &task, engine_options(&args.model))?;
+    let start = Instant::now();
+    let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let gold = &task.gold(args.split)[..ev.n];
+    let majority = metrics::majority_rate(gold, task.labels.len());
+    if args.json {
+        let out = serde_json::json!({
+            "task": task.name,
+            "prompt": prompt,
+            "split": args.split.to_string(),
+            "n": ev.n,
+            "accuracy": ev.accuracy,
+            "macro_f1": ev.macro_f1,
+            "calibrated": ev.calibrated,
+            "majority_rate": majority,
+            "model": model.name,
+            "seconds": seconds,
+            "examples_per_s": ev.n as f64 / seconds.max(1e-9),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
+            task.name,
+            args.split,
+            ev.n,
+            ev.accuracy,
+            ev.macro_f1,
+            if ev.calibrated { " calibrated" } else { "" },
+            majority,
+            seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn default_out(task: &Task, seed: u64) -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{}-s{seed}-{secs}", task.name))
+}
+
+fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
+    let task = Task::load(&args.task)?;
+    let ga = GaConfig {
+        population: args.population,
+        generations: args.generations,
+        tournament_k: args.tournament_k,
+        elite: args.elite,
+        crossover_rate: args.crossover_rate,
+    };
+    ga.validate()?;
+    if args.dev_limit == Some(0) {
+        anyhow::bail!("--dev-limit must be at least 1");
+    }
+    let pool = PhrasePool::from_toml_file(&args.pool)?.with_prompts(&task.initial_prompts);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&task, args.seed));
+    let folder = RunFolder::create(&out)?;
+    let model = load_model(&args.model)?;
+    let calibrate = args.calibrate || task.calibrate;
+    let dev_n = args
+        .dev_limit
+        .map_or(task.dev.len(), |l| l.min(task.dev.len()));
+    let test_n = args.test_limit.min(task.test.len());
+    folder.write_json(
+        CONFIG_FILE,
+        &serde_json::json!({
+            "task": task.path, "task_name": task.name, "model": model.path, "weights": args.model.weights,
+            "engine": engine_options(&args.model), "strategy": "ga", "ga": ga, "seed": args.seed,
+            "dev_limit": dev_n, "test_limit": test_n, "calibrate": calibrate, "pool": args.pool,
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )?;
+    eprintln!(
+        "optimising {} ({} initial prompts, population {}, {} generations, {} dev examples) -> {}",
+        task.name,
+        task.initial_prompts.len(),
+        ga.population,
+        ga.generations,
+        dev_n,
+        out.display()
+    );
+    let mut scorer = Scorer::new(&model, &task, engine_options(&args.model))?;
+    let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let (outcome, records, search_seconds) = {
+        let mut evaluator = RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, args.quiet);
+        let outcome = GeneticAlgorithm::new(ga.clone()).run(
+            &task.initial_prompts,
+            &pool,
+            &mut evaluator,
+            &mut rng,
+        )?;
+        let secs = evaluator.elapsed();
+        (outcome, std::mem::take(&mut evaluator.records), secs)
+    };
+    let forward_passes = scorer.forward_passes();
+    eprintln!("search done in {search_seconds:.1} s; scoring the initial and best prompts on {test_n} test examples");
+
+    let initial = outcome
+        .initial
+        .first()
+        .context("the run has no initial prompt")?;
+    let mut result = |id: u64, prompt: &str| -> Result<PromptResult> {
+        let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
+        let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
+        let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
+        let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
+        Ok(PromptResult {
+            id,
+            prompt: prompt.to_string(),
+            dev_accuracy: dev.accuracy,
+            dev_accuracy_calibrated: dev_cal.accuracy,
+            test_accuracy: test.accuracy,
+            test_macro_f1: test.macro_f1,
+            test_accuracy_calibrated: test_cal.accuracy,
+        })
+    };
+    let initial_result = result(initial.candidate.id, &initial.candidate.prompt())?;
+    let best_result = result(outcome.best.candidate.id, &outcome.best.candidate.prompt())?;
+    let mut top: Vec<_> = records
+        .iter()
+        .map(|r| (r.id, r.dev_score, r.operator.clone(), r.prompt.clone()))
+        .collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(10);
+    let report = Report {
+        task: task.name.clone(),
+        description: task.description.clone(),
+        model: model.name.clone(),
+        seed: args.seed,
+        strategy: "ga".into(),
+        calibrate,
+        dev_n,
+        test_n,
+        test_majority: metrics::majority_rate(&task.gold(Split::Test)[..test_n], task.labels.len()),
+        candidates: records.len(),
+        forward_passes,
+        search_seconds,
+        initial: initial_result,
+        best: best_result,
+        top,
+    };
+    folder.write("best.txt", format!("{}\n", report.best.prompt).as_bytes())?;
+    folder.write_json("result.json", &report)?;
+    folder.write("report.md", report.to_markdown().as_bytes())?;
+    eprintln!(
+        "initial: dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
+        100.0 * report.initial.dev_accuracy,
+        100.0 * report.initial.test_accuracy,
+        report.best.id,
+        100.0 * report.best.dev_accuracy,
+        100.0 * report.best.test_accuracy
+    );
+    println!("{}", folder.file("report.md").display());
+    let _ = Path::new(".");
+    Ok(ExitCode::SUCCESS)
+}

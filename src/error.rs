@@ -1,0 +1,115 @@
+//! Library error type: every variant names the file (and line or key) at fault and the fix.
+
+use std::path::PathBuf;
+
+/// Errors of the promptevo library. Each message is one line meant for a person: what went
+/// wrong, where, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened or read.
+    #[error("cannot read {}: {source}{}", path.display(), hint_for_io(source))]
+    Read {
+        /// The file that failed.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file that failed.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A line of a JSONL data file is not a JSON object with string `input` and `target`.
+    #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", path.display())]
+    Jsonl {
+        /// The data file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line.
+        message: String,
+    },
+    /// A task file is invalid.
+    #[error("{}: {message}", path.display())]
+    Task {
+        /// The task file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A model file is invalid or unsupported.
+    #[error("{}: {message}", path.display())]
+    Model {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// No model could be found or fetched.
+    #[error("{0}")]
+    ModelNotFound(String),
+    /// The tokenizer failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A run folder is invalid, locked or inconsistent.
+    #[error("{}: {message}", path.display())]
+    Run {
+        /// The run folder or file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A flag or option has an invalid value.
+    #[error("{0}")]
+    Usage(String),
+    /// The tensor backend failed (a bug or an exhausted resource, not bad input).
+    #[error("tensor backend: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+fn hint_for_io(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            " (check the path; relative paths in a task file are relative to that file)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (check the file's permissions)",
+        _ => "",
+    }
+}
+
+impl Error {
+    /// Wraps an I/O error on reading `path`.
+    pub fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Read {
+            path: path.into(),
+            source,
+        }
+    }
+    /// Wraps an I/O error on writing `path`.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Write {
+            path: path.into(),
+            source,
+        }
+    }
+    /// A model-file error with its fix.
+    pub fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Model {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+    /// A task-file error with its fix.
+    pub fn task(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Task {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Result with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,97 @@
+//! The one error type of the `evolve` module, with messages that say what to fix.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading a phrase pool, validating a GA
+/// configuration or running the GA.
+#[derive(Debug, thiserror::Error)]
+pub enum EvolveError {
+    /// The phrase pool file could not be read.
+    #[error(
+        "cannot read phrase pool file {path}: {source}; check that the path exists and is readable"
+    )]
+    PoolRead {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The phrase pool file is not valid TOML or has an unexpected shape.
+    #[error(
+        "phrase pool file {path} is invalid: {message}; it may only hold the string arrays \
+         `instructions`, `personas` and `constraints`, e.g. instructions = [\"Think step by step.\"]"
+    )]
+    PoolParse {
+        /// The offending file.
+        path: PathBuf,
+        /// What the TOML parser reported.
+        message: String,
+    },
+
+    /// A phrase pool entry is blank.
+    #[error(
+        "phrase pool file {path}: entry {index} of `{key}` is blank; remove it or write a phrase"
+    )]
+    BlankPoolEntry {
+        /// The offending file.
+        path: PathBuf,
+        /// The array that holds the blank entry.
+        key: &'static str,
+        /// Zero-based position of the entry in that array.
+        index: usize,
+    },
+
+    /// A GA setting is out of range; the message names the flag and the allowed range.
+    #[error("invalid GA setting: {0}")]
+    Config(String),
+
+    /// The operator list cannot be used (bad weight, nothing enabled).
+    #[error("invalid operator set: {0}")]
+    Operators(String),
+
+    /// No initial prompt was given.
+    #[error("no initial prompts were given; pass at least one non-empty prompt to optimise")]
+    NoInitialPrompts,
+
+    /// An initial prompt is empty or only whitespace.
+    #[error("initial prompt #{index} is empty; remove it or write some text")]
+    EmptyPrompt {
+        /// Zero-based position of the prompt in the list given.
+        index: usize,
+    },
+
+    /// The evaluator failed; carries its message.
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
+
+    /// The evaluator broke its contract of one score per candidate.
+    #[error(
+        "the evaluator returned {got} scores for {expected} candidates; it must return exactly one score per candidate, in order"
+    )]
+    ScoreCount {
+        /// Number of candidates sent.
+        expected: usize,
+        /// Number of scores returned.
+        got: usize,
+    },
+
+    /// The evaluator returned NaN, which cannot be ranked.
+    #[error(
+        "the evaluator returned NaN for candidate {id} ({prompt:?}); return a finite score (use a very low score for failures)"
+    )]
+    NanScore {
+        /// Id of the candidate.
+        id: u64,
+        /// Its rendered prompt.
+        prompt: String,
+    },
+}
+
+impl EvolveError {
+    /// Wraps any evaluator-side error (model, cache, I/O) as [`EvolveError::Evaluation`].
+    pub fn evaluation(err: impl std::fmt::Display) -> EvolveError {
+        EvolveError::Evaluation(err.to_string())
+    }
+}

@@ -1,0 +1,208 @@
+//! Single-parent edit operators: delete, swap and insert a phrase.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::Operator;
+use crate::evolve::genome::Genome;
+use crate::evolve::pool::PhrasePool;
+
+/// Removes one random phrase; never leaves an empty genome.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Delete;
+
+/// Exchanges two random phrases that differ.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Swap;
+
+/// Inserts a random pool phrase that the genome lacks, at a random position.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Insert;
+
+impl Operator for Delete {
+    fn name(&self) -> &'static str {
+        "delete"
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn apply(
+        &self,
+        parents: &[&Genome],
+        _pool: &PhrasePool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Genome> {
+        let parent = parents.first()?;
+        if parent.len() < 2 {
+            return None;
+        }
+        let mut child = (*parent).clone();
+        child.phrases.remove(rng.gen_range(0..child.len()));
+        Some(child)
+    }
+}
+
+impl Operator for Swap {
+    fn name(&self) -> &'static str {
+        "swap"
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn apply(
+        &self,
+        parents: &[&Genome],
+        _pool: &PhrasePool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Genome> {
+        let parent = parents.first()?;
+        let p = &parent.phrases;
+        // Only pairs of different phrases change the genome.
+        let pairs: Vec<(usize, usize)> = (0..p.len())
+            .flat_map(|i| (i + 1..p.len()).map(move |j| (i, j)))
+            .filter(|&(i, j)| p[i] != p[j])
+            .collect();
+        if pairs.is_empty() {
+            return None;
+        }
+        let (i, j) = pairs[rng.gen_range(0..pairs.len())];
+        let mut child = (*parent).clone();
+        child.phrases.swap(i, j);
+        Some(child)
+    }
+}
+
+impl Operator for Insert {
+    fn name(&self) -> &'static str {
+        "insert"
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn apply(
+        &self,
+        parents: &[&Genome],
+        pool: &PhrasePool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<Genome> {
+        let parent = parents.first()?;
+        let fresh: Vec<&String> = pool
+            .phrases
+            .iter()
+            .filter(|phrase| !parent.phrases.contains(phrase))
+            .collect();
+        if fresh.is_empty() {
+            return None;
+        }
+        let phrase = fresh[rng.gen_range(0..fresh.len())].clone();
+        let mut child = (*parent).clone();
+        child.phrases.insert(rng.gen_range(0..=child.len()), phrase);
+        Some(child)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn genome(phrases: &[&str]) -> Genome {
+        Genome {
+            phrases: phrases.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn abcd() -> Genome {
+        genome(&["A.", "B,", "C.", "D?"])
+    }
+
+    fn rng() -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn delete_removes_one_phrase() {
+        let parent = abcd();
+        let child = Delete
+            .apply(&[&parent], &PhrasePool::default(), &mut rng())
+            .expect("applies");
+        assert_eq!(child, genome(&["A.", "B,", "D?"]));
+        assert_ne!(child, parent);
+    }
+
+    #[test]
+    fn delete_never_empties_a_genome() {
+        let pool = PhrasePool::default();
+        assert_eq!(
+            Delete.apply(&[&genome(&["Only."])], &pool, &mut rng()),
+            None
+        );
+        assert_eq!(Delete.apply(&[&genome(&[])], &pool, &mut rng()), None);
+        assert_eq!(Delete.apply(&[], &pool, &mut rng()), None);
+    }
+
+    #[test]
+    fn swap_exchanges_two_different_phrases() {
+        let parent = abcd();
+        let child = Swap
+            .apply(&[&parent], &PhrasePool::default(), &mut rng())
+            .expect("applies");
+        assert_eq!(child, genome(&["C.", "B,", "A.", "D?"]));
+        assert_ne!(child, parent);
+    }
+
+    #[test]
+    fn swap_returns_none_when_nothing_can_change() {
+        let pool = PhrasePool::default();
+        assert_eq!(Swap.apply(&[&genome(&["Only."])], &pool, &mut rng()), None);
+        assert_eq!(
+            Swap.apply(&[&genome(&["Same.", "Same."])], &pool, &mut rng()),
+            None
+        );
+        // With a repeated phrase, the only useful swaps move the odd one.
+        let parent = genome(&["X.", "X.", "Y."]);
+        for seed in 0..20 {
+            let child = Swap
+                .apply(&[&parent], &pool, &mut ChaCha8Rng::seed_from_u64(seed))
+                .expect("applies");
+            assert_ne!(child, parent);
+        }
+    }
+
+    #[test]
+    fn insert_adds_a_fresh_pool_phrase() {
+        let parent = abcd();
+        let pool = PhrasePool::new(["A.", "Be careful.", "Think step by step."]);
+        let child = Insert
+            .apply(&[&parent], &pool, &mut rng())
+            .expect("applies");
+        assert_eq!(child, genome(&["A.", "B,", "C.", "Be careful.", "D?"]));
+        assert_ne!(child, parent);
+    }
+
+    #[test]
+    fn insert_returns_none_without_fresh_phrases() {
+        let parent = abcd();
+        assert_eq!(
+            Insert.apply(&[&parent], &PhrasePool::default(), &mut rng()),
+            None
+        );
+        let pool = PhrasePool::new(["A.", "D?"]);
+        assert_eq!(Insert.apply(&[&parent], &pool, &mut rng()), None);
+    }
+
+    #[test]
+    fn insert_into_empty_genome() {
+        let pool = PhrasePool::new(["Be careful."]);
+        let child = Insert
+            .apply(&[&genome(&[])], &pool, &mut rng())
+            .expect("applies");
+        assert_eq!(child, genome(&["Be careful."]));
+    }
+}

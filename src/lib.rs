@@ -1,0 +1,15 @@
+//! promptevo: evolve better prompts, scored by a local transformer running through candle.
+//!
+//! Data flows one way: a [`task::Task`] (data, template, labels) and a [`model::Model`] feed the
+//! [`score::Scorer`], which a strategy from [`evolve`] queries through an evaluator that logs
+//! every candidate to a [`run`] folder.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod evolve;
+pub mod model;
+pub mod run;
+pub mod score;
+pub mod task;
+
+pub use error::{Error, Result};

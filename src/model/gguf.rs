@@ -1,0 +1,193 @@
+//! Opens a GGUF file, checks that it is whole and of a supported architecture, and reads its
+//! metadata with errors that name the missing key.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::QTensor;
+use candle_core::Device;
+
+use crate::error::{Error, Result};
+
+/// Architectures whose forward pass promptevo implements.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+
+/// An opened, validated GGUF file: its header and a reader for its tensors.
+pub struct GgufFile {
+    path: PathBuf,
+    content: Content,
+    reader: BufReader<File>,
+}
+
+impl GgufFile {
+    /// Opens `path`, parses the header and checks that every tensor's bytes are in the file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::read(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::read(path, e))?.len();
+        let mut reader = BufReader::new(file);
+        let content = Content::read(&mut reader).map_err(|e| {
+            Error::model(
+                path,
+                format!(
+                    "not a readable GGUF file ({e}); the file is corrupt or truncated: download it again (for the default model: ./models/fetch-default.sh)"
+                ),
+            )
+        })?;
+        let mut needed = content.tensor_data_offset;
+        for info in content.tensor_infos.values() {
+            let dtype = info.ggml_dtype;
+            let bytes = info.shape.elem_count() / dtype.block_size() * dtype.type_size();
+            needed = needed.max(content.tensor_data_offset + info.offset + bytes as u64);
+        }
+        if file_len < needed {
+            return Err(Error::model(
+                path,
+                format!(
+                    "GGUF file is truncated: {file_len} bytes, its tensors need {needed}; download it again (for the default model: ./models/fetch-default.sh)"
+                ),
+            ));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            content,
+            reader,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `general.architecture`, checked against [`SUPPORTED_ARCHITECTURES`].
+    pub fn architecture(&self) -> Result<String> {
+        let arch = self.string("general.architecture")?;
+        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
+            return Err(Error::model(
+                &self.path,
+                format!(
+                    "unsupported model architecture '{arch}' (supported: {}); use a model of a supported architecture",
+                    SUPPORTED_ARCHITECTURES.join(", ")
+                ),
+            ));
+        }
+        Ok(arch)
+    }
+
+    /// A metadata value, or None when the key is absent.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.content.metadata.get(key)
+    }
+
+    fn require(&self, key: &str) -> Result<&Value> {
+        self.get(key).ok_or_else(|| {
+            Error::model(&self.path, format!("GGUF metadata key '{key}' is missing; the file was not converted for this architecture"))
+        })
+    }
+
+    fn wrong_type(&self, key: &str, want: &str) -> Error {
+        Error::model(
+            &self.path,
+            format!("GGUF metadata key '{key}' is not {want}"),
+        )
+    }
+
+    /// A required unsigned integer.
+    pub fn usize(&self, key: &str) -> Result<usize> {
+        let v = self.require(key)?;
+        let n = match v {
+            Value::U8(x) => *x as u64,
+            Value::U16(x) => *x as u64,
+            Value::U32(x) => *x as u64,
+            Value::U64(x) => *x,
+            Value::I32(x) if *x >= 0 => *x as u64,
+            Value::I64(x) if *x >= 0 => *x as u64,
+            _ => return Err(self.wrong_type(key, "an unsigned integer")),
+        };
+        Ok(n as usize)
+    }
+
+    /// An optional unsigned integer.
+    pub fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.usize(key).map(Some),
+        }
+    }
+
+    /// A required float.
+    pub fn f32(&self, key: &str) -> Result<f32> {
+        match self.require(key)? {
+            Value::F32(x) => Ok(*x),
+            Value::F64(x) => Ok(*x as f32),
+            _ => Err(self.wrong_type(key, "a float")),
+        }
+    }
+
+    /// A required string.
+    pub fn string(&self, key: &str) -> Result<String> {
+        match self.require(key)? {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(self.wrong_type(key, "a string")),
+        }
+    }
+
+    /// An optional bool.
+    pub fn bool_opt(&self, key: &str) -> Option<bool> {
+        match self.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// A required array of strings.
+    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
+        match self.require(key)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(self.wrong_type(key, "an array of strings")),
+                })
+                .collect(),
+            _ => Err(self.wrong_type(key, "an array of strings")),
+        }
+    }
+
+    /// An optional array of integers.
+    pub fn ints_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::I32(x) => Ok(*x as i64),
+                    Value::U32(x) => Ok(*x as i64),
+                    Value::I8(x) => Ok(*x as i64),
+                    Value::U8(x) => Ok(*x as i64),
+                    Value::I64(x) => Ok(*x),
+                    _ => Err(self.wrong_type(key, "an array of integers")),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            Some(_) => Err(self.wrong_type(key, "an array of integers")),
+        }
+    }
+
+    /// Whether the file holds a tensor of this name.
+    pub fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    /// Reads one tensor onto `device`.
+    pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
+        if !self.has_tensor(name) {
+            return Err(Error::model(&self.path, format!("tensor '{name}' is missing; the file is incomplete or not a llama-architecture model")));
+        }
+        self.content
+            .tensor(&mut self.reader, name, device)
+            .map_err(|e| Error::model(&self.path, format!("cannot read tensor '{name}': {e}; the file may be corrupt, download it again")))
+    }
+}

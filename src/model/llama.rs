@@ -1,0 +1,288 @@
+//! The llama architecture (Llama 2/3, SmolLM, ...) over GGUF quantised weights, after
+//! candle-transformers' `quantized_llama`, with what scoring needs: a KV cache the caller owns,
+//! explicit positions and attention masks (for padded batches and shared prefixes), and
+//! log-probabilities only at the positions asked for.
+//!
+//! Touvron et al., "LLaMA: Open and Efficient Foundation Language Models", 2023.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+
+use super::gguf::GgufFile;
+use super::kv_cache::KvCache;
+use crate::error::{Error, Result};
+
+/// How the matrix weights are held in memory for the forward pass.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+pub enum WeightFormat {
+    /// As stored in the file.
+    Native,
+    /// Re-quantised to Q8_0 at load (candle has SIMD dot products for Q8_0; not for Q4_1/Q5_x).
+    Q8_0,
+    /// Dequantised to f16 (matrix-matrix products through gemm).
+    F16,
+    /// Dequantised to f32 (matrix-matrix products through gemm; the most memory).
+    F32,
+}
+
+/// Hyper-parameters read from GGUF metadata.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_head`).
+    pub n_kv_head: usize,
+    /// Width of the residual stream.
+    pub hidden: usize,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Longest context the model was trained for.
+    pub context_length: usize,
+    /// RMS-norm epsilon.
+    pub rms_eps: f64,
+    /// RoPE base frequency.
+    pub rope_base: f32,
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
+    ffn_norm: Tensor,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
+}
+
+/// A llama-architecture model ready for forward passes.
+pub struct Llama {
+    config: LlamaConfig,
+    embed: Arc<QTensor>,
+    layers: Vec<Layer>,
+    norm: Tensor,
+    lm_head: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QMatMul> {
+    let block_ok = t.shape().dims().last().is_some_and(|d| d % 32 == 0);
+    let m = match format {
+        WeightFormat::Native => QMatMul::from_qtensor(t)?,
+        WeightFormat::Q8_0 => match t.dtype() {
+            GgmlDType::Q8_0 | GgmlDType::F32 => QMatMul::from_qtensor(t)?,
+            _ if block_ok => {
+                QMatMul::from_qtensor(QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?)?
+            }
+            _ => QMatMul::from_qtensor(t)?,
+        },
+        WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(device)?),
+        WeightFormat::F32 => QMatMul::Tensor(t.dequantize(device)?),
+    };
+    Ok(m)
+}
+
+impl Llama {
+    /// Loads a llama-architecture GGUF model onto `device`.
+    pub fn load(gguf: &mut GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
+        let arch = gguf.architecture()?;
+        let key = |k: &str| format!("{arch}.{k}");
+        let n_head = gguf.usize(&key("attention.head_count"))?;
+        let hidden = gguf.usize(&key("embedding_length"))?;
+        let head_dim = gguf
+            .usize_opt(&key("rope.dimension_count"))?
+            .unwrap_or(hidden / n_head);
+        let config = LlamaConfig {
+            n_layer: gguf.usize(&key("block_count"))?,
+            n_head,
+            n_kv_head: gguf
+                .usize_opt(&key("attention.head_count_kv"))?
+                .unwrap_or(n_head),
+            hidden,
+            head_dim,
+            vocab: 0,
+            context_length: gguf.usize_opt(&key("context_length"))?.unwrap_or(2048),
+            rms_eps: gguf.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
+            rope_base: gguf.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+        };
+        if config.n_head == 0
+            || config.n_kv_head == 0
+            || config.n_head % config.n_kv_head != 0
+            || config.head_dim * config.n_head != config.hidden
+        {
+            return Err(Error::model(gguf.path(), format!("inconsistent attention shape in metadata: {config:?}; the file is not a valid llama model")));
+        }
+        let embed = Arc::new(gguf.tensor("token_embd.weight", device)?);
+        let vocab = embed.shape().dims()[0];
+        let lm_head = if gguf.has_tensor("output.weight") {
+            matmul_weight(gguf.tensor("output.weight", device)?, format, device)?
+        } else {
+            // Tied embeddings (SmolLM2): the output projection is the embedding matrix.
+            QMatMul::from_arc(embed.clone())?
+        };
+        let norm = gguf
+            .tensor("output_norm.weight", device)?
+            .dequantize(device)?;
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let mut w = |name: &str| -> Result<QMatMul> {
+                matmul_weight(
+                    gguf.tensor(&format!("blk.{i}.{name}.weight"), device)?,
+                    format,
+                    device,
+                )
+            };
+            let (wq, wk, wv, wo) = (w("attn_q")?, w("attn_k")?, w("attn_v")?, w("attn_output")?);
+            let (w_gate, w_up, w_down) = (w("ffn_gate")?, w("ffn_up")?, w("ffn_down")?);
+            layers.push(Layer {
+                attn_norm: gguf
+                    .tensor(&format!("blk.{i}.attn_norm.weight"), device)?
+                    .dequantize(device)?,
+                ffn_norm: gguf
+                    .tensor(&format!("blk.{i}.ffn_norm.weight"), device)?
+                    .dequantize(device)?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w_gate,
+                w_up,
+                w_down,
+            });
+        }
+        let max_pos = config.context_length.min(32_768);
+        let half = config.head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                1.0 / config
+                    .rope_base
+                    .powf(2.0 * i as f32 / config.head_dim as f32)
+            })
+            .collect();
+        let mut cos = Vec::with_capacity(max_pos * half);
+        let mut sin = Vec::with_capacity(max_pos * half);
+        for p in 0..max_pos {
+            for f in &inv_freq {
+                let a = p as f32 * f;
+                cos.push(a.cos());
+                sin.push(a.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (max_pos, half), device)?;
+        let sin = Tensor::from_vec(sin, (max_pos, half), device)?;
+        Ok(Self {
+            config: LlamaConfig { vocab, ..config },
+            embed,
+            layers,
+            norm,
+            lm_head,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.n_layer)
+    }
+
+    /// Longest sequence (cache + new tokens) the position tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Runs `tokens` (`(batch, seq)` u32) through the transformer after what `cache` holds, and
+    /// returns the final-normed hidden states `(batch, seq, hidden)`.
+    ///
+    /// `positions` (`(batch, seq)` u32) are the RoPE positions of the new tokens; `mask`
+    /// (`(batch, 1, seq, cache.len() + seq)` f32) is added to the attention scores: 0 where a
+    /// query may attend to a key, `-inf` where not. The cache is extended in place.
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, s) = tokens.dims2()?;
+        let cfg = &self.config;
+        let flat_pos = positions.flatten_all()?;
+        let half = cfg.head_dim / 2;
+        let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, s, half))?;
+        let sin = self.sin.index_select(&flat_pos, 0)?.reshape((b, s, half))?;
+        let mut x = self.embed.embedding(tokens)?;
+        let scale = 1.0 / (cfg.head_dim as f64).sqrt();
+        let n_rep = cfg.n_head / cfg.n_kv_head;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let residual = &x;
+            let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps as f32)?;
+            let q = layer
+                .wq
+                .forward(&h)?
+                .reshape((b, s, cfg.n_head, cfg.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let k = layer
+                .wk
+                .forward(&h)?
+                .reshape((b, s, cfg.n_kv_head, cfg.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = layer
+                .wv
+                .forward(&h)?
+                .reshape((b, s, cfg.n_kv_head, cfg.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
+            let (k, v) = cache.append(i, k, v)?;
+            let k = candle_transformers::utils::repeat_kv(k, n_rep)?;
+            let v = candle_transformers::utils::repeat_kv(v, n_rep)?;
+            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+            let att = candle_nn::ops::softmax_last_dim(&att)?;
+            let y = att
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((b, s, cfg.hidden))?;
+            let x_attn = (residual + layer.wo.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x_attn, &layer.ffn_norm, cfg.rms_eps as f32)?;
+            let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;
+            let mlp = layer.w_down.forward(&(gate * layer.w_up.forward(&h)?)?)?;
+            x = (x_attn + mlp)?;
+        }
+        Ok(candle_nn::ops::rms_norm(
+            &x,
+            &self.norm,
+            self.config.rms_eps as f32,
+        )?)
+    }
+
+    /// Log-probabilities over the vocabulary (`(n, vocab)`, f32) for hidden states `(n, hidden)`.
+    pub fn log_probs(&self, hidden: &Tensor) -> Result<Tensor> {
+        let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+    }
+}

@@ -1,0 +1,86 @@
+//! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
+
+pub mod gguf;
+pub mod kv_cache;
+pub mod llama;
+pub mod source;
+pub mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+
+pub use kv_cache::KvCache;
+pub use llama::{Llama, LlamaConfig, WeightFormat};
+pub use source::ModelSpec;
+pub use tokenizer::SpecialTokens;
+
+use crate::error::{Error, Result};
+
+/// A loaded model: weights, tokenizer and the facts about it that runs record.
+pub struct Model {
+    /// The transformer.
+    pub llama: Llama,
+    /// Its tokenizer.
+    pub tokenizer: tokenizers::Tokenizer,
+    /// BOS/EOS ids and whether BOS is prepended.
+    pub special: SpecialTokens,
+    /// Short name for logs and reports (the file name).
+    pub name: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// The GGUF's chat template (Jinja), if it carries one.
+    pub chat_template: Option<String>,
+}
+
+impl Model {
+    /// Loads a GGUF file.
+    pub fn load(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        let mut gguf = gguf::GgufFile::open(path)?;
+        let llama = Llama::load(&mut gguf, format, device)?;
+        let (tokenizer, special) = tokenizer::load(&gguf)?;
+        let chat_template = gguf.string("tokenizer.chat_template").ok();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self {
+            llama,
+            tokenizer,
+            special,
+            name,
+            path: path.to_path_buf(),
+            chat_template,
+        })
+    }
+
+    /// Resolves a spec (local path or hub) and loads it.
+    pub fn load_spec(spec: &ModelSpec, format: WeightFormat, device: &Device) -> Result<Self> {
+        let path = spec.local_path()?;
+        Self::load(&path, format, device)
+    }
+
+    /// Token ids of `text` (special tokens such as `<|im_start|>` are recognised; no BOS added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Text of token ids.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.tokenizer
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The ids to put before any text: BOS when the model asks for it.
+    pub fn leading_ids(&self) -> Vec<u32> {
+        match (self.special.add_bos, self.special.bos) {
+            (true, Some(b)) => vec![b],
+            _ => vec![],
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The evaluator a strategy queries: scores candidates on dev with the [`Scorer`], never scores a
+//! prompt twice, logs every candidate to `evaluations.jsonl`, and reports progress on stderr.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::evolve::{Candidate, Evaluator, EvolveError, Scored};
+use crate::run::log::{EvaluationLog, EvaluationRecord};
+use crate::score::Scorer;
+use crate::task::Split;
+
+/// Scores candidates on the dev split and logs them.
+pub struct RunEvaluator<'s, 'm> {
+    scorer: &'s mut Scorer<'m>,
+    log: EvaluationLog,
+    dev_limit: Option<usize>,
+    calibrate: bool,
+    quiet: bool,
+    started: Instant,
+    by_prompt: HashMap<String, f64>,
+    /// Every record logged, in id order.
+    pub records: Vec<EvaluationRecord>,
+}
+
+impl<'s, 'm> RunEvaluator<'s, 'm> {
+    /// An evaluator writing to `log`.
+    pub fn new(
+        scorer: &'s mut Scorer<'m>,
+        log: EvaluationLog,
+        dev_limit: Option<usize>,
+        calibrate: bool,
+        quiet: bool,
+    ) -> Self {
+        Self {
+            scorer,
+            log,
+            dev_limit,
+            calibrate,
+            quiet,
+            started: Instant::now(),
+            by_prompt: HashMap::new(),
+            records: Vec::new(),
+        }
+    }
+
+    /// Seconds since the evaluator was made.
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+impl Evaluator for RunEvaluator<'_, '_> {
+    fn evaluate(&mut self, candidates: &[Candidate]) -> Result<Vec<f64>, EvolveError> {
+        let mut scores = Vec::with_capacity(candidates.len());
+        let mut records = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let prompt = c.prompt();
+            let ev = self
+                .scorer
+                .evaluate(&prompt, Split::Dev, self.dev_limit, self.calibrate)
+                .map_err(EvolveError::evaluation)?;
+            self.by_prompt.insert(prompt.clone(), ev.accuracy);
+            scores.push(ev.accuracy);
+            records.push(EvaluationRecord {
+                id: c.id,
+                generation: c.generation,
+                parents: c.parents.clone(),
+                operator: c.operator.clone(),
+                prompt,
+                dev_score: ev.accuracy,
+                dev_macro_f1: ev.macro_f1,
+                dev_n: ev.n,
+                forward_passes: ev.forward_passes,
+                seconds: ev.seconds,
+            });
+            if !self.quiet {
+                let passes = self.scorer.forward_passes();
+                eprintln!(
+                    "  #{:<4} gen {} {:<10} dev {:>5.1}%  [{} passes, {:.1} ex/s]",
+                    c.id,
+                    c.generation,
+                    c.operator,
+                    100.0 * ev.accuracy,
+                    passes,
+                    passes as f64 / self.elapsed().max(1e-9)
+                );
+            }
+        }
+        self.log.append(&records).map_err(EvolveError::evaluation)?;
+        self.records.extend(records);
+        Ok(scores)
+    }
+
+    fn generation_done(
+        &mut self,
+        generation: usize,
+        population: &[Scored],
+    ) -> Result<(), EvolveError> {
+        if !self.quiet {
+            if let Some(best) = population.first() {
+                eprintln!(
+                    "generation {generation} done: best dev {:.1}% (#{}), {:.0} s elapsed",
+                    100.0 * best.score,
+                    best.candidate.id,
+                    self.elapsed()
+                );
+            }
+        }
+        Ok(())
+    }
+}

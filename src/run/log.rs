@@ -1,0 +1,112 @@
+//! The append-only `evaluations.jsonl`: one line per scored candidate, flushed as it is written.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// One candidate's evaluation, as logged.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EvaluationRecord {
+    /// Candidate id (proposal order).
+    pub id: u64,
+    /// Generation it was proposed in (0 = initial population).
+    pub generation: usize,
+    /// Parent candidate ids.
+    pub parents: Vec<u64>,
+    /// Operator that made it ("initial" for the task's prompts).
+    pub operator: String,
+    /// The prompt text.
+    pub prompt: String,
+    /// Dev score (accuracy) used as fitness.
+    pub dev_score: f64,
+    /// Dev macro-F1.
+    pub dev_macro_f1: f64,
+    /// Dev examples scored.
+    pub dev_n: usize,
+    /// Examples that needed a forward pass for this candidate (0 when served from cache).
+    pub forward_passes: usize,
+    /// Seconds spent scoring it.
+    pub seconds: f64,
+}
+
+/// Appends records to a run's log.
+pub struct EvaluationLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl EvaluationLog {
+    /// Opens (creating if needed) the log for appending.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::write(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends records and flushes them to the OS.
+    pub fn append(&mut self, records: &[EvaluationRecord]) -> Result<()> {
+        let mut buf = Vec::new();
+        for r in records {
+            serde_json::to_writer(&mut buf, r)
+                .map_err(|e| Error::write(&self.path, std::io::Error::other(e)))?;
+            buf.push(b'\n');
+        }
+        self.file
+            .write_all(&buf)
+            .map_err(|e| Error::write(&self.path, e))?;
+        self.file.flush().map_err(|e| Error::write(&self.path, e))
+    }
+
+    /// Reads every record of a log.
+    pub fn read(path: &Path) -> Result<Vec<EvaluationRecord>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| Error::Jsonl {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_records_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        let r = EvaluationRecord {
+            id: 3,
+            generation: 1,
+            parents: vec![0, 2],
+            operator: "crossover".into(),
+            prompt: "Say it.".into(),
+            dev_score: 0.5,
+            dev_macro_f1: 0.4,
+            dev_n: 10,
+            forward_passes: 10,
+            seconds: 0.1,
+        };
+        let mut log = EvaluationLog::open(&p).unwrap();
+        log.append(&[r.clone()]).unwrap();
+        log.append(&[r.clone()]).unwrap();
+        assert_eq!(EvaluationLog::read(&p).unwrap(), vec![r.clone(), r]);
+    }
+}

@@ -1,0 +1,10 @@
+//! Run folders: the resolved config, the append-only evaluation log, and the final report.
+
+pub mod evaluator;
+pub mod folder;
+pub mod log;
+pub mod report;
+
+pub use folder::RunFolder;
+pub use log::{EvaluationLog, EvaluationRecord};
+pub use report::{PromptResult, Report};

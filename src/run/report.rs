@@ -1,0 +1,123 @@
+//! The human-readable `report.md` of a run: which prompt won, by how much, on dev and held-out test.
+
+use serde::Serialize;
+
+/// Scores of one prompt on dev and test.
+#[derive(Clone, Debug, Serialize)]
+pub struct PromptResult {
+    /// Candidate id in the run's log.
+    pub id: u64,
+    /// The prompt text.
+    pub prompt: String,
+    /// Dev accuracy (the fitness the search used).
+    pub dev_accuracy: f64,
+    /// Dev accuracy with contextual calibration.
+    pub dev_accuracy_calibrated: f64,
+    /// Test accuracy, without calibration.
+    pub test_accuracy: f64,
+    /// Test macro-F1, without calibration.
+    pub test_macro_f1: f64,
+    /// Test accuracy with contextual calibration.
+    pub test_accuracy_calibrated: f64,
+}
+
+/// Everything `report.md` shows.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Task name.
+    pub task: String,
+    /// Task description.
+    pub description: String,
+    /// Model name.
+    pub model: String,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Strategy name.
+    pub strategy: String,
+    /// Whether fitness used calibrated scores.
+    pub calibrate: bool,
+    /// Dev examples per candidate.
+    pub dev_n: usize,
+    /// Test examples scored for the report.
+    pub test_n: usize,
+    /// Majority-class rate on those test examples.
+    pub test_majority: f64,
+    /// Candidates evaluated.
+    pub candidates: usize,
+    /// Example forward passes spent on dev scoring.
+    pub forward_passes: u64,
+    /// Wall-clock seconds of the search (excluding the final test scoring).
+    pub search_seconds: f64,
+    /// The task's first initial prompt.
+    pub initial: PromptResult,
+    /// The best prompt on dev.
+    pub best: PromptResult,
+    /// The ten best distinct prompts on dev: (id, dev score, operator, prompt).
+    pub top: Vec<(u64, f64, String, String)>,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", 100.0 * x)
+}
+
+fn delta(a: f64, b: f64) -> String {
+    format!("{:+.1} pts", 100.0 * (b - a))
+}
+
+impl Report {
+    /// The report as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let (i, b) = (&self.initial, &self.best);
+        let mut s = String::new();
+        s += &format!("# promptevo run: {}\n\n", self.task);
+        s += &format!("{}\n\n", self.description);
+        s += &format!(
+            "- model: `{}`\n- strategy: {} (seed {})\n- fitness: dev accuracy on {} examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
+            self.model,
+            self.strategy,
+            self.seed,
+            self.dev_n,
+            if self.calibrate { ", contextually calibrated" } else { "" },
+            self.candidates,
+            self.forward_passes,
+            self.search_seconds,
+            self.forward_passes as f64 / self.search_seconds.max(1e-9),
+            self.test_n,
+            pct(self.test_majority)
+        );
+        s += "## Result\n\n";
+        s += "| | dev acc | dev acc (calibrated) | test acc | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";
+        for (name, r) in [("initial", i), ("best", b)] {
+            s += &format!(
+                "| {name} (#{}) | {} | {} | {} | {:.3} | {} |\n",
+                r.id,
+                pct(r.dev_accuracy),
+                pct(r.dev_accuracy_calibrated),
+                pct(r.test_accuracy),
+                r.test_macro_f1,
+                pct(r.test_accuracy_calibrated)
+            );
+        }
+        s += &format!(
+            "| change | {} | {} | {} | {:+.3} | {} |\n\n",
+            delta(i.dev_accuracy, b.dev_accuracy),
+            delta(i.dev_accuracy_calibrated, b.dev_accuracy_calibrated),
+            delta(i.test_accuracy, b.test_accuracy),
+            b.test_macro_f1 - i.test_macro_f1,
+            delta(i.test_accuracy_calibrated, b.test_accuracy_calibrated)
+        );
+        s += &format!(
+            "**Initial prompt** (#{}):\n\n> {}\n\n**Best prompt** (#{}):\n\n> {}\n\n",
+            i.id, i.prompt, b.id, b.prompt
+        );
+        s += "## Top prompts on dev\n\n| id | dev acc | operator | prompt |\n|---|---|---|---|\n";
+        for (id, score, op, prompt) in &self.top {
+            s += &format!(
+                "| {id} | {} | {op} | {} |\n",
+                pct(*score),
+                prompt.replace('|', "\\|")
+            );
+        }
+        s
+    }
+}

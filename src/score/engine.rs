@@ -1,0 +1,237 @@
+//! The scoring engine: log P(continuation | text) for many texts that share a prefix, with the
+//! prefix computed once, texts batched with right padding, and every continuation of a text
+//! scored from that text's single forward pass (continuations are branches of one sequence,
+//! each attending to the text and to itself only).
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+use crate::model::{KvCache, Model};
+
+/// Options of the engine.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EngineOptions {
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Compute the shared prefix once and reuse its KV cache.
+    pub prefix_reuse: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 8,
+            prefix_reuse: true,
+        }
+    }
+}
+
+/// One text to score: token ids after the shared prefix, and whether the shared prefix applies.
+struct Row {
+    /// Index of the text in the caller's list.
+    index: usize,
+    /// Tokens after the prefix (the whole text when `with_prefix` is false).
+    tokens: Vec<u32>,
+    /// Branch of each token: 0 = the text, k + 1 = continuation k.
+    branch: Vec<usize>,
+    /// RoPE position of each token, relative to the end of the prefix.
+    position: Vec<usize>,
+    /// For continuation k, token j: (row index whose output predicts it, token id).
+    targets: Vec<Vec<(usize, u32)>>,
+}
+
+impl Row {
+    fn new(index: usize, text: Vec<u32>, continuations: &[Vec<u32>]) -> Self {
+        let n = text.len();
+        let mut tokens = text;
+        let mut branch = vec![0; n];
+        let mut position: Vec<usize> = (0..n).collect();
+        let mut targets = Vec::with_capacity(continuations.len());
+        for (k, cont) in continuations.iter().enumerate() {
+            let mut t = Vec::with_capacity(cont.len());
+            let mut prev = n - 1;
+            for (j, &tok) in cont.iter().enumerate() {
+                t.push((prev, tok));
+                if j + 1 < cont.len() {
+                    // This token is an input for predicting the next one of its branch.
+                    tokens.push(tok);
+                    branch.push(k + 1);
+                    position.push(n + j);
+                    prev = tokens.len() - 1;
+                }
+            }
+            targets.push(t);
+        }
+        Self {
+            index,
+            tokens,
+            branch,
+            position,
+            targets,
+        }
+    }
+}
+
+/// Scores continuations after texts with a model.
+pub struct Engine<'m> {
+    model: &'m Model,
+    options: EngineOptions,
+    /// Forward passes of texts run so far (one per text, the shared prefix not counted).
+    pub texts_scored: u64,
+    /// Tokens run through the transformer so far (prefixes included).
+    pub tokens_processed: u64,
+}
+
+impl<'m> Engine<'m> {
+    /// An engine over `model`.
+    pub fn new(model: &'m Model, options: EngineOptions) -> Self {
+        Self {
+            model,
+            options,
+            texts_scored: 0,
+            tokens_processed: 0,
+        }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
+    /// For each text `prefix + suffixes[i]`, the log-probability of each continuation (sum over
+    /// its tokens). `continuations` are token ids (tokenised on their own).
+    pub fn score(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        continuations: &[Vec<u32>],
+    ) -> Result<Vec<Vec<f32>>> {
+        let model = self.model;
+        let lead = model.leading_ids();
+        let prefix_trimmed = prefix.trim_end();
+        let mut prefix_ids = lead.clone();
+        prefix_ids.extend(model.encode(prefix_trimmed)?);
+        if !self.options.prefix_reuse {
+            prefix_ids.clear();
+        }
+        let mut shared = Vec::new();
+        let mut alone = Vec::new();
+        for (i, suffix) in suffixes.iter().enumerate() {
+            let mut ids = lead.clone();
+            ids.extend(model.encode(&format!("{prefix}{suffix}"))?);
+            if ids.is_empty() {
+                ids.push(model.special.bos.or(model.special.eos).unwrap_or(0));
+            }
+            // The prefix is shared only when tokenising the whole text starts with exactly its
+            // tokens (no BPE merge across the boundary) and leaves at least one token.
+            if !prefix_ids.is_empty()
+                && ids.len() > prefix_ids.len()
+                && ids.starts_with(&prefix_ids)
+            {
+                shared.push(Row::new(i, ids[prefix_ids.len()..].to_vec(), continuations));
+            } else {
+                alone.push(Row::new(i, ids, continuations));
+            }
+        }
+        let mut out = vec![Vec::new(); suffixes.len()];
+        if !shared.is_empty() {
+            let mut cache = model.llama.new_cache();
+            let p = prefix_ids.len();
+            let rows = [Row {
+                index: 0,
+                tokens: prefix_ids.clone(),
+                branch: vec![0; p],
+                position: (0..p).collect(),
+                targets: vec![],
+            }];
+            self.forward_rows(&rows, &mut cache)?;
+            self.run_rows(shared, &cache, &mut out)?;
+        }
+        if !alone.is_empty() {
+            let cache = model.llama.new_cache();
+            self.run_rows(alone, &cache, &mut out)?;
+        }
+        self.texts_scored += suffixes.len() as u64;
+        Ok(out)
+    }
+
+    /// Scores rows in batches after `prefix` (cloned per batch), writing results by row index.
+    fn run_rows(
+        &mut self,
+        mut rows: Vec<Row>,
+        prefix: &KvCache,
+        out: &mut [Vec<f32>],
+    ) -> Result<()> {
+        // Similar lengths together means less padding; results do not depend on the grouping.
+        rows.sort_by_key(|r| (r.tokens.len(), r.index));
+        for chunk in rows.chunks(self.options.batch_size.max(1)) {
+            let mut cache = prefix.expand(chunk.len())?;
+            let hidden = self.forward_rows(chunk, &mut cache)?;
+            let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+            let mut picks = Vec::new();
+            let mut token_ids = Vec::new();
+            for (b, row) in chunk.iter().enumerate() {
+                for t in &row.targets {
+                    for &(at, tok) in t {
+                        picks.push((b * s + at) as u32);
+                        token_ids.push(tok);
+                    }
+                }
+            }
+            let device = self.model.llama.device();
+            let (_, _, d) = hidden.dims3()?;
+            let flat = hidden.reshape((chunk.len() * s, d))?;
+            let picked = flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?;
+            let logp = self.model.llama.log_probs(&picked)?;
+            let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
+            let lp: Vec<f32> = logp.gather(&ids, 1)?.squeeze(1)?.to_vec1()?;
+            let mut it = lp.into_iter();
+            for row in chunk {
+                out[row.index] = row
+                    .targets
+                    .iter()
+                    .map(|t| t.iter().map(|_| it.next().unwrap_or(f32::NAN)).sum())
+                    .collect();
+            }
+        }
+        Ok(())
+    }
+
+    /// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
+    fn forward_rows(&mut self, rows: &[Row], cache: &mut KvCache) -> Result<Tensor> {
+        let device: &Device = self.model.llama.device();
+        let b = rows.len();
+        let s = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+        let p = cache.len();
+        let kv = p + s;
+        let mut tokens = vec![0u32; b * s];
+        let mut positions = vec![0u32; b * s];
+        let mut mask = vec![f32::NEG_INFINITY; b * s * kv];
+        for (r, row) in rows.iter().enumerate() {
+            let n = row.tokens.len();
+            for i in 0..s {
+                let q = r * s + i;
+                let mrow = &mut mask[q * kv..(q + 1) * kv];
+                mrow[..p].fill(0.0);
+                if i < n {
+                    tokens[q] = row.tokens[i];
+                    positions[q] = (p + row.position[i]) as u32;
+                    for j in 0..=i {
+                        if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
+                            mrow[p + j] = 0.0;
+                        }
+                    }
+                } else {
+                    // Padding: attends to itself only; nothing attends to it.
+                    positions[q] = p as u32;
+                    mrow[p + i] = 0.0;
+                }
+            }
+            self.tokens_processed += n as u64;
+        }
+        let tokens = Tensor::from_vec(tokens, (b, s), device)?;
+        let positions = Tensor::from_vec(positions, (b, s), device)?;
+        let mask = Tensor::from_vec(mask, (b, 1, s, kv), device)?;
+        self.model.llama.forward(&tokens, &positions, &mask, cache)
+    }
+}
