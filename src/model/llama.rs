@@ -11,6 +11,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
 use super::gguf::GgufFile;
+use super::kernels::Bf16Matrix;
 use super::kv_cache::KvCache;
 use crate::error::{Error, Result};
 
@@ -27,6 +28,37 @@ pub enum WeightFormat {
     F16,
     /// Dequantised to f32 (matrix-matrix products through gemm; the most memory).
     F32,
+    /// Rounded to bf16 for promptevo's own CPU kernel (AVX-512 BF16 dot products where the CPU
+    /// has them); other devices use f16.
+    Bf16,
+}
+
+/// A matrix weight applied as `x · Wᵀ`.
+enum Linear {
+    /// Through candle (quantised or dense).
+    Candle(QMatMul),
+    /// Through promptevo's bf16 CPU kernel.
+    Bf16(Bf16Matrix),
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Linear::Candle(m) => m.forward(x),
+            Linear::Bf16(w) => {
+                let dims = x.dims().to_vec();
+                let k = *dims.last().unwrap_or(&0);
+                let m = x.elem_count() / k.max(1);
+                let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                let y = w.matmul(&xs, m);
+                let mut out_dims = dims;
+                if let Some(last) = out_dims.last_mut() {
+                    *last = w.rows();
+                }
+                Tensor::from_vec(y, out_dims, x.device())
+            }
+        }
+    }
 }
 
 /// Hyper-parameters read from GGUF metadata.
@@ -54,14 +86,14 @@ pub struct LlamaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
     ffn_norm: Tensor,
-    w_gate: QMatMul,
-    w_up: QMatMul,
-    w_down: QMatMul,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
 }
 
 /// A llama-architecture model ready for forward passes.
@@ -76,8 +108,18 @@ pub struct Llama {
     device: Device,
 }
 
-fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QMatMul> {
+fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<Linear> {
     let block_ok = t.shape().dims().last().is_some_and(|d| d % 32 == 0);
+    if format == WeightFormat::Bf16 {
+        if device.is_cpu() {
+            let (rows, cols) = t.shape().dims2()?;
+            let values: Vec<f32> = t.dequantize(device)?.flatten_all()?.to_vec1()?;
+            return Ok(Linear::Bf16(Bf16Matrix::from_f32(&values, rows, cols)));
+        }
+        return Ok(Linear::Candle(QMatMul::TensorF16(
+            t.dequantize_f16(device)?,
+        )));
+    }
     let m = match format {
         WeightFormat::Native => QMatMul::from_qtensor(t)?,
         WeightFormat::Q8_0 => match t.dtype() {
@@ -89,8 +131,9 @@ fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QM
         },
         WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(device)?),
         WeightFormat::F32 => QMatMul::Tensor(t.dequantize(device)?),
+        WeightFormat::Bf16 => unreachable!("handled above"),
     };
-    Ok(m)
+    Ok(Linear::Candle(m))
 }
 
 impl Llama {
@@ -126,7 +169,7 @@ impl Llama {
         let embed = Arc::new(gguf.tensor("token_embd.weight", device)?);
         let vocab = embed.shape().dims()[0];
         let lm_head = if gguf.has_tensor("output.weight") {
-            matmul_weight(gguf.tensor("output.weight", device)?, format, device)?
+            QMatMul::from_qtensor(gguf.tensor("output.weight", device)?)?
         } else {
             // Tied embeddings (SmolLM2): the output projection is the embedding matrix.
             QMatMul::from_arc(embed.clone())?
@@ -136,7 +179,7 @@ impl Llama {
             .dequantize(device)?;
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let mut w = |name: &str| -> Result<QMatMul> {
+            let mut w = |name: &str| -> Result<Linear> {
                 matmul_weight(
                     gguf.tensor(&format!("blk.{i}.{name}.weight"), device)?,
                     format,

@@ -1,6 +1,7 @@
 //! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
 
 pub mod gguf;
+pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
 pub mod source;
