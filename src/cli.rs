@@ -47,8 +47,9 @@ struct ModelArgs {
     /// models/SmolLM2-135M-Instruct.Q4_1.gguf (fetch it with ./models/fetch-default.sh).
     #[arg(long, value_name = "M")]
     model: Option<String>,
-    /// How weights are held in memory: q8_0 re-quantises 4/5-bit weights for fast SIMD dot products.
-    #[arg(long, value_enum, default_value = "q8-0")]
+    /// How weights are held in memory: bf16 runs promptevo's own CPU kernel (the fastest here);
+    /// native keeps the file's quantisation; q8-0 re-quantises; f16/f32 use candle's gemm.
+    #[arg(long, value_enum, default_value = "bf16")]
     weights: WeightFormat,
     /// Examples per forward pass.
     #[arg(long, default_value_t = 8, value_name = "N")]

@@ -28,6 +28,8 @@ impl GgufFile {
         let file_len = file.metadata().map_err(|e| Error::read(path, e))?.len();
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| {
+            // candle's message may span lines (with a backtrace); one line is enough here.
+            let e = e.to_string().lines().next().unwrap_or_default().to_string();
             Error::model(
                 path,
                 format!(

@@ -299,6 +299,7 @@ impl Llama {
                 .reshape((b, s, cfg.n_kv_head, cfg.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?;
+            // GGUF llama weights are permuted for interleaved RoPE (llama.cpp's ROPE_TYPE_NORM).
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let (k, v) = cache.append(i, k, v)?;

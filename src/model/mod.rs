@@ -5,6 +5,7 @@ pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
 pub mod source;
+pub mod tiny;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -303,8 +303,10 @@ def main():
     if sha != EXPECTED_SHA256:
         sys.exit(f"model sha256 mismatch: {sha} != {EXPECTED_SHA256}")
 
+    # type_k/type_v = 0 (GGML_TYPE_F32): keep the KV cache in f32. llama.cpp's default f16 cache
+    # is a memory optimisation, not the model; it moves SmolLM2's log-probs by up to ~0.2 nats.
     llm = Llama(model_path=args.model, logits_all=True, n_ctx=512, n_threads=2,
-                seed=0, verbose=False)
+                seed=0, verbose=False, type_k=0, type_v=0)
 
     # ---- tokens.json ----
     texts = tokenizer_cases(args.sst2)
@@ -324,7 +326,7 @@ def main():
     with open(os.path.join(args.out_dir, "logprobs.json"), "w", encoding="utf-8") as f:
         json.dump({
             "generator": f"llama-cpp-python {llama_cpp.__version__}; Llama(logits_all=True, n_ctx=512, "
-                         "n_threads=2); logprob = float64 log_softmax of full-vocab logits; "
+                         "n_threads=2, type_k=f32, type_v=f32); logprob = float64 log_softmax of full-vocab logits; "
                          "positions[i] = distribution of the token after ids[0..=i]",
             "model_sha256": sha,
             "label_ids": {" positive": label_ids[0], " negative": label_ids[1]},

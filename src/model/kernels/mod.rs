@@ -1,7 +1,7 @@
 //! CPU matrix kernels for the batched forward pass: `x · Wᵀ` with bf16 weights, picked at run
-//! time by CPU feature (AVX-512 BF16 dot products, else a portable loop), split across rayon's
-//! threads by output rows.
+//! time by CPU feature (AVX-512 f32 FMAs over packed bf16 panels, else a portable loop), split
+//! across rayon's threads.
 
 mod bf16;
 
-pub use bf16::{Bf16Matrix, KernelKind};
+pub use bf16::{bf16_to_f32, f32_to_bf16, Bf16Matrix, KernelKind};

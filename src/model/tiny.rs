@@ -1,0 +1,195 @@
+//! Writes a tiny randomly-initialised llama GGUF (with a byte-level BPE vocabulary) so that tests
+//! can exercise loading, tokenising and the forward pass in milliseconds, without real weights.
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+
+/// Shape and format of a tiny model.
+#[derive(Clone, Debug)]
+pub struct TinyConfig {
+    /// `general.architecture` written into the file.
+    pub architecture: String,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Residual width (a multiple of 32 so that every GGUF block type applies).
+    pub hidden: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// MLP width (a multiple of 32).
+    pub ffn: usize,
+    /// Storage type of the matrix weights.
+    pub dtype: GgmlDType,
+    /// Seed of the weights.
+    pub seed: u64,
+}
+
+impl Default for TinyConfig {
+    fn default() -> Self {
+        Self {
+            architecture: "llama".into(),
+            layers: 2,
+            hidden: 64,
+            heads: 4,
+            kv_heads: 2,
+            ffn: 128,
+            dtype: GgmlDType::Q8_0,
+            seed: 0,
+        }
+    }
+}
+
+/// GPT-2's map from bytes to printable characters (the byte-level BPE alphabet).
+pub fn byte_alphabet() -> Vec<char> {
+    let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
+    let mut out = vec!['\0'; 256];
+    let mut extra = 0;
+    for b in 0..256u32 {
+        if let Some(pos) = printable.iter().position(|&p| p == b) {
+            printable.remove(pos);
+            out[b as usize] = char::from_u32(b).unwrap_or('?');
+        } else {
+            out[b as usize] = char::from_u32(256 + extra).unwrap_or('?');
+            extra += 1;
+        }
+    }
+    out
+}
+
+/// Writes the model to `path`. Vocabulary: `<|endoftext|>`, `<|im_start|>`, `<|im_end|>`, the 256
+/// byte tokens, and a few merges ("Ġt", "he", "Ġthe", ...).
+pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
+    let dev = Device::Cpu;
+    let alphabet = byte_alphabet();
+    let mut tokens: Vec<String> = vec![
+        "<|endoftext|>".into(),
+        "<|im_start|>".into(),
+        "<|im_end|>".into(),
+    ];
+    let mut types: Vec<i32> = vec![3, 3, 3];
+    for c in &alphabet {
+        tokens.push(c.to_string());
+        types.push(1);
+    }
+    let merges = [
+        ("Ġ", "t"),
+        ("h", "e"),
+        ("Ġt", "he"),
+        ("Ġ", "a"),
+        ("i", "n"),
+        ("Ġ", "p"),
+        ("o", "s"),
+    ];
+    for (a, b) in merges {
+        tokens.push(format!("{a}{b}"));
+        types.push(1);
+    }
+    let vocab = tokens.len();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut rand_tensor = |shape: (usize, usize), scale: f32| -> Result<Tensor> {
+        let v: Vec<f32> = (0..shape.0 * shape.1)
+            .map(|_| rng.gen_range(-scale..scale))
+            .collect();
+        Ok(Tensor::from_vec(v, shape, &dev)?)
+    };
+    let head_dim = cfg.hidden / cfg.heads;
+    let mut named: Vec<(String, QTensor)> = Vec::new();
+    named.push((
+        "token_embd.weight".into(),
+        QTensor::quantize(&rand_tensor((vocab, cfg.hidden), 1.0)?, GgmlDType::F32)?,
+    ));
+    named.push((
+        "output_norm.weight".into(),
+        QTensor::quantize(
+            &Tensor::ones(cfg.hidden, candle_core::DType::F32, &dev)?,
+            GgmlDType::F32,
+        )?,
+    ));
+    for l in 0..cfg.layers {
+        let mut mat = |name: &str, rows: usize, cols: usize| -> Result<()> {
+            let t = rand_tensor((rows, cols), 0.3)?;
+            named.push((
+                format!("blk.{l}.{name}.weight"),
+                QTensor::quantize(&t, cfg.dtype)?,
+            ));
+            Ok(())
+        };
+        mat("attn_q", cfg.hidden, cfg.hidden)?;
+        mat("attn_k", cfg.kv_heads * head_dim, cfg.hidden)?;
+        mat("attn_v", cfg.kv_heads * head_dim, cfg.hidden)?;
+        mat("attn_output", cfg.hidden, cfg.hidden)?;
+        mat("ffn_gate", cfg.ffn, cfg.hidden)?;
+        mat("ffn_up", cfg.ffn, cfg.hidden)?;
+        mat("ffn_down", cfg.hidden, cfg.ffn)?;
+        for norm in ["attn_norm", "ffn_norm"] {
+            named.push((
+                format!("blk.{l}.{norm}.weight"),
+                QTensor::quantize(
+                    &Tensor::ones(cfg.hidden, candle_core::DType::F32, &dev)?,
+                    GgmlDType::F32,
+                )?,
+            ));
+        }
+    }
+    let arch = cfg.architecture.as_str();
+    let s = |x: &str| Value::String(x.to_string());
+    let metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), s(arch)),
+        (format!("{arch}.block_count"), Value::U32(cfg.layers as u32)),
+        (format!("{arch}.context_length"), Value::U32(512)),
+        (
+            format!("{arch}.embedding_length"),
+            Value::U32(cfg.hidden as u32),
+        ),
+        (
+            format!("{arch}.feed_forward_length"),
+            Value::U32(cfg.ffn as u32),
+        ),
+        (
+            format!("{arch}.attention.head_count"),
+            Value::U32(cfg.heads as u32),
+        ),
+        (
+            format!("{arch}.attention.head_count_kv"),
+            Value::U32(cfg.kv_heads as u32),
+        ),
+        (format!("{arch}.rope.freq_base"), Value::F32(10_000.0)),
+        (
+            format!("{arch}.rope.dimension_count"),
+            Value::U32(head_dim as u32),
+        ),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(1e-5),
+        ),
+        ("tokenizer.ggml.model".into(), s("gpt2")),
+        ("tokenizer.ggml.pre".into(), s("smollm")),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| s(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(types.iter().map(|t| Value::I32(*t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(merges.iter().map(|(a, b)| s(&format!("{a} {b}"))).collect()),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(0)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
+        ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
+    ];
+    let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let ts: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(path).map_err(|e| Error::write(path, e))?;
+    gguf_file::write(&mut file, &md, &ts)?;
+    Ok(())
+}

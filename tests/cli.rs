@@ -1,0 +1,315 @@
+//! The `promptevo` binary end to end: bad input gets one clear line and exit code 2 (never a
+//! panic), and `optimize`/`eval` run on the real default model.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_promptevo"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn default_model() -> PathBuf {
+    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "the default model is missing: run ./models/fetch-default.sh first"
+    );
+    p
+}
+
+/// Asserts a clean failure: exit code 2, one line on stderr mentioning every `needles`, no panic.
+fn assert_bad_input(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("promptevo: error"))
+        .collect();
+    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks {n:?}: {}", lines[0]);
+    }
+}
+
+fn write_task(dir: &Path, template: &str, labels: &str, data: &str) -> PathBuf {
+    std::fs::write(dir.join("data.jsonl"), data).unwrap();
+    let p = dir.join("task.toml");
+    std::fs::write(
+        &p,
+        format!("name = \"t\"\nkind = \"classification\"\ntemplate = \"{template}\"\nlabels = {labels}\ninitial_prompts = [\"Is it positive?\"]\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n"),
+    )
+    .unwrap();
+    p
+}
+
+const GOOD_DATA: &str = "{\"input\": \"great\", \"target\": \"positive\"}\n{\"input\": \"awful\", \"target\": \"negative\"}\n";
+
+#[test]
+fn missing_task_file_is_one_clear_line() {
+    let out = bin()
+        .args(["eval", "--task", "/nonexistent/task.toml"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["/nonexistent/task.toml", "check the path"]);
+}
+
+#[test]
+fn malformed_jsonl_line_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        "{\"input\": \"ok\", \"target\": \"positive\"}\n{\"input\": oops}\n",
+    );
+    let out = bin().args(["eval", "--task"]).arg(&task).output().unwrap();
+    assert_bad_input(&out, &["data.jsonl:2", "malformed JSONL"]);
+}
+
+#[test]
+fn template_without_input_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let out = bin().args(["eval", "--task"]).arg(&task).output().unwrap();
+    assert_bad_input(&out, &["task.toml", "{input}"]);
+}
+
+#[test]
+fn empty_label_list_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(dir.path(), "{prompt} {input} A:", "[]", GOOD_DATA);
+    let out = bin().args(["eval", "--task"]).arg(&task).output().unwrap();
+    assert_bad_input(&out, &["task.toml", "labels"]);
+}
+
+#[test]
+fn unknown_architecture_and_truncated_gguf_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let alien = dir.path().join("alien.gguf");
+    write_tiny_llama(
+        &alien,
+        &TinyConfig {
+            architecture: "gpt9".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let out = bin()
+        .args(["eval", "--task"])
+        .arg(&task)
+        .arg("--model")
+        .arg(&alien)
+        .output()
+        .unwrap();
+    assert_bad_input(
+        &out,
+        &["alien.gguf", "unsupported model architecture 'gpt9'"],
+    );
+
+    let cut = dir.path().join("cut.gguf");
+    write_tiny_llama(&cut, &TinyConfig::default()).unwrap();
+    let bytes = std::fs::read(&cut).unwrap();
+    for keep in [bytes.len() - 100, bytes.len() / 2, 64] {
+        std::fs::write(&cut, &bytes[..keep]).unwrap();
+        let out = bin()
+            .args(["eval", "--task"])
+            .arg(&task)
+            .arg("--model")
+            .arg(&cut)
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &["cut.gguf", "download it again"]);
+    }
+}
+
+#[test]
+fn missing_model_says_how_to_fetch_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let out = bin()
+        .args(["eval", "--task"])
+        .arg(&task)
+        .args(["--model", "/nowhere/SmolLM2-135M-Instruct.Q4_1.gguf"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["fetch-default.sh"]);
+}
+
+#[test]
+fn invalid_flags_are_rejected_before_any_work() {
+    let out = bin()
+        .args(["optimize", "--task"])
+        .arg(root().join("experiments/tasks/sst2.toml"))
+        .args([
+            "--population",
+            "1",
+            "--out",
+            "/nonexistent-should-not-be-created",
+        ])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["--population"]);
+    assert!(!Path::new("/nonexistent-should-not-be-created").exists());
+}
+
+#[test]
+fn eval_json_on_the_real_model() {
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--split",
+            "test",
+            "--limit",
+            "24",
+            "--json",
+            "--model",
+        ])
+        .arg(default_model())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["accuracy", "macro_f1", "n", "split", "model", "seconds"] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["n"], 24);
+    assert_eq!(v["split"], "test");
+    // The real model must do clearly better than chance on SST-2 with the task's prompt.
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.6, "{v}");
+}
+
+fn optimize(out_dir: &Path, seed: u64) -> Output {
+    bin()
+        .current_dir(root())
+        .args([
+            "optimize",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--population",
+            "4",
+            "--generations",
+            "2",
+            "--dev-limit",
+            "12",
+            "--test-limit",
+            "16",
+            "--quiet",
+        ])
+        .args(["--seed", &seed.to_string(), "--model"])
+        .arg(default_model())
+        .arg("--out")
+        .arg(out_dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn optimize_end_to_end_on_the_real_model_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let out = optimize(&a, 5);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in [
+        "config.json",
+        "evaluations.jsonl",
+        "best.txt",
+        "report.md",
+        "result.json",
+    ] {
+        assert!(a.join(f).is_file(), "missing {f}");
+    }
+    let log = std::fs::read_to_string(a.join("evaluations.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 17 initial prompts, then 2 generations of children.
+    assert!(records.len() > 17, "only {} candidates", records.len());
+    for r in &records {
+        for key in [
+            "id",
+            "parents",
+            "operator",
+            "prompt",
+            "dev_score",
+            "seconds",
+        ] {
+            assert!(r.get(key).is_some(), "record lacks {key}: {r}");
+        }
+    }
+    let children: Vec<_> = records
+        .iter()
+        .filter(|r| r["operator"] != "initial")
+        .collect();
+    assert!(
+        !children.is_empty()
+            && children
+                .iter()
+                .all(|r| !r["parents"].as_array().unwrap().is_empty())
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("result.json")).unwrap()).unwrap();
+    assert!(result["best"]["dev_accuracy"].as_f64() >= result["initial"]["dev_accuracy"].as_f64());
+    let report = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(
+        report.contains("Best prompt") && report.contains("test acc"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.join("best.txt")).unwrap().trim(),
+        result["best"]["prompt"].as_str().unwrap()
+    );
+
+    // Same seed, same run: identical candidates and scores.
+    let out = optimize(&b, 5);
+    assert!(out.status.success());
+    let strip = |p: &Path| -> Vec<(String, String)> {
+        std::fs::read_to_string(p.join("evaluations.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["prompt"].to_string(), v["dev_score"].to_string())
+            })
+            .collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+
+    // The folder of a finished run is never overwritten.
+    let again = optimize(&a, 5);
+    assert_bad_input(&again, &["already holds a run"]);
+}

@@ -1,0 +1,152 @@
+//! The scoring engine's answer must not depend on how the work was split: fresh forward passes,
+//! a reused prefix cache, any batch size and any position in the batch agree within 1e-3 nats.
+//! Runs on a tiny random llama written by the test, for every weight format.
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
+use promptevo::model::{Model, WeightFormat};
+use promptevo::score::{Engine, EngineOptions};
+
+fn tiny(dir: &std::path::Path, dtype: GgmlDType) -> std::path::PathBuf {
+    let p = dir.join(format!("tiny-{dtype:?}.gguf"));
+    write_tiny_llama(
+        &p,
+        &TinyConfig {
+            dtype,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    p
+}
+
+/// log P(continuation | text) by one plain causal forward over text + continuation.
+fn brute_force(model: &Model, text: &str, cont: &[u32]) -> f32 {
+    let mut ids = model.encode(text).unwrap();
+    let n = ids.len();
+    ids.extend_from_slice(cont);
+    let s = ids.len();
+    let dev = Device::Cpu;
+    let tokens = Tensor::new(ids.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let pos: Vec<u32> = (0..s as u32).collect();
+    let positions = Tensor::new(pos.as_slice(), &dev)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mask: Vec<f32> = (0..s)
+        .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (1, 1, s, s), &dev).unwrap();
+    let mut cache = model.llama.new_cache();
+    let hidden = model
+        .llama
+        .forward(&tokens, &positions, &mask, &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
+    let logp = model.llama.log_probs(&hidden).unwrap();
+    let logp: Vec<Vec<f32>> = logp.to_vec2().unwrap();
+    cont.iter()
+        .enumerate()
+        .map(|(j, &t)| logp[n - 1 + j][t as usize])
+        .sum()
+}
+
+#[test]
+fn scores_do_not_depend_on_prefix_reuse_batching_or_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let suffixes: Vec<String> = [
+        "the pos is in",
+        "a",
+        "these are the most positive hints of the text",
+        "pin\nAnswer:",
+        "x y z w",
+        "the the the",
+        "   spaced   out  ",
+        "é ü 1234",
+        "one more",
+    ]
+    .iter()
+    .map(|s| format!("{s}\nAnswer:"))
+    .collect();
+    let prefix = "Classify the text.\n\nText: ";
+    for (dtype, format) in [
+        (GgmlDType::Q8_0, WeightFormat::Native),
+        (GgmlDType::Q4_1, WeightFormat::Q8_0),
+        (GgmlDType::Q4_0, WeightFormat::Bf16),
+        (GgmlDType::F16, WeightFormat::F32),
+    ] {
+        let model = Model::load(&tiny(dir.path(), dtype), format, &Device::Cpu).unwrap();
+        // Multi-token continuations exercise the label branches.
+        let conts: Vec<Vec<u32>> = [" the", " pos", " in the", "!"]
+            .iter()
+            .map(|c| model.encode(c).unwrap())
+            .collect();
+        assert!(conts.iter().any(|c| c.len() > 1));
+        let reference = Engine::new(
+            &model,
+            EngineOptions {
+                batch_size: 1,
+                prefix_reuse: false,
+            },
+        )
+        .score(prefix, &suffixes, &conts)
+        .unwrap();
+        for (i, suffix) in suffixes.iter().enumerate() {
+            for (k, cont) in conts.iter().enumerate() {
+                let want = brute_force(&model, &format!("{prefix}{suffix}"), cont);
+                assert!(
+                    (reference[i][k] - want).abs() < 1e-3,
+                    "{dtype:?}/{format:?} text {i} cont {k}: engine {} vs plain forward {want}",
+                    reference[i][k]
+                );
+            }
+        }
+        for batch_size in [1, 2, 3, 8, 16] {
+            for prefix_reuse in [false, true] {
+                let got = Engine::new(
+                    &model,
+                    EngineOptions {
+                        batch_size,
+                        prefix_reuse,
+                    },
+                )
+                .score(prefix, &suffixes, &conts)
+                .unwrap();
+                for (g, r) in got.iter().flatten().zip(reference.iter().flatten()) {
+                    assert!(
+                        (g - r).abs() < 1e-3,
+                        "{dtype:?}/{format:?} batch {batch_size} reuse {prefix_reuse}: {g} vs {r}"
+                    );
+                }
+            }
+        }
+        // A text scored alone and scored amid others gets the same score.
+        let alone = Engine::new(&model, EngineOptions::default())
+            .score(prefix, &suffixes[2..3], &conts)
+            .unwrap();
+        for (a, r) in alone[0].iter().zip(&reference[2]) {
+            assert!((a - r).abs() < 1e-3);
+        }
+    }
+}
+
+#[test]
+fn tiny_model_tokenizer_round_trips_and_keeps_chat_markers_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(
+        &tiny(dir.path(), GgmlDType::Q8_0),
+        WeightFormat::Native,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let text = "<|im_start|>user\nthe pin, é 42!<|im_end|>";
+    let ids = model.encode(text).unwrap();
+    assert_eq!(ids[0], 1, "<|im_start|> must be one token");
+    assert_eq!(*ids.last().unwrap(), 2, "<|im_end|> must be one token");
+    assert_eq!(model.decode(&ids).unwrap(), text);
+}
