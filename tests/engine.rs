@@ -150,3 +150,58 @@ fn tiny_model_tokenizer_round_trips_and_keeps_chat_markers_whole() {
     assert_eq!(*ids.last().unwrap(), 2, "<|im_end|> must be one token");
     assert_eq!(model.decode(&ids).unwrap(), text);
 }
+
+#[test]
+fn real_model_scores_do_not_depend_on_prefix_reuse_or_batching() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        path.is_file(),
+        "the default model is missing: run ./models/fetch-default.sh first"
+    );
+    let task = promptevo::task::Task::load(&root.join("experiments/tasks/sst2.toml")).unwrap();
+    let (before, after) = task.template.split(&task.initial_prompts[0]);
+    let suffixes: Vec<String> = task.test[..12]
+        .iter()
+        .map(|e| format!("{}{after}", e.input))
+        .collect();
+    for format in [WeightFormat::Bf16, WeightFormat::F32] {
+        let model = Model::load(&path, format, &Device::Cpu).unwrap();
+        let labels: Vec<Vec<u32>> = task
+            .verbalizers
+            .iter()
+            .map(|v| model.encode(v).unwrap())
+            .collect();
+        let fresh = Engine::new(
+            &model,
+            EngineOptions {
+                batch_size: 1,
+                prefix_reuse: false,
+            },
+        )
+        .score(&before, &suffixes, &labels)
+        .unwrap();
+        let mut worst = 0f32;
+        for (batch_size, prefix_reuse) in [(1, true), (5, true), (12, true), (4, false)] {
+            let got = Engine::new(
+                &model,
+                EngineOptions {
+                    batch_size,
+                    prefix_reuse,
+                },
+            )
+            .score(&before, &suffixes, &labels)
+            .unwrap();
+            let mut w = 0f32;
+            for (g, f) in got.iter().flatten().zip(fresh.iter().flatten()) {
+                w = w.max((g - f).abs());
+            }
+            worst = worst.max(w);
+        }
+        eprintln!("{format:?}: max |fresh - (cached, batched)| = {worst:.2e} nats");
+        assert!(
+            worst < 1e-3,
+            "{format:?}: scores depend on how the work was split: {worst} nats"
+        );
+    }
+}

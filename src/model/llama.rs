@@ -10,6 +10,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::attention::{attention, AttentionShape};
 use super::gguf::GgufFile;
 use super::kernels::Bf16Matrix;
 use super::kv_cache::KvCache;
@@ -278,6 +279,12 @@ impl Llama {
         let mut x = self.embed.embedding(tokens)?;
         let scale = 1.0 / (cfg.head_dim as f64).sqrt();
         let n_rep = cfg.n_head / cfg.n_kv_head;
+        // The CPU attention reads the mask once as a plain slice.
+        let mask_cpu: Option<Vec<f32>> = if self.device.is_cpu() {
+            Some(mask.flatten_all()?.to_vec1()?)
+        } else {
+            None
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             let residual = &x;
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, cfg.rms_eps as f32)?;
@@ -303,14 +310,35 @@ impl Llama {
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
             let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
             let (k, v) = cache.append(i, k, v)?;
-            let k = candle_transformers::utils::repeat_kv(k, n_rep)?;
-            let v = candle_transformers::utils::repeat_kv(v, n_rep)?;
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let y = att
-                .matmul(&v.contiguous()?)?
-                .transpose(1, 2)?
-                .reshape((b, s, cfg.hidden))?;
+            let y = if self.device.is_cpu() {
+                let shape = AttentionShape {
+                    batch: b,
+                    heads: cfg.n_head,
+                    kv_heads: cfg.n_kv_head,
+                    seq: s,
+                    kv_len: k.dim(2)?,
+                    head_dim: cfg.head_dim,
+                };
+                let flat =
+                    |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.flatten_all()?.to_vec1() };
+                let y = attention(
+                    &flat(&q)?,
+                    &flat(&k)?,
+                    &flat(&v)?,
+                    mask_cpu.as_deref().unwrap_or(&[]),
+                    &shape,
+                    scale as f32,
+                );
+                Tensor::from_vec(y, (b, s, cfg.hidden), &self.device)?
+            } else {
+                let k = candle_transformers::utils::repeat_kv(k, n_rep)?;
+                let v = candle_transformers::utils::repeat_kv(v, n_rep)?;
+                let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+                let att = candle_nn::ops::softmax_last_dim(&att)?;
+                att.matmul(&v.contiguous()?)?
+                    .transpose(1, 2)?
+                    .reshape((b, s, cfg.hidden))?
+            };
             let x_attn = (residual + layer.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x_attn, &layer.ffn_norm, cfg.rms_eps as f32)?;
             let gate = candle_nn::ops::silu(&layer.w_gate.forward(&h)?)?;

@@ -1,5 +1,6 @@
 //! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
 
+pub mod attention;
 pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;

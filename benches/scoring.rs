@@ -1,0 +1,333 @@
+//! Scoring-throughput benchmark, side by side in one run: candle-transformers' `quantized_llama`
+//! with a fresh forward per example (the naive baseline), promptevo's engine fresh, with prefix
+//! reuse and batched, and llama.cpp through llama-cpp-python with prefix reuse (the peer).
+//!
+//! Workload: the first 64 SST-2 test sentences rendered into the sst2 task's template with a fixed
+//! prompt; labels " negative"/" positive". Each row runs in its own process so that its peak RSS
+//! is its own.
+//!
+//! `cargo bench --bench scoring [-- --json] [-- --examples N]`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use promptevo::model::{Model, WeightFormat};
+use promptevo::score::{Engine, EngineOptions};
+use promptevo::task::{Split, Task};
+use serde::{Deserialize, Serialize};
+
+const PROMPT: &str = "Is the sentiment of this movie review positive or negative?";
+const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const TASK: &str = "experiments/tasks/sst2.toml";
+
+/// What one row measured.
+#[derive(Serialize, Deserialize, Clone)]
+struct RowResult {
+    /// Engine and settings.
+    engine: String,
+    /// Tokens run through the transformer (shared prefixes counted once).
+    tokens: u64,
+    /// Examples scored.
+    examples: usize,
+    /// Wall-clock seconds of the scoring (model load excluded).
+    seconds: f64,
+    /// Peak resident set size of the row's process, MB.
+    peak_rss_mb: f64,
+    /// Per example, the log-probability of each label.
+    scores: Vec<Vec<f64>>,
+}
+
+/// The rows promptevo runs itself: (name, weights, prefix reuse, batch size).
+const OUR_ROWS: &[(&str, WeightFormat, bool, usize)] = &[
+    (
+        "promptevo bf16, fresh, batch 1",
+        WeightFormat::Bf16,
+        false,
+        1,
+    ),
+    (
+        "promptevo bf16, prefix reuse, batch 1",
+        WeightFormat::Bf16,
+        true,
+        1,
+    ),
+    (
+        "promptevo bf16, prefix reuse, batch 4",
+        WeightFormat::Bf16,
+        true,
+        4,
+    ),
+    (
+        "promptevo bf16, prefix reuse, batch 8",
+        WeightFormat::Bf16,
+        true,
+        8,
+    ),
+    (
+        "promptevo bf16, prefix reuse, batch 16",
+        WeightFormat::Bf16,
+        true,
+        16,
+    ),
+    (
+        "promptevo f32 (candle gemm), prefix reuse, batch 8",
+        WeightFormat::F32,
+        true,
+        8,
+    ),
+    (
+        "promptevo Q4_1 native, prefix reuse, batch 8",
+        WeightFormat::Native,
+        true,
+        8,
+    ),
+];
+const NAIVE: &str = "candle-transformers quantized_llama, Q4_1, fresh forward (naive)";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn workload(n: usize) -> Result<(Task, Vec<String>)> {
+    let task = Task::load(&root().join(TASK))?;
+    let texts = task.examples(Split::Test)[..n]
+        .iter()
+        .map(|e| e.input.clone())
+        .collect();
+    Ok((task, texts))
+}
+
+fn run_naive(n: usize) -> Result<RowResult> {
+    let (task, inputs) = workload(n)?;
+    let path = root().join(MODEL);
+    let mut file = std::fs::File::open(&path)?;
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file)?;
+    let mut model = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
+        content,
+        &mut file,
+        &Device::Cpu,
+    )?;
+    let ours = Model::load(&path, WeightFormat::Native, &Device::Cpu)?; // tokenizer only
+    let labels: Vec<u32> = task
+        .verbalizers
+        .iter()
+        .map(|v| Ok(ours.encode(v)?[0]))
+        .collect::<Result<_>>()?;
+    let start = Instant::now();
+    let (mut tokens, mut scores) = (0u64, Vec::new());
+    for input in &inputs {
+        let ids = ours.encode(&task.template.render(PROMPT, input))?;
+        tokens += ids.len() as u64;
+        let x = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let logits = model.forward(&x, 0)?.squeeze(0)?;
+        let lp: Vec<f32> = candle_nn::ops::log_softmax(&logits, 0)?.to_vec1()?;
+        scores.push(labels.iter().map(|&l| lp[l as usize] as f64).collect());
+    }
+    Ok(RowResult {
+        engine: NAIVE.into(),
+        tokens,
+        examples: n,
+        seconds: start.elapsed().as_secs_f64(),
+        peak_rss_mb: peak_rss_mb(),
+        scores,
+    })
+}
+
+fn run_ours(n: usize, row: usize) -> Result<RowResult> {
+    let (name, format, prefix_reuse, batch_size) = OUR_ROWS[row];
+    let (task, inputs) = workload(n)?;
+    let model = Model::load(&root().join(MODEL), format, &Device::Cpu)?;
+    let labels: Vec<Vec<u32>> = task
+        .verbalizers
+        .iter()
+        .map(|v| model.encode(v))
+        .collect::<promptevo::Result<_>>()?;
+    let (before, after) = task.template.split(PROMPT);
+    let suffixes: Vec<String> = inputs.iter().map(|i| format!("{i}{after}")).collect();
+    let mut engine = Engine::new(
+        &model,
+        EngineOptions {
+            batch_size,
+            prefix_reuse,
+        },
+    );
+    let start = Instant::now();
+    let scores = engine.score(&before, &suffixes, &labels)?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(RowResult {
+        engine: name.into(),
+        tokens: engine.tokens_processed,
+        examples: n,
+        seconds,
+        peak_rss_mb: peak_rss_mb(),
+        scores: scores
+            .into_iter()
+            .map(|s| s.into_iter().map(f64::from).collect())
+            .collect(),
+    })
+}
+
+fn run_peer(n: usize) -> Result<Option<RowResult>> {
+    let ok = Command::new("python3")
+        .args(["-c", "import llama_cpp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("llama.cpp peer skipped: `python3 -c \"import llama_cpp\"` failed; install it with `pip install llama-cpp-python==0.3.16 numpy`");
+        return Ok(None);
+    }
+    let (task, _) = workload(n)?;
+    let data = task
+        .path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("../data/sst2/test.jsonl");
+    let out = Command::new("python3")
+        .arg(root().join("benches/peers/llama_cpp_score.py"))
+        .args([
+            "--model",
+            MODEL,
+            "--n",
+            &n.to_string(),
+            "--prompt",
+            PROMPT,
+            "--template",
+            task.template.as_str(),
+            "--threads",
+            "2",
+            "--json",
+            "--labels",
+        ])
+        .args(&task.verbalizers)
+        .arg("--data")
+        .arg(&data)
+        .current_dir(root())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "llama.cpp peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("peer output is not JSON")?;
+    Ok(Some(RowResult {
+        engine: v["engine"].as_str().unwrap_or("llama.cpp").to_string(),
+        tokens: v["tokens"].as_u64().unwrap_or(0),
+        examples: n,
+        seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
+        peak_rss_mb: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+        scores: serde_json::from_value(v["scores"].clone())?,
+    }))
+}
+
+/// Runs one row in a child process (this same binary with `--row`).
+fn child(row: &str, n: usize) -> Result<RowResult> {
+    let exe = std::env::current_exe()?;
+    let out = Command::new(exe)
+        .args(["--row", row, "--examples", &n.to_string()])
+        .output()?;
+    if !out.status.success() {
+        bail!("row {row} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let n: usize = flag("--examples")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(64);
+    if let Some(row) = flag("--row") {
+        let result = if row == "naive" {
+            run_naive(n)?
+        } else {
+            run_ours(n, row.parse()?)?
+        };
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    let json = args.iter().any(|a| a == "--json");
+    if !root().join(MODEL).is_file() {
+        bail!("{MODEL} is missing: run ./models/fetch-default.sh");
+    }
+    let mut rows = vec![child("naive", n)?];
+    for i in 0..OUR_ROWS.len() {
+        eprintln!("running {}", OUR_ROWS[i].0);
+        rows.push(child(&i.to_string(), n)?);
+    }
+    rows.extend(run_peer(n)?);
+    let naive = rows[0].clone();
+    let peer = rows
+        .iter()
+        .find(|r| r.engine.contains("llama.cpp"))
+        .cloned();
+    let eps = |r: &RowResult| r.examples as f64 / r.seconds;
+    let diff = |r: &RowResult| {
+        r.scores
+            .iter()
+            .flatten()
+            .zip(naive.scores.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let agree = |r: &RowResult| {
+        let pred = |s: &Vec<f64>| if s[1] > s[0] { 1 } else { 0 };
+        r.scores
+            .iter()
+            .zip(&naive.scores)
+            .filter(|(a, b)| pred(a) == pred(b))
+            .count()
+    };
+    if json {
+        let out: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r)}))
+            .collect();
+        println!("{}", serde_json::json!({ "rows": out }));
+        return Ok(());
+    }
+    println!(
+        "workload: {n} SST-2 test sentences, prompt {PROMPT:?}, labels {:?}",
+        [" negative", " positive"]
+    );
+    println!("| engine | tokens/s | examples/s | peak RSS MB | x naive | x llama.cpp | max abs diff to naive (nats) | same label as naive |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let vs_peer = peer
+            .as_ref()
+            .map_or("n/a".to_string(), |p| format!("{:.2}", eps(r) / eps(p)));
+        println!(
+            "| {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.4} | {}/{} |",
+            r.engine,
+            r.tokens as f64 / r.seconds,
+            eps(r),
+            r.peak_rss_mb,
+            eps(r) / eps(&naive),
+            vs_peer,
+            diff(r),
+            agree(r),
+            r.examples
+        );
+    }
+    Ok(())
+}
