@@ -3,7 +3,7 @@
 //! Runs on a tiny random llama written by the test, for every weight format.
 
 use candle_core::quantized::GgmlDType;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
 use promptevo::model::{Model, WeightFormat};
 use promptevo::score::{Engine, EngineOptions};
@@ -26,30 +26,7 @@ fn brute_force(model: &Model, text: &str, cont: &[u32]) -> f32 {
     let mut ids = model.encode(text).unwrap();
     let n = ids.len();
     ids.extend_from_slice(cont);
-    let s = ids.len();
-    let dev = Device::Cpu;
-    let tokens = Tensor::new(ids.as_slice(), &dev)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let pos: Vec<u32> = (0..s as u32).collect();
-    let positions = Tensor::new(pos.as_slice(), &dev)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let mask: Vec<f32> = (0..s)
-        .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    let mask = Tensor::from_vec(mask, (1, 1, s, s), &dev).unwrap();
-    let mut cache = model.llama.new_cache();
-    let hidden = model
-        .llama
-        .forward(&tokens, &positions, &mask, &mut cache)
-        .unwrap()
-        .squeeze(0)
-        .unwrap();
-    let logp = model.llama.log_probs(&hidden).unwrap();
-    let logp: Vec<Vec<f32>> = logp.to_vec2().unwrap();
+    let logp = model.llama.causal_log_probs(&ids).unwrap();
     cont.iter()
         .enumerate()
         .map(|(j, &t)| logp[n - 1 + j][t as usize])

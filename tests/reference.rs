@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use promptevo::model::{Model, WeightFormat};
 use serde::Deserialize;
 
@@ -77,30 +77,6 @@ fn token_ids_match_llama_cpp_on_every_reference_string() {
     );
 }
 
-/// Log-probs at every position of one causal pass over `ids`.
-fn all_positions(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
-    let s = ids.len();
-    let dev = Device::Cpu;
-    let tokens = Tensor::new(ids, &dev).unwrap().unsqueeze(0).unwrap();
-    let pos: Vec<u32> = (0..s as u32).collect();
-    let positions = Tensor::new(pos.as_slice(), &dev)
-        .unwrap()
-        .unsqueeze(0)
-        .unwrap();
-    let mask: Vec<f32> = (0..s)
-        .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-        .collect();
-    let mask = Tensor::from_vec(mask, (1, 1, s, s), &dev).unwrap();
-    let mut cache = model.llama.new_cache();
-    let hidden = model
-        .llama
-        .forward(&tokens, &positions, &mask, &mut cache)
-        .unwrap()
-        .squeeze(0)
-        .unwrap();
-    model.llama.log_probs(&hidden).unwrap().to_vec2().unwrap()
-}
-
 /// Compares our next-token log-probs with llama.cpp's at every position of the reference texts.
 ///
 /// SmolLM2-135M amplifies arithmetic differences: llama.cpp rounds activations to 8 bits (Q8_1)
@@ -117,7 +93,7 @@ fn check_logprobs(format: WeightFormat) {
     let (mut diffs, mut agree, mut total) = (Vec::new(), 0usize, 0usize);
     let mut label_checked = false;
     for text in &refs.texts {
-        let ours = all_positions(&model, &text.ids);
+        let ours = model.llama.causal_log_probs(&text.ids).unwrap();
         for p in &text.positions {
             let row = &ours[p.pos];
             let argmax = row

@@ -162,7 +162,7 @@ impl Llama {
         };
         if config.n_head == 0
             || config.n_kv_head == 0
-            || config.n_head % config.n_kv_head != 0
+            || !config.n_head.is_multiple_of(config.n_kv_head)
             || config.head_dim * config.n_head != config.hidden
         {
             return Err(Error::model(gguf.path(), format!("inconsistent attention shape in metadata: {config:?}; the file is not a valid llama model")));
@@ -350,6 +350,23 @@ impl Llama {
             &self.norm,
             self.config.rms_eps as f32,
         )?)
+    }
+
+    /// Log-probabilities of the next token after every prefix of `ids` (`ids.len() × vocab`), from
+    /// one plain causal pass with a fresh cache: the reference the batched engine must agree with.
+    pub fn causal_log_probs(&self, ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+        let s = ids.len();
+        let tokens = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        let positions: Vec<u32> = (0..s as u32).collect();
+        let positions = Tensor::new(positions.as_slice(), &self.device)?.unsqueeze(0)?;
+        let mask: Vec<f32> = (0..s)
+            .flat_map(|i| (0..s).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (1, 1, s, s), &self.device)?;
+        let hidden = self
+            .forward(&tokens, &positions, &mask, &mut self.new_cache())?
+            .squeeze(0)?;
+        Ok(self.log_probs(&hidden)?.to_vec2()?)
     }
 
     /// Log-probabilities over the vocabulary (`(n, vocab)`, f32) for hidden states `(n, hidden)`.

@@ -191,6 +191,8 @@ impl Bf16Matrix {
         let rows_per_chunk = blocks.div_ceil(chunks) * mr;
         let chunks = m.div_ceil(rows_per_chunk);
         (0..groups * chunks).into_par_iter().for_each(|t| {
+            // Capture the whole `OutPtr` (which is Sync), not its raw-pointer field.
+            #[allow(clippy::redundant_locals)]
             let ptr = ptr;
             let (g, c) = (t / chunks, t % chunks);
             let p0 = g * nr;
