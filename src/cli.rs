@@ -17,7 +17,7 @@ use promptevo::evolve::{GaConfig, GeneticAlgorithm, PhrasePool};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
 use promptevo::run::evaluator::RunEvaluator;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
-use promptevo::run::{EvaluationLog, PromptResult, Report};
+use promptevo::run::{EvaluationLog, EvaluationRecord, PromptResult, Report};
 use promptevo::score::{EngineOptions, Scorer};
 use promptevo::task::{metrics, Split, Task};
 
@@ -38,6 +38,19 @@ enum Command {
     Optimize(OptimizeArgs),
     /// Score one prompt on a split of a task.
     Eval(EvalArgs),
+    /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
+    /// not re-scored, and the run ends as the uninterrupted run would have.
+    Resume(ResumeArgs),
+}
+
+#[derive(Args)]
+struct ResumeArgs {
+    /// The run folder (holding config.json and evaluations.jsonl).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
+    /// No per-candidate progress on stderr.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// Which model to load and how to run it.
@@ -139,6 +152,7 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Optimize(a) => optimize(a),
         Command::Eval(a) => eval(a),
+        Command::Resume(a) => resume(a),
     }
 }
 
@@ -218,6 +232,27 @@ fn default_out(task: &Task, seed: u64) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-s{seed}-{secs}", task.name))
 }
 
+/// Everything a run needs, as `config.json` records it; `resume` reads it back.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunSettings {
+    task: PathBuf,
+    model: PathBuf,
+    weights: WeightFormat,
+    engine: EngineOptions,
+    strategy: String,
+    ga: GaConfig,
+    seed: u64,
+    dev_limit: usize,
+    test_limit: usize,
+    calibrate: bool,
+    pool: PathBuf,
+    version: String,
+}
+
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     let task = Task::load(&args.task)?;
     let ga = GaConfig {
@@ -231,25 +266,80 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     if args.dev_limit == 0 {
         anyhow::bail!("--dev-limit must be at least 1");
     }
-    let pool = PhrasePool::from_toml_file(&args.pool)?.with_prompts(&task.initial_prompts);
+    if args.model.batch_size == 0 {
+        anyhow::bail!("--batch-size must be at least 1");
+    }
+    PhrasePool::from_toml_file(&args.pool)?;
+    let model_path = ModelSpec::resolve_default(args.model.model.as_deref())?.local_path()?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| default_out(&task, args.seed));
     let folder = RunFolder::create(&out)?;
-    let model = load_model(&args.model)?;
-    let calibrate = args.calibrate || task.calibrate;
-    let dev_n = args.dev_limit.min(task.dev.len());
-    let test_n = args.test_limit.min(task.test.len());
-    folder.write_json(
-        CONFIG_FILE,
-        &serde_json::json!({
-            "task": task.path, "task_name": task.name, "model": model.path, "weights": args.model.weights,
-            "engine": engine_options(&args.model), "strategy": "ga", "ga": ga, "seed": args.seed,
-            "dev_limit": dev_n, "test_limit": test_n, "calibrate": calibrate, "pool": args.pool,
-            "version": env!("CARGO_PKG_VERSION"),
-        }),
-    )?;
+    let _lock = folder.lock()?;
+    let settings = RunSettings {
+        task: absolute(&args.task),
+        model: absolute(&model_path),
+        weights: args.model.weights,
+        engine: engine_options(&args.model),
+        strategy: "ga".into(),
+        ga,
+        seed: args.seed,
+        dev_limit: args.dev_limit.min(task.dev.len()),
+        test_limit: args.test_limit.min(task.test.len()),
+        calibrate: args.calibrate || task.calibrate,
+        pool: absolute(&args.pool),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    folder.write_json(CONFIG_FILE, &settings)?;
+    search_and_report(&settings, &task, &folder, Vec::new(), args.quiet)
+}
+
+fn resume(args: ResumeArgs) -> Result<ExitCode> {
+    let folder = RunFolder::open(&args.run_dir)?;
+    let _lock = folder.lock()?;
+    let config = folder.file(CONFIG_FILE);
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let settings: RunSettings = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
+    let task = Task::load(&settings.task)?;
+    let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
+    eprintln!(
+        "resuming {}: {} evaluations logged{}",
+        folder.root().display(),
+        records.len(),
+        if dropped {
+            " (a half-written last line was dropped)"
+        } else {
+            ""
+        }
+    );
+    search_and_report(&settings, &task, &folder, records, args.quiet)
+}
+
+/// Runs (or replays, then continues) the search and writes the report.
+fn search_and_report(
+    settings: &RunSettings,
+    task: &Task,
+    folder: &RunFolder,
+    logged: Vec<EvaluationRecord>,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let pool = PhrasePool::from_toml_file(&settings.pool)?.with_prompts(&task.initial_prompts);
+    let start = Instant::now();
+    let model = Model::load(&settings.model, settings.weights, &Device::Cpu)?;
+    eprintln!(
+        "loaded {} in {:.2} s",
+        model.name,
+        start.elapsed().as_secs_f64()
+    );
+    let (ga, dev_n, test_n, calibrate) = (
+        &settings.ga,
+        settings.dev_limit,
+        settings.test_limit,
+        settings.calibrate,
+    );
     eprintln!(
         "optimising {} ({} initial prompts, population {}, {} generations, {} dev examples) -> {}",
         task.name,
@@ -257,13 +347,14 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         ga.population,
         ga.generations,
         dev_n,
-        out.display()
+        folder.root().display()
     );
-    let mut scorer = Scorer::new(&model, &task, engine_options(&args.model))?;
+    let mut scorer = Scorer::new(&model, task, settings.engine)?;
     let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let (outcome, records, search_seconds) = {
-        let mut evaluator = RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, args.quiet);
+        let mut evaluator =
+            RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, quiet).with_logged(logged);
         let outcome = GeneticAlgorithm::new(ga.clone()).run(
             &task.initial_prompts,
             &pool,
@@ -273,7 +364,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         let secs = evaluator.elapsed();
         (outcome, std::mem::take(&mut evaluator.records), secs)
     };
-    let forward_passes = scorer.forward_passes();
+    let forward_passes: u64 = records.iter().map(|r| r.forward_passes as u64).sum();
     eprintln!("search done in {search_seconds:.1} s; scoring the initial and best prompts on {test_n} test examples");
 
     let initial = outcome
@@ -307,8 +398,8 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         task: task.name.clone(),
         description: task.description.clone(),
         model: model.name.clone(),
-        seed: args.seed,
-        strategy: "ga".into(),
+        seed: settings.seed,
+        strategy: settings.strategy.clone(),
         calibrate,
         dev_n,
         test_n,

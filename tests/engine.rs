@@ -187,21 +187,51 @@ fn real_model_scores_do_not_depend_on_prefix_reuse_or_batching() {
 fn every_gguf_type_candle_reads_loads_and_scores() {
     let dir = tempfile::tempdir().unwrap();
     // 256-wide rows so that the K-quants (256-value blocks) apply too.
-    let base = TinyConfig { layers: 1, hidden: 256, heads: 4, kv_heads: 2, ffn: 512, ..Default::default() };
+    let base = TinyConfig {
+        layers: 1,
+        hidden: 256,
+        heads: 4,
+        kv_heads: 2,
+        ffn: 512,
+        ..Default::default()
+    };
     let prefix = "Classify the text.\n\nText: ";
-    let suffixes: Vec<String> = ["the pin\nAnswer:", "these are the most positive hints\nAnswer:"].iter().map(|s| s.to_string()).collect();
+    let suffixes: Vec<String> = [
+        "the pin\nAnswer:",
+        "these are the most positive hints\nAnswer:",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     use GgmlDType::*;
     for dtype in [F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
         let path = dir.path().join(format!("tiny-{dtype:?}.gguf"));
-        write_tiny_llama(&path, &TinyConfig { dtype, ..base.clone() }).unwrap();
+        write_tiny_llama(
+            &path,
+            &TinyConfig {
+                dtype,
+                ..base.clone()
+            },
+        )
+        .unwrap();
         for format in [WeightFormat::Bf16, WeightFormat::Native] {
-            let model = Model::load(&path, format, &Device::Cpu).unwrap_or_else(|e| panic!("{dtype:?}/{format:?}: {e}"));
-            let conts: Vec<Vec<u32>> = [" the", " pos in"].iter().map(|c| model.encode(c).unwrap()).collect();
-            let got = Engine::new(&model, EngineOptions::default()).score(prefix, &suffixes, &conts).unwrap();
+            let model = Model::load(&path, format, &Device::Cpu)
+                .unwrap_or_else(|e| panic!("{dtype:?}/{format:?}: {e}"));
+            let conts: Vec<Vec<u32>> = [" the", " pos in"]
+                .iter()
+                .map(|c| model.encode(c).unwrap())
+                .collect();
+            let got = Engine::new(&model, EngineOptions::default())
+                .score(prefix, &suffixes, &conts)
+                .unwrap();
             for (i, s) in suffixes.iter().enumerate() {
                 for (k, c) in conts.iter().enumerate() {
                     let want = brute_force(&model, &format!("{prefix}{s}"), c);
-                    assert!(got[i][k].is_finite() && (got[i][k] - want).abs() < 1e-3, "{dtype:?}/{format:?}: {} vs {want}", got[i][k]);
+                    assert!(
+                        got[i][k].is_finite() && (got[i][k] - want).abs() < 1e-3,
+                        "{dtype:?}/{format:?}: {} vs {want}",
+                        got[i][k]
+                    );
                 }
             }
         }

@@ -17,8 +17,8 @@ pub struct RunEvaluator<'s, 'm> {
     calibrate: bool,
     quiet: bool,
     started: Instant,
-    by_prompt: HashMap<String, f64>,
-    /// Every record logged, in id order.
+    logged: HashMap<u64, EvaluationRecord>,
+    /// Every record of the run (replayed and new), in id order.
     pub records: Vec<EvaluationRecord>,
 }
 
@@ -38,9 +38,15 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             calibrate,
             quiet,
             started: Instant::now(),
-            by_prompt: HashMap::new(),
+            logged: HashMap::new(),
             records: Vec::new(),
         }
+    }
+
+    /// Replays these logged evaluations (of an interrupted run) instead of scoring them again.
+    pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
+        self.logged = logged.into_iter().map(|r| (r.id, r)).collect();
+        self
     }
 
     /// Seconds since the evaluator was made.
@@ -52,16 +58,25 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
 impl Evaluator for RunEvaluator<'_, '_> {
     fn evaluate(&mut self, candidates: &[Candidate]) -> Result<Vec<f64>, EvolveError> {
         let mut scores = Vec::with_capacity(candidates.len());
-        let mut records = Vec::with_capacity(candidates.len());
         for c in candidates {
             let prompt = c.prompt();
+            if let Some(r) = self.logged.remove(&c.id) {
+                if r.prompt != prompt {
+                    return Err(EvolveError::evaluation(format!(
+                        "the run log does not match this run: candidate #{} was {:?}, now {:?} (the task, pool or promptevo version changed); start a new run",
+                        c.id, r.prompt, prompt
+                    )));
+                }
+                scores.push(r.dev_score);
+                self.records.push(r);
+                continue;
+            }
             let ev = self
                 .scorer
                 .evaluate(&prompt, Split::Dev, self.dev_limit, self.calibrate)
                 .map_err(EvolveError::evaluation)?;
-            self.by_prompt.insert(prompt.clone(), ev.accuracy);
             scores.push(ev.accuracy);
-            records.push(EvaluationRecord {
+            let record = EvaluationRecord {
                 id: c.id,
                 generation: c.generation,
                 parents: c.parents.clone(),
@@ -72,7 +87,13 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 dev_n: ev.n,
                 forward_passes: ev.forward_passes,
                 seconds: ev.seconds,
-            });
+            };
+            // Logged (and flushed) as soon as it is scored: a crash loses at most the candidate
+            // being scored.
+            self.log
+                .append(std::slice::from_ref(&record))
+                .map_err(EvolveError::evaluation)?;
+            self.records.push(record);
             if !self.quiet {
                 let passes = self.scorer.forward_passes();
                 eprintln!(
@@ -86,8 +107,6 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 );
             }
         }
-        self.log.append(&records).map_err(EvolveError::evaluation)?;
-        self.records.extend(records);
         Ok(scores)
     }
 

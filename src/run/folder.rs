@@ -14,6 +14,20 @@ pub struct RunFolder {
 pub const EVALUATIONS_FILE: &str = "evaluations.jsonl";
 /// The resolved configuration's file name.
 pub const CONFIG_FILE: &str = "config.json";
+/// The lock file's name.
+pub const LOCK_FILE: &str = ".lock";
+
+/// Holds a run folder's lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct RunLock {
+    path: PathBuf,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 impl RunFolder {
     /// Creates `root` (and parents). Refuses a folder that already holds a run's log, so that no
@@ -28,6 +42,61 @@ impl RunFolder {
         std::fs::create_dir_all(root).map_err(|e| Error::write(root, e))?;
         Ok(Self {
             root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens the folder of an existing run (for `resume`).
+    pub fn open(root: &Path) -> Result<Self> {
+        for f in [CONFIG_FILE, EVALUATIONS_FILE] {
+            if !root.join(f).is_file() {
+                return Err(Error::Run { path: root.to_path_buf(), message: format!("is not a run folder ({f} is missing); give the folder an `optimize` run wrote") });
+            }
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Takes the folder's lock file, so that two processes never write the same run. A lock left
+    /// by a process that no longer exists is taken over.
+    pub fn lock(&self) -> Result<RunLock> {
+        let path = self.file(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    writeln!(f, "{}", std::process::id()).map_err(|e| Error::write(&path, e))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .trim()
+                        .parse::<u32>()
+                        .ok();
+                    match holder {
+                        Some(pid)
+                            if Path::new(&format!("/proc/{pid}")).exists()
+                                || !Path::new("/proc/self").exists() =>
+                        {
+                            return Err(Error::Run {
+                                path: self.root.clone(),
+                                message: format!("another promptevo (pid {pid}) is writing to this run folder; wait for it to finish or stop it (if it is gone, delete {LOCK_FILE})"),
+                            });
+                        }
+                        _ => std::fs::remove_file(&path).map_err(|e| Error::write(&path, e))?,
+                    }
+                }
+                Err(e) => return Err(Error::write(&path, e)),
+            }
+        }
+        Err(Error::Run {
+            path: self.root.clone(),
+            message: format!("cannot take {LOCK_FILE}; delete it if no promptevo is running"),
         })
     }
 
@@ -54,5 +123,25 @@ impl RunFolder {
         let text = serde_json::to_vec_pretty(value)
             .map_err(|e| Error::write(self.file(name), std::io::Error::other(e)))?;
         self.write(name, &text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_writer_is_refused_and_a_stale_lock_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = RunFolder::create(dir.path()).unwrap();
+        let held = folder.lock().unwrap();
+        let err = folder.lock().unwrap_err().to_string();
+        assert!(err.contains("another promptevo"), "{err}");
+        drop(held);
+        let again = folder.lock().unwrap();
+        drop(again);
+        // A lock naming a process that does not exist is stale.
+        std::fs::write(dir.path().join(LOCK_FILE), "4000000000\n").unwrap();
+        assert!(folder.lock().is_ok());
     }
 }

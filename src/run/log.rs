@@ -67,6 +67,45 @@ impl EvaluationLog {
         self.file.flush().map_err(|e| Error::write(&self.path, e))
     }
 
+    /// Reads a log after a crash: a half-written last line (no trailing newline, not valid JSON)
+    /// is cut off the file and reported; any other bad line is an error.
+    pub fn recover(path: &Path) -> Result<(Vec<EvaluationRecord>, bool)> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+        let complete = match text.rfind('\n') {
+            Some(i) => i + 1,
+            None => 0,
+        };
+        let tail = &text[complete..];
+        let dropped =
+            !tail.trim().is_empty() && serde_json::from_str::<EvaluationRecord>(tail).is_err();
+        if dropped || tail.trim().is_empty() && complete < text.len() {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::write(path, e))?;
+            f.set_len(complete as u64)
+                .map_err(|e| Error::write(path, e))?;
+        }
+        let keep = if dropped {
+            &text[..complete]
+        } else {
+            &text[..]
+        };
+        let records = keep
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| Error::Jsonl {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((records, dropped))
+    }
+
     /// Reads every record of a log.
     pub fn read(path: &Path) -> Result<Vec<EvaluationRecord>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
@@ -87,6 +126,36 @@ impl EvaluationLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_half_written_last_line_is_dropped_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        let r = EvaluationRecord {
+            id: 0,
+            generation: 0,
+            parents: vec![],
+            operator: "initial".into(),
+            prompt: "Say it.".into(),
+            dev_score: 0.5,
+            dev_macro_f1: 0.4,
+            dev_n: 10,
+            forward_passes: 10,
+            seconds: 0.1,
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        std::fs::write(&p, format!("{line}\n{}", &line[..line.len() / 2])).unwrap();
+        let (records, dropped) = EvaluationLog::recover(&p).unwrap();
+        assert!(dropped);
+        assert_eq!(records, vec![r]);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), format!("{line}\n"));
+        // A malformed line in the middle is not a crash artefact: it is an error.
+        std::fs::write(&p, format!("{{oops\n{line}\n")).unwrap();
+        assert!(EvaluationLog::recover(&p)
+            .unwrap_err()
+            .to_string()
+            .contains(":1:"));
+    }
 
     #[test]
     fn appended_records_read_back() {

@@ -1,0 +1,165 @@
+//! Runs survive crashes: an `optimize` killed with SIGKILL at several points and continued with
+//! `promptevo resume` ends with exactly the evaluations and result of an uninterrupted run, and
+//! a second writer on the same folder is refused.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_promptevo"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn optimize_cmd(out: &Path) -> Command {
+    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        model.is_file(),
+        "the default model is missing: run ./models/fetch-default.sh first"
+    );
+    let mut c = bin();
+    c.current_dir(root())
+        .args([
+            "optimize",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--population",
+            "4",
+            "--generations",
+            "2",
+            "--dev-limit",
+            "8",
+            "--test-limit",
+            "8",
+            "--seed",
+            "9",
+            "--quiet",
+            "--model",
+        ])
+        .arg(model)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+fn log_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("evaluations.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// (id, prompt, dev score) of every logged evaluation.
+fn evaluations(dir: &Path) -> Vec<(u64, String, f64)> {
+    log_lines(dir)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_u64().unwrap(),
+                v["prompt"].as_str().unwrap().to_string(),
+                v["dev_score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn best_prompt(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("best.txt")).unwrap()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert_ok(&optimize_cmd(&whole).output().unwrap());
+    let want = evaluations(&whole);
+    assert!(want.len() > 17);
+
+    for (i, kill_after) in [1usize, 9, 18].into_iter().enumerate() {
+        let run = dir.path().join(format!("killed-{i}"));
+        let mut child = optimize_cmd(&run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while log_lines(&run).len() < kill_after {
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "the run never logged {kill_after} evaluations"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it could be killed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if i == 0 {
+            // While it runs, nobody else may write to its folder.
+            let second = bin().arg("resume").arg(&run).output().unwrap();
+            assert_eq!(second.status.code(), Some(2));
+            assert!(
+                String::from_utf8_lossy(&second.stderr).contains("another promptevo"),
+                "{}",
+                String::from_utf8_lossy(&second.stderr)
+            );
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let before = evaluations(&run);
+        assert!(before.len() >= kill_after && before.len() < want.len());
+        if i == 1 {
+            // A crash in the middle of a write leaves half a line.
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(run.join("evaluations.jsonl"))
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"{\"id\": 99, \"generation\": 1, \"pro").unwrap();
+        }
+        let resumed = bin()
+            .arg("resume")
+            .arg(&run)
+            .arg("--quiet")
+            .current_dir(root())
+            .output()
+            .unwrap();
+        assert_ok(&resumed);
+        let got = evaluations(&run);
+        assert_eq!(
+            got, want,
+            "killed after {kill_after}: the resumed log differs from the uninterrupted one"
+        );
+        assert_eq!(
+            &got[..before.len()],
+            &before[..],
+            "logged evaluations were rewritten"
+        );
+        assert_eq!(best_prompt(&run), best_prompt(&whole));
+        assert!(!run.join(".lock").exists(), "the lock was not released");
+    }
+}
+
+#[test]
+fn resume_of_a_folder_that_is_not_a_run_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("resume").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not a run folder") && err.lines().count() == 1,
+        "{err}"
+    );
+}
