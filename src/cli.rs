@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 use promptevo::evolve::{GaConfig, GeneticAlgorithm, PhrasePool};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
+use promptevo::run::analysis;
 use promptevo::run::evaluator::RunEvaluator;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, PromptResult, Report};
@@ -38,9 +39,18 @@ enum Command {
     Optimize(OptimizeArgs),
     /// Score one prompt on a split of a task.
     Eval(EvalArgs),
+    /// Rebuild a finished run's report.md, result.json and plots from its evaluation log.
+    Report(ReportArgs),
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
     /// not re-scored, and the run ends as the uninterrupted run would have.
     Resume(ResumeArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The run folder (holding evaluations.jsonl and the result.json of a finished run).
+    #[arg(value_name = "RUN_DIR")]
+    run_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -153,6 +163,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Optimize(a) => optimize(a),
         Command::Eval(a) => eval(a),
         Command::Resume(a) => resume(a),
+        Command::Report(a) => report(a),
     }
 }
 
@@ -318,6 +329,23 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
     search_and_report(&settings, &task, &folder, records, args.quiet)
 }
 
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let folder = RunFolder::open(&args.run_dir)?;
+    let result = folder.file("result.json");
+    let text = std::fs::read_to_string(&result).with_context(|| {
+        format!(
+            "cannot read {}: the run has not finished (use `promptevo resume`)",
+            result.display()
+        )
+    })?;
+    let mut report: Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a promptevo result", result.display()))?;
+    let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
+    report.write(&folder, &records)?;
+    println!("{}", folder.file("report.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs (or replays, then continues) the search and writes the report.
 fn search_and_report(
     settings: &RunSettings,
@@ -371,12 +399,19 @@ fn search_and_report(
         .initial
         .first()
         .context("the run has no initial prompt")?;
-    let mut result = |id: u64, prompt: &str| -> Result<PromptResult> {
+    let gold_test = task.gold(Split::Test);
+    let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
         let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
         let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
         let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
-        Ok(PromptResult {
+        let correct: Vec<f64> = test
+            .predictions
+            .iter()
+            .zip(&gold_test)
+            .map(|(p, g)| f64::from(p == g))
+            .collect();
+        let result = PromptResult {
             id,
             prompt: prompt.to_string(),
             dev_accuracy: dev.accuracy,
@@ -384,17 +419,20 @@ fn search_and_report(
             test_accuracy: test.accuracy,
             test_macro_f1: test.macro_f1,
             test_accuracy_calibrated: test_cal.accuracy,
-        })
+            test_ci: analysis::bootstrap_ci(&correct, settings.seed),
+        };
+        Ok((result, correct))
     };
-    let initial_result = result(initial.candidate.id, &initial.candidate.prompt())?;
-    let best_result = result(outcome.best.candidate.id, &outcome.best.candidate.prompt())?;
-    let mut top: Vec<_> = records
+    let (initial_result, initial_correct) =
+        result(initial.candidate.id, &initial.candidate.prompt())?;
+    let (best_result, best_correct) =
+        result(outcome.best.candidate.id, &outcome.best.candidate.prompt())?;
+    let paired: Vec<f64> = best_correct
         .iter()
-        .map(|r| (r.id, r.dev_score, r.operator.clone(), r.prompt.clone()))
+        .zip(&initial_correct)
+        .map(|(b, i)| b - i)
         .collect();
-    top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    top.truncate(10);
-    let report = Report {
+    let mut report = Report {
         task: task.name.clone(),
         description: task.description.clone(),
         model: model.name.clone(),
@@ -403,17 +441,19 @@ fn search_and_report(
         calibrate,
         dev_n,
         test_n,
-        test_majority: metrics::majority_rate(&task.gold(Split::Test)[..test_n], task.labels.len()),
+        test_majority: metrics::majority_rate(&gold_test[..test_n], task.labels.len()),
         candidates: records.len(),
         forward_passes,
         search_seconds,
         initial: initial_result,
         best: best_result,
-        top,
+        top: Vec::new(),
+        test_change_ci: analysis::bootstrap_ci(&paired, settings.seed),
+        generations: Vec::new(),
+        operators: Vec::new(),
+        lineage: Vec::new(),
     };
-    folder.write("best.txt", format!("{}\n", report.best.prompt).as_bytes())?;
-    folder.write_json("result.json", &report)?;
-    folder.write("report.md", report.to_markdown().as_bytes())?;
+    report.write(folder, &records)?;
     eprintln!(
         "initial: dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
         100.0 * report.initial.dev_accuracy,

@@ -294,6 +294,35 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
         result["best"]["prompt"].as_str().unwrap()
     );
 
+    assert!(
+        report.contains("How the best prompt was born")
+            && report.contains("## Operators")
+            && report.contains("95% paired bootstrap"),
+        "{report}"
+    );
+    for svg in ["generations.svg", "progress.svg", "operators.svg"] {
+        let text = std::fs::read_to_string(a.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("polyline") || text.contains("<rect"),
+            "{svg} is not a plot"
+        );
+    }
+
+    // `report` rebuilds the report from the run folder alone, identically.
+    std::fs::remove_file(a.join("report.md")).unwrap();
+    std::fs::remove_file(a.join("progress.svg")).unwrap();
+    let rebuilt = bin().arg("report").arg(&a).output().unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(a.join("report.md")).unwrap(),
+        report
+    );
+    assert!(a.join("progress.svg").is_file());
+
     // Same seed, same run: identical candidates and scores.
     let out = optimize(&b, 5);
     assert!(out.status.success());

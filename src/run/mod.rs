@@ -1,8 +1,10 @@
 //! Run folders: the resolved config, the append-only evaluation log, and the final report.
 
+pub mod analysis;
 pub mod evaluator;
 pub mod folder;
 pub mod log;
+pub mod plots;
 pub mod report;
 
 pub use folder::RunFolder;

@@ -1,9 +1,14 @@
 //! The human-readable `report.md` of a run: which prompt won, by how much, on dev and held-out test.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::analysis::{self, GenerationStats, LineageStep, OperatorStats};
+use super::folder::RunFolder;
+use super::log::EvaluationRecord;
+use crate::error::Result;
 
 /// Scores of one prompt on dev and test.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PromptResult {
     /// Candidate id in the run's log.
     pub id: u64,
@@ -19,10 +24,12 @@ pub struct PromptResult {
     pub test_macro_f1: f64,
     /// Test accuracy with contextual calibration.
     pub test_accuracy_calibrated: f64,
+    /// 95% bootstrap interval of the test accuracy.
+    pub test_ci: (f64, f64),
 }
 
 /// Everything `report.md` shows.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
     /// Task name.
     pub task: String,
@@ -54,7 +61,21 @@ pub struct Report {
     pub best: PromptResult,
     /// The ten best distinct prompts on dev: (id, dev score, operator, prompt).
     pub top: Vec<(u64, f64, String, String)>,
+    /// 95% paired-bootstrap interval of (best - initial) test accuracy.
+    pub test_change_ci: (f64, f64),
+    /// Dev scores per generation (from the log).
+    #[serde(default)]
+    pub generations: Vec<GenerationStats>,
+    /// Operator success (from the log).
+    #[serde(default)]
+    pub operators: Vec<OperatorStats>,
+    /// The best prompt's ancestors, oldest first (from the log).
+    #[serde(default)]
+    pub lineage: Vec<LineageStep>,
 }
+
+/// The plots a report links to.
+pub const PLOTS: [&str; 3] = ["generations.svg", "progress.svg", "operators.svg"];
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
@@ -65,6 +86,32 @@ fn delta(a: f64, b: f64) -> String {
 }
 
 impl Report {
+    /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
+    pub fn analyse(&mut self, records: &[EvaluationRecord]) {
+        self.generations = analysis::generation_stats(records);
+        self.operators = analysis::operator_stats(records);
+        self.lineage = analysis::lineage(records, self.best.id);
+        let mut top: Vec<_> = records
+            .iter()
+            .map(|r| (r.id, r.dev_score, r.operator.clone(), r.prompt.clone()))
+            .collect();
+        top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.truncate(10);
+        self.top = top;
+        self.candidates = records.len();
+    }
+
+    /// Writes `result.json`, `report.md`, `best.txt` and the SVG plots into the run folder.
+    pub fn write(&mut self, folder: &RunFolder, records: &[EvaluationRecord]) -> Result<()> {
+        self.analyse(records);
+        super::plots::generations(&folder.file(PLOTS[0]), &self.generations)?;
+        super::plots::progress(&folder.file(PLOTS[1]), &analysis::progress(records))?;
+        super::plots::operators(&folder.file(PLOTS[2]), &self.operators)?;
+        folder.write("best.txt", format!("{}\n", self.best.prompt).as_bytes())?;
+        folder.write_json("result.json", self)?;
+        folder.write("report.md", self.to_markdown().as_bytes())
+    }
+
     /// The report as Markdown.
     pub fn to_markdown(&self) -> String {
         let (i, b) = (&self.initial, &self.best);
@@ -86,14 +133,16 @@ impl Report {
             pct(self.test_majority)
         );
         s += "## Result\n\n";
-        s += "| | dev acc | dev acc (calibrated) | test acc | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";
+        s += "| | dev acc | dev acc (calibrated) | test acc [95% CI] | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";
         for (name, r) in [("initial", i), ("best", b)] {
             s += &format!(
-                "| {name} (#{}) | {} | {} | {} | {:.3} | {} |\n",
+                "| {name} (#{}) | {} | {} | {} [{}, {}] | {:.3} | {} |\n",
                 r.id,
                 pct(r.dev_accuracy),
                 pct(r.dev_accuracy_calibrated),
                 pct(r.test_accuracy),
+                pct(r.test_ci.0),
+                pct(r.test_ci.1),
                 r.test_macro_f1,
                 pct(r.test_accuracy_calibrated)
             );
@@ -107,9 +156,42 @@ impl Report {
             delta(i.test_accuracy_calibrated, b.test_accuracy_calibrated)
         );
         s += &format!(
+            "Test accuracy change, best - initial: {} (95% paired bootstrap interval [{:+.1}, {:+.1}] pts, {} resamples over the {} test examples).\n\n",
+            delta(i.test_accuracy, b.test_accuracy),
+            100.0 * self.test_change_ci.0,
+            100.0 * self.test_change_ci.1,
+            analysis::BOOTSTRAP_RESAMPLES,
+            self.test_n
+        );
+        s += &format!(
             "**Initial prompt** (#{}):\n\n> {}\n\n**Best prompt** (#{}):\n\n> {}\n\n",
             i.id, i.prompt, b.id, b.prompt
         );
+        s += "## How the best prompt was born\n\n| step | id | operator | dev acc | change vs best parent | prompt |\n|---|---|---|---|---|---|\n";
+        for (k, st) in self.lineage.iter().enumerate() {
+            s += &format!(
+                "| {k} | {} | {} | {} | {} | {} |\n",
+                st.id,
+                st.operator,
+                pct(st.score),
+                delta(0.0, st.change),
+                st.prompt.replace('|', "\\|")
+            );
+        }
+        s += "\n## Operators\n\n| operator | children | beat best parent | mean change |\n|---|---|---|---|\n";
+        for o in &self.operators {
+            s += &format!(
+                "| {} | {} | {} | {} |\n",
+                o.operator,
+                o.applied,
+                o.improved,
+                delta(0.0, o.mean_gain)
+            );
+        }
+        s += "\n## Plots\n\n";
+        for p in PLOTS {
+            s += &format!("![{p}]({p})\n\n");
+        }
         s += "## Top prompts on dev\n\n| id | dev acc | operator | prompt |\n|---|---|---|---|\n";
         for (id, score, op, prompt) in &self.top {
             s += &format!(

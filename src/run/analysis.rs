@@ -1,0 +1,248 @@
+//! What a run's log says, computed from `evaluations.jsonl` alone: scores per generation, the best
+//! score against evaluations spent, how often each operator helped, the best prompt's lineage, and
+//! bootstrap confidence intervals.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::log::EvaluationRecord;
+
+/// Scores of the candidates proposed in one generation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GenerationStats {
+    /// Generation (0 = initial population).
+    pub generation: usize,
+    /// Best dev score among its new candidates.
+    pub best: f64,
+    /// Median dev score among its new candidates.
+    pub median: f64,
+    /// Worst dev score among its new candidates.
+    pub worst: f64,
+    /// Best dev score of the run so far.
+    pub best_so_far: f64,
+}
+
+/// Per generation, the best, median and worst of its new candidates and the best so far.
+pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
+    let mut by_gen: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for r in records {
+        by_gen.entry(r.generation).or_default().push(r.dev_score);
+    }
+    let mut best_so_far = f64::NEG_INFINITY;
+    by_gen
+        .into_iter()
+        .map(|(generation, mut s)| {
+            s.sort_by(|a, b| a.total_cmp(b));
+            let best = s[s.len() - 1];
+            best_so_far = best_so_far.max(best);
+            GenerationStats {
+                generation,
+                best,
+                median: s[s.len() / 2],
+                worst: s[0],
+                best_so_far,
+            }
+        })
+        .collect()
+}
+
+/// (example forward passes spent, best dev score so far) after each evaluation.
+pub fn progress(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
+    let (mut spent, mut best) = (0u64, f64::NEG_INFINITY);
+    records
+        .iter()
+        .map(|r| {
+            spent += r.dev_n as u64;
+            best = best.max(r.dev_score);
+            (spent, best)
+        })
+        .collect()
+}
+
+/// How one operator did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OperatorStats {
+    /// Operator name.
+    pub operator: String,
+    /// Children it produced.
+    pub applied: usize,
+    /// Children that scored strictly above their best parent.
+    pub improved: usize,
+    /// Mean of (child score - best parent score).
+    pub mean_gain: f64,
+}
+
+/// Per operator (initial prompts excluded), how often its child beat its best parent.
+pub fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
+    let score: HashMap<u64, f64> = records.iter().map(|r| (r.id, r.dev_score)).collect();
+    let mut acc: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
+    for r in records.iter().filter(|r| !r.parents.is_empty()) {
+        let best_parent = r
+            .parents
+            .iter()
+            .filter_map(|p| score.get(p))
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max);
+        if !best_parent.is_finite() {
+            continue;
+        }
+        let e = acc.entry(r.operator.clone()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(r.dev_score > best_parent);
+        e.2 += r.dev_score - best_parent;
+    }
+    acc.into_iter()
+        .map(|(operator, (applied, improved, gain))| OperatorStats {
+            operator,
+            applied,
+            improved,
+            mean_gain: gain / applied as f64,
+        })
+        .collect()
+}
+
+/// One step of a lineage.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LineageStep {
+    /// Candidate id.
+    pub id: u64,
+    /// Operator that made it.
+    pub operator: String,
+    /// Its dev score.
+    pub score: f64,
+    /// Its score minus its best parent's (0 for an initial prompt).
+    pub change: f64,
+    /// The prompt.
+    pub prompt: String,
+}
+
+/// The ancestors of `id`, oldest first, following the best-scoring parent at each step.
+pub fn lineage(records: &[EvaluationRecord], id: u64) -> Vec<LineageStep> {
+    let by_id: HashMap<u64, &EvaluationRecord> = records.iter().map(|r| (r.id, r)).collect();
+    let mut chain = Vec::new();
+    let mut cur = by_id.get(&id).copied();
+    while let Some(r) = cur {
+        let parent = r
+            .parents
+            .iter()
+            .filter_map(|p| by_id.get(p).copied())
+            .max_by(|a, b| a.dev_score.total_cmp(&b.dev_score).then(b.id.cmp(&a.id)));
+        chain.push(LineageStep {
+            id: r.id,
+            operator: r.operator.clone(),
+            score: r.dev_score,
+            change: parent.map_or(0.0, |p| r.dev_score - p.dev_score),
+            prompt: r.prompt.clone(),
+        });
+        // Parents always have smaller ids, so this ends.
+        cur = parent.filter(|p| p.id < r.id);
+    }
+    chain.reverse();
+    chain
+}
+
+/// Resamples used for bootstrap intervals.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// 95% percentile-bootstrap interval of the mean of `values` (e.g. 0/1 correctness), seeded.
+pub fn bootstrap_ci(values: &[f64], seed: u64) -> (f64, f64) {
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n = values.len();
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| (0..n).map(|_| values[rng.gen_range(0..n)]).sum::<f64>() / n as f64)
+        .collect();
+    means.sort_by(|a, b| a.total_cmp(b));
+    (
+        means[BOOTSTRAP_RESAMPLES * 25 / 1000],
+        means[BOOTSTRAP_RESAMPLES * 975 / 1000 - 1],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(
+        id: u64,
+        generation: usize,
+        parents: &[u64],
+        operator: &str,
+        score: f64,
+    ) -> EvaluationRecord {
+        EvaluationRecord {
+            id,
+            generation,
+            parents: parents.to_vec(),
+            operator: operator.into(),
+            prompt: format!("p{id}"),
+            dev_score: score,
+            dev_macro_f1: score,
+            dev_n: 10,
+            forward_passes: 10,
+            seconds: 0.1,
+        }
+    }
+
+    fn log() -> Vec<EvaluationRecord> {
+        vec![
+            rec(0, 0, &[], "initial", 0.5),
+            rec(1, 0, &[], "initial", 0.7),
+            rec(2, 1, &[1], "delete", 0.8),
+            rec(3, 1, &[0, 1], "crossover", 0.6),
+            rec(4, 2, &[2], "insert", 0.9),
+            rec(5, 2, &[2], "delete", 0.7),
+        ]
+    }
+
+    #[test]
+    fn per_generation_and_progress() {
+        let g = generation_stats(&log());
+        assert_eq!(g.len(), 3);
+        assert_eq!((g[1].best, g[1].worst, g[1].best_so_far), (0.8, 0.6, 0.8));
+        let p = progress(&log());
+        assert_eq!(p[1], (20, 0.7));
+        assert_eq!(p[5], (60, 0.9));
+    }
+
+    #[test]
+    fn operators_are_credited_against_their_best_parent() {
+        let ops = operator_stats(&log());
+        let delete = ops.iter().find(|o| o.operator == "delete").unwrap();
+        assert_eq!((delete.applied, delete.improved), (2, 1));
+        assert!((delete.mean_gain - 0.0).abs() < 1e-12); // +0.1 and -0.1
+        let cross = ops.iter().find(|o| o.operator == "crossover").unwrap();
+        assert_eq!((cross.applied, cross.improved), (1, 0));
+        assert!(ops.iter().all(|o| o.operator != "initial"));
+    }
+
+    #[test]
+    fn lineage_follows_the_best_parent_back_to_an_initial_prompt() {
+        let chain = lineage(&log(), 4);
+        assert_eq!(
+            chain.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![1, 2, 4]
+        );
+        assert!((chain[2].change - 0.1).abs() < 1e-12);
+        assert_eq!(chain[0].operator, "initial");
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_the_mean_and_narrows_with_n() {
+        let small: Vec<f64> = (0..20).map(|i| f64::from(i % 2 == 0)).collect();
+        let large: Vec<f64> = (0..2000).map(|i| f64::from(i % 2 == 0)).collect();
+        let (a, b) = bootstrap_ci(&small, 1);
+        let (c, d) = bootstrap_ci(&large, 1);
+        assert!(a < 0.5 && 0.5 < b && c < 0.5 && 0.5 < d);
+        assert!(d - c < b - a);
+        assert_eq!(
+            bootstrap_ci(&small, 1),
+            (a, b),
+            "seeded: the same interval every time"
+        );
+    }
+}
