@@ -39,6 +39,8 @@ enum Command {
     Optimize(OptimizeArgs),
     /// Score one prompt on a split of a task.
     Eval(EvalArgs),
+    /// Print a run's summary (finished or not) in the terminal.
+    Show(ReportArgs),
     /// Rebuild a finished run's report.md, result.json and plots from its evaluation log.
     Report(ReportArgs),
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
@@ -164,6 +166,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Eval(a) => eval(a),
         Command::Resume(a) => resume(a),
         Command::Report(a) => report(a),
+        Command::Show(a) => show(a),
     }
 }
 
@@ -346,6 +349,62 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn show(args: ReportArgs) -> Result<ExitCode> {
+    let folder = RunFolder::open(&args.run_dir)?;
+    let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    println!("run {}", folder.root().display());
+    let result = folder.file("result.json");
+    if let Ok(text) = std::fs::read_to_string(&result) {
+        let r: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a promptevo result", result.display()))?;
+        println!(
+            "task {} | model {} | {} seed {} | {} candidates, {} forward passes, {:.0} s",
+            r.task, r.model, r.strategy, r.seed, r.candidates, r.forward_passes, r.search_seconds
+        );
+        for (name, p) in [("initial", &r.initial), ("best", &r.best)] {
+            println!(
+                "{name:<8} #{:<4} dev {}  test {} [{}, {}]  {}",
+                p.id,
+                pct(p.dev_accuracy),
+                pct(p.test_accuracy),
+                pct(p.test_ci.0),
+                pct(p.test_ci.1),
+                p.prompt
+            );
+        }
+        println!(
+            "test change {:+.1} pts, 95% CI [{:+.1}, {:+.1}]",
+            100.0 * (r.best.test_accuracy - r.initial.test_accuracy),
+            100.0 * r.test_change_ci.0,
+            100.0 * r.test_change_ci.1
+        );
+        println!("report: {}", folder.file("report.md").display());
+    } else {
+        let best = records
+            .iter()
+            .max_by(|a, b| a.dev_score.total_cmp(&b.dev_score).then(b.id.cmp(&a.id)));
+        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+        println!(
+            "unfinished: {} candidates logged, up to generation {generation}",
+            records.len()
+        );
+        if let Some(b) = best {
+            println!(
+                "best so far #{} dev {}  {}",
+                b.id,
+                pct(b.dev_score),
+                b.prompt
+            );
+        }
+        println!(
+            "continue it with: promptevo resume {}",
+            folder.root().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs (or replays, then continues) the search and writes the report.
 fn search_and_report(
     settings: &RunSettings,
@@ -381,8 +440,13 @@ fn search_and_report(
     let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let (outcome, records, search_seconds) = {
-        let mut evaluator =
-            RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, quiet).with_logged(logged);
+        let mut evaluator = RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, quiet)
+            .with_logged(logged)
+            .with_checkpoints(folder.clone())
+            .with_progress(
+                ((task.initial_prompts.len() + ga.generations * (ga.population - ga.elite)) * dev_n)
+                    as u64,
+            );
         let outcome = GeneticAlgorithm::new(ga.clone()).run(
             &task.initial_prompts,
             &pool,

@@ -308,6 +308,19 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
         );
     }
 
+    let html = std::fs::read_to_string(a.join("report.html")).unwrap();
+    assert!(
+        html.contains("<table>") && html.matches("<svg").count() == 3 && !html.contains("<img"),
+        "report.html is not self-contained"
+    );
+    let show = bin().arg("show").arg(&a).output().unwrap();
+    assert!(show.status.success());
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        shown.contains("best") && shown.contains(result["best"]["prompt"].as_str().unwrap()),
+        "{shown}"
+    );
+
     // `report` rebuilds the report from the run folder alone, identically.
     std::fs::remove_file(a.join("report.md")).unwrap();
     std::fs::remove_file(a.join("progress.svg")).unwrap();

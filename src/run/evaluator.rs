@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::evolve::{Candidate, Evaluator, EvolveError, Scored};
+use crate::run::folder::{RunFolder, CHECKPOINT_FILE};
 use crate::run::log::{EvaluationLog, EvaluationRecord};
 use crate::score::Scorer;
 use crate::task::Split;
@@ -18,6 +19,9 @@ pub struct RunEvaluator<'s, 'm> {
     quiet: bool,
     started: Instant,
     logged: HashMap<u64, EvaluationRecord>,
+    checkpoints: Option<RunFolder>,
+    progress: Option<indicatif::ProgressBar>,
+    best: f64,
     /// Every record of the run (replayed and new), in id order.
     pub records: Vec<EvaluationRecord>,
 }
@@ -39,6 +43,9 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             quiet,
             started: Instant::now(),
             logged: HashMap::new(),
+            checkpoints: None,
+            progress: None,
+            best: f64::NEG_INFINITY,
             records: Vec::new(),
         }
     }
@@ -46,6 +53,30 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     /// Replays these logged evaluations (of an interrupted run) instead of scoring them again.
     pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
         self.logged = logged.into_iter().map(|r| (r.id, r)).collect();
+        self
+    }
+
+    /// Writes `checkpoint.json` (population, counters) atomically into `folder` after every
+    /// generation.
+    pub fn with_checkpoints(mut self, folder: RunFolder) -> Self {
+        self.checkpoints = Some(folder);
+        self
+    }
+
+    /// Shows a progress bar on stderr (when it is a terminal and not quiet) sized for about
+    /// `passes` example forward passes; otherwise progress is one plain line per candidate.
+    pub fn with_progress(mut self, passes: u64) -> Self {
+        use std::io::IsTerminal;
+        if !self.quiet && std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(passes);
+            let style = indicatif::ProgressStyle::with_template(
+                "gen {prefix} [{bar:30}] {pos}/{len} passes, {per_sec}, best dev {msg}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style.progress_chars("=> "));
+            bar.set_prefix("0");
+            self.progress = Some(bar);
+        }
         self
     }
 
@@ -68,6 +99,10 @@ impl Evaluator for RunEvaluator<'_, '_> {
                     )));
                 }
                 scores.push(r.dev_score);
+                self.best = self.best.max(r.dev_score);
+                if let Some(bar) = &self.progress {
+                    bar.inc(r.dev_n as u64);
+                }
                 self.records.push(r);
                 continue;
             }
@@ -94,7 +129,11 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 .append(std::slice::from_ref(&record))
                 .map_err(EvolveError::evaluation)?;
             self.records.push(record);
-            if !self.quiet {
+            self.best = self.best.max(ev.accuracy);
+            if let Some(bar) = &self.progress {
+                bar.inc(ev.forward_passes as u64);
+                bar.set_message(format!("{:.1}%", 100.0 * self.best));
+            } else if !self.quiet {
                 let passes = self.scorer.forward_passes();
                 eprintln!(
                     "  #{:<4} gen {} {:<10} dev {:>5.1}%  [{} passes, {:.1} ex/s]",
@@ -115,7 +154,20 @@ impl Evaluator for RunEvaluator<'_, '_> {
         generation: usize,
         population: &[Scored],
     ) -> Result<(), EvolveError> {
-        if !self.quiet {
+        if let Some(folder) = &self.checkpoints {
+            let checkpoint = serde_json::json!({
+                "generation": generation,
+                "population": population.iter().map(|p| serde_json::json!({"id": p.candidate.id, "score": p.score})).collect::<Vec<_>>(),
+                "candidates": self.records.len(),
+                "forward_passes": self.records.iter().map(|r| r.forward_passes).sum::<usize>(),
+            });
+            folder
+                .write_json(CHECKPOINT_FILE, &checkpoint)
+                .map_err(EvolveError::evaluation)?;
+        }
+        if let Some(bar) = &self.progress {
+            bar.set_prefix((generation + 1).to_string());
+        } else if !self.quiet {
             if let Some(best) = population.first() {
                 eprintln!(
                     "generation {generation} done: best dev {:.1}% (#{}), {:.0} s elapsed",
@@ -126,5 +178,13 @@ impl Evaluator for RunEvaluator<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for RunEvaluator<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(bar) = self.progress.take() {
+            bar.finish_and_clear();
+        }
     }
 }

@@ -14,6 +14,8 @@ pub struct RunFolder {
 pub const EVALUATIONS_FILE: &str = "evaluations.jsonl";
 /// The resolved configuration's file name.
 pub const CONFIG_FILE: &str = "config.json";
+/// The per-generation checkpoint's file name.
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The lock file's name.
 pub const LOCK_FILE: &str = ".lock";
 
@@ -110,11 +112,18 @@ impl RunFolder {
         self.root.join(name)
     }
 
-    /// Writes a file atomically (temporary file, then rename), so a crash never leaves half of it.
+    /// Writes a file atomically (temporary file, fsync, then rename), so a crash never leaves half
+    /// of it.
     pub fn write(&self, name: &str, contents: &[u8]) -> Result<()> {
         let path = self.file(name);
         let tmp = self.file(&format!(".{name}.tmp"));
-        std::fs::write(&tmp, contents).map_err(|e| Error::write(&tmp, e))?;
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(contents)?;
+            f.sync_all()
+        };
+        write().map_err(|e| Error::write(&tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))
     }
 

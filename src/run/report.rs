@@ -109,7 +109,12 @@ impl Report {
         super::plots::operators(&folder.file(PLOTS[2]), &self.operators)?;
         folder.write("best.txt", format!("{}\n", self.best.prompt).as_bytes())?;
         folder.write_json("result.json", self)?;
-        folder.write("report.md", self.to_markdown().as_bytes())
+        let markdown = self.to_markdown();
+        folder.write(
+            "report.html",
+            to_html(&markdown, &self.task, folder)?.as_bytes(),
+        )?;
+        folder.write("report.md", markdown.as_bytes())
     }
 
     /// The report as Markdown.
@@ -202,4 +207,20 @@ impl Report {
         }
         s
     }
+}
+
+/// The Markdown report as one self-contained HTML page: the SVG plots are inlined, nothing is
+/// fetched from the network.
+fn to_html(markdown: &str, task: &str, folder: &RunFolder) -> Result<String> {
+    let mut body = String::new();
+    let opts = pulldown_cmark::Options::ENABLE_TABLES;
+    pulldown_cmark::html::push_html(&mut body, pulldown_cmark::Parser::new_ext(markdown, opts));
+    for plot in PLOTS {
+        let svg = std::fs::read_to_string(folder.file(plot))
+            .map_err(|e| crate::error::Error::read(folder.file(plot), e))?;
+        body = body.replace(&format!("<img src=\"{plot}\" alt=\"{plot}\" />"), &svg);
+    }
+    Ok(format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>promptevo run: {task}</title>\n<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.25em .5em}}blockquote{{background:#f4f4f4;margin:0;padding:.5em 1em}}</style></head><body>\n{body}</body></html>\n"
+    ))
 }
