@@ -91,36 +91,29 @@ impl EvaluationLog {
         } else {
             &text[..]
         };
-        let records = keep
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Jsonl {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((records, dropped))
+        Ok((parse(path, keep)?, dropped))
     }
 
     /// Reads every record of a log.
     pub fn read(path: &Path) -> Result<Vec<EvaluationRecord>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-            .map(|(i, l)| {
-                serde_json::from_str(l).map_err(|e| Error::Jsonl {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    message: e.to_string(),
-                })
-            })
-            .collect()
+        parse(path, &text)
     }
+}
+
+/// Parses the non-blank lines of a log's text, naming the file and line of any bad one.
+fn parse(path: &Path, text: &str) -> Result<Vec<EvaluationRecord>> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Jsonl {
+                path: path.to_path_buf(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
