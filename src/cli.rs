@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success, 2 bad input or failure (the message names the file and the fix).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -170,14 +170,18 @@ pub fn run() -> Result<ExitCode> {
     }
 }
 
-fn load_model(args: &ModelArgs) -> Result<Model> {
+/// Checks the model flags and finds the model file (`--model`, `$PROMPTEVO_MODEL`, the default).
+fn model_path(args: &ModelArgs) -> Result<PathBuf> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let spec = ModelSpec::resolve_default(args.model.as_deref())?;
-    let device = Device::Cpu;
+    Ok(ModelSpec::resolve_default(args.model.as_deref())?.local_path()?)
+}
+
+/// Loads a model onto the CPU, reporting the load time on stderr.
+fn load_model(path: &Path, weights: WeightFormat) -> Result<Model> {
     let start = Instant::now();
-    let model = Model::load_spec(&spec, args.weights, &device)?;
+    let model = Model::load(path, weights, &Device::Cpu)?;
     eprintln!(
         "loaded {} in {:.2} s",
         model.name,
@@ -195,7 +199,7 @@ fn engine_options(args: &ModelArgs) -> EngineOptions {
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let task = Task::load(&args.task)?;
-    let model = load_model(&args.model)?;
+    let model = load_model(&model_path(&args.model)?, args.model.weights)?;
     let prompt = args
         .prompt
         .clone()
@@ -280,11 +284,8 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     if args.dev_limit == 0 {
         anyhow::bail!("--dev-limit must be at least 1");
     }
-    if args.model.batch_size == 0 {
-        anyhow::bail!("--batch-size must be at least 1");
-    }
     PhrasePool::from_toml_file(&args.pool)?;
-    let model_path = ModelSpec::resolve_default(args.model.model.as_deref())?.local_path()?;
+    let model_path = model_path(&args.model)?;
     let out = args
         .out
         .clone()
@@ -414,13 +415,7 @@ fn search_and_report(
     quiet: bool,
 ) -> Result<ExitCode> {
     let pool = PhrasePool::from_toml_file(&settings.pool)?.with_prompts(&task.initial_prompts);
-    let start = Instant::now();
-    let model = Model::load(&settings.model, settings.weights, &Device::Cpu)?;
-    eprintln!(
-        "loaded {} in {:.2} s",
-        model.name,
-        start.elapsed().as_secs_f64()
-    );
+    let model = load_model(&settings.model, settings.weights)?;
     let (ga, dev_n, test_n, calibrate) = (
         &settings.ga,
         settings.dev_limit,
