@@ -1,27 +1,14 @@
 //! The `promptevo` binary end to end: bad input gets one clear line and exit code 2 (never a
 //! panic), and `optimize`/`eval` run on the real default model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{bin, default_model, root, small_optimize};
 
 use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_promptevo"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn default_model() -> PathBuf {
-    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "the default model is missing: run ./models/fetch-default.sh first"
-    );
-    p
-}
 
 /// Asserts a clean failure: exit code 2, one line on stderr mentioning every `needles`, no panic.
 fn assert_bad_input(out: &Output, needles: &[&str]) {
@@ -209,28 +196,7 @@ fn eval_json_on_the_real_model() {
 }
 
 fn optimize(out_dir: &Path, seed: u64) -> Output {
-    bin()
-        .current_dir(root())
-        .args([
-            "optimize",
-            "--task",
-            "experiments/tasks/sst2.toml",
-            "--population",
-            "4",
-            "--generations",
-            "2",
-            "--dev-limit",
-            "12",
-            "--test-limit",
-            "16",
-            "--quiet",
-        ])
-        .args(["--seed", &seed.to_string(), "--model"])
-        .arg(default_model())
-        .arg("--out")
-        .arg(out_dir)
-        .output()
-        .unwrap()
+    small_optimize(out_dir, 12, 16, seed).output().unwrap()
 }
 
 #[test]
@@ -248,7 +214,9 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
         "evaluations.jsonl",
         "best.txt",
         "report.md",
+        "report.html",
         "result.json",
+        "checkpoint.json",
     ] {
         assert!(a.join(f).is_file(), "missing {f}");
     }

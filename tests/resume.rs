@@ -2,47 +2,16 @@
 //! `promptevo resume` ends with exactly the evaluations and result of an uninterrupted run, and
 //! a second writer on the same folder is refused.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+use common::{bin, root, small_optimize};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_promptevo"))
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn optimize_cmd(out: &Path) -> Command {
-    let model = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        model.is_file(),
-        "the default model is missing: run ./models/fetch-default.sh first"
-    );
-    let mut c = bin();
-    c.current_dir(root())
-        .args([
-            "optimize",
-            "--task",
-            "experiments/tasks/sst2.toml",
-            "--population",
-            "4",
-            "--generations",
-            "2",
-            "--dev-limit",
-            "8",
-            "--test-limit",
-            "8",
-            "--seed",
-            "9",
-            "--quiet",
-            "--model",
-        ])
-        .arg(model)
-        .arg("--out")
-        .arg(out);
-    c
+    small_optimize(out, 8, 8, 9)
 }
 
 fn log_lines(dir: &Path) -> Vec<String> {

@@ -120,22 +120,26 @@ fn parse(path: &Path, text: &str) -> Result<Vec<EvaluationRecord>> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_half_written_last_line_is_dropped_and_cut() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("e.jsonl");
-        let r = EvaluationRecord {
-            id: 0,
-            generation: 0,
-            parents: vec![],
-            operator: "initial".into(),
+    fn record(id: u64, parents: &[u64], operator: &str) -> EvaluationRecord {
+        EvaluationRecord {
+            id,
+            generation: usize::from(!parents.is_empty()),
+            parents: parents.to_vec(),
+            operator: operator.into(),
             prompt: "Say it.".into(),
             dev_score: 0.5,
             dev_macro_f1: 0.4,
             dev_n: 10,
             forward_passes: 10,
             seconds: 0.1,
-        };
+        }
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_dropped_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        let r = record(0, &[], "initial");
         let line = serde_json::to_string(&r).unwrap();
         std::fs::write(&p, format!("{line}\n{}", &line[..line.len() / 2])).unwrap();
         let (records, dropped) = EvaluationLog::recover(&p).unwrap();
@@ -154,18 +158,7 @@ mod tests {
     fn appended_records_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e.jsonl");
-        let r = EvaluationRecord {
-            id: 3,
-            generation: 1,
-            parents: vec![0, 2],
-            operator: "crossover".into(),
-            prompt: "Say it.".into(),
-            dev_score: 0.5,
-            dev_macro_f1: 0.4,
-            dev_n: 10,
-            forward_passes: 10,
-            seconds: 0.1,
-        };
+        let r = record(3, &[0, 2], "crossover");
         let mut log = EvaluationLog::open(&p).unwrap();
         log.append(&[r.clone()]).unwrap();
         log.append(&[r.clone()]).unwrap();

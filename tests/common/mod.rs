@@ -1,0 +1,54 @@
+//! Helpers shared by the integration tests that run the `promptevo` binary.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The binary under test.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_promptevo"))
+}
+
+/// The crate root (task files and the default model are found from here).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The real default model; fails with the fix when it has not been fetched.
+pub fn default_model() -> PathBuf {
+    let p = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.is_file(),
+        "the default model is missing: run ./models/fetch-default.sh first"
+    );
+    p
+}
+
+/// A small, quiet SST-2 optimisation on the real model (population 4, 2 generations) into `out`.
+pub fn small_optimize(out: &Path, dev_limit: usize, test_limit: usize, seed: u64) -> Command {
+    let mut c = bin();
+    c.current_dir(root())
+        .args([
+            "optimize",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--population",
+            "4",
+            "--generations",
+            "2",
+            "--quiet",
+        ])
+        .args([
+            "--dev-limit",
+            &dev_limit.to_string(),
+            "--test-limit",
+            &test_limit.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ])
+        .arg("--model")
+        .arg(default_model())
+        .arg("--out")
+        .arg(out);
+    c
+}
