@@ -1,6 +1,7 @@
 //! Evolves prompts: genome, variation operators, selection and the genetic algorithm.
 
 pub mod error;
+pub mod generator;
 pub mod genome;
 pub mod operators;
 pub mod pool;
@@ -8,6 +9,7 @@ pub mod selection;
 pub mod strategy;
 
 pub use error::EvolveError;
+pub use generator::{ChatMessage, TextGenerator};
 pub use genome::Genome;
 pub use operators::{default_operators, operator_by_name, Operator, WeightedOperator};
 pub use pool::PhrasePool;

@@ -1,0 +1,56 @@
+//! The handle model-driven operators use to ask a language model for text.
+//!
+//! The strategy never touches the model directly: operators that need wording from a model get a
+//! [`TextGenerator`] (implemented over the local model's chat template and sampler in
+//! `model::generate`), and never see scores or data splits other than train demonstrations.
+
+use rand_chacha::ChaCha8Rng;
+
+use super::error::EvolveError;
+
+/// One chat turn.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChatMessage {
+    /// "system", "user" or "assistant".
+    pub role: String,
+    /// The text of the turn.
+    pub content: String,
+}
+
+impl ChatMessage {
+    /// A system turn.
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+
+    /// A user turn.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+
+    /// An assistant turn.
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Writes a reply to a chat, sampling with the seeded stream it is handed (same seed, same text).
+pub trait TextGenerator {
+    /// The model's reply to `messages` (the raw text after the chat template's assistant header,
+    /// up to the end-of-turn token or the length limit), sampled with `rng`.
+    fn chat(&mut self, messages: &[ChatMessage], rng: &mut ChaCha8Rng)
+        -> Result<String, EvolveError>;
+    /// Tokens generated so far (for reports).
+    fn tokens_generated(&self) -> u64 {
+        0
+    }
+}
