@@ -10,15 +10,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use promptevo::evolve::{GaConfig, GeneticAlgorithm, PhrasePool};
+use promptevo::evolve::strategies::{Replacement, SelectionKind};
+use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
-use promptevo::run::analysis;
-use promptevo::run::evaluator::RunEvaluator;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
-use promptevo::run::{EvaluationLog, EvaluationRecord, PromptResult, Report};
+use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
 use promptevo::score::{EngineOptions, Scorer};
 use promptevo::task::{metrics, Split, Task};
 
@@ -91,21 +88,63 @@ struct OptimizeArgs {
     task: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Prompts per generation.
+    /// Search strategy: ga (genetic algorithm), de (EvoPrompt differential evolution, model
+    /// rewrites), hillclimb (GrIPS-like greedy edits), promptbreeder (co-evolving prompts and
+    /// mutation-prompts), random (same operators, no selection: the baseline).
+    #[arg(long, default_value = "ga", value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(STRATEGY_NAMES))]
+    strategy: String,
+    /// Prompts per generation (neighbours per step for hillclimb).
     #[arg(long, default_value_t = 8, value_name = "N")]
     population: usize,
-    /// Generations after the initial population.
+    /// Generations after the initial population (an upper bound when a budget is set).
     #[arg(long, default_value_t = 5, value_name = "N")]
     generations: usize,
     /// Best prompts kept unchanged each generation.
     #[arg(long, default_value_t = 2, value_name = "N")]
     elite: usize,
+    /// Parent selection.
+    #[arg(long, value_enum, default_value = "tournament")]
+    selection: SelectionKind,
     /// Tournament size for choosing parents.
     #[arg(long, default_value_t = 2, value_name = "K")]
     tournament_k: usize,
+    /// Survivors: plus = (mu+lambda), parents and children compete; comma = (mu,lambda), only
+    /// children survive besides the elite.
+    #[arg(long, value_enum, default_value = "plus")]
+    replacement: Replacement,
     /// Probability that a child is a crossover of two parents rather than an edit of one.
     #[arg(long, default_value_t = 0.5, value_name = "P")]
     crossover_rate: f64,
+    /// Operator weights, e.g. `paraphrase=1,evo-ga=1,persona=0` (0 disables; others keep the
+    /// strategy's defaults). Names: delete swap insert paraphrase one-point uniform sentence
+    /// persona constraint demo-add demo-drop demo-swap evo-ga evo-de pb-first-order
+    /// pb-zero-order pb-hypermutation pb-lineage pb-lamarckian.
+    #[arg(long, value_name = "NAME=W,...", value_parser = parse_weights)]
+    operators: Option<std::collections::BTreeMap<String, f64>>,
+    /// Race new candidates: score a quarter, then half of dev first, and stop those that
+    /// cannot reach the top (evaluations saved are reported).
+    #[arg(long)]
+    racing: bool,
+    /// Budget: stop before the search spends more than N example evaluations (one per dev
+    /// example a candidate is scored on, counted the same for every strategy).
+    #[arg(long, value_name = "N")]
+    max_evals: Option<u64>,
+    /// Budget: stop after S seconds of search.
+    #[arg(long, value_name = "S")]
+    max_seconds: Option<f64>,
+    /// Stop after N generations without a better best dev score.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
+    /// Model that writes text for model-driven operators (default: the scoring model); a GGUF
+    /// path or hf:OWNER/REPO[:FILE.gguf].
+    #[arg(long, value_name = "M")]
+    mutator_model: Option<String>,
+    /// Sampling temperature of model-driven operators.
+    #[arg(long, default_value_t = 0.8, value_name = "T")]
+    temperature: f64,
+    /// Nucleus sampling threshold of model-driven operators.
+    #[arg(long, default_value_t = 0.95, value_name = "P")]
+    top_p: f64,
     /// Score candidates on the first N dev examples (keeps the default run within minutes on a
     /// 2-core CPU; raise it for less noisy fitness).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -156,6 +195,22 @@ struct EvalArgs {
     json: bool,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+/// Parses `name=weight,name=weight`.
+fn parse_weights(text: &str) -> Result<std::collections::BTreeMap<String, f64>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, w) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not NAME=WEIGHT (e.g. swap=1)"))?;
+        let w: f64 = w
+            .trim()
+            .parse()
+            .map_err(|_| format!("weight of `{name}` is not a number: `{w}`"))?;
+        out.insert(name.trim().to_string(), w);
+    }
+    Ok(out)
 }
 
 /// Parses the command line and runs the command.
@@ -250,42 +305,43 @@ fn default_out(task: &Task, seed: u64) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-s{seed}-{secs}", task.name))
 }
 
-/// Everything a run needs, as `config.json` records it; `resume` reads it back.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct RunSettings {
-    task: PathBuf,
-    model: PathBuf,
-    weights: WeightFormat,
-    engine: EngineOptions,
-    strategy: String,
-    ga: GaConfig,
-    seed: u64,
-    dev_limit: usize,
-    test_limit: usize,
-    calibrate: bool,
-    pool: PathBuf,
-    version: String,
-}
-
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     let task = Task::load(&args.task)?;
-    let ga = GaConfig {
+    let search = SearchConfig {
+        strategy: args.strategy.clone(),
         population: args.population,
         generations: args.generations,
         tournament_k: args.tournament_k,
         elite: args.elite,
         crossover_rate: args.crossover_rate,
+        selection: args.selection,
+        replacement: args.replacement,
+        operators: args.operators.clone().unwrap_or_default(),
+        racing: args.racing,
+        max_evals: args.max_evals,
+        max_seconds: args.max_seconds,
+        patience: args.patience,
+        temperature: args.temperature,
+        top_p: args.top_p,
+        ..SearchConfig::default()
     };
-    ga.validate()?;
+    search.validate()?;
+    promptevo::evolve::strategies::check_operators(&search)?;
     if args.dev_limit == 0 {
         anyhow::bail!("--dev-limit must be at least 1");
     }
     PhrasePool::from_toml_file(&args.pool)?;
     let model_path = model_path(&args.model)?;
+    let mutator_model = match &args.mutator_model {
+        Some(m) => Some(absolute(
+            &ModelSpec::resolve_default(Some(m))?.local_path()?,
+        )),
+        None => None,
+    };
     let out = args
         .out
         .clone()
@@ -295,10 +351,10 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     let settings = RunSettings {
         task: absolute(&args.task),
         model: absolute(&model_path),
+        mutator_model,
         weights: args.model.weights,
         engine: engine_options(&args.model),
-        strategy: "ga".into(),
-        ga,
+        search,
         seed: args.seed,
         dev_limit: args.dev_limit.min(task.dev.len()),
         test_limit: args.test_limit.min(task.test.len()),
@@ -406,7 +462,7 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs (or replays, then continues) the search and writes the report.
+/// Loads the models, runs (or replays, then continues) the search and writes the report.
 fn search_and_report(
     settings: &RunSettings,
     task: &Task,
@@ -414,105 +470,22 @@ fn search_and_report(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let pool = PhrasePool::from_toml_file(&settings.pool)?.with_prompts(&task.initial_prompts);
     let model = load_model(&settings.model, settings.weights)?;
-    let (ga, dev_n, test_n, calibrate) = (
-        &settings.ga,
-        settings.dev_limit,
-        settings.test_limit,
-        settings.calibrate,
-    );
-    eprintln!(
-        "optimising {} ({} initial prompts, population {}, {} generations, {} dev examples) -> {}",
-        task.name,
-        task.initial_prompts.len(),
-        ga.population,
-        ga.generations,
-        dev_n,
-        folder.root().display()
-    );
+    let mutator = match &settings.mutator_model {
+        Some(path) if *path != settings.model => Some(load_model(path, settings.weights)?),
+        _ => None,
+    };
+    let mut generator = chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;
     let mut scorer = Scorer::new(&model, task, settings.engine)?;
-    let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let (outcome, records, search_seconds) = {
-        let mut evaluator = RunEvaluator::new(&mut scorer, log, Some(dev_n), calibrate, quiet)
-            .with_logged(logged)
-            .with_checkpoints(folder.clone())
-            .with_progress(
-                ((task.initial_prompts.len() + ga.generations * (ga.population - ga.elite)) * dev_n)
-                    as u64,
-            );
-        let outcome = GeneticAlgorithm::new(ga.clone()).run(
-            &task.initial_prompts,
-            &pool,
-            &mut evaluator,
-            &mut rng,
-        )?;
-        let secs = evaluator.elapsed();
-        (outcome, std::mem::take(&mut evaluator.records), secs)
-    };
-    let forward_passes: u64 = records.iter().map(|r| r.forward_passes as u64).sum();
-    eprintln!("search done in {search_seconds:.1} s; scoring the initial and best prompts on {test_n} test examples");
-
-    let initial = outcome
-        .initial
-        .first()
-        .context("the run has no initial prompt")?;
-    let gold_test = task.gold(Split::Test);
-    let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
-        let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
-        let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
-        let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
-        let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
-        let correct: Vec<f64> = test
-            .predictions
-            .iter()
-            .zip(&gold_test)
-            .map(|(p, g)| f64::from(p == g))
-            .collect();
-        let result = PromptResult {
-            id,
-            prompt: prompt.to_string(),
-            dev_accuracy: dev.accuracy,
-            dev_accuracy_calibrated: dev_cal.accuracy,
-            test_accuracy: test.accuracy,
-            test_macro_f1: test.macro_f1,
-            test_accuracy_calibrated: test_cal.accuracy,
-            test_ci: analysis::bootstrap_ci(&correct, settings.seed),
-        };
-        Ok((result, correct))
-    };
-    let (initial_result, initial_correct) =
-        result(initial.candidate.id, &initial.candidate.prompt())?;
-    let (best_result, best_correct) =
-        result(outcome.best.candidate.id, &outcome.best.candidate.prompt())?;
-    let paired: Vec<f64> = best_correct
-        .iter()
-        .zip(&initial_correct)
-        .map(|(b, i)| b - i)
-        .collect();
-    let mut report = Report {
-        task: task.name.clone(),
-        description: task.description.clone(),
-        model: model.name.clone(),
-        seed: settings.seed,
-        strategy: settings.strategy.clone(),
-        calibrate,
-        dev_n,
-        test_n,
-        test_majority: metrics::majority_rate(&gold_test[..test_n], task.labels.len()),
-        candidates: records.len(),
-        forward_passes,
-        search_seconds,
-        initial: initial_result,
-        best: best_result,
-        top: Vec::new(),
-        test_change_ci: analysis::bootstrap_ci(&paired, settings.seed),
-        generations: Vec::new(),
-        operators: Vec::new(),
-        lineage: Vec::new(),
-    };
-    report.write(folder, &records)?;
+    let report = promptevo::run::execute(
+        settings,
+        task,
+        &mut scorer,
+        generator.as_mut().map(|g| g as &mut dyn TextGenerator),
+        folder,
+        logged,
+        quiet,
+    )?;
     eprintln!(
         "initial: dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
         100.0 * report.initial.dev_accuracy,
@@ -523,4 +496,28 @@ fn search_and_report(
     );
     println!("{}", folder.file("report.md").display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The text generator model-driven operators use (None until the model has a chat template).
+fn chat_generator<'m>(
+    _model: &'m Model,
+    _search: &SearchConfig,
+) -> Result<Option<NoGenerator<'m>>> {
+    Ok(None)
+}
+
+/// Placeholder until generation lands.
+struct NoGenerator<'m>(&'m Model);
+
+impl TextGenerator for NoGenerator<'_> {
+    fn chat(
+        &mut self,
+        _messages: &[promptevo::evolve::ChatMessage],
+        _rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> std::result::Result<String, promptevo::evolve::EvolveError> {
+        let _ = self.0;
+        Err(promptevo::evolve::EvolveError::evaluation(
+            "generation is not available",
+        ))
+    }
 }

@@ -65,6 +65,9 @@ pub enum Error {
     /// A flag or option has an invalid value.
     #[error("{0}")]
     Usage(String),
+    /// The search failed (bad strategy settings, operator set, pool, or a failed evaluation).
+    #[error("{0}")]
+    Evolve(#[from] crate::evolve::EvolveError),
     /// The tensor backend failed (a bug or an exhausted resource, not bad input).
     #[error("tensor backend: {0}")]
     Candle(#[from] candle_core::Error),

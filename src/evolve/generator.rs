@@ -47,8 +47,11 @@ impl ChatMessage {
 pub trait TextGenerator {
     /// The model's reply to `messages` (the raw text after the chat template's assistant header,
     /// up to the end-of-turn token or the length limit), sampled with `rng`.
-    fn chat(&mut self, messages: &[ChatMessage], rng: &mut ChaCha8Rng)
-        -> Result<String, EvolveError>;
+    fn chat(
+        &mut self,
+        messages: &[ChatMessage],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<String, EvolveError>;
     /// Tokens generated so far (for reports).
     fn tokens_generated(&self) -> u64 {
         0

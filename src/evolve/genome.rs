@@ -1,12 +1,23 @@
-//! The genome: a prompt split into phrases, and back.
+//! The genome: a prompt as genes (an optional persona, instruction phrases, an optional output
+//! constraint and few-shot demonstrations from the train split), and its rendering back to text.
 
 use serde::{Deserialize, Serialize};
 
-/// A prompt as a sequence of phrases (split on sentence and clause boundaries).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A prompt as genes. Rendered as `persona phrases constraint`, then the demonstrations, one
+/// blank line apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Genome {
-    /// The phrases in order; each is trimmed and keeps its trailing punctuation.
+    /// The instruction phrases in order; each is trimmed and keeps its trailing punctuation.
     pub phrases: Vec<String>,
+    /// A role the model is asked to play ("You are an expert film critic.").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona: Option<String>,
+    /// An output constraint ("Answer with one word.").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// Few-shot demonstrations, already formatted with the task's template (train split only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub demos: Vec<String>,
 }
 
 /// Words ending in '.' that do not end a sentence (compared lower-case).
@@ -66,17 +77,43 @@ impl Genome {
             }
         }
         push_trimmed(&mut phrases, &prompt[start..]);
-        Genome { phrases }
+        Genome {
+            phrases,
+            ..Genome::default()
+        }
     }
 
-    /// Joins the phrases with single spaces.
+    /// The prompt text: persona, phrases and constraint joined with single spaces, then each
+    /// demonstration after a blank line.
     pub fn render(&self) -> String {
-        self.phrases.join(" ")
+        let words: Vec<&str> = self
+            .persona
+            .iter()
+            .map(String::as_str)
+            .chain(self.phrases.iter().map(String::as_str))
+            .chain(self.constraint.iter().map(String::as_str))
+            .collect();
+        let mut text = words.join(" ");
+        for demo in &self.demos {
+            text.push_str("\n\n");
+            text.push_str(demo);
+        }
+        text
     }
 
-    /// True when the genome has no phrase.
+    /// True when the genome has no instruction phrase (personas, constraints and demos alone
+    /// do not make a prompt).
     pub fn is_empty(&self) -> bool {
         self.phrases.is_empty()
+    }
+
+    /// The instruction alone (persona, phrases, constraint) without demonstrations.
+    pub fn instruction(&self) -> String {
+        Genome {
+            demos: Vec::new(),
+            ..self.clone()
+        }
+        .render()
     }
 
     /// Number of phrases.
@@ -196,6 +233,22 @@ mod tests {
         assert_eq!(
             phrases("Why? Because! Yes; no"),
             ["Why?", "Because!", "Yes;", "no"]
+        );
+    }
+
+    #[test]
+    fn genes_render_in_order() {
+        let mut g = Genome::parse("Classify the review. Answer now.");
+        g.persona = Some("You are a critic.".into());
+        g.constraint = Some("Answer with one word.".into());
+        g.demos = vec!["Review: good\nSentiment: positive".into()];
+        assert_eq!(
+            g.render(),
+            "You are a critic. Classify the review. Answer now. Answer with one word.\n\nReview: good\nSentiment: positive"
+        );
+        assert_eq!(
+            g.instruction(),
+            "You are a critic. Classify the review. Answer now. Answer with one word."
         );
     }
 

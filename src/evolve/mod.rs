@@ -1,17 +1,20 @@
-//! Evolves prompts: genome, variation operators, selection and the genetic algorithm.
+//! Evolves prompts: the genome, variation operators, selection, the shared search state and
+//! the strategies.
 
 pub mod error;
 pub mod generator;
 pub mod genome;
 pub mod operators;
 pub mod pool;
+pub mod search;
 pub mod selection;
-pub mod strategy;
+pub mod strategies;
 
 pub use error::EvolveError;
 pub use generator::{ChatMessage, TextGenerator};
 pub use genome::Genome;
-pub use operators::{default_operators, operator_by_name, Operator, WeightedOperator};
+pub use operators::{operator_by_name, Family, Operator, OperatorContext, WeightedOperator};
 pub use pool::PhrasePool;
+pub use search::{Candidate, Evaluator, Scored, Search, SearchOutcome, StopReason};
 pub use selection::{elite_indices, tournament};
-pub use strategy::{Candidate, Evaluator, GaConfig, GaOutcome, GeneticAlgorithm, Scored};
+pub use strategies::{run_search, SearchConfig, STRATEGY_NAMES};

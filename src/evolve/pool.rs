@@ -11,8 +11,12 @@ use super::genome::Genome;
 /// Phrases that the insert operator may add: the phrases of the initial prompts plus a task-agnostic pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PhrasePool {
-    /// Deduplicated phrases, in first-seen order.
+    /// Deduplicated phrases, in first-seen order (every section of the pool file).
     pub phrases: Vec<String>,
+    /// The `personas` section: roles for the persona gene.
+    pub personas: Vec<String>,
+    /// The `constraints` section: output constraints for the constraint gene.
+    pub constraints: Vec<String>,
 }
 
 /// The shape of a phrase pool TOML file.
@@ -34,10 +38,7 @@ impl PhrasePool {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        PhrasePool {
-            phrases: Vec::new(),
-        }
-        .extend(phrases)
+        PhrasePool::default().extend(phrases)
     }
 
     /// Loads a pool from a TOML file with the optional string arrays `instructions`,
@@ -70,9 +71,12 @@ impl PhrasePool {
                 });
             }
         }
-        Ok(PhrasePool::new(
-            sections.into_iter().flat_map(|(_, entries)| entries.iter()),
-        ))
+        let trimmed = |v: &Vec<String>| v.iter().map(|s| s.trim().to_string()).collect();
+        Ok(PhrasePool {
+            personas: trimmed(&file.personas),
+            constraints: trimmed(&file.constraints),
+            ..PhrasePool::new(sections.into_iter().flat_map(|(_, entries)| entries.iter()))
+        })
     }
 
     /// Adds the phrases of these prompts (via [`Genome::parse`]) after the existing ones.

@@ -1,4 +1,4 @@
-//! Parent selection (tournament) and survivor selection (elitism).
+//! Parent selection (tournament, roulette, rank) and survivor selection (elitism).
 
 use std::cmp::Ordering;
 
@@ -42,6 +42,80 @@ pub fn tournament<'a, T>(
     &population[best]
 }
 
+/// Fitness-proportionate ("roulette wheel") selection: index i with probability
+/// `(f_i - min + eps) / sum`, shifted so that the worst member keeps a small chance; NaN counts
+/// as the minimum.
+///
+/// # Panics
+/// If `population` is empty.
+pub fn roulette<'a, T>(
+    population: &'a [T],
+    fitness: impl Fn(&T) -> f64,
+    rng: &mut ChaCha8Rng,
+) -> &'a T {
+    assert!(
+        !population.is_empty(),
+        "roulette selection needs a non-empty population"
+    );
+    let f: Vec<f64> = population.iter().map(|x| rank_value(fitness(x))).collect();
+    let finite_min = f
+        .iter()
+        .cloned()
+        .filter(|x| x.is_finite())
+        .fold(f64::INFINITY, f64::min);
+    let finite_max = f
+        .iter()
+        .cloned()
+        .filter(|x| x.is_finite())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let eps = ((finite_max - finite_min) * 0.01).max(1e-9);
+    let w: Vec<f64> = f
+        .iter()
+        .map(|&x| {
+            if x.is_finite() {
+                x - finite_min + eps
+            } else {
+                eps
+            }
+        })
+        .collect();
+    &population[weighted_index(&w, rng)]
+}
+
+/// Linear rank selection: sorted best first, member at rank r (0 = best) of n is chosen with
+/// weight `n - r`.
+///
+/// # Panics
+/// If `population` is empty.
+pub fn rank<'a, T>(
+    population: &'a [T],
+    fitness: impl Fn(&T) -> f64,
+    rng: &mut ChaCha8Rng,
+) -> &'a T {
+    assert!(
+        !population.is_empty(),
+        "rank selection needs a non-empty population"
+    );
+    let f: Vec<f64> = population.iter().map(|x| fitness(x)).collect();
+    let order = elite_indices(&f, f.len());
+    let n = order.len();
+    let w: Vec<f64> = (0..n).map(|r| (n - r) as f64).collect();
+    &population[order[weighted_index(&w, rng)]]
+}
+
+/// Index drawn with probability proportional to its (positive) weight.
+fn weighted_index(w: &[f64], rng: &mut ChaCha8Rng) -> usize {
+    let total: f64 = w.iter().sum();
+    let mut r = rng.gen_range(0.0..total);
+    for (i, x) in w.iter().enumerate() {
+        if r < *x {
+            return i;
+        }
+        r -= x;
+    }
+    w.len() - 1
+}
+
 /// Indices of the `n` best (highest) fitness values, best first, stable on ties
 /// (earlier first); NaN ranks last. Returns all indices when `n` exceeds the length.
 pub fn elite_indices(fitness: &[f64], n: usize) -> Vec<usize> {
@@ -58,6 +132,29 @@ pub fn elite_indices(fitness: &[f64], n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roulette_and_rank_prefer_fitter_members() {
+        use rand::SeedableRng;
+        let pop = [0.2, 0.9, 0.5, f64::NAN];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut counts_roulette = [0usize; 4];
+        let mut counts_rank = [0usize; 4];
+        for _ in 0..4000 {
+            let r = roulette(&pop, |x| *x, &mut rng);
+            counts_roulette[pop.iter().position(|y| y.to_bits() == r.to_bits()).unwrap()] += 1;
+            let r = rank(&pop, |x| *x, &mut rng);
+            counts_rank[pop.iter().position(|y| y.to_bits() == r.to_bits()).unwrap()] += 1;
+        }
+        // Roulette: weights 0.007, 0.707, 0.307, 0.007 (shift by min 0.2, eps 0.007).
+        assert!(counts_roulette[1] > counts_roulette[2] && counts_roulette[2] > counts_roulette[0]);
+        assert!(counts_roulette[0] < 100 && counts_roulette[3] < 100);
+        // Rank: 0.9 -> 4, 0.5 -> 3, 0.2 -> 2, NaN -> 1 (of 10).
+        let expect = [0.2, 0.4, 0.3, 0.1];
+        for (c, e) in counts_rank.iter().zip(expect) {
+            assert!(((*c as f64 / 4000.0) - e).abs() < 0.03, "{counts_rank:?}");
+        }
+    }
     use rand::SeedableRng;
 
     #[test]

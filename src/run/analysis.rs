@@ -24,6 +24,27 @@ pub struct GenerationStats {
     pub best_so_far: f64,
 }
 
+/// One record per candidate: the one scored on the most dev examples (racing logs a candidate
+/// once per rung), in first-logged order.
+pub fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecord> {
+    let mut out: Vec<EvaluationRecord> = Vec::with_capacity(records.len());
+    let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    for r in records {
+        match at.get(&r.id) {
+            Some(&i) => {
+                if r.dev_n >= out[i].dev_n {
+                    out[i] = r.clone();
+                }
+            }
+            None => {
+                at.insert(r.id, out.len());
+                out.push(r.clone());
+            }
+        }
+    }
+    out
+}
+
 /// Per generation, the best, median and worst of its new candidates and the best so far.
 pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
     let mut by_gen: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
@@ -48,14 +69,22 @@ pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
         .collect()
 }
 
-/// (example forward passes spent, best dev score so far) after each evaluation.
+/// (example evaluations charged, best full-dev score so far) after each evaluation; partial
+/// (raced) scores count toward the budget but not toward the best.
 pub fn progress(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
+    let full = records.iter().map(|r| r.dev_n).max().unwrap_or(0);
     let (mut spent, mut best) = (0u64, f64::NEG_INFINITY);
     records
         .iter()
         .map(|r| {
-            spent += r.dev_n as u64;
-            best = best.max(r.dev_score);
+            spent = if r.evals_used > 0 {
+                r.evals_used
+            } else {
+                spent + r.dev_n as u64
+            };
+            if r.dev_n == full {
+                best = best.max(r.dev_score);
+            }
             (spent, best)
         })
         .collect()
@@ -185,6 +214,7 @@ mod tests {
             dev_n: 10,
             forward_passes: 10,
             seconds: 0.1,
+            evals_used: 0,
         }
     }
 

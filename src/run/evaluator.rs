@@ -18,7 +18,9 @@ pub struct RunEvaluator<'s, 'm> {
     calibrate: bool,
     quiet: bool,
     started: Instant,
-    logged: HashMap<u64, EvaluationRecord>,
+    logged: HashMap<(u64, usize), EvaluationRecord>,
+    charged: HashMap<u64, usize>,
+    evals_used: u64,
     checkpoints: Option<RunFolder>,
     progress: Option<indicatif::ProgressBar>,
     best: f64,
@@ -43,6 +45,8 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             quiet,
             started: Instant::now(),
             logged: HashMap::new(),
+            charged: HashMap::new(),
+            evals_used: 0,
             checkpoints: None,
             progress: None,
             best: f64::NEG_INFINITY,
@@ -52,7 +56,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
 
     /// Replays these logged evaluations (of an interrupted run) instead of scoring them again.
     pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
-        self.logged = logged.into_iter().map(|r| (r.id, r)).collect();
+        self.logged = logged.into_iter().map(|r| ((r.id, r.dev_n), r)).collect();
         self
     }
 
@@ -86,12 +90,28 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     }
 }
 
+impl RunEvaluator<'_, '_> {
+    /// Charges the budget for scoring candidate `id` on `n` examples (only the examples not
+    /// charged before), as the search does; returns the total so far.
+    fn charge(&mut self, id: u64, n: usize) -> u64 {
+        let before = self.charged.insert(id, n).unwrap_or(0);
+        self.evals_used += n.saturating_sub(before) as u64;
+        self.evals_used
+    }
+}
+
 impl Evaluator for RunEvaluator<'_, '_> {
-    fn evaluate(&mut self, candidates: &[Candidate]) -> Result<Vec<f64>, EvolveError> {
+    fn dev_size(&self) -> usize {
+        let dev = self.scorer.task().dev.len();
+        self.dev_limit.map_or(dev, |l| l.min(dev))
+    }
+
+    fn evaluate(&mut self, candidates: &[Candidate], n: usize) -> Result<Vec<f64>, EvolveError> {
         let mut scores = Vec::with_capacity(candidates.len());
         for c in candidates {
             let prompt = c.prompt();
-            if let Some(r) = self.logged.remove(&c.id) {
+            self.charge(c.id, n);
+            if let Some(r) = self.logged.remove(&(c.id, n)) {
                 if r.prompt != prompt {
                     return Err(EvolveError::evaluation(format!(
                         "the run log does not match this run: candidate #{} was {:?}, now {:?} (the task, pool or promptevo version changed); start a new run",
@@ -108,7 +128,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
             }
             let ev = self
                 .scorer
-                .evaluate(&prompt, Split::Dev, self.dev_limit, self.calibrate)
+                .evaluate(&prompt, Split::Dev, Some(n), self.calibrate)
                 .map_err(EvolveError::evaluation)?;
             scores.push(ev.accuracy);
             let record = EvaluationRecord {
@@ -122,6 +142,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 dev_n: ev.n,
                 forward_passes: ev.forward_passes,
                 seconds: ev.seconds,
+                evals_used: self.evals_used,
             };
             // Logged (and flushed) as soon as it is scored: a crash loses at most the candidate
             // being scored.

@@ -31,6 +31,11 @@ pub struct EvaluationRecord {
     pub forward_passes: usize,
     /// Seconds spent scoring it.
     pub seconds: f64,
+    /// Example forward passes charged to the search's budget once this evaluation was made
+    /// (one per dev example a candidate is scored on, cached or not; a raced candidate that is
+    /// scored again on more examples is charged only the new ones).
+    #[serde(default)]
+    pub evals_used: u64,
 }
 
 /// Appends records to a run's log.
@@ -132,6 +137,7 @@ mod tests {
             dev_n: 10,
             forward_passes: 10,
             seconds: 0.1,
+            evals_used: 0,
         }
     }
 

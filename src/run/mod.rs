@@ -6,7 +6,9 @@ pub mod folder;
 pub mod log;
 pub mod plots;
 pub mod report;
+pub mod session;
 
 pub use folder::RunFolder;
 pub use log::{EvaluationLog, EvaluationRecord};
 pub use report::{PromptResult, Report};
+pub use session::{execute, RunSettings};

@@ -72,6 +72,16 @@ pub struct Report {
     /// The best prompt's ancestors, oldest first (from the log).
     #[serde(default)]
     pub lineage: Vec<LineageStep>,
+    /// Example forward passes charged to the budget (racing charges fewer than
+    /// candidates x dev examples).
+    #[serde(default)]
+    pub evals_used: u64,
+    /// Why the search ended.
+    #[serde(default)]
+    pub stop: String,
+    /// Model replies that operators rejected (empty, too long, placeholders).
+    #[serde(default)]
+    pub rejected_replies: u64,
 }
 
 /// The plots a report links to.
@@ -88,6 +98,7 @@ fn delta(a: f64, b: f64) -> String {
 impl Report {
     /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
     pub fn analyse(&mut self, records: &[EvaluationRecord]) {
+        let records = &analysis::latest_per_candidate(records);
         self.generations = analysis::generation_stats(records);
         self.operators = analysis::operator_stats(records);
         self.lineage = analysis::lineage(records, self.best.id);
@@ -104,6 +115,7 @@ impl Report {
     /// Writes `result.json`, `report.md`, `best.txt` and the SVG plots into the run folder.
     pub fn write(&mut self, folder: &RunFolder, records: &[EvaluationRecord]) -> Result<()> {
         self.analyse(records);
+        let records = &analysis::latest_per_candidate(records);
         super::plots::generations(&folder.file(PLOTS[0]), &self.generations)?;
         super::plots::progress(&folder.file(PLOTS[1]), &analysis::progress(records))?;
         super::plots::operators(&folder.file(PLOTS[2]), &self.operators)?;
@@ -136,6 +148,34 @@ impl Report {
             self.forward_passes as f64 / self.search_seconds.max(1e-9),
             self.test_n,
             pct(self.test_majority)
+        );
+        let full = self.candidates as u64 * self.dev_n as u64;
+        s += &format!(
+            "- budget: {} example evaluations charged{}; stopped because: {}{}\n\n",
+            self.evals_used,
+            if self.evals_used < full {
+                format!(
+                    " ({} saved by racing against {} candidates x {} dev examples)",
+                    full - self.evals_used,
+                    self.candidates,
+                    self.dev_n
+                )
+            } else {
+                String::new()
+            },
+            if self.stop.is_empty() {
+                "-"
+            } else {
+                &self.stop
+            },
+            if self.rejected_replies > 0 {
+                format!(
+                    "; {} model replies rejected by cleaning",
+                    self.rejected_replies
+                )
+            } else {
+                String::new()
+            }
         );
         s += "## Result\n\n";
         s += "| | dev acc | dev acc (calibrated) | test acc [95% CI] | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";

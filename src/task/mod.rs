@@ -214,6 +214,20 @@ impl Task {
         }
     }
 
+    /// A train example written as a demonstration with the task's template: the text after
+    /// `{prompt}`, with the input filled in and the answer appended (the label's verbaliser for
+    /// classification), e.g. "Review: a gem\nSentiment: positive".
+    pub fn demonstration(&self, example: &Example) -> String {
+        let (before, after) = self.template.split("");
+        let answer = self
+            .labels
+            .iter()
+            .position(|l| *l == example.target)
+            .and_then(|i| self.verbalizers.get(i))
+            .map_or_else(|| format!(" {}", example.target.trim()), |v| v.clone());
+        format!("{}{}{after}{answer}", before.trim_start(), example.input)
+    }
+
     /// Gold label indices of a split's examples (train labels are computed on demand).
     pub fn gold(&self, split: Split) -> Vec<usize> {
         match split {

@@ -1,11 +1,14 @@
-//! Single-parent edit operators: delete, swap and insert a phrase.
+//! Single-parent edit operators (GrIPS): delete, swap, add a phrase from the pool, and
+//! paraphrase a phrase with the model.
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::Operator;
+use super::model::{clean_reply, PARAPHRASE_SYSTEM};
+use super::{Family, Operator, OperatorContext};
+use crate::evolve::error::EvolveError;
+use crate::evolve::generator::ChatMessage;
 use crate::evolve::genome::Genome;
-use crate::evolve::pool::PhrasePool;
 
 /// Removes one random phrase; never leaves an empty genome.
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +27,10 @@ impl Operator for Delete {
         "delete"
     }
 
+    fn family(&self) -> Family {
+        Family::Edit
+    }
+
     fn arity(&self) -> usize {
         1
     }
@@ -31,9 +38,21 @@ impl Operator for Delete {
     fn apply(
         &self,
         parents: &[&Genome],
-        _pool: &PhrasePool,
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Genome>, EvolveError> {
+        Ok(self.edit(parents, ctx, rng))
+    }
+}
+
+impl Delete {
+    fn edit(
+        &self,
+        parents: &[&Genome],
+        ctx: &OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
     ) -> Option<Genome> {
+        let _ = ctx;
         let parent = parents.first()?;
         if parent.len() < 2 {
             return None;
@@ -49,6 +68,10 @@ impl Operator for Swap {
         "swap"
     }
 
+    fn family(&self) -> Family {
+        Family::Edit
+    }
+
     fn arity(&self) -> usize {
         1
     }
@@ -56,9 +79,21 @@ impl Operator for Swap {
     fn apply(
         &self,
         parents: &[&Genome],
-        _pool: &PhrasePool,
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Genome>, EvolveError> {
+        Ok(self.edit(parents, ctx, rng))
+    }
+}
+
+impl Swap {
+    fn edit(
+        &self,
+        parents: &[&Genome],
+        ctx: &OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
     ) -> Option<Genome> {
+        let _ = ctx;
         let parent = parents.first()?;
         let p = &parent.phrases;
         // Only pairs of different phrases change the genome.
@@ -81,6 +116,10 @@ impl Operator for Insert {
         "insert"
     }
 
+    fn family(&self) -> Family {
+        Family::Edit
+    }
+
     fn arity(&self) -> usize {
         1
     }
@@ -88,11 +127,24 @@ impl Operator for Insert {
     fn apply(
         &self,
         parents: &[&Genome],
-        pool: &PhrasePool,
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Genome>, EvolveError> {
+        Ok(self.edit(parents, ctx, rng))
+    }
+}
+
+impl Insert {
+    fn edit(
+        &self,
+        parents: &[&Genome],
+        ctx: &OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
     ) -> Option<Genome> {
+        let _ = ctx;
         let parent = parents.first()?;
-        let fresh: Vec<&String> = pool
+        let fresh: Vec<&String> = ctx
+            .pool
             .phrases
             .iter()
             .filter(|phrase| !parent.phrases.contains(phrase))
@@ -107,16 +159,69 @@ impl Operator for Insert {
     }
 }
 
+/// Rewrites one random phrase in other words, asked of the model (GrIPS's paraphrase edit).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Paraphrase;
+
+impl Operator for Paraphrase {
+    fn name(&self) -> &'static str {
+        "paraphrase"
+    }
+
+    fn family(&self) -> Family {
+        Family::Edit
+    }
+
+    fn arity(&self) -> usize {
+        1
+    }
+
+    fn needs_model(&self) -> bool {
+        true
+    }
+
+    fn apply(
+        &self,
+        parents: &[&Genome],
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Genome>, EvolveError> {
+        let Some(parent) = parents.first() else {
+            return Ok(None);
+        };
+        if parent.is_empty() {
+            return Ok(None);
+        }
+        let i = rng.gen_range(0..parent.len());
+        let messages = [
+            ChatMessage::system(PARAPHRASE_SYSTEM),
+            ChatMessage::user(format!(
+                "Paraphrase this sentence, keeping its meaning:\n{}",
+                parent.phrases[i]
+            )),
+        ];
+        let Some(reply) = ctx.chat(&messages, rng)? else {
+            return Ok(None);
+        };
+        let Some(text) = clean_reply(&reply) else {
+            ctx.rejected_replies += 1;
+            return Ok(None);
+        };
+        if text == parent.phrases[i] {
+            return Ok(None);
+        }
+        let mut child = (*parent).clone();
+        child.phrases[i] = text;
+        Ok(Some(child))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evolve::operators::{genome, run_op};
+    use crate::evolve::pool::PhrasePool;
     use rand::SeedableRng;
-
-    fn genome(phrases: &[&str]) -> Genome {
-        Genome {
-            phrases: phrases.iter().map(|s| s.to_string()).collect(),
-        }
-    }
 
     fn abcd() -> Genome {
         genome(&["A.", "B,", "C.", "D?"])
@@ -129,9 +234,8 @@ mod tests {
     #[test]
     fn delete_removes_one_phrase() {
         let parent = abcd();
-        let child = Delete
-            .apply(&[&parent], &PhrasePool::default(), &mut rng())
-            .expect("applies");
+        let child =
+            run_op(&Delete, &[&parent], &PhrasePool::default(), &mut rng()).expect("applies");
         assert_eq!(child, genome(&["A.", "B,", "D?"]));
         assert_ne!(child, parent);
     }
@@ -140,19 +244,17 @@ mod tests {
     fn delete_never_empties_a_genome() {
         let pool = PhrasePool::default();
         assert_eq!(
-            Delete.apply(&[&genome(&["Only."])], &pool, &mut rng()),
+            run_op(&Delete, &[&genome(&["Only."])], &pool, &mut rng()),
             None
         );
-        assert_eq!(Delete.apply(&[&genome(&[])], &pool, &mut rng()), None);
-        assert_eq!(Delete.apply(&[], &pool, &mut rng()), None);
+        assert_eq!(run_op(&Delete, &[&genome(&[])], &pool, &mut rng()), None);
+        assert_eq!(run_op(&Delete, &[], &pool, &mut rng()), None);
     }
 
     #[test]
     fn swap_exchanges_two_different_phrases() {
         let parent = abcd();
-        let child = Swap
-            .apply(&[&parent], &PhrasePool::default(), &mut rng())
-            .expect("applies");
+        let child = run_op(&Swap, &[&parent], &PhrasePool::default(), &mut rng()).expect("applies");
         assert_eq!(child, genome(&["C.", "B,", "A.", "D?"]));
         assert_ne!(child, parent);
     }
@@ -160,17 +262,24 @@ mod tests {
     #[test]
     fn swap_returns_none_when_nothing_can_change() {
         let pool = PhrasePool::default();
-        assert_eq!(Swap.apply(&[&genome(&["Only."])], &pool, &mut rng()), None);
         assert_eq!(
-            Swap.apply(&[&genome(&["Same.", "Same."])], &pool, &mut rng()),
+            run_op(&Swap, &[&genome(&["Only."])], &pool, &mut rng()),
+            None
+        );
+        assert_eq!(
+            run_op(&Swap, &[&genome(&["Same.", "Same."])], &pool, &mut rng()),
             None
         );
         // With a repeated phrase, the only useful swaps move the odd one.
         let parent = genome(&["X.", "X.", "Y."]);
         for seed in 0..20 {
-            let child = Swap
-                .apply(&[&parent], &pool, &mut ChaCha8Rng::seed_from_u64(seed))
-                .expect("applies");
+            let child = run_op(
+                &Swap,
+                &[&parent],
+                &pool,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+            .expect("applies");
             assert_ne!(child, parent);
         }
     }
@@ -179,9 +288,7 @@ mod tests {
     fn insert_adds_a_fresh_pool_phrase() {
         let parent = abcd();
         let pool = PhrasePool::new(["A.", "Be careful.", "Think step by step."]);
-        let child = Insert
-            .apply(&[&parent], &pool, &mut rng())
-            .expect("applies");
+        let child = run_op(&Insert, &[&parent], &pool, &mut rng()).expect("applies");
         assert_eq!(child, genome(&["A.", "B,", "C.", "Be careful.", "D?"]));
         assert_ne!(child, parent);
     }
@@ -190,19 +297,17 @@ mod tests {
     fn insert_returns_none_without_fresh_phrases() {
         let parent = abcd();
         assert_eq!(
-            Insert.apply(&[&parent], &PhrasePool::default(), &mut rng()),
+            run_op(&Insert, &[&parent], &PhrasePool::default(), &mut rng()),
             None
         );
         let pool = PhrasePool::new(["A.", "D?"]);
-        assert_eq!(Insert.apply(&[&parent], &pool, &mut rng()), None);
+        assert_eq!(run_op(&Insert, &[&parent], &pool, &mut rng()), None);
     }
 
     #[test]
     fn insert_into_empty_genome() {
         let pool = PhrasePool::new(["Be careful."]);
-        let child = Insert
-            .apply(&[&genome(&[])], &pool, &mut rng())
-            .expect("applies");
+        let child = run_op(&Insert, &[&genome(&[])], &pool, &mut rng()).expect("applies");
         assert_eq!(child, genome(&["Be careful."]));
     }
 }

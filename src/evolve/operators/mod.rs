@@ -1,25 +1,125 @@
-//! Variation operators: the trait, the weighted operator list and lookup by name.
+//! Variation operators, one file per family: edits of one prompt (GrIPS), crossovers of two,
+//! gene operators (persona, output constraint, few-shot demonstrations), and operators that ask
+//! the local model to rewrite prompts (EvoPrompt GA/DE, Promptbreeder).
+//!
+//! Every operator has a stable name used in configs (`--operators name=weight`), logs and reports.
 
 mod crossover;
 mod edit;
+mod genes;
+mod model;
+mod promptbreeder;
 
-pub use crossover::OnePointCrossover;
-pub use edit::{Delete, Insert, Swap};
+pub use crossover::{OnePointCrossover, SentenceCrossover, UniformCrossover};
+pub use edit::{Delete, Insert, Paraphrase, Swap};
+pub use genes::{ConstraintGene, DemoAdd, DemoDrop, DemoSwap, PersonaGene};
+pub use model::{clean_reply, extract_tagged, EvoDe, EvoGa, MAX_PROMPT_CHARS};
+pub use promptbreeder::{
+    FirstOrder, Hypermutation, Lamarckian, LineageBased, ZeroOrder, MUTATION_PROMPTS,
+    THINKING_STYLES,
+};
 
 use rand_chacha::ChaCha8Rng;
 
+use super::error::EvolveError;
+use super::generator::TextGenerator;
 use super::genome::Genome;
 use super::pool::PhrasePool;
 
-/// A way to make a new genome from one or more parents.
-pub trait Operator: Send + Sync {
-    /// Stable name recorded in candidate lineage: "delete", "swap", "insert", "crossover".
+/// The family an operator belongs to (for ablations and reports).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// One-prompt edits of wording: delete, swap, insert a phrase, paraphrase.
+    Edit,
+    /// Two-prompt recombination: one-point, uniform, sentence-level.
+    Crossover,
+    /// Genes beyond wording: persona, output constraint, demonstrations.
+    Gene,
+    /// Meta-prompted rewrites by the model: EvoPrompt GA/DE, Promptbreeder.
+    Model,
+}
+
+impl Family {
+    /// Lower-case name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Edit => "edit",
+            Family::Crossover => "crossover",
+            Family::Gene => "gene",
+            Family::Model => "model",
+        }
+    }
+}
+
+/// What an operator may use besides its parents. Operators never see scores or dev/test data.
+#[derive(Default)]
+pub struct OperatorContext<'a> {
+    /// Phrases, personas and constraints to add.
+    pub pool: PhrasePool,
+    /// Formatted demonstrations from the train split.
+    pub demos: Vec<String>,
+    /// (input, target) pairs from the train split, for instruction induction.
+    pub train_pairs: Vec<(String, String)>,
+    /// The task's one-line description, for zero-order generation.
+    pub task_description: String,
+    /// The model that writes text for model-driven operators (None: they do not apply).
+    pub generator: Option<&'a mut dyn TextGenerator>,
+    /// The best prompts found so far, best first (EvoPrompt-DE's "Prompt 3", lineage-based
+    /// mutation).
+    pub best: Vec<Genome>,
+    /// Promptbreeder: the unit's mutation-prompt.
+    pub mutation_prompt: Option<String>,
+    /// Promptbreeder: a thinking-style for hypermutation.
+    pub thinking_style: Option<String>,
+    /// Promptbreeder: a new mutation-prompt set by hypermutation, taken by the strategy.
+    pub new_mutation_prompt: Option<String>,
+    /// Replies the model gave that were rejected by cleaning (for reports).
+    pub rejected_replies: u64,
+}
+
+impl<'a> OperatorContext<'a> {
+    /// A context with only a phrase pool (enough for edit, crossover and persona/constraint).
+    pub fn with_pool(pool: PhrasePool) -> Self {
+        Self {
+            pool,
+            ..Self::default()
+        }
+    }
+
+    /// Asks the generator; Ok(None) when there is no generator.
+    pub fn chat(
+        &mut self,
+        messages: &[super::generator::ChatMessage],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<String>, EvolveError> {
+        match self.generator.as_deref_mut() {
+            Some(g) => g.chat(messages, rng).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A way to make a new genome from parents.
+pub trait Operator {
+    /// Stable name used in configs, lineage and reports.
     fn name(&self) -> &'static str;
-    /// Number of parents: 1 for edits, 2 for crossover.
+    /// The family it belongs to.
+    fn family(&self) -> Family;
+    /// Number of parents it takes.
     fn arity(&self) -> usize;
-    /// Returns None when the operator cannot apply (e.g. delete on a 1-phrase genome) or produces an unchanged genome.
-    fn apply(&self, parents: &[&Genome], pool: &PhrasePool, rng: &mut ChaCha8Rng)
-        -> Option<Genome>;
+    /// Whether it asks the model for text (slow; needs a generator).
+    fn needs_model(&self) -> bool {
+        self.family() == Family::Model
+    }
+    /// A new genome, or Ok(None) when the operator cannot apply (too few phrases, nothing to
+    /// add, a model reply rejected by cleaning) or would not change the genome.
+    fn apply(
+        &self,
+        parents: &[&Genome],
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Genome>, EvolveError>;
 }
 
 /// An operator with its selection weight.
@@ -46,26 +146,109 @@ impl std::fmt::Debug for WeightedOperator {
     }
 }
 
-/// Names accepted by [`operator_by_name`], in the order of [`default_operators`].
-pub const OPERATOR_NAMES: [&str; 4] = ["delete", "swap", "insert", "crossover"];
-
-/// delete 1, swap 1, insert 1, crossover 1.
-pub fn default_operators() -> Vec<WeightedOperator> {
-    OPERATOR_NAMES
-        .iter()
-        .filter_map(|name| operator_by_name(name))
-        .map(|operator| WeightedOperator::new(operator, 1.0))
-        .collect()
-}
+/// Every operator name accepted by [`operator_by_name`].
+pub const OPERATOR_NAMES: [&str; 21] = [
+    "delete",
+    "swap",
+    "insert",
+    "paraphrase",
+    "one-point",
+    "uniform",
+    "sentence",
+    "persona",
+    "constraint",
+    "demo-add",
+    "demo-drop",
+    "demo-swap",
+    "evo-ga",
+    "evo-de",
+    "pb-first-order",
+    "pb-zero-order",
+    "pb-hypermutation",
+    "pb-lineage",
+    "pb-lamarckian",
+    // Aliases kept for configs written before the operator library grew.
+    "crossover",
+    "add",
+];
 
 /// The operator with this name, or None for an unknown name (see [`OPERATOR_NAMES`]).
 pub fn operator_by_name(name: &str) -> Option<Box<dyn Operator>> {
-    match name {
-        "delete" => Some(Box::new(Delete)),
-        "swap" => Some(Box::new(Swap)),
-        "insert" => Some(Box::new(Insert)),
-        "crossover" => Some(Box::new(OnePointCrossover)),
-        _ => None,
+    Some(match name {
+        "delete" => Box::new(Delete),
+        "swap" => Box::new(Swap),
+        "insert" | "add" => Box::new(Insert),
+        "paraphrase" => Box::new(Paraphrase),
+        "one-point" | "crossover" => Box::new(OnePointCrossover),
+        "uniform" => Box::new(UniformCrossover),
+        "sentence" => Box::new(SentenceCrossover),
+        "persona" => Box::new(PersonaGene),
+        "constraint" => Box::new(ConstraintGene),
+        "demo-add" => Box::new(DemoAdd),
+        "demo-drop" => Box::new(DemoDrop),
+        "demo-swap" => Box::new(DemoSwap),
+        "evo-ga" => Box::new(EvoGa),
+        "evo-de" => Box::new(EvoDe),
+        "pb-first-order" => Box::new(FirstOrder),
+        "pb-zero-order" => Box::new(ZeroOrder),
+        "pb-hypermutation" => Box::new(Hypermutation),
+        "pb-lineage" => Box::new(LineageBased),
+        "pb-lamarckian" => Box::new(Lamarckian),
+        _ => return None,
+    })
+}
+
+/// Builds weighted operators from `(name, weight)` defaults overridden by `overrides`; an unknown
+/// name in either is an error naming the valid ones.
+pub fn weighted_operators(
+    defaults: &[(&str, f64)],
+    overrides: &std::collections::BTreeMap<String, f64>,
+) -> Result<Vec<WeightedOperator>, EvolveError> {
+    let unknown = |name: &str| {
+        EvolveError::Operators(format!(
+            "unknown operator `{name}`; use one of {}",
+            OPERATOR_NAMES[..19].join(", ")
+        ))
+    };
+    let mut list: Vec<(String, f64)> = defaults.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    for (name, &w) in overrides {
+        let canonical = operator_by_name(name).ok_or_else(|| unknown(name))?.name();
+        match list.iter_mut().find(|(n, _)| n == canonical) {
+            Some(entry) => entry.1 = w,
+            None => list.push((canonical.to_string(), w)),
+        }
+    }
+    list.into_iter()
+        .map(|(name, w)| {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(EvolveError::Operators(format!(
+                    "operator `{name}` has weight {w}; weights must be finite numbers >= 0 (0 disables it)"
+                )));
+            }
+            let op = operator_by_name(&name).ok_or_else(|| unknown(&name))?;
+            Ok(WeightedOperator::new(op, w))
+        })
+        .collect()
+}
+
+/// Applies `op` with only a phrase pool, for tests of operators that need nothing else.
+#[cfg(test)]
+pub(crate) fn run_op(
+    op: &dyn Operator,
+    parents: &[&Genome],
+    pool: &PhrasePool,
+    rng: &mut ChaCha8Rng,
+) -> Option<Genome> {
+    let mut ctx = OperatorContext::with_pool(pool.clone());
+    op.apply(parents, &mut ctx, rng).expect("no model involved")
+}
+
+/// A genome with these phrases and no other genes (tests).
+#[cfg(test)]
+pub(crate) fn genome(phrases: &[&str]) -> Genome {
+    Genome {
+        phrases: phrases.iter().map(|s| s.to_string()).collect(),
+        ..Genome::default()
     }
 }
 
@@ -74,13 +257,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_and_lookup_agree() {
-        let ops = default_operators();
-        let names: Vec<&str> = ops.iter().map(|w| w.operator.name()).collect();
-        assert_eq!(names, OPERATOR_NAMES);
-        assert!(ops.iter().all(|w| w.weight == 1.0));
-        let arities: Vec<usize> = ops.iter().map(|w| w.operator.arity()).collect();
-        assert_eq!(arities, [1, 1, 1, 2]);
+    fn every_name_resolves_and_names_round_trip() {
+        for name in OPERATOR_NAMES {
+            let op = operator_by_name(name).unwrap_or_else(|| panic!("{name}"));
+            if name != "crossover" && name != "add" {
+                assert_eq!(op.name(), name);
+            }
+        }
         assert!(operator_by_name("mutate").is_none());
+    }
+
+    #[test]
+    fn overrides_replace_defaults_and_unknown_names_fail() {
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("swap".to_string(), 0.0);
+        o.insert("crossover".to_string(), 2.0);
+        let ops = weighted_operators(&[("delete", 1.0), ("swap", 1.0)], &o).unwrap();
+        let got: Vec<(&str, f64)> = ops.iter().map(|w| (w.operator.name(), w.weight)).collect();
+        assert_eq!(got, [("delete", 1.0), ("swap", 0.0), ("one-point", 2.0)]);
+        o.insert("mutate".to_string(), 1.0);
+        let err = weighted_operators(&[], &o).unwrap_err().to_string();
+        assert!(err.contains("unknown operator `mutate`"), "{err}");
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert("swap".to_string(), -1.0);
+        assert!(weighted_operators(&[], &bad).is_err());
     }
 }

@@ -1,0 +1,163 @@
+//! Everything that configures one search: the strategy, its operators, selection and budget.
+//! Serialised into a run's `config.json` and merged from benchmark files, so every field has a
+//! default and unknown fields are errors.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::evolve::error::EvolveError;
+
+/// Names accepted by `--strategy`.
+pub const STRATEGY_NAMES: [&str; 5] = ["ga", "de", "hillclimb", "promptbreeder", "random"];
+
+/// How parents are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectionKind {
+    /// Best of k drawn at random (`tournament_k`).
+    Tournament,
+    /// Probability proportional to fitness (fitness-proportionate, "roulette wheel").
+    Roulette,
+    /// Probability proportional to rank (best = population size, worst = 1).
+    Rank,
+}
+
+/// Which members survive into the next generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Replacement {
+    /// (mu+lambda): parents and children compete; the best `population` survive.
+    Plus,
+    /// (mu,lambda): only the children survive, plus the `elite` best parents.
+    Comma,
+}
+
+/// The settings of one search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Strategy name: one of [`STRATEGY_NAMES`].
+    pub strategy: String,
+    /// Population size (ga, de, random, promptbreeder) or neighbours per step (hillclimb).
+    pub population: usize,
+    /// Generations after the initial one (an upper bound when a budget is also set).
+    pub generations: usize,
+    /// Tournament size for tournament selection.
+    pub tournament_k: usize,
+    /// Best members kept unchanged each generation.
+    pub elite: usize,
+    /// Probability that a GA child comes from a two-parent operator rather than a one-parent one.
+    pub crossover_rate: f64,
+    /// Parent selection.
+    pub selection: SelectionKind,
+    /// Survivor selection.
+    pub replacement: Replacement,
+    /// Operator weights by name (missing names use the strategy's default weight; 0 disables).
+    pub operators: BTreeMap<String, f64>,
+    /// Score new candidates on a quarter, then half, of dev first, and stop those that cannot
+    /// reach the top `elite.max(1)` (successive halving).
+    pub racing: bool,
+    /// Stop before an evaluation would exceed this many example forward passes (counted the same
+    /// for every strategy: one per dev example a candidate is scored on, cached or not).
+    pub max_evals: Option<u64>,
+    /// Stop after this many seconds of search (makes the run depend on machine speed).
+    pub max_seconds: Option<f64>,
+    /// Stop after this many generations without a better best dev score.
+    pub patience: Option<usize>,
+    /// Sampling temperature of model-driven operators.
+    pub temperature: f64,
+    /// Nucleus (top-p) sampling threshold of model-driven operators.
+    pub top_p: f64,
+    /// Longest reply (tokens) a model-driven operator may generate.
+    pub max_new_tokens: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            strategy: "ga".into(),
+            population: 8,
+            generations: 5,
+            tournament_k: 2,
+            elite: 2,
+            crossover_rate: 0.5,
+            selection: SelectionKind::Tournament,
+            replacement: Replacement::Plus,
+            operators: BTreeMap::new(),
+            racing: false,
+            max_evals: None,
+            max_seconds: None,
+            patience: None,
+            temperature: 0.8,
+            top_p: 0.95,
+            max_new_tokens: 64,
+        }
+    }
+}
+
+impl SearchConfig {
+    /// Checks every setting; the error names the setting and the allowed range.
+    pub fn validate(&self) -> Result<(), EvolveError> {
+        let fail = |msg: String| Err(EvolveError::Config(msg));
+        if !STRATEGY_NAMES.contains(&self.strategy.as_str()) {
+            return fail(format!(
+                "unknown strategy `{}`; use one of {}",
+                self.strategy,
+                STRATEGY_NAMES.join(", ")
+            ));
+        }
+        if self.population < 2 {
+            return fail(format!(
+                "--population must be at least 2 (got {})",
+                self.population
+            ));
+        }
+        if self.elite >= self.population {
+            return fail(format!(
+                "--elite must be less than --population (got elite {} with population {}); lower --elite or raise --population",
+                self.elite, self.population
+            ));
+        }
+        if self.tournament_k < 1 {
+            return fail("--tournament-k must be at least 1 (got 0)".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.crossover_rate) {
+            return fail(format!(
+                "--crossover-rate must be between 0 and 1 (got {})",
+                self.crossover_rate
+            ));
+        }
+        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
+            return fail(format!(
+                "--temperature must be a finite number >= 0 (got {})",
+                self.temperature
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return fail(format!("--top-p must be in (0, 1] (got {})", self.top_p));
+        }
+        if self.max_new_tokens == 0 {
+            return fail("--max-new-tokens must be at least 1".to_string());
+        }
+        if self.max_evals == Some(0) {
+            return fail("--max-evals must be at least 1".to_string());
+        }
+        if let Some(s) = self.max_seconds {
+            if !(s > 0.0 && s.is_finite()) {
+                return fail(format!("--max-seconds must be a positive number (got {s})"));
+            }
+        }
+        if self.patience == Some(0) {
+            return fail("--patience must be at least 1 generation".to_string());
+        }
+        for (name, w) in &self.operators {
+            if !(w.is_finite() && *w >= 0.0) {
+                return fail(format!(
+                    "operator `{name}` has weight {w}; weights must be finite numbers >= 0 (0 disables it)"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The genetic algorithm: parents by selection, children by weighted operators, survivors by
+//! (mu+lambda) or (mu,lambda) replacement with elitism.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{select, Replacement, Strategy};
+use crate::evolve::error::EvolveError;
+use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search};
+
+/// The genetic algorithm (`--strategy ga`).
+pub struct GeneticAlgorithm;
+
+impl Strategy for GeneticAlgorithm {
+    fn name(&self) -> &'static str {
+        "ga"
+    }
+
+    fn run(
+        &self,
+        search: &mut Search<'_, '_>,
+        operators: &OperatorSet,
+        initial_prompts: &[String],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Scored>, EvolveError> {
+        let cfg = search.config.clone();
+        let mut population =
+            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
+        let mut generation = 0;
+        while search.end_generation(generation, &population)? {
+            generation += 1;
+            let lambda = cfg.population - cfg.elite;
+            let mut children = Vec::new();
+            for _ in 0..lambda {
+                let pop = &population;
+                let child = search.breed(generation, rng, |rng| {
+                    let crossover = rng.gen_bool(cfg.crossover_rate);
+                    let op = operators.choose(crossover, rng);
+                    let parents = (0..op.arity())
+                        .map(|_| &select(pop, &cfg, rng).candidate)
+                        .collect();
+                    Some((op, parents))
+                })?;
+                children.extend(child);
+            }
+            let scored = search.score(children)?;
+            let mut next: Vec<Scored> = match cfg.replacement {
+                Replacement::Plus => population.iter().cloned().chain(scored).collect(),
+                Replacement::Comma => {
+                    let mut next: Vec<Scored> =
+                        population[..cfg.elite.min(population.len())].to_vec();
+                    let short = cfg.population.saturating_sub(next.len() + scored.len());
+                    next.extend(scored);
+                    // Slots no child filled keep the next best parents.
+                    next.extend(population.iter().skip(cfg.elite).take(short).cloned());
+                    next
+                }
+            };
+            sort_best_first(&mut next);
+            next.truncate(cfg.population);
+            population = next;
+        }
+        Ok(population)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::evolve::search::INITIAL_OPERATOR;
+    use crate::evolve::strategies::{Replacement, SearchConfig, SelectionKind};
+
+    #[test]
+    fn same_seed_same_run_and_different_seed_differs() {
+        let cfg = SearchConfig::default();
+        assert_eq!(trace(&cfg, 42), trace(&cfg, 42));
+        assert_ne!(trace(&cfg, 1), trace(&cfg, 2));
+    }
+
+    #[test]
+    fn populations_are_sorted_and_the_best_never_drops() {
+        for replacement in [Replacement::Plus, Replacement::Comma] {
+            for selection in [
+                SelectionKind::Tournament,
+                SelectionKind::Roulette,
+                SelectionKind::Rank,
+            ] {
+                let cfg = SearchConfig {
+                    replacement,
+                    selection,
+                    ..SearchConfig::default()
+                };
+                let (outcome, ev) = run(&cfg, 7);
+                let gens: Vec<usize> = ev.generations.iter().map(|(g, _)| *g).collect();
+                assert_eq!(gens, (0..=cfg.generations).collect::<Vec<_>>());
+                let mut previous = f64::NEG_INFINITY;
+                for (g, scores) in &ev.generations {
+                    assert_eq!(scores.len(), cfg.population, "generation {g}");
+                    assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+                    assert!(scores[0] >= previous);
+                    previous = scores[0];
+                }
+                check_lineage(&ev);
+                assert!(
+                    outcome.best.score > best_initial(&outcome),
+                    "{replacement:?} {selection:?}"
+                );
+                assert_eq!(outcome.initial.len(), 4);
+                assert!(outcome
+                    .initial
+                    .iter()
+                    .all(|s| s.candidate.operator == INITIAL_OPERATOR));
+            }
+        }
+    }
+
+    #[test]
+    fn comma_replacement_drops_parents_beyond_the_elite() {
+        let cfg = SearchConfig {
+            replacement: Replacement::Comma,
+            elite: 1,
+            generations: 1,
+            ..SearchConfig::default()
+        };
+        let (_, ev) = run(&cfg, 3);
+        let gen1_children = ev.received.iter().filter(|c| c.generation == 1).count();
+        assert_eq!(gen1_children, cfg.population - 1);
+    }
+}

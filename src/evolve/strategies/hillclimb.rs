@@ -1,0 +1,128 @@
+//! Greedy hill climbing over edits, after GrIPS (Prasad et al., "GrIPS: Gradient-free,
+//! Edit-based Instruction Search for Prompting Large Language Models", EACL 2023): from the best
+//! initial prompt, score `population` one-parent edits per step, move to the best if it beats the
+//! current prompt, and stop after `patience` steps without improvement (default 2).
+
+use rand_chacha::ChaCha8Rng;
+
+use super::Strategy;
+use crate::evolve::error::EvolveError;
+use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+
+/// Steps without improvement before hill climbing stops when `patience` is not set.
+pub const DEFAULT_PATIENCE: usize = 2;
+
+/// Hill climbing (`--strategy hillclimb`).
+pub struct HillClimb;
+
+impl Strategy for HillClimb {
+    fn name(&self) -> &'static str {
+        "hillclimb"
+    }
+
+    fn run(
+        &self,
+        search: &mut Search<'_, '_>,
+        operators: &OperatorSet,
+        initial_prompts: &[String],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Scored>, EvolveError> {
+        if !operators.has_arity(1) {
+            return Err(EvolveError::Operators(
+                "hillclimb needs at least one one-parent operator (delete, swap, insert, paraphrase, persona, constraint, demo-*)".into(),
+            ));
+        }
+        let cfg = search.config.clone();
+        let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
+        // GrIPS starts from the given instruction(s): no random fill of the first population.
+        let population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
+        let mut current = population
+            .iter()
+            .find(|s| s.full)
+            .cloned()
+            .unwrap_or_else(|| population[0].clone());
+        let mut stale = 0;
+        let mut generation = 0;
+        let mut neighbours = population;
+        while search.end_generation(generation, &neighbours)? {
+            generation += 1;
+            let mut children = Vec::new();
+            for _ in 0..cfg.population {
+                let parent = &current.candidate;
+                let child = search.breed(generation, rng, |rng| {
+                    Some((operators.choose_arity(1, rng)?, vec![parent]))
+                })?;
+                children.extend(child);
+            }
+            if children.is_empty() {
+                search.stop(StopReason::Exhausted);
+                continue;
+            }
+            neighbours = search.score(children)?;
+            sort_best_first(&mut neighbours);
+            match neighbours.iter().find(|s| s.full) {
+                Some(best) if best.score > current.score => {
+                    current = best.clone();
+                    stale = 0;
+                }
+                _ => {
+                    stale += 1;
+                    if stale >= patience {
+                        search.stop(StopReason::Patience);
+                    }
+                }
+            }
+        }
+        let current_id = current.candidate.id;
+        let mut last = vec![current];
+        last.extend(
+            neighbours
+                .into_iter()
+                .filter(|s| s.candidate.id != current_id),
+        );
+        sort_best_first(&mut last);
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::evolve::search::StopReason;
+    use crate::evolve::strategies::SearchConfig;
+
+    #[test]
+    fn climbs_from_the_best_initial_prompt_until_patience() {
+        let cfg = SearchConfig {
+            strategy: "hillclimb".into(),
+            generations: 50,
+            population: 4,
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 9);
+        check_lineage(&ev);
+        // Replay: the current prompt starts as the best initial one and moves to the best child
+        // of a step only when it is strictly better; every child edits the current prompt.
+        let score = |c: &crate::evolve::search::Candidate| toy_score(&c.prompt());
+        let gen0: Vec<_> = ev.received.iter().filter(|c| c.generation == 0).collect();
+        let mut current = gen0
+            .iter()
+            .fold(gen0[0], |b, c| if score(c) > score(b) { c } else { b });
+        let last_gen = ev.received.iter().map(|c| c.generation).max().unwrap();
+        for g in 1..=last_gen {
+            let children: Vec<_> = ev.received.iter().filter(|c| c.generation == g).collect();
+            assert!(!children.is_empty());
+            for c in &children {
+                assert_eq!(c.parents, vec![current.id], "generation {g}");
+            }
+            let best = children
+                .iter()
+                .fold(children[0], |b, c| if score(c) > score(b) { c } else { b });
+            if score(best) > score(current) {
+                current = best;
+            }
+        }
+        assert_eq!(outcome.stop, StopReason::Patience);
+        assert!(outcome.best.score > best_initial(&outcome));
+    }
+}

@@ -1,0 +1,151 @@
+//! Promptbreeder (Fernando et al., 2023): units of (task prompt, mutation-prompt) evolve by
+//! binary tournament. Each generation the population is paired at random; in each pair the
+//! loser is replaced by a mutant of the winner, made by one of Promptbreeder's operators
+//! (first-order, zero-order, hypermutation, lineage-based, Lamarckian), and inherits the
+//! winner's mutation-prompt (or the improved one hypermutation wrote).
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::Strategy;
+use crate::evolve::error::EvolveError;
+use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
+use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+
+/// Promptbreeder (`--strategy promptbreeder`).
+pub struct Promptbreeder;
+
+impl Strategy for Promptbreeder {
+    fn name(&self) -> &'static str {
+        "promptbreeder"
+    }
+
+    fn run(
+        &self,
+        search: &mut Search<'_, '_>,
+        operators: &OperatorSet,
+        initial_prompts: &[String],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Scored>, EvolveError> {
+        if !operators.has_arity(1) {
+            return Err(EvolveError::Operators(
+                "promptbreeder needs one-parent operators: enable pb-first-order, pb-zero-order, pb-hypermutation, pb-lineage or pb-lamarckian".into(),
+            ));
+        }
+        let cfg = search.config.clone();
+        let mut units =
+            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
+        let mut mutation_prompts: Vec<String> = units
+            .iter()
+            .map(|_| MUTATION_PROMPTS[rng.gen_range(0..MUTATION_PROMPTS.len())].to_string())
+            .collect();
+        let mut generation = 0;
+        loop {
+            let mut sorted = units.clone();
+            sort_best_first(&mut sorted);
+            if !search.end_generation(generation, &sorted)? {
+                break;
+            }
+            generation += 1;
+            let mut order: Vec<usize> = (0..units.len()).collect();
+            order.shuffle(rng);
+            let mut losers = Vec::new();
+            let mut children = Vec::new();
+            let mut inherited = Vec::new();
+            for pair in order.chunks(2) {
+                let [i, j] = pair else { continue };
+                let (winner, loser) = if units[*i].score >= units[*j].score {
+                    (*i, *j)
+                } else {
+                    (*j, *i)
+                };
+                search.ops.mutation_prompt = Some(mutation_prompts[winner].clone());
+                search.ops.thinking_style =
+                    Some(THINKING_STYLES[rng.gen_range(0..THINKING_STYLES.len())].to_string());
+                search.ops.new_mutation_prompt = None;
+                let parent = &units[winner].candidate;
+                let child = search.breed(generation, rng, |rng| {
+                    Some((operators.choose_arity(1, rng)?, vec![parent]))
+                })?;
+                if let Some(child) = child {
+                    losers.push(loser);
+                    children.push(child);
+                    inherited.push(
+                        search
+                            .ops
+                            .new_mutation_prompt
+                            .take()
+                            .unwrap_or_else(|| mutation_prompts[winner].clone()),
+                    );
+                }
+            }
+            if children.is_empty() {
+                search.stop(StopReason::Exhausted);
+                continue;
+            }
+            let child_ids: Vec<u64> = children.iter().map(|c| c.id).collect();
+            for s in search.score(children)? {
+                if let Some(m) = child_ids.iter().position(|&id| id == s.candidate.id) {
+                    units[losers[m]] = s;
+                    mutation_prompts[losers[m]] = inherited[m].clone();
+                }
+            }
+        }
+        sort_best_first(&mut units);
+        Ok(units)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::evolve::strategies::{run_search, SearchConfig};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn losers_are_replaced_by_mutants_of_winners() {
+        let cfg = SearchConfig {
+            strategy: "promptbreeder".into(),
+            population: 6,
+            generations: 3,
+            ..SearchConfig::default()
+        };
+        let run_once = |seed| {
+            let mut gen = Counting::default();
+            let mut ctx = context();
+            ctx.generator = Some(&mut gen);
+            ctx.task_description = "Sentiment of movie reviews.".into();
+            ctx.train_pairs = vec![("a careful film".into(), "positive".into())];
+            let mut ev = ToyEvaluator::default();
+            let outcome = run_search(
+                &cfg,
+                &prompts(),
+                ctx,
+                &mut ev,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+            .expect("runs");
+            (outcome, ev, gen.asked.len())
+        };
+        let (outcome, ev, asked) = run_once(4);
+        check_lineage(&ev);
+        let kids: Vec<_> = ev.received.iter().filter(|c| c.generation > 0).collect();
+        // Three pairs per generation, one mutant each.
+        assert_eq!(kids.len(), 3 * cfg.generations);
+        assert!(kids
+            .iter()
+            .all(|c| c.operator.starts_with("pb-") && c.parents.len() == 1));
+        let ops: std::collections::BTreeSet<&str> =
+            kids.iter().map(|c| c.operator.as_str()).collect();
+        assert!(ops.len() >= 3, "{ops:?}");
+        assert!(asked >= kids.len());
+        // Population size is kept, and each generation's population is its units sorted.
+        assert!(ev.populations.iter().all(|p| p.len() == 6));
+        assert!(outcome.best.score >= best_initial(&outcome));
+        let (again, ev2, _) = run_once(4);
+        assert_eq!(again.best, outcome.best);
+        assert_eq!(ev2.received, ev.received);
+    }
+}

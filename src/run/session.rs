@@ -1,0 +1,206 @@
+//! One run, end to end, as a library call: the resolved settings a run folder records, and
+//! [`execute`], which searches (or resumes a search), scores the initial and best prompts on
+//! test and writes the report. The CLI's `optimize`/`resume` and the benchmark harness both
+//! call it, so every run is accounted and reported the same way.
+
+use std::path::PathBuf;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::analysis;
+use super::evaluator::RunEvaluator;
+use super::folder::{RunFolder, EVALUATIONS_FILE};
+use super::log::{EvaluationLog, EvaluationRecord};
+use super::report::{PromptResult, Report};
+use crate::error::{Error, Result};
+use crate::evolve::{run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator};
+use crate::model::WeightFormat;
+use crate::score::{EngineOptions, Scorer};
+use crate::task::{metrics, Split, Task};
+
+/// Train examples offered to the demonstration genes.
+pub const DEMO_POOL: usize = 16;
+
+/// Train (input, target) pairs offered to instruction induction.
+pub const TRAIN_PAIRS: usize = 32;
+
+/// Everything a run needs, as `config.json` records it; `resume` reads it back.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// The task file.
+    pub task: PathBuf,
+    /// The scoring model file.
+    pub model: PathBuf,
+    /// The model that writes text for model-driven operators (None: the scoring model).
+    #[serde(default)]
+    pub mutator_model: Option<PathBuf>,
+    /// How weights are held in memory.
+    pub weights: WeightFormat,
+    /// Batching and prefix reuse.
+    pub engine: EngineOptions,
+    /// The strategy and its settings.
+    pub search: SearchConfig,
+    /// Seed of the run's one random stream.
+    pub seed: u64,
+    /// Dev examples per full evaluation.
+    pub dev_limit: usize,
+    /// Test examples scored for the report.
+    pub test_limit: usize,
+    /// Whether fitness uses contextually calibrated scores.
+    pub calibrate: bool,
+    /// The phrase pool file.
+    pub pool: PathBuf,
+    /// promptevo version that wrote it.
+    pub version: String,
+}
+
+/// What operators may use from a task: the pool (plus the initial prompts' phrases), train
+/// demonstrations formatted with the task's template, train input-output pairs, the task
+/// description, and the generator.
+pub fn operator_context<'g>(
+    task: &Task,
+    pool: PhrasePool,
+    generator: Option<&'g mut dyn TextGenerator>,
+) -> OperatorContext<'g> {
+    let demos = task
+        .train
+        .iter()
+        .take(DEMO_POOL)
+        .map(|e| task.demonstration(e))
+        .collect();
+    let train_pairs = task
+        .train
+        .iter()
+        .take(TRAIN_PAIRS)
+        .map(|e| (e.input.clone(), e.target.clone()))
+        .collect();
+    OperatorContext {
+        pool: pool.with_prompts(&task.initial_prompts),
+        demos,
+        train_pairs,
+        task_description: task.description.clone(),
+        generator,
+        ..OperatorContext::default()
+    }
+}
+
+/// Runs (or, with `logged` records of an interrupted run, replays and continues) the search in
+/// `folder`, then scores the initial and best prompts on test and writes the report.
+pub fn execute(
+    settings: &RunSettings,
+    task: &Task,
+    scorer: &mut Scorer<'_>,
+    generator: Option<&mut dyn TextGenerator>,
+    folder: &RunFolder,
+    logged: Vec<EvaluationRecord>,
+    quiet: bool,
+) -> Result<Report> {
+    let pool = PhrasePool::from_toml_file(&settings.pool)?;
+    let (cfg, dev_n, test_n, calibrate) = (
+        &settings.search,
+        settings.dev_limit,
+        settings.test_limit,
+        settings.calibrate,
+    );
+    if !quiet {
+        eprintln!(
+            "optimising {} with {} ({} initial prompts, population {}, {} dev examples{}) -> {}",
+            task.name,
+            cfg.strategy,
+            task.initial_prompts.len(),
+            cfg.population,
+            dev_n,
+            cfg.max_evals
+                .map(|m| format!(", budget {m} example evaluations"))
+                .unwrap_or_default(),
+            folder.root().display()
+        );
+    }
+    let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    let expected_passes = cfg.max_evals.unwrap_or(
+        ((task.initial_prompts.len() + cfg.generations * cfg.population) * dev_n) as u64,
+    );
+    let ops = operator_context(task, pool, generator);
+    let (outcome, records, search_seconds) = {
+        let mut evaluator = RunEvaluator::new(scorer, log, Some(dev_n), calibrate, quiet)
+            .with_logged(logged)
+            .with_checkpoints(folder.clone())
+            .with_progress(expected_passes);
+        let outcome = run_search(cfg, &task.initial_prompts, ops, &mut evaluator, &mut rng)?;
+        let secs = evaluator.elapsed();
+        (outcome, std::mem::take(&mut evaluator.records), secs)
+    };
+    let forward_passes: u64 = records.iter().map(|r| r.forward_passes as u64).sum();
+    if !quiet {
+        eprintln!(
+            "search done in {search_seconds:.1} s ({}); scoring the initial and best prompts on {test_n} test examples",
+            outcome.stop
+        );
+    }
+    let initial = outcome
+        .initial
+        .first()
+        .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
+    let gold_test = task.gold(Split::Test);
+    let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
+        let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
+        let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
+        let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
+        let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
+        let correct: Vec<f64> = test
+            .predictions
+            .iter()
+            .zip(&gold_test)
+            .map(|(p, g)| f64::from(p == g))
+            .collect();
+        let result = PromptResult {
+            id,
+            prompt: prompt.to_string(),
+            dev_accuracy: dev.accuracy,
+            dev_accuracy_calibrated: dev_cal.accuracy,
+            test_accuracy: test.accuracy,
+            test_macro_f1: test.macro_f1,
+            test_accuracy_calibrated: test_cal.accuracy,
+            test_ci: analysis::bootstrap_ci(&correct, settings.seed),
+        };
+        Ok((result, correct))
+    };
+    let (initial_result, initial_correct) =
+        result(initial.candidate.id, &initial.candidate.prompt())?;
+    let (best_result, best_correct) =
+        result(outcome.best.candidate.id, &outcome.best.candidate.prompt())?;
+    let paired: Vec<f64> = best_correct
+        .iter()
+        .zip(&initial_correct)
+        .map(|(b, i)| b - i)
+        .collect();
+    let mut report = Report {
+        task: task.name.clone(),
+        description: task.description.clone(),
+        model: scorer.model().name.clone(),
+        seed: settings.seed,
+        strategy: cfg.strategy.clone(),
+        calibrate,
+        dev_n,
+        test_n,
+        test_majority: metrics::majority_rate(&gold_test[..test_n], task.labels.len()),
+        candidates: records.len(),
+        forward_passes,
+        search_seconds,
+        initial: initial_result,
+        best: best_result,
+        top: Vec::new(),
+        test_change_ci: analysis::bootstrap_ci(&paired, settings.seed),
+        generations: Vec::new(),
+        operators: Vec::new(),
+        lineage: Vec::new(),
+        evals_used: outcome.evals_used,
+        stop: outcome.stop.to_string(),
+        rejected_replies: outcome.rejected_replies,
+    };
+    report.write(folder, &records)?;
+    Ok(report)
+}
