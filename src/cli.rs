@@ -209,8 +209,11 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
     let seconds = start.elapsed().as_secs_f64();
-    let gold = &task.gold(args.split)[..ev.n];
-    let majority = metrics::majority_rate(gold, task.labels.len());
+    // Always answering the most frequent label is the baseline of classification only.
+    let majority = (!task.is_generation()).then(|| {
+        let gold = task.gold(args.split);
+        metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels.len())
+    });
     if args.json {
         let out = serde_json::json!({
             "task": task.name,
@@ -221,23 +224,31 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "macro_f1": ev.macro_f1,
             "calibrated": ev.calibrated,
             "majority_rate": majority,
+            "metric": task.generation.as_ref().map(|g| g.metric.to_string()),
+            "outputs": ev.outputs,
             "model": model.name,
             "seconds": seconds,
             "examples_per_s": ev.n as f64 / seconds.max(1e-9),
         });
         println!("{out}");
     } else {
-        println!(
-            "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
-            task.name,
-            args.split,
-            ev.n,
-            ev.accuracy,
-            ev.macro_f1,
-            if ev.calibrated { " calibrated" } else { "" },
-            majority,
-            seconds
-        );
+        match (&task.generation, majority) {
+            (Some(g), _) => println!(
+                "{} {} n={} {}={:.4} in {:.1} s",
+                task.name, args.split, ev.n, g.metric, ev.accuracy, seconds
+            ),
+            (None, majority) => println!(
+                "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
+                task.name,
+                args.split,
+                ev.n,
+                ev.accuracy,
+                ev.macro_f1,
+                if ev.calibrated { " calibrated" } else { "" },
+                majority.unwrap_or(0.0),
+                seconds
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -458,18 +469,12 @@ fn search_and_report(
         .initial
         .first()
         .context("the run has no initial prompt")?;
-    let gold_test = task.gold(Split::Test);
     let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
         let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
         let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
         let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
-        let correct: Vec<f64> = test
-            .predictions
-            .iter()
-            .zip(&gold_test)
-            .map(|(p, g)| f64::from(p == g))
-            .collect();
+        let correct = test.per_example.clone();
         let result = PromptResult {
             id,
             prompt: prompt.to_string(),
@@ -500,7 +505,13 @@ fn search_and_report(
         calibrate,
         dev_n,
         test_n,
-        test_majority: metrics::majority_rate(&gold_test[..test_n], task.labels.len()),
+        // Generation tasks have no label to always guess: their trivial baseline is 0.
+        test_majority: if task.is_generation() {
+            0.0
+        } else {
+            let gold_test = task.gold(Split::Test);
+            metrics::majority_rate(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+        },
         candidates: records.len(),
         forward_passes,
         search_seconds,

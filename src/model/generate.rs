@@ -310,6 +310,23 @@ impl<'m> Generator<'m> {
         })
     }
 
+    /// Runs `ids` after what `cache` holds (a prompt prefix to share between generations).
+    pub fn prefill(&mut self, cache: &mut KvCache, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if cache.len() + ids.len() > self.model.llama.max_positions() {
+            return Err(Error::Usage(format!(
+                "the prompt has {} tokens, more than the model's {} positions; shorten it",
+                cache.len() + ids.len(),
+                self.model.llama.max_positions()
+            )));
+        }
+        self.tokens_prefilled += ids.len() as u64;
+        self.step(cache, ids)?;
+        Ok(())
+    }
+
     /// Runs `ids` after `cache` (batch 1) and returns the next-token log-probs after the last.
     fn step(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
         let llama = &self.model.llama;
