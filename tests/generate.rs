@@ -25,7 +25,10 @@ fn chat_template_renders_chatml_exactly() {
     let t = ChatTemplate::from_model(&m).unwrap();
     let text = t
         .render(
-            &[ChatMessage::system("Be brief."), ChatMessage::user("Hi there")],
+            &[
+                ChatMessage::system("Be brief."),
+                ChatMessage::user("Hi there"),
+            ],
             true,
         )
         .unwrap();

@@ -16,18 +16,26 @@ fn antonyms_slice_scores_in_range_deterministically_and_ranks_a_good_prompt_firs
     assert!(task.is_generation());
     let good = task.initial_prompts[0].clone();
     let mut scorer = Scorer::new(&model, &task, EngineOptions::default()).unwrap();
-    let ev = scorer.evaluate(&good, Split::Test, Some(10), false).unwrap();
+    let ev = scorer
+        .evaluate(&good, Split::Test, Some(10), false)
+        .unwrap();
     assert_eq!((ev.n, ev.per_example.len(), ev.outputs.len()), (10, 10, 10));
     assert!((0.0..=1.0).contains(&ev.accuracy), "{}", ev.accuracy);
     assert!(ev.predictions.is_empty());
     let non_empty = ev.outputs.iter().filter(|o| !o.trim().is_empty()).count();
     assert!(non_empty >= 7, "{:?}", ev.outputs);
-    assert!(ev.outputs.iter().all(|o| !o.contains('\n')), "{:?}", ev.outputs);
+    assert!(
+        ev.outputs.iter().all(|o| !o.contains('\n')),
+        "{:?}",
+        ev.outputs
+    );
     assert_eq!(ev.forward_passes, 10);
     assert_eq!(scorer.forward_passes(), 10);
 
     // Cached: a second evaluation runs nothing and agrees.
-    let again = scorer.evaluate(&good, Split::Test, Some(10), false).unwrap();
+    let again = scorer
+        .evaluate(&good, Split::Test, Some(10), false)
+        .unwrap();
     assert_eq!(again.forward_passes, 0);
     assert_eq!(scorer.forward_passes(), 10);
     assert_eq!((again.accuracy, &again.outputs), (ev.accuracy, &ev.outputs));

@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn stop_strings_cut_at_the_earliest() {
-        assert_eq!(first_stop("ab\ncd.", &["." .into(), "\n".into()]), Some(2));
+        assert_eq!(first_stop("ab\ncd.", &[".".into(), "\n".into()]), Some(2));
         assert_eq!(first_stop("abc", &["".into()]), None);
     }
 

@@ -87,7 +87,9 @@ impl<'m> Scorer<'m> {
 
     /// Total tokens run through the model so far (prompt and generated tokens).
     pub fn tokens_processed(&self) -> u64 {
-        self.engine.tokens_processed + self.generator.tokens_prefilled + self.generator.tokens_generated
+        self.engine.tokens_processed
+            + self.generator.tokens_prefilled
+            + self.generator.tokens_generated
     }
 
     /// Tokens generated so far (generation tasks).
@@ -110,7 +112,11 @@ impl<'m> Scorer<'m> {
         let examples = &examples[..n];
         let missing: Vec<usize> = examples
             .iter()
-            .filter(|e| !self.answers.contains_key(&(prompt.to_string(), split, e.id)))
+            .filter(|e| {
+                !self
+                    .answers
+                    .contains_key(&(prompt.to_string(), split, e.id))
+            })
             .map(|e| e.id)
             .collect();
         if !missing.is_empty() {
@@ -133,8 +139,7 @@ impl<'m> Scorer<'m> {
                 let input = &self.task.examples(split)[i].input;
                 let mut ids = lead.clone();
                 ids.extend(model.encode(&format!("{before}{input}{after}"))?);
-                let g = if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids)
-                {
+                let g = if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids) {
                     let (cache, done) = match &prefix_cache {
                         Some(c) => c,
                         None => {
@@ -152,8 +157,7 @@ impl<'m> Scorer<'m> {
                         .generate_after(&mut cache, &ids, &options, None)?
                 };
                 self.answers_generated += 1;
-                self.answers
-                    .insert((prompt.to_string(), split, i), g.text);
+                self.answers.insert((prompt.to_string(), split, i), g.text);
             }
         }
         let out = examples

@@ -268,7 +268,12 @@ fn classification_labels(path: &Path, file: &TaskFile) -> Result<(Vec<String>, V
         ("stop", file.stop.is_some()),
     ] {
         if given {
-            return Err(Error::task(path, format!("`{key}` applies only to kind = \"generation\": remove it or change `kind`")));
+            return Err(Error::task(
+                path,
+                format!(
+                    "`{key}` applies only to kind = \"generation\": remove it or change `kind`"
+                ),
+            ));
         }
     }
     let labels = file.labels.clone().unwrap_or_default();
@@ -280,7 +285,14 @@ fn classification_labels(path: &Path, file: &TaskFile) -> Result<(Vec<String>, V
         None => labels.iter().map(|l| format!(" {l}")).collect(),
     };
     if verbalizers.len() != labels.len() {
-        return Err(Error::task(path, format!("`verbalizers` has {} entries but `labels` has {}: give one verbaliser per label", verbalizers.len(), labels.len())));
+        return Err(Error::task(
+            path,
+            format!(
+                "`verbalizers` has {} entries but `labels` has {}: give one verbaliser per label",
+                verbalizers.len(),
+                labels.len()
+            ),
+        ));
     }
     if verbalizers.iter().any(|v| v.trim().is_empty()) {
         return Err(Error::task(path, "a verbaliser is empty: each label needs a non-empty continuation such as \" positive\""));
@@ -302,7 +314,10 @@ fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
     }
     let max_new_tokens = file.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
     if max_new_tokens == 0 {
-        return Err(Error::task(path, "`max_new_tokens` is 0: set it to at least 1 (default 16)"));
+        return Err(Error::task(
+            path,
+            "`max_new_tokens` is 0: set it to at least 1 (default 16)",
+        ));
     }
     let stop = file.stop.clone().unwrap_or_else(|| vec!["\n".to_string()]);
     if stop.iter().any(|s| s.is_empty()) {
@@ -442,7 +457,11 @@ mod tests {
     #[test]
     fn classification_task_with_a_metric_is_rejected() {
         let dir = tempfile::tempdir().unwrap();
-        let p = write_task(dir.path(), "{prompt} {input}", "[\"positive\"]\nmetric = \"exact\"");
+        let p = write_task(
+            dir.path(),
+            "{prompt} {input}",
+            "[\"positive\"]\nmetric = \"exact\"",
+        );
         let err = Task::load(&p).unwrap_err().to_string();
         assert!(err.contains("only to kind = \"generation\""), "{err}");
     }
