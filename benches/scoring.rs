@@ -271,8 +271,8 @@ fn main() -> Result<()> {
         bail!("{MODEL} is missing: run ./models/fetch-default.sh");
     }
     let mut rows = vec![child("naive", n)?];
-    for i in 0..OUR_ROWS.len() {
-        eprintln!("running {}", OUR_ROWS[i].0);
+    for (i, row) in OUR_ROWS.iter().enumerate() {
+        eprintln!("running {}", row.0);
         rows.push(child(&i.to_string(), n)?);
     }
     rows.extend(run_peer(n)?);

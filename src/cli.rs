@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
+use promptevo::model::generate::{ChatGenerator, GenerateOptions};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
@@ -264,8 +265,11 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
     let seconds = start.elapsed().as_secs_f64();
-    let gold = &task.gold(args.split)[..ev.n];
-    let majority = metrics::majority_rate(gold, task.labels.len());
+    // Always answering the most frequent label is the baseline of classification only.
+    let majority = (!task.is_generation()).then(|| {
+        let gold = task.gold(args.split);
+        metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels.len())
+    });
     if args.json {
         let out = serde_json::json!({
             "task": task.name,
@@ -276,23 +280,31 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "macro_f1": ev.macro_f1,
             "calibrated": ev.calibrated,
             "majority_rate": majority,
+            "metric": task.generation.as_ref().map(|g| g.metric.to_string()),
+            "outputs": ev.outputs,
             "model": model.name,
             "seconds": seconds,
             "examples_per_s": ev.n as f64 / seconds.max(1e-9),
         });
         println!("{out}");
     } else {
-        println!(
-            "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
-            task.name,
-            args.split,
-            ev.n,
-            ev.accuracy,
-            ev.macro_f1,
-            if ev.calibrated { " calibrated" } else { "" },
-            majority,
-            seconds
-        );
+        match (&task.generation, majority) {
+            (Some(g), _) => println!(
+                "{} {} n={} {}={:.4} in {:.1} s",
+                task.name, args.split, ev.n, g.metric, ev.accuracy, seconds
+            ),
+            (None, majority) => println!(
+                "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
+                task.name,
+                args.split,
+                ev.n,
+                ev.accuracy,
+                ev.macro_f1,
+                if ev.calibrated { " calibrated" } else { "" },
+                majority.unwrap_or(0.0),
+                seconds
+            ),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -498,26 +510,30 @@ fn search_and_report(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The text generator model-driven operators use (None until the model has a chat template).
+/// The text generator model-driven operators use: the model's own chat template and a seeded
+/// sampler. None when no enabled operator needs the model; an error when one does and the
+/// model cannot chat (no chat template).
 fn chat_generator<'m>(
-    _model: &'m Model,
-    _search: &SearchConfig,
-) -> Result<Option<NoGenerator<'m>>> {
-    Ok(None)
-}
-
-/// Placeholder until generation lands.
-struct NoGenerator<'m>(&'m Model);
-
-impl TextGenerator for NoGenerator<'_> {
-    fn chat(
-        &mut self,
-        _messages: &[promptevo::evolve::ChatMessage],
-        _rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> std::result::Result<String, promptevo::evolve::EvolveError> {
-        let _ = self.0;
-        Err(promptevo::evolve::EvolveError::evaluation(
-            "generation is not available",
-        ))
+    model: &'m Model,
+    search: &SearchConfig,
+) -> Result<Option<ChatGenerator<'m>>> {
+    let needs_model = promptevo::evolve::strategies::check_operators(search)?
+        .iter()
+        .any(|name| promptevo::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
+    if !needs_model {
+        return Ok(None);
     }
+    let options = GenerateOptions {
+        max_new_tokens: search.max_new_tokens,
+        temperature: search.temperature,
+        top_p: search.top_p,
+        stop: Vec::new(),
+    };
+    let generator = ChatGenerator::new(model, options).with_context(|| {
+        format!(
+            "the {} strategy's operators ask {} for text, but it cannot chat; pass --mutator-model with an instruct GGUF or disable the model-driven operators",
+            search.strategy, model.name
+        )
+    })?;
+    Ok(Some(generator))
 }

@@ -48,6 +48,14 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A model's chat template is missing, does not parse or fails to render.
+    #[error("{}: {message}", path.display())]
+    ChatTemplate {
+        /// The model file the template came from.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// No model could be found or fetched.
     #[error("{0}")]
     ModelNotFound(String),
@@ -101,6 +109,13 @@ impl Error {
     /// A model-file error with its fix.
     pub fn model(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Model {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+    /// A chat-template error with its fix.
+    pub fn chat_template(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::ChatTemplate {
             path: path.into(),
             message: message.into(),
         }

@@ -195,6 +195,51 @@ fn eval_json_on_the_real_model() {
     assert!(v["accuracy"].as_f64().unwrap() >= 0.6, "{v}");
 }
 
+#[test]
+fn eval_json_of_a_generation_task_prints_its_outputs() {
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/antonyms.toml",
+            "--split",
+            "test",
+            "--limit",
+            "5",
+            "--json",
+            "--model",
+        ])
+        .arg(default_model())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["metric"], "exact");
+    assert_eq!(v["outputs"].as_array().map(Vec::len), Some(5), "{v}");
+    assert!(v["majority_rate"].is_null(), "{v}");
+    let score = v["accuracy"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&score), "{v}");
+}
+
+#[test]
+fn generation_task_with_labels_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.jsonl"), GOOD_DATA).unwrap();
+    let task = dir.path().join("task.toml");
+    std::fs::write(
+        &task,
+        "name = \"g\"\nkind = \"generation\"\ntemplate = \"{prompt} {input}\"\nlabels = [\"a\"]\ninitial_prompts = [\"Answer.\"]\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n",
+    )
+    .unwrap();
+    let out = bin().args(["eval", "--task"]).arg(&task).output().unwrap();
+    assert_bad_input(&out, &["task.toml", "`labels`", "remove it"]);
+}
+
 fn optimize(out_dir: &Path, seed: u64) -> Output {
     small_optimize(out_dir, 12, 16, seed).output().unwrap()
 }

@@ -1,6 +1,7 @@
 //! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
 
 pub mod attention;
+pub mod generate;
 pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+pub use generate::{ChatGenerator, ChatTemplate, GenerateOptions, Generation, Generator};
 pub use kv_cache::KvCache;
 pub use llama::{Llama, LlamaConfig, WeightFormat};
 pub use source::ModelSpec;

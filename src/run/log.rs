@@ -166,8 +166,8 @@ mod tests {
         let p = dir.path().join("e.jsonl");
         let r = record(3, &[0, 2], "crossover");
         let mut log = EvaluationLog::open(&p).unwrap();
-        log.append(&[r.clone()]).unwrap();
-        log.append(&[r.clone()]).unwrap();
+        log.append(std::slice::from_ref(&r)).unwrap();
+        log.append(std::slice::from_ref(&r)).unwrap();
         assert_eq!(EvaluationLog::read(&p).unwrap(), vec![r.clone(), r]);
     }
 }

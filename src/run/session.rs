@@ -144,18 +144,12 @@ pub fn execute(
         .initial
         .first()
         .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
-    let gold_test = task.gold(Split::Test);
     let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
         let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
         let test = scorer.evaluate(prompt, Split::Test, Some(test_n), false)?;
         let test_cal = scorer.evaluate(prompt, Split::Test, Some(test_n), true)?;
-        let correct: Vec<f64> = test
-            .predictions
-            .iter()
-            .zip(&gold_test)
-            .map(|(p, g)| f64::from(p == g))
-            .collect();
+        let correct = test.per_example.clone();
         let result = PromptResult {
             id,
             prompt: prompt.to_string(),
@@ -186,7 +180,13 @@ pub fn execute(
         calibrate,
         dev_n,
         test_n,
-        test_majority: metrics::majority_rate(&gold_test[..test_n], task.labels.len()),
+        // Generation tasks have no label to always guess: their trivial baseline is 0.
+        test_majority: if task.is_generation() {
+            0.0
+        } else {
+            let gold_test = task.gold(Split::Test);
+            metrics::majority_rate(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+        },
         candidates: records.len(),
         forward_passes,
         search_seconds,

@@ -93,6 +93,11 @@ impl<'m> Engine<'m> {
         }
     }
 
+    /// The options it runs with.
+    pub fn options(&self) -> EngineOptions {
+        self.options
+    }
+
     /// The model.
     pub fn model(&self) -> &'m Model {
         self.model

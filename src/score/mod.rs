@@ -1,5 +1,6 @@
-//! Scoring prompts on a task: label log-likelihoods from the [`engine`], contextual calibration,
-//! metrics, and a cache so that no (prompt, example) pair is ever computed twice.
+//! Scoring prompts on a task: label log-likelihoods from the [`engine`] (classification) or
+//! greedily decoded answers (generation), contextual calibration, metrics, and a cache so that
+//! no (prompt, example) pair is ever computed twice.
 
 pub mod engine;
 
@@ -9,22 +10,28 @@ use std::time::Instant;
 pub use engine::{Engine, EngineOptions};
 
 use crate::error::Result;
-use crate::model::Model;
-use crate::task::{metrics, Split, Task};
+use crate::model::{GenerateOptions, Generator, Model};
+use crate::task::{metrics, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Evaluation {
-    /// Fraction of examples whose highest-scoring label is the gold label.
+    /// Classification: fraction of examples whose highest-scoring label is the gold label.
+    /// Generation: mean of the task's metric over the examples.
     pub accuracy: f64,
-    /// Unweighted mean of per-label F1.
+    /// Unweighted mean of per-label F1 (generation: equal to `accuracy`).
     pub macro_f1: f64,
     /// Number of examples scored.
     pub n: usize,
     /// Whether contextual calibration was applied.
     pub calibrated: bool,
-    /// Predicted label index per example.
+    /// Predicted label index per example (empty for generation).
     pub predictions: Vec<usize>,
+    /// Per-example score: 1/0 correctness (classification) or the metric (generation); the
+    /// mean is `accuracy`, and reports bootstrap over it.
+    pub per_example: Vec<f64>,
+    /// Generated answer per example (empty for classification).
+    pub outputs: Vec<String>,
     /// Wall-clock seconds spent (cached pairs cost nothing).
     pub seconds: f64,
     /// Examples that needed a forward pass (not served from the cache).
@@ -38,6 +45,9 @@ pub struct Scorer<'m> {
     label_ids: Vec<Vec<u32>>,
     cache: HashMap<(String, Split, usize), Vec<f32>>,
     calibration: HashMap<String, Vec<f32>>,
+    generator: Generator<'m>,
+    answers: HashMap<(String, Split, usize), String>,
+    answers_generated: u64,
 }
 
 impl<'m> Scorer<'m> {
@@ -54,6 +64,9 @@ impl<'m> Scorer<'m> {
             label_ids,
             cache: HashMap::new(),
             calibration: HashMap::new(),
+            generator: Generator::new(model),
+            answers: HashMap::new(),
+            answers_generated: 0,
         })
     }
 
@@ -67,14 +80,120 @@ impl<'m> Scorer<'m> {
         self.engine.model()
     }
 
-    /// Total texts run through the model so far.
+    /// Total examples run through the model so far (one per example scored or answered).
     pub fn forward_passes(&self) -> u64 {
-        self.engine.texts_scored
+        self.engine.texts_scored + self.answers_generated
     }
 
-    /// Total tokens run through the model so far.
+    /// Total tokens run through the model so far (prompt and generated tokens).
     pub fn tokens_processed(&self) -> u64 {
         self.engine.tokens_processed
+            + self.generator.tokens_prefilled
+            + self.generator.tokens_generated
+    }
+
+    /// Tokens generated so far (generation tasks).
+    pub fn tokens_generated(&self) -> u64 {
+        self.generator.tokens_generated
+    }
+
+    /// Greedy answers of the first `limit` examples of `split` after `prompt`, decoding only the
+    /// pairs not yet cached. The prompt's text up to `{input}` is run once and its KV cache
+    /// reused for every example whose tokens start with it (others are run whole).
+    pub fn answers(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        limit: Option<usize>,
+        spec: &GenerationSpec,
+    ) -> Result<(Vec<String>, usize)> {
+        let examples = self.task.examples(split);
+        let n = limit.map_or(examples.len(), |l| l.min(examples.len()));
+        let examples = &examples[..n];
+        let missing: Vec<usize> = examples
+            .iter()
+            .filter(|e| {
+                !self
+                    .answers
+                    .contains_key(&(prompt.to_string(), split, e.id))
+            })
+            .map(|e| e.id)
+            .collect();
+        if !missing.is_empty() {
+            let model = self.engine.model();
+            let options = GenerateOptions {
+                max_new_tokens: spec.max_new_tokens,
+                temperature: 0.0,
+                top_p: 1.0,
+                stop: spec.stop.clone(),
+            };
+            let (before, after) = self.task.template.split(prompt);
+            let lead = model.leading_ids();
+            // As in the engine: the prefix is tokenised without its trailing whitespace, which
+            // BPE merges into the next word.
+            let mut prefix_ids = lead.clone();
+            prefix_ids.extend(model.encode(before.trim_end())?);
+            let reuse = self.engine.options().prefix_reuse && prefix_ids.len() > lead.len();
+            let mut prefix_cache = None;
+            for &i in &missing {
+                let input = &self.task.examples(split)[i].input;
+                let mut ids = lead.clone();
+                ids.extend(model.encode(&format!("{before}{input}{after}"))?);
+                let g = if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids) {
+                    let (cache, done) = match &prefix_cache {
+                        Some(c) => c,
+                        None => {
+                            let mut cache = model.llama.new_cache();
+                            self.generator.prefill(&mut cache, &prefix_ids)?;
+                            prefix_cache.insert((cache, prefix_ids.len()))
+                        }
+                    };
+                    let mut cache = cache.clone();
+                    self.generator
+                        .generate_after(&mut cache, &ids[*done..], &options, None)?
+                } else {
+                    let mut cache = model.llama.new_cache();
+                    self.generator
+                        .generate_after(&mut cache, &ids, &options, None)?
+                };
+                self.answers_generated += 1;
+                self.answers.insert((prompt.to_string(), split, i), g.text);
+            }
+        }
+        let out = examples
+            .iter()
+            .map(|e| self.answers[&(prompt.to_string(), split, e.id)].clone())
+            .collect();
+        Ok((out, missing.len()))
+    }
+
+    /// Scores `prompt` on a generation task: the mean metric of its greedy answers.
+    fn evaluate_generation(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        limit: Option<usize>,
+        spec: &GenerationSpec,
+    ) -> Result<Evaluation> {
+        let start = Instant::now();
+        let (outputs, computed) = self.answers(prompt, split, limit, spec)?;
+        let per_example: Vec<f64> = outputs
+            .iter()
+            .zip(self.task.examples(split))
+            .map(|(o, e)| spec.metric.score(o, &e.targets))
+            .collect();
+        let mean = metrics::mean(&per_example);
+        Ok(Evaluation {
+            accuracy: mean,
+            macro_f1: mean,
+            n: outputs.len(),
+            calibrated: false,
+            predictions: Vec::new(),
+            per_example,
+            outputs,
+            seconds: start.elapsed().as_secs_f64(),
+            forward_passes: computed,
+        })
     }
 
     /// Label log-probabilities (sum over each verbaliser's tokens) for the first `limit`
@@ -134,6 +253,9 @@ impl<'m> Scorer<'m> {
         limit: Option<usize>,
         calibrate: bool,
     ) -> Result<Evaluation> {
+        if let Some(spec) = &self.task.generation {
+            return self.evaluate_generation(prompt, split, limit, spec);
+        }
         let start = Instant::now();
         let (scores, computed) = self.label_logprobs(prompt, split, limit)?;
         let cf = if calibrate {
@@ -154,12 +276,19 @@ impl<'m> Scorer<'m> {
             })
             .collect();
         let gold = &self.task.gold(split)[..predictions.len()];
+        let per_example = gold
+            .iter()
+            .zip(&predictions)
+            .map(|(g, p)| f64::from(g == p))
+            .collect();
         Ok(Evaluation {
             accuracy: metrics::accuracy(gold, &predictions),
             macro_f1: metrics::macro_f1(gold, &predictions, self.task.labels.len()),
             n: predictions.len(),
             calibrated: calibrate,
             predictions,
+            per_example,
+            outputs: Vec::new(),
             seconds: start.elapsed().as_secs_f64(),
             forward_passes: computed,
         })

@@ -1,5 +1,6 @@
 //! Tasks: what to optimise a prompt for. A task file (TOML) names its data splits, the template
-//! around the prompt, the labels and their verbalisers, and the initial prompts.
+//! around the prompt, the initial prompts, and either the labels and their verbalisers
+//! (classification) or the metric and decoding limits (generation).
 
 pub mod data;
 pub mod metrics;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use data::Example;
+pub use metrics::GenerationMetric;
 pub use template::Template;
 
 use crate::error::{Error, Result};
@@ -20,7 +22,23 @@ use crate::error::{Error, Result};
 pub enum TaskKind {
     /// Pick one of a fixed set of labels, scored by label log-likelihood.
     Classification,
+    /// Write a short answer, decoded greedily and compared with the accepted answers.
+    Generation,
 }
+
+/// How a generation task's answers are decoded and scored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GenerationSpec {
+    /// How an answer is compared with the example's accepted answers.
+    pub metric: GenerationMetric,
+    /// Most tokens decoded per answer.
+    pub max_new_tokens: usize,
+    /// Decoding stops at the first of these (excluded from the answer).
+    pub stop: Vec<String>,
+}
+
+/// Default answer length of generation tasks: enough for a word or a short phrase.
+const DEFAULT_MAX_NEW_TOKENS: usize = 16;
 
 /// A data split.
 #[derive(
@@ -64,11 +82,18 @@ struct TaskFile {
     description: String,
     kind: TaskKind,
     template: String,
-    labels: Vec<String>,
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    #[serde(default)]
+    metric: Option<GenerationMetric>,
+    #[serde(default)]
+    max_new_tokens: Option<usize>,
+    #[serde(default)]
+    stop: Option<Vec<String>>,
     #[serde(default)]
     verbalizers: Option<Vec<String>>,
     #[serde(default)]
-    calibrate: bool,
+    calibrate: Option<bool>,
     #[serde(default = "default_content_free")]
     content_free_input: String,
     initial_prompts: Vec<String>,
@@ -100,10 +125,12 @@ pub struct Task {
     pub kind: TaskKind,
     /// The text around the prompt and each input.
     pub template: Template,
-    /// Gold label strings, as they appear in the data's `target`.
+    /// Gold label strings, as they appear in the data's `target` (empty for generation).
     pub labels: Vec<String>,
-    /// The continuation scored for each label (same order as `labels`).
+    /// The continuation scored for each label (same order as `labels`; empty for generation).
     pub verbalizers: Vec<String>,
+    /// Decoding and metric of a generation task (`None` for classification).
+    pub generation: Option<GenerationSpec>,
     /// Whether to apply contextual calibration.
     pub calibrate: bool,
     /// The content-free input used for calibration.
@@ -139,19 +166,13 @@ impl Task {
         })?;
         let template =
             Template::new(&file.template).map_err(|e| Error::task(path, e.to_string()))?;
-        if file.labels.is_empty() {
-            return Err(Error::task(path, "`labels` is empty: list the label strings of the data's `target` field, e.g. labels = [\"negative\", \"positive\"]"));
-        }
-        let verbalizers = match file.verbalizers {
-            Some(v) => v,
-            None => file.labels.iter().map(|l| format!(" {l}")).collect(),
+        let (labels, verbalizers, generation) = match file.kind {
+            TaskKind::Classification => {
+                let (labels, verbalizers) = classification_labels(path, &file)?;
+                (labels, verbalizers, None)
+            }
+            TaskKind::Generation => (Vec::new(), Vec::new(), Some(generation_spec(path, &file)?)),
         };
-        if verbalizers.len() != file.labels.len() {
-            return Err(Error::task(path, format!("`verbalizers` has {} entries but `labels` has {}: give one verbaliser per label", verbalizers.len(), file.labels.len())));
-        }
-        if verbalizers.iter().any(|v| v.trim().is_empty()) {
-            return Err(Error::task(path, "a verbaliser is empty: each label needs a non-empty continuation such as \" positive\""));
-        }
         let initial_prompts: Vec<String> = file
             .initial_prompts
             .iter()
@@ -173,13 +194,16 @@ impl Task {
         let dev = load(&file.data.dev)?;
         let test = load(&file.data.test)?;
         let gold = |split: &[Example], p: &Path| -> Result<Vec<usize>> {
+            if file.kind == TaskKind::Generation {
+                return Ok(Vec::new());
+            }
             split
                 .iter()
                 .map(|ex| {
-                    file.labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Jsonl {
+                    labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Jsonl {
                         path: base.join(p),
                         line: ex.id + 1,
-                        message: format!("target \"{}\" is not one of the task's labels {:?}; fix the data or the task's `labels`", ex.target, file.labels),
+                        message: format!("target \"{}\" is not one of the task's labels {:?}; fix the data or the task's `labels`", ex.target, labels),
                     })
                 })
                 .collect()
@@ -192,9 +216,10 @@ impl Task {
             path: path.to_path_buf(),
             kind: file.kind,
             template,
-            labels: file.labels,
+            labels,
             verbalizers,
-            calibrate: file.calibrate,
+            generation,
+            calibrate: file.calibrate.unwrap_or(false),
             content_free_input: file.content_free_input,
             initial_prompts,
             train,
@@ -203,6 +228,11 @@ impl Task {
             gold_dev,
             gold_test,
         })
+    }
+
+    /// Whether answers are generated (rather than picked among labels).
+    pub fn is_generation(&self) -> bool {
+        self.kind == TaskKind::Generation
     }
 
     /// The examples of a split.
@@ -228,11 +258,13 @@ impl Task {
         format!("{}{}{after}{answer}", before.trim_start(), example.input)
     }
 
-    /// Gold label indices of a split's examples (train labels are computed on demand).
+    /// Gold label indices of a split's examples (train labels are computed on demand; empty for
+    /// generation tasks).
     pub fn gold(&self, split: Split) -> Vec<usize> {
         match split {
             Split::Dev => self.gold_dev.clone(),
             Split::Test => self.gold_test.clone(),
+            Split::Train if self.is_generation() => Vec::new(),
             Split::Train => self
                 .train
                 .iter()
@@ -240,6 +272,76 @@ impl Task {
                 .collect(),
         }
     }
+}
+
+/// Labels and verbalisers of a classification task, validated; generation-only keys rejected.
+fn classification_labels(path: &Path, file: &TaskFile) -> Result<(Vec<String>, Vec<String>)> {
+    for (key, given) in [
+        ("metric", file.metric.is_some()),
+        ("max_new_tokens", file.max_new_tokens.is_some()),
+        ("stop", file.stop.is_some()),
+    ] {
+        if given {
+            return Err(Error::task(
+                path,
+                format!(
+                    "`{key}` applies only to kind = \"generation\": remove it or change `kind`"
+                ),
+            ));
+        }
+    }
+    let labels = file.labels.clone().unwrap_or_default();
+    if labels.is_empty() {
+        return Err(Error::task(path, "`labels` is empty: list the label strings of the data's `target` field, e.g. labels = [\"negative\", \"positive\"]"));
+    }
+    let verbalizers = match &file.verbalizers {
+        Some(v) => v.clone(),
+        None => labels.iter().map(|l| format!(" {l}")).collect(),
+    };
+    if verbalizers.len() != labels.len() {
+        return Err(Error::task(
+            path,
+            format!(
+                "`verbalizers` has {} entries but `labels` has {}: give one verbaliser per label",
+                verbalizers.len(),
+                labels.len()
+            ),
+        ));
+    }
+    if verbalizers.iter().any(|v| v.trim().is_empty()) {
+        return Err(Error::task(path, "a verbaliser is empty: each label needs a non-empty continuation such as \" positive\""));
+    }
+    Ok((labels, verbalizers))
+}
+
+/// Metric and decoding limits of a generation task, validated; classification-only keys
+/// rejected.
+fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
+    for (key, given) in [
+        ("labels", file.labels.is_some()),
+        ("verbalizers", file.verbalizers.is_some()),
+        ("calibrate", file.calibrate.is_some()),
+    ] {
+        if given {
+            return Err(Error::task(path, format!("`{key}` applies only to kind = \"classification\": remove it (generation tasks are scored with `metric`)")));
+        }
+    }
+    let max_new_tokens = file.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+    if max_new_tokens == 0 {
+        return Err(Error::task(
+            path,
+            "`max_new_tokens` is 0: set it to at least 1 (default 16)",
+        ));
+    }
+    let stop = file.stop.clone().unwrap_or_else(|| vec!["\n".to_string()]);
+    if stop.iter().any(|s| s.is_empty()) {
+        return Err(Error::task(path, "`stop` has an empty string: remove it (an empty stop string would end every answer at once)"));
+    }
+    Ok(GenerationSpec {
+        metric: file.metric.unwrap_or(GenerationMetric::Exact),
+        max_new_tokens,
+        stop,
+    })
 }
 
 #[cfg(test)]
@@ -314,9 +416,82 @@ mod tests {
         assert!(err.contains("d.jsonl:1:"), "{err}");
     }
 
+    fn write_generation_task(dir: &Path, extra: &str) -> PathBuf {
+        std::fs::write(
+            dir.join("g.jsonl"),
+            "{\"input\": \"hot\", \"target\": \"cold\", \"targets\": [\"cold\", \"chilly\"]}\n",
+        )
+        .unwrap();
+        let p = dir.join("g.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"g\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\nInput: {{input}}\\nOutput:\"\n{extra}\ninitial_prompts = [\"Opposite.\"]\n[data]\ndev = \"g.jsonl\"\ntest = \"g.jsonl\"\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn generation_task_loads_with_defaults_and_no_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Task::load(&write_generation_task(dir.path(), "")).unwrap();
+        assert!(t.is_generation() && t.labels.is_empty());
+        let g = t.generation.unwrap();
+        assert_eq!(g.metric, GenerationMetric::Exact);
+        assert_eq!((g.max_new_tokens, g.stop), (16, vec!["\n".to_string()]));
+        assert_eq!(t.dev[0].targets, vec!["cold", "chilly"]);
+        let t = Task::load(&write_generation_task(
+            dir.path(),
+            "metric = \"f1\"\nmax_new_tokens = 4\nstop = [\".\"]",
+        ))
+        .unwrap();
+        assert_eq!(t.generation.unwrap().metric, GenerationMetric::F1);
+    }
+
+    #[test]
+    fn generation_task_with_labels_or_bad_metric_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Task::load(&write_generation_task(dir.path(), "labels = [\"a\"]"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("g.toml") && err.contains("remove it"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = Task::load(&write_generation_task(dir.path(), "metric = \"bleu\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("g.toml") && err.contains("exact"), "{err}");
+        let err = Task::load(&write_generation_task(dir.path(), "max_new_tokens = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 1"), "{err}");
+    }
+
+    #[test]
+    fn classification_task_with_a_metric_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_task(
+            dir.path(),
+            "{prompt} {input}",
+            "[\"positive\"]\nmetric = \"exact\"",
+        );
+        let err = Task::load(&p).unwrap_err().to_string();
+        assert!(err.contains("only to kind = \"generation\""), "{err}");
+    }
+
     #[test]
     fn shipped_tasks_load() {
-        for name in ["sst2", "subj", "trec", "agnews"] {
+        for name in [
+            "sst2",
+            "subj",
+            "trec",
+            "agnews",
+            "antonyms",
+            "larger_animal",
+            "first_word_letter",
+            "sentiment",
+        ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/tasks/{name}.toml"));
             let t = Task::load(&p).unwrap_or_else(|e| panic!("{e}"));
