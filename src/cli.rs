@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
@@ -77,6 +76,9 @@ struct ModelArgs {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 8, value_name = "N")]
     batch_size: usize,
+    /// Where the model runs: cpu, cuda, cuda:N (build with --features cuda) or metal.
+    #[arg(long, default_value = "cpu", value_name = "DEV")]
+    device: String,
     /// Recompute the prompt for every example instead of reusing its KV cache (slower; for checks).
     #[arg(long)]
     no_prefix_reuse: bool,
@@ -146,6 +148,10 @@ struct OptimizeArgs {
     /// Nucleus sampling threshold of model-driven operators.
     #[arg(long, default_value_t = 0.95, value_name = "P")]
     top_p: f64,
+    /// Start from only the task's first N initial prompts (each costs a full dev evaluation of
+    /// the budget).
+    #[arg(long, value_name = "N")]
+    max_initial_prompts: Option<usize>,
     /// Score candidates on the first N dev examples (keeps the default run within minutes on a
     /// 2-core CPU; raise it for less noisy fitness).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -235,9 +241,10 @@ fn model_path(args: &ModelArgs) -> Result<PathBuf> {
 }
 
 /// Loads a model onto the CPU, reporting the load time on stderr.
-fn load_model(path: &Path, weights: WeightFormat) -> Result<Model> {
+fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
+    let device = promptevo::model::parse_device(device)?;
     let start = Instant::now();
-    let model = Model::load(path, weights, &Device::Cpu)?;
+    let model = Model::load(path, weights, &device)?;
     eprintln!(
         "loaded {} in {:.2} s",
         model.name,
@@ -255,7 +262,11 @@ fn engine_options(args: &ModelArgs) -> EngineOptions {
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let task = Task::load(&args.task)?;
-    let model = load_model(&model_path(&args.model)?, args.model.weights)?;
+    let model = load_model(
+        &model_path(&args.model)?,
+        args.model.weights,
+        &args.model.device,
+    )?;
     let prompt = args
         .prompt
         .clone()
@@ -346,8 +357,12 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     if args.dev_limit == 0 {
         anyhow::bail!("--dev-limit must be at least 1");
     }
+    if args.max_initial_prompts == Some(0) {
+        anyhow::bail!("--max-initial-prompts must be at least 1");
+    }
     PhrasePool::from_toml_file(&args.pool)?;
     let model_path = model_path(&args.model)?;
+    promptevo::model::parse_device(&args.model.device)?;
     let mutator_model = match &args.mutator_model {
         Some(m) => Some(absolute(
             &ModelSpec::resolve_default(Some(m))?.local_path()?,
@@ -365,6 +380,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         model: absolute(&model_path),
         mutator_model,
         weights: args.model.weights,
+        device: args.model.device.clone(),
         engine: engine_options(&args.model),
         search,
         seed: args.seed,
@@ -372,6 +388,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         test_limit: args.test_limit.min(task.test.len()),
         calibrate: args.calibrate || task.calibrate,
         pool: absolute(&args.pool),
+        max_initial_prompts: args.max_initial_prompts,
         version: env!("CARGO_PKG_VERSION").into(),
     };
     folder.write_json(CONFIG_FILE, &settings)?;
@@ -482,9 +499,11 @@ fn search_and_report(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let model = load_model(&settings.model, settings.weights)?;
+    let model = load_model(&settings.model, settings.weights, &settings.device)?;
     let mutator = match &settings.mutator_model {
-        Some(path) if *path != settings.model => Some(load_model(path, settings.weights)?),
+        Some(path) if *path != settings.model => {
+            Some(load_model(path, settings.weights, &settings.device)?)
+        }
         _ => None,
     };
     let mut generator = chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;

@@ -575,3 +575,111 @@ impl<'e, 'g> Search<'e, 'g> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evolve::strategies::testing::*;
+    use crate::evolve::strategies::SearchConfig;
+
+    #[test]
+    fn the_budget_is_never_exceeded_and_is_counted_per_example() {
+        for strategy in ["ga", "random", "hillclimb"] {
+            for max in [40u64, 170, 333] {
+                let cfg = SearchConfig {
+                    strategy: strategy.into(),
+                    max_evals: Some(max),
+                    generations: 1000,
+                    patience: None,
+                    ..SearchConfig::default()
+                };
+                let (outcome, ev) = run(&cfg, 1);
+                let charged: u64 = ev.sizes.iter().map(|&n| n as u64).sum();
+                assert_eq!(outcome.evals_used, charged, "{strategy} {max}");
+                assert!(charged <= max, "{strategy}: {charged} > {max}");
+                if strategy != "hillclimb" {
+                    // Stopped by the budget, with less than one evaluation left unspent.
+                    assert_eq!(outcome.stop, StopReason::MaxEvals, "{strategy} {max}");
+                    assert!(max - charged < TOY_DEV as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn patience_stops_a_search_that_does_not_improve() {
+        // Only deletions of a prompt without "careful": nothing can improve the toy score much.
+        let cfg = SearchConfig {
+            generations: 1000,
+            patience: Some(2),
+            operators: [
+                ("insert", 0.0),
+                ("persona", 0.0),
+                ("constraint", 0.0),
+                ("demo-add", 0.0),
+            ]
+            .into_iter()
+            .map(|(n, w)| (n.to_string(), w))
+            .collect(),
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 3);
+        assert_eq!(outcome.stop, StopReason::Patience);
+        assert!(ev.generations.len() < 50);
+        // The last `patience` generations did not raise the best.
+        let bests: Vec<f64> = ev.generations.iter().map(|(_, s)| s[0]).collect();
+        let n = bests.len();
+        assert!(bests[n - 1] <= bests[n - 3]);
+    }
+
+    #[test]
+    fn racing_stops_weak_candidates_early_and_saves_evaluations() {
+        let base = SearchConfig {
+            generations: 6,
+            ..SearchConfig::default()
+        };
+        let raced = SearchConfig {
+            racing: true,
+            ..base.clone()
+        };
+        let (plain, _) = run(&base, 8);
+        let (outcome, ev) = run(&raced, 8);
+        // Rungs: a quarter, half, then all of dev.
+        assert!(ev
+            .sizes
+            .iter()
+            .all(|n| [TOY_DEV / 4, TOY_DEV / 2, TOY_DEV].contains(n)));
+        assert!(ev.sizes.contains(&(TOY_DEV / 4)));
+        let partial_only = ev
+            .received
+            .iter()
+            .filter(|c| {
+                !ev.received
+                    .iter()
+                    .zip(&ev.sizes)
+                    .any(|(d, &n)| d.id == c.id && n == TOY_DEV)
+            })
+            .count();
+        assert!(partial_only > 0, "some candidates were stopped early");
+        let candidates = outcome.candidates_proposed as u64;
+        assert!(outcome.evals_used < candidates * TOY_DEV as u64);
+        // The best is always a fully scored candidate.
+        assert!(outcome.best.full);
+        assert!(outcome.best.score >= plain.best.score - 1.0);
+    }
+
+    #[test]
+    fn time_budget_stops_the_search() {
+        let cfg = SearchConfig {
+            generations: 1_000_000,
+            max_seconds: Some(0.05),
+            ..SearchConfig::default()
+        };
+        let (outcome, _) = run(&cfg, 2);
+        assert!(
+            matches!(outcome.stop, StopReason::MaxSeconds | StopReason::Exhausted),
+            "{:?}",
+            outcome.stop
+        );
+    }
+}

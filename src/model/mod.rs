@@ -22,6 +22,45 @@ pub use tokenizer::SpecialTokens;
 
 use crate::error::{Error, Result};
 
+/// The device named by `--device`: `cpu`, `cuda` / `cuda:N` (needs the `cuda` cargo feature) or
+/// `metal` (needs candle's `metal` feature).
+pub fn parse_device(name: &str) -> Result<Device> {
+    let name = name.trim();
+    let unavailable = |what: &str, feature: &str, e: candle_core::Error| {
+        Error::Usage(format!(
+            "--device {name}: {what} is not available ({e}); rebuild with `cargo build --release --features {feature}` on a machine with its toolkit, or use --device cpu"
+        ))
+    };
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).map_err(|e| unavailable("Metal", "metal", e)),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--device {name}: expected cuda or cuda:N with N a GPU number, e.g. cuda:0"
+                        ))
+                    })?,
+                None => {
+                    return Err(Error::Usage(format!(
+                        "--device {name}: unknown device; use cpu, cuda, cuda:N or metal"
+                    )))
+                }
+            };
+            if !candle_core::utils::cuda_is_available() {
+                return Err(Error::Usage(format!(
+                    "--device {name}: this promptevo was built without CUDA support; rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit), or use --device cpu"
+                )));
+            }
+            Device::new_cuda(ordinal).map_err(|e| unavailable("CUDA", "cuda", e))
+        }
+    }
+}
+
 /// A loaded model: weights, tokenizer and the facts about it that runs record.
 pub struct Model {
     /// The transformer.

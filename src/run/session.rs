@@ -26,6 +26,10 @@ pub const DEMO_POOL: usize = 16;
 /// Train (input, target) pairs offered to instruction induction.
 pub const TRAIN_PAIRS: usize = 32;
 
+fn cpu() -> String {
+    "cpu".into()
+}
+
 /// Everything a run needs, as `config.json` records it; `resume` reads it back.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunSettings {
@@ -38,6 +42,9 @@ pub struct RunSettings {
     pub mutator_model: Option<PathBuf>,
     /// How weights are held in memory.
     pub weights: WeightFormat,
+    /// Where the model runs (`cpu`, `cuda`, `cuda:N`, `metal`).
+    #[serde(default = "cpu")]
+    pub device: String,
     /// Batching and prefix reuse.
     pub engine: EngineOptions,
     /// The strategy and its settings.
@@ -52,6 +59,9 @@ pub struct RunSettings {
     pub calibrate: bool,
     /// The phrase pool file.
     pub pool: PathBuf,
+    /// Start from only the task's first N initial prompts (None: all of them).
+    #[serde(default)]
+    pub max_initial_prompts: Option<usize>,
     /// promptevo version that wrote it.
     pub version: String,
 }
@@ -61,6 +71,7 @@ pub struct RunSettings {
 /// description, and the generator.
 pub fn operator_context<'g>(
     task: &Task,
+    initial_prompts: &[String],
     pool: PhrasePool,
     generator: Option<&'g mut dyn TextGenerator>,
 ) -> OperatorContext<'g> {
@@ -77,13 +88,21 @@ pub fn operator_context<'g>(
         .map(|e| (e.input.clone(), e.target.clone()))
         .collect();
     OperatorContext {
-        pool: pool.with_prompts(&task.initial_prompts),
+        pool: pool.with_prompts(initial_prompts),
         demos,
         train_pairs,
         task_description: task.description.clone(),
         generator,
         ..OperatorContext::default()
     }
+}
+
+/// The initial prompts a run starts from: the task's, or its first `max_initial_prompts`.
+pub fn initial_prompts<'t>(settings: &RunSettings, task: &'t Task) -> &'t [String] {
+    let all = &task.initial_prompts;
+    &all[..settings
+        .max_initial_prompts
+        .map_or(all.len(), |n| n.clamp(1, all.len()))]
 }
 
 /// Runs (or, with `logged` records of an interrupted run, replays and continues) the search in
@@ -109,7 +128,7 @@ pub fn execute(
             "optimising {} with {} ({} initial prompts, population {}, {} dev examples{}) -> {}",
             task.name,
             cfg.strategy,
-            task.initial_prompts.len(),
+            initial_prompts(settings, task).len(),
             cfg.population,
             dev_n,
             cfg.max_evals
@@ -121,15 +140,16 @@ pub fn execute(
     let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let expected_passes = cfg.max_evals.unwrap_or(
-        ((task.initial_prompts.len() + cfg.generations * cfg.population) * dev_n) as u64,
+        ((initial_prompts(settings, task).len() + cfg.generations * cfg.population) * dev_n) as u64,
     );
-    let ops = operator_context(task, pool, generator);
+    let prompts = initial_prompts(settings, task);
+    let ops = operator_context(task, prompts, pool, generator);
     let (outcome, records, search_seconds) = {
         let mut evaluator = RunEvaluator::new(scorer, log, Some(dev_n), calibrate, quiet)
             .with_logged(logged)
             .with_checkpoints(folder.clone())
             .with_progress(expected_passes);
-        let outcome = run_search(cfg, &task.initial_prompts, ops, &mut evaluator, &mut rng)?;
+        let outcome = run_search(cfg, prompts, ops, &mut evaluator, &mut rng)?;
         let secs = evaluator.elapsed();
         (outcome, std::mem::take(&mut evaluator.records), secs)
     };

@@ -57,10 +57,17 @@ pub fn clean_reply(reply: &str) -> Option<String> {
         ]
         .iter()
         .find(|l| lower.starts_with(*l));
-        match label {
-            Some(l) => text = text[l.len()..].trim_start(),
-            None => break,
+        if let Some(l) = label {
+            text = text[l.len()..].trim_start();
+            continue;
         }
+        // "1. ", "2) " list markers and "Basic Prompt:", "Prompt 3:", "Simple Prompt:" labels
+        // that echo the meta-prompt's own structure.
+        if let Some(rest) = strip_list_marker(text).or_else(|| strip_prompt_label(text)) {
+            text = rest;
+            continue;
+        }
+        break;
     }
     let text = text.trim_matches(quotes).trim();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -72,6 +79,32 @@ pub fn clean_reply(reply: &str) -> Option<String> {
         || text.contains("<prompt>")
         || text.contains("</prompt>");
     (!bad).then_some(text)
+}
+
+/// `text` without a leading "12. " or "3) " list marker.
+fn strip_list_marker(text: &str) -> Option<&str> {
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    if digits == 0 || digits > 2 {
+        return None;
+    }
+    let rest = &text[digits..];
+    let rest = rest
+        .strip_prefix(". ")
+        .or_else(|| rest.strip_prefix(") "))?;
+    Some(rest.trim_start())
+}
+
+/// `text` without a leading "<word> Prompt:" or "Prompt <n>:" label (at most 3 words).
+fn strip_prompt_label(text: &str) -> Option<&str> {
+    let colon = text.find(':')?;
+    let head = text[..colon].to_lowercase();
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let is_label = (1..=3).contains(&words.len())
+        && words.iter().any(|w| *w == "prompt" || *w == "instruction")
+        && words
+            .iter()
+            .all(|w| w.chars().all(|c| c.is_alphanumeric() || c == '-'));
+    is_label.then(|| text[colon + 1..].trim_start())
 }
 
 /// The text between the last complete `<prompt>` and `</prompt>` pair, or after a final
@@ -252,6 +285,19 @@ pub(crate) mod tests {
         assert_eq!(
             clean_reply("Final prompt: Decide the sentiment.<|im_end|>junk").as_deref(),
             Some("Decide the sentiment.")
+        );
+        assert_eq!(
+            clean_reply("2. Basic Prompt: Decide the sentiment.").as_deref(),
+            Some("Decide the sentiment.")
+        );
+        assert_eq!(
+            clean_reply("Prompt 4: Say positive or negative.").as_deref(),
+            Some("Say positive or negative.")
+        );
+        // A colon inside an instruction is kept.
+        assert_eq!(
+            clean_reply("Classify the review as one of: positive, negative.").as_deref(),
+            Some("Classify the review as one of: positive, negative.")
         );
         assert_eq!(clean_reply("   "), None);
         assert_eq!(clean_reply("Use {input} here."), None);
