@@ -13,7 +13,6 @@ use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
-use promptevo::model::generate::{ChatGenerator, GenerateOptions};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
@@ -373,6 +372,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         calibrate: args.calibrate || task.calibrate,
         pool: absolute(&args.pool),
         version: env!("CARGO_PKG_VERSION").into(),
+        max_initial_prompts: None,
     };
     folder.write_json(CONFIG_FILE, &settings)?;
     search_and_report(&settings, &task, &folder, Vec::new(), args.quiet)
@@ -386,7 +386,7 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", config.display()))?;
     let settings: RunSettings = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
-    let task = Task::load(&settings.task)?;
+    let task = settings.load_task()?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
     eprintln!(
         "resuming {}: {} evaluations logged{}",
@@ -487,7 +487,7 @@ fn search_and_report(
         Some(path) if *path != settings.model => Some(load_model(path, settings.weights)?),
         _ => None,
     };
-    let mut generator = chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;
+    let mut generator = promptevo::run::session::chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;
     let mut scorer = Scorer::new(&model, task, settings.engine)?;
     let report = promptevo::run::execute(
         settings,
@@ -508,32 +508,4 @@ fn search_and_report(
     );
     println!("{}", folder.file("report.md").display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The text generator model-driven operators use: the model's own chat template and a seeded
-/// sampler. None when no enabled operator needs the model; an error when one does and the
-/// model cannot chat (no chat template).
-fn chat_generator<'m>(
-    model: &'m Model,
-    search: &SearchConfig,
-) -> Result<Option<ChatGenerator<'m>>> {
-    let needs_model = promptevo::evolve::strategies::check_operators(search)?
-        .iter()
-        .any(|name| promptevo::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
-    if !needs_model {
-        return Ok(None);
-    }
-    let options = GenerateOptions {
-        max_new_tokens: search.max_new_tokens,
-        temperature: search.temperature,
-        top_p: search.top_p,
-        stop: Vec::new(),
-    };
-    let generator = ChatGenerator::new(model, options).with_context(|| {
-        format!(
-            "the {} strategy's operators ask {} for text, but it cannot chat; pass --mutator-model with an instruct GGUF or disable the model-driven operators",
-            search.strategy, model.name
-        )
-    })?;
-    Ok(Some(generator))
 }
