@@ -43,6 +43,25 @@ enum Command {
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
     /// not re-scored, and the run ends as the uninterrupted run would have.
     Resume(ResumeArgs),
+    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model,
+    /// and write results.csv, results.json, bench.md and plots; rerunning it skips finished
+    /// runs and resumes half-finished ones.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Benchmark file (TOML), e.g. experiments/benches/strategies.toml.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Output folder (default: runs/bench-<name>); runs go to <DIR>/runs/<arm>/<task>/seed<k>/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// No per-candidate progress on stderr (the one line per run stays).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -222,7 +241,36 @@ pub fn run() -> Result<ExitCode> {
         Command::Resume(a) => resume(a),
         Command::Report(a) => report(a),
         Command::Show(a) => show(a),
+        Command::Bench(a) => bench(a),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let config = promptevo::bench::BenchConfig::load(&args.config)?;
+    let model_path = model_path(&args.model)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{}", config.name)));
+    // Tasks and pool are checked before the model is loaded.
+    promptevo::bench::runner::load_tasks(&config)?;
+    PhrasePool::from_toml_file(&config.pool)?;
+    let model = load_model(&model_path, args.model.weights)?;
+    let bench_model = promptevo::bench::BenchModel {
+        model: &model,
+        path: model_path,
+        weights: args.model.weights,
+        engine: engine_options(&args.model),
+    };
+    let start = Instant::now();
+    let results = promptevo::bench::run(&config, &out, &bench_model, args.quiet)?;
+    eprintln!(
+        "{} runs in {:.0} s",
+        results.len(),
+        start.elapsed().as_secs_f64()
+    );
+    println!("{}", out.join("bench.md").display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Checks the model flags and finds the model file (`--model`, `$PROMPTEVO_MODEL`, the default).
@@ -487,7 +535,10 @@ fn search_and_report(
         Some(path) if *path != settings.model => Some(load_model(path, settings.weights)?),
         _ => None,
     };
-    let mut generator = promptevo::run::session::chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;
+    let mut generator = promptevo::run::session::chat_generator(
+        mutator.as_ref().unwrap_or(&model),
+        &settings.search,
+    )?;
     let mut scorer = Scorer::new(&model, task, settings.engine)?;
     let report = promptevo::run::execute(
         settings,

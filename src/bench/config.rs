@@ -143,7 +143,9 @@ impl BenchConfig {
             return Err(fail("`seeds` repeats a seed; list each seed once".into()));
         }
         if raw.dev_limit == 0 || raw.test_limit == 0 {
-            return Err(fail("`dev_limit` and `test_limit` must be at least 1".into()));
+            return Err(fail(
+                "`dev_limit` and `test_limit` must be at least 1".into(),
+            ));
         }
         if raw.max_initial_prompts == Some(0) {
             return Err(fail(
@@ -171,15 +173,16 @@ impl BenchConfig {
                 )));
             }
             let merged = merge(&raw.search, &a.search);
-            let search: SearchConfig = toml::Value::Table(merged)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    fail(format!(
-                        "arm `{}`: [search]: {}",
-                        a.name,
-                        e.message().trim()
-                    ))
-                })?;
+            let search: SearchConfig =
+                toml::Value::Table(merged)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        fail(format!(
+                            "arm `{}`: [search]: {}",
+                            a.name,
+                            e.message().trim()
+                        ))
+                    })?;
             search
                 .validate()
                 .map_err(|e| fail(format!("arm `{}`: {e}", a.name)))?;
@@ -282,7 +285,11 @@ operators = { swap = 0.0 }
     fn unknown_keys_strategies_and_operators_are_one_line_errors_naming_the_file() {
         for (from, to, want) in [
             ("population = 3", "populaton = 3", "populaton"),
-            ("strategy = \"random\"", "strategy = \"annealing\"", "annealing"),
+            (
+                "strategy = \"random\"",
+                "strategy = \"annealing\"",
+                "annealing",
+            ),
             ("swap = 0.0", "swapp = 0.0", "swapp"),
             ("dev_limit = 8", "dev_limt = 8", "dev_limt"),
             ("max_evals = 48", "", "max_evals"),

@@ -147,7 +147,10 @@ fn pts(x: f64) -> String {
 
 /// File names of a task's plots: (box plot of test accuracy, convergence curves).
 pub fn plot_names(task: &str) -> (String, String) {
-    (format!("{task}-test.svg"), format!("{task}-convergence.svg"))
+    (
+        format!("{task}-test.svg"),
+        format!("{task}-convergence.svg"),
+    )
 }
 
 /// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods.
@@ -270,7 +273,9 @@ pub fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> 
         .x_label_formatter(&|x| {
             let i = (x - 0.5).round();
             if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                arms.get(i as usize).map(|s| s.to_string()).unwrap_or_default()
+                arms.get(i as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -289,7 +294,10 @@ pub fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> 
         let (min, max) = (stats::quantile(v, 0.0), stats::quantile(v, 1.0));
         let draw = |chart: &mut ChartContext<'_, _, _>, pts: Vec<(f64, f64)>| {
             chart
-                .draw_series(std::iter::once(PathElement::new(pts, color.stroke_width(2))))
+                .draw_series(std::iter::once(PathElement::new(
+                    pts,
+                    color.stroke_width(2),
+                )))
                 .map(|_| ())
                 .map_err(|e| plot_err(path, e))
         };
@@ -388,7 +396,10 @@ pub fn convergence_plot(
             .chain(pts.iter().rev().map(|p| (p.0, (p.1 - p.2).max(0.0))))
             .collect();
         chart
-            .draw_series(std::iter::once(Polygon::new(band, color.mix(0.15).filled())))
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                color.mix(0.15).filled(),
+            )))
             .map_err(|e| plot_err(path, e))?;
         chart
             .draw_series(LineSeries::new(

@@ -147,10 +147,7 @@ pub fn load_tasks(config: &BenchConfig) -> Result<Vec<Task>> {
         if tasks.iter().any(|t| t.name == task.name) {
             return Err(Error::Bench {
                 path: config.path.clone(),
-                message: format!(
-                    "two tasks are named `{}`; list each task once",
-                    task.name
-                ),
+                message: format!("two tasks are named `{}`; list each task once", task.name),
             });
         }
         tasks.push(task);

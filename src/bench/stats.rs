@@ -153,7 +153,8 @@ fn normal_sf(z: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x);
     let poly = t
         * (0.254_829_592
-            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     0.5 * poly * (-x * x).exp()
 }
 
@@ -174,13 +175,19 @@ mod tests {
         assert!(close(median(&xs), 4.5));
         assert!(close(quantile(&[1.0, 2.0, 3.0, 4.0, 5.0], 0.25), 2.0));
         assert_eq!(std_dev(&[3.0]), 0.0);
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
     }
 
     #[test]
     fn wilcoxon_exact_p_values_match_scipy() {
         // All five positive: W+ = 15 is the largest of 2^5 sums, p = 2/32.
-        assert!(close(wilcoxon_signed_rank(&[1.0, 2.0, 3.0, 4.0, 5.0]), 0.0625));
+        assert!(close(
+            wilcoxon_signed_rank(&[1.0, 2.0, 3.0, 4.0, 5.0]),
+            0.0625
+        ));
         // W- = 2: sign sets with rank sum <= 2 are {}, {1}, {2}: p = 2 * 3/64.
         assert!(close(
             wilcoxon_signed_rank(&[1.0, -2.0, 3.0, 4.0, 5.0, 6.0]),
