@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evolve prompts for a task and write a run folder with a report.
-    Optimize(OptimizeArgs),
+    Optimize(Box<OptimizeArgs>),
     /// Score one prompt on a split of a task.
     Eval(EvalArgs),
     /// Print a run's summary (finished or not) in the terminal.
@@ -236,7 +236,7 @@ fn parse_weights(text: &str) -> Result<std::collections::BTreeMap<String, f64>, 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Optimize(a) => optimize(a),
+        Command::Optimize(a) => optimize(*a),
         Command::Eval(a) => eval(a),
         Command::Resume(a) => resume(a),
         Command::Report(a) => report(a),

@@ -303,4 +303,20 @@ operators = { swap = 0.0 }
             assert!(!err.contains('\n'), "{err}");
         }
     }
+
+    #[test]
+    fn shipped_benchmarks_parse_and_cover_every_strategy_and_family() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/benches");
+        let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
+        let names: Vec<&str> = s.arms.iter().map(|a| a.search.strategy.as_str()).collect();
+        assert_eq!(names, crate::evolve::STRATEGY_NAMES);
+        assert_eq!((s.run_count(), s.baseline()), (100, "random"));
+        assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
+        let o = BenchConfig::load(&dir.join("operators.toml")).unwrap();
+        assert_eq!(o.baseline(), "all");
+        let enabled = |arm: usize| check_operators(&o.arms[arm].search).unwrap();
+        assert!(enabled(0).contains(&"evo-ga") && enabled(0).contains(&"paraphrase"));
+        assert!(!enabled(4).contains(&"evo-ga") && !enabled(4).contains(&"paraphrase"));
+        assert!(!enabled(2).contains(&"uniform") && enabled(2).contains(&"swap"));
+    }
 }

@@ -111,40 +111,49 @@ pub fn wilcoxon_signed_rank(diffs: &[f64]) -> f64 {
         .map(|(_, r)| r)
         .sum();
     if n <= WILCOXON_EXACT_MAX {
-        // Average ranks are multiples of 1/2: count sign assignments by doubled rank sum.
-        let doubled: Vec<usize> = ranks.iter().map(|r| (2.0 * r).round() as usize).collect();
-        let total: usize = doubled.iter().sum();
-        let mut counts = vec![0f64; total + 1];
-        counts[0] = 1.0;
-        for &r in &doubled {
-            for s in (r..=total).rev() {
-                counts[s] += counts[s - r];
-            }
-        }
-        let all = 2f64.powi(n as i32);
-        let obs = (2.0 * w_plus).round() as usize;
-        let low: f64 = counts[..=obs].iter().sum::<f64>() / all;
-        let high: f64 = counts[obs..].iter().sum::<f64>() / all;
-        (2.0 * low.min(high)).min(1.0)
+        exact_p(&ranks, w_plus)
     } else {
-        let nf = n as f64;
-        let mean = nf * (nf + 1.0) / 4.0;
-        let mut tie_term = 0.0;
-        let abs_sorted = sorted(&nz.iter().map(|d| d.abs()).collect::<Vec<_>>());
-        let mut i = 0;
-        while i < abs_sorted.len() {
-            let j = abs_sorted[i..]
-                .iter()
-                .take_while(|x| **x == abs_sorted[i])
-                .count();
-            let t = j as f64;
-            tie_term += t * t * t - t;
-            i += j;
-        }
-        let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
-        let z = ((w_plus - mean).abs() - 0.5).max(0.0) / var.sqrt();
-        (2.0 * normal_sf(z)).min(1.0)
+        normal_p(&nz, w_plus)
     }
+}
+
+/// Exact two-sided p of W+ given the (average) ranks: every sign assignment is counted.
+fn exact_p(ranks: &[f64], w_plus: f64) -> f64 {
+    // Average ranks are multiples of 1/2: count sign assignments by doubled rank sum.
+    let doubled: Vec<usize> = ranks.iter().map(|r| (2.0 * r).round() as usize).collect();
+    let total: usize = doubled.iter().sum();
+    let mut counts = vec![0f64; total + 1];
+    counts[0] = 1.0;
+    for &r in &doubled {
+        for s in (r..=total).rev() {
+            counts[s] += counts[s - r];
+        }
+    }
+    let all = 2f64.powi(ranks.len() as i32);
+    let obs = (2.0 * w_plus).round() as usize;
+    let low: f64 = counts[..=obs].iter().sum::<f64>() / all;
+    let high: f64 = counts[obs..].iter().sum::<f64>() / all;
+    (2.0 * low.min(high)).min(1.0)
+}
+
+/// Two-sided p of W+ by the normal approximation, with tie and continuity corrections.
+fn normal_p(nz: &[f64], w_plus: f64) -> f64 {
+    let nf = nz.len() as f64;
+    let mean = nf * (nf + 1.0) / 4.0;
+    let mut tie_term = 0.0;
+    let abs_sorted = sorted(&nz.iter().map(|d| d.abs()).collect::<Vec<_>>());
+    let mut i = 0;
+    while i < abs_sorted.len() {
+        let t = abs_sorted[i..]
+            .iter()
+            .take_while(|x| **x == abs_sorted[i])
+            .count();
+        tie_term += (t * t * t - t) as f64;
+        i += t;
+    }
+    let var = nf * (nf + 1.0) * (2.0 * nf + 1.0) / 24.0 - tie_term / 48.0;
+    let z = ((w_plus - mean).abs() - 0.5).max(0.0) / var.sqrt();
+    (2.0 * normal_sf(z)).min(1.0)
 }
 
 /// Upper tail of the standard normal (Abramowitz and Stegun 7.1.26 erfc, error < 1.5e-7).
@@ -211,8 +220,16 @@ mod tests {
         let d: Vec<f64> = (1..=21)
             .map(|i| if i % 3 == 0 { -(i as f64) } else { i as f64 })
             .collect();
-        let p = wilcoxon_signed_rank(&d);
-        assert!(p > 0.0 && p < 0.2, "{p}");
+        let ranks = average_ranks(&d.iter().map(|x| x.abs()).collect::<Vec<_>>());
+        let w_plus: f64 = d
+            .iter()
+            .zip(&ranks)
+            .filter(|(x, _)| **x > 0.0)
+            .map(|(_, r)| r)
+            .sum();
+        let (exact, approx) = (exact_p(&ranks, w_plus), wilcoxon_signed_rank(&d));
+        assert_eq!(approx, normal_p(&d, w_plus));
+        assert!((exact - approx).abs() < 0.01, "{exact} {approx}");
         assert!(normal_sf(0.0) > 0.4999 && normal_sf(0.0) < 0.5001);
         assert!((normal_sf(1.959_964) - 0.025).abs() < 1e-6);
     }
