@@ -12,7 +12,6 @@ use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
-use promptevo::model::generate::{ChatGenerator, GenerateOptions};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
@@ -33,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Evolve prompts for a task and write a run folder with a report.
-    Optimize(OptimizeArgs),
+    Optimize(Box<OptimizeArgs>),
     /// Score one prompt on a split of a task.
     Eval(EvalArgs),
     /// Print a run's summary (finished or not) in the terminal.
@@ -43,6 +42,25 @@ enum Command {
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
     /// not re-scored, and the run ends as the uninterrupted run would have.
     Resume(ResumeArgs),
+    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model,
+    /// and write results.csv, results.json, bench.md and plots; rerunning it skips finished
+    /// runs and resumes half-finished ones.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Benchmark file (TOML), e.g. experiments/benches/strategies.toml.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Output folder (default: runs/bench-<name>); runs go to <DIR>/runs/<arm>/<task>/seed<k>/.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// No per-candidate progress on stderr (the one line per run stays).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Args)]
@@ -224,12 +242,41 @@ fn parse_weights(text: &str) -> Result<std::collections::BTreeMap<String, f64>, 
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Optimize(a) => optimize(a),
+        Command::Optimize(a) => optimize(*a),
         Command::Eval(a) => eval(a),
         Command::Resume(a) => resume(a),
         Command::Report(a) => report(a),
         Command::Show(a) => show(a),
+        Command::Bench(a) => bench(a),
     }
+}
+
+fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let config = promptevo::bench::BenchConfig::load(&args.config)?;
+    let model_path = model_path(&args.model)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{}", config.name)));
+    // Tasks and pool are checked before the model is loaded.
+    promptevo::bench::runner::load_tasks(&config)?;
+    PhrasePool::from_toml_file(&config.pool)?;
+    let model = load_model(&model_path, args.model.weights)?;
+    let bench_model = promptevo::bench::BenchModel {
+        model: &model,
+        path: model_path,
+        weights: args.model.weights,
+        engine: engine_options(&args.model),
+    };
+    let start = Instant::now();
+    let results = promptevo::bench::run(&config, &out, &bench_model, args.quiet)?;
+    eprintln!(
+        "{} runs in {:.0} s",
+        results.len(),
+        start.elapsed().as_secs_f64()
+    );
+    println!("{}", out.join("bench.md").display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Checks the model flags and finds the model file (`--model`, `$PROMPTEVO_MODEL`, the default).
@@ -390,6 +437,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         pool: absolute(&args.pool),
         max_initial_prompts: args.max_initial_prompts,
         version: env!("CARGO_PKG_VERSION").into(),
+        max_initial_prompts: None,
     };
     folder.write_json(CONFIG_FILE, &settings)?;
     search_and_report(&settings, &task, &folder, Vec::new(), args.quiet)
@@ -403,7 +451,7 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", config.display()))?;
     let settings: RunSettings = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
-    let task = Task::load(&settings.task)?;
+    let task = settings.load_task()?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
     eprintln!(
         "resuming {}: {} evaluations logged{}",
@@ -506,7 +554,10 @@ fn search_and_report(
         }
         _ => None,
     };
-    let mut generator = chat_generator(mutator.as_ref().unwrap_or(&model), &settings.search)?;
+    let mut generator = promptevo::run::session::chat_generator(
+        mutator.as_ref().unwrap_or(&model),
+        &settings.search,
+    )?;
     let mut scorer = Scorer::new(&model, task, settings.engine)?;
     let report = promptevo::run::execute(
         settings,
@@ -527,32 +578,4 @@ fn search_and_report(
     );
     println!("{}", folder.file("report.md").display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// The text generator model-driven operators use: the model's own chat template and a seeded
-/// sampler. None when no enabled operator needs the model; an error when one does and the
-/// model cannot chat (no chat template).
-fn chat_generator<'m>(
-    model: &'m Model,
-    search: &SearchConfig,
-) -> Result<Option<ChatGenerator<'m>>> {
-    let needs_model = promptevo::evolve::strategies::check_operators(search)?
-        .iter()
-        .any(|name| promptevo::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
-    if !needs_model {
-        return Ok(None);
-    }
-    let options = GenerateOptions {
-        max_new_tokens: search.max_new_tokens,
-        temperature: search.temperature,
-        top_p: search.top_p,
-        stop: Vec::new(),
-    };
-    let generator = ChatGenerator::new(model, options).with_context(|| {
-        format!(
-            "the {} strategy's operators ask {} for text, but it cannot chat; pass --mutator-model with an instruct GGUF or disable the model-driven operators",
-            search.strategy, model.name
-        )
-    })?;
-    Ok(Some(generator))
 }

@@ -70,6 +70,14 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A benchmark file is invalid, or its output folder disagrees with it.
+    #[error("{}: {message}", path.display())]
+    Bench {
+        /// The benchmark file or run folder.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
     /// A flag or option has an invalid value.
     #[error("{0}")]
     Usage(String),

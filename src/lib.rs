@@ -5,6 +5,7 @@
 //! every candidate to a [`run`] folder.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod error;
 pub mod evolve;
 pub mod model;

@@ -96,7 +96,7 @@ pub fn rank<'a, T>(
         !population.is_empty(),
         "rank selection needs a non-empty population"
     );
-    let f: Vec<f64> = population.iter().map(|x| fitness(x)).collect();
+    let f: Vec<f64> = population.iter().map(fitness).collect();
     let order = elite_indices(&f, f.len());
     let n = order.len();
     let w: Vec<f64> = (0..n).map(|r| (n - r) as f64).collect();

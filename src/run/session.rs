@@ -16,7 +16,8 @@ use super::log::{EvaluationLog, EvaluationRecord};
 use super::report::{PromptResult, Report};
 use crate::error::{Error, Result};
 use crate::evolve::{run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator};
-use crate::model::WeightFormat;
+use crate::model::generate::{ChatGenerator, GenerateOptions};
+use crate::model::{Model, WeightFormat};
 use crate::score::{EngineOptions, Scorer};
 use crate::task::{metrics, Split, Task};
 
@@ -64,6 +65,49 @@ pub struct RunSettings {
     pub max_initial_prompts: Option<usize>,
     /// promptevo version that wrote it.
     pub version: String,
+    /// Only the task's first N initial prompts are used (benchmarks cap them so the initial
+    /// population does not eat the budget); None: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_initial_prompts: Option<usize>,
+}
+
+impl RunSettings {
+    /// Loads the run's task, keeping only its first `max_initial_prompts` initial prompts.
+    pub fn load_task(&self) -> Result<Task> {
+        let mut task = Task::load(&self.task)?;
+        if let Some(n) = self.max_initial_prompts {
+            task.initial_prompts.truncate(n.max(1));
+        }
+        Ok(task)
+    }
+}
+
+/// The text generator model-driven operators use: the model's own chat template and a seeded
+/// sampler. None when no enabled operator needs the model; an error when one does and the
+/// model cannot chat (no chat template).
+pub fn chat_generator<'m>(
+    model: &'m Model,
+    search: &SearchConfig,
+) -> Result<Option<ChatGenerator<'m>>> {
+    let needs_model = crate::evolve::strategies::check_operators(search)?
+        .iter()
+        .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
+    if !needs_model {
+        return Ok(None);
+    }
+    let options = GenerateOptions {
+        max_new_tokens: search.max_new_tokens,
+        temperature: search.temperature,
+        top_p: search.top_p,
+        stop: Vec::new(),
+    };
+    let generator = ChatGenerator::new(model, options).map_err(|e| {
+        Error::Usage(format!(
+            "the {} strategy's operators ask {} for text, but it cannot chat ({e}); pass --mutator-model with an instruct GGUF or disable the model-driven operators",
+            search.strategy, model.name
+        ))
+    })?;
+    Ok(Some(generator))
 }
 
 /// What operators may use from a task: the pool (plus the initial prompts' phrases), train

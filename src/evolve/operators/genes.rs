@@ -130,9 +130,11 @@ mod tests {
     use rand::SeedableRng;
 
     fn ctx() -> OperatorContext<'static> {
-        let mut pool = PhrasePool::default();
-        pool.personas = vec!["You are a critic.".into(), "You are a linguist.".into()];
-        pool.constraints = vec!["Answer with one word.".into()];
+        let pool = PhrasePool {
+            personas: vec!["You are a critic.".into(), "You are a linguist.".into()],
+            constraints: vec!["Answer with one word.".into()],
+            ..PhrasePool::default()
+        };
         OperatorContext {
             pool,
             demos: vec![

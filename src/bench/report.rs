@@ -1,0 +1,493 @@
+//! Exports of a benchmark, as pure functions returning text, plus its SVG plots: `results.csv`,
+//! `results.json`, `bench.md`, a test-accuracy box plot and mean convergence curves per task.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use super::config::BenchConfig;
+use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
+use super::stats;
+use crate::error::{Error, Result};
+
+/// Columns of `results.csv`, in order.
+pub const CSV_COLUMNS: [&str; 12] = [
+    "arm",
+    "strategy",
+    "task",
+    "seed",
+    "initial_dev",
+    "initial_test",
+    "best_dev",
+    "best_test",
+    "evals_used",
+    "candidates",
+    "seconds",
+    "evals_to_95",
+];
+
+/// Seed of the paired bootstrap (fixed, so bench.md is reproducible).
+pub const BOOTSTRAP_SEED: u64 = 0;
+
+/// Points of the convergence curves along the evaluation axis.
+const CURVE_POINTS: usize = 60;
+
+const SIZE: (u32, u32) = (720, 420);
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// `results.csv`: a header and one row per run.
+pub fn to_csv(rows: &[RunRow]) -> String {
+    let mut s = CSV_COLUMNS.join(",") + "\n";
+    for r in rows {
+        s += &format!(
+            "{},{},{},{},{},{},{},{},{},{},{:.3},{}\n",
+            csv_field(&r.arm),
+            csv_field(&r.strategy),
+            csv_field(&r.task),
+            r.seed,
+            r.initial_dev,
+            r.initial_test,
+            r.best_dev,
+            r.best_test,
+            r.evals_used,
+            r.candidates,
+            r.seconds,
+            r.evals_to_95
+        );
+    }
+    s
+}
+
+/// `results.json`: the rows as a pretty JSON array.
+pub fn to_json(rows: &[RunRow]) -> String {
+    serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n"
+}
+
+/// One arm compared with the baseline over paired runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// The arm.
+    pub arm: String,
+    /// Pairs (same task and seed).
+    pub n: usize,
+    /// Mean of (arm - baseline) test accuracy.
+    pub mean_diff: f64,
+    /// 95% paired bootstrap interval of the mean difference.
+    pub ci: (f64, f64),
+    /// Two-sided Wilcoxon signed-rank p-value.
+    pub p: f64,
+}
+
+/// Compares `arm` with `baseline` on test accuracy over the (task, seed) pairs both have, among
+/// rows of the tasks `task` selects.
+pub fn compare(rows: &[RunRow], arm: &str, baseline: &str, task: Option<&str>) -> Comparison {
+    let keep = |r: &&RunRow| task.is_none_or(|t| r.task == t);
+    let diffs: Vec<f64> = rows
+        .iter()
+        .filter(keep)
+        .filter(|r| r.arm == arm)
+        .filter_map(|a| {
+            rows.iter()
+                .find(|b| b.arm == baseline && b.task == a.task && b.seed == a.seed)
+                .map(|b| a.best_test - b.best_test)
+        })
+        .collect();
+    Comparison {
+        arm: arm.to_string(),
+        n: diffs.len(),
+        mean_diff: stats::mean(&diffs),
+        ci: stats::paired_bootstrap_ci(&diffs, BOOTSTRAP_SEED),
+        p: stats::wilcoxon_signed_rank(&diffs),
+    }
+}
+
+fn tasks_of(rows: &[RunRow]) -> Vec<String> {
+    let mut t: Vec<String> = Vec::new();
+    for r in rows {
+        if !t.contains(&r.task) {
+            t.push(r.task.clone());
+        }
+    }
+    t
+}
+
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * x)
+    }
+}
+
+fn pts(x: f64) -> String {
+    if x.is_nan() {
+        "-".into()
+    } else {
+        format!("{:+.1}", 100.0 * x)
+    }
+}
+
+/// File names of a task's plots: (box plot of test accuracy, convergence curves).
+pub fn plot_names(task: &str) -> (String, String) {
+    (
+        format!("{task}-test.svg"),
+        format!("{task}-convergence.svg"),
+    )
+}
+
+/// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods.
+pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str) -> String {
+    let baseline = config.baseline();
+    let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
+    let budget = config.arms[0].search.max_evals.unwrap_or(0);
+    let mut s = format!("# promptevo benchmark: {}\n\n", config.name);
+    s += &format!(
+        "- config: `{}`\n- model: `{model}`\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
+        config.path.display(),
+        arms.join(", "),
+        tasks_of(rows).join(", "),
+        config.seeds,
+        rows.len(),
+        config.run_count(),
+        config.dev_limit,
+        config.test_limit,
+        config
+            .max_initial_prompts
+            .map(|n| format!(", first {n} initial prompts of each task"))
+            .unwrap_or_default()
+    );
+    s += "## Per task\n\nTest accuracy of each run's best prompt (best on dev), over seeds.\n\n";
+    for task in tasks_of(rows) {
+        let of_task: Vec<&RunRow> = rows.iter().filter(|r| r.task == task).collect();
+        let initial: Vec<f64> = of_task.iter().map(|r| r.initial_test).collect();
+        s += &format!(
+            "### {task}\n\nInitial prompt (the task's first): test accuracy {}.\n\n",
+            pct(stats::mean(&initial))
+        );
+        s += "| arm | strategy | runs | test acc mean ± std | test acc median | best dev mean | evals to 95% (mean) | wall s (mean) |\n|---|---|---|---|---|---|---|---|\n";
+        for arm in &config.arms {
+            let r: Vec<&&RunRow> = of_task.iter().filter(|r| r.arm == arm.name).collect();
+            if r.is_empty() {
+                continue;
+            }
+            let test: Vec<f64> = r.iter().map(|r| r.best_test).collect();
+            let dev: Vec<f64> = r.iter().map(|r| r.best_dev).collect();
+            let to95: Vec<f64> = r.iter().map(|r| r.evals_to_95 as f64).collect();
+            let secs: Vec<f64> = r.iter().map(|r| r.seconds).collect();
+            s += &format!(
+                "| {} | {} | {} | {} ± {:.1} | {} | {} | {:.0} | {:.1} |\n",
+                arm.name,
+                arm.search.strategy,
+                r.len(),
+                pct(stats::mean(&test)),
+                100.0 * stats::std_dev(&test),
+                pct(stats::median(&test)),
+                pct(stats::mean(&dev)),
+                stats::mean(&to95),
+                stats::mean(&secs)
+            );
+        }
+        let (boxes, curves) = plot_names(&task);
+        s += &format!("\n![{boxes}]({boxes})\n\n![{curves}]({curves})\n\n");
+    }
+    s += &format!(
+        "## Paired comparison with `{baseline}`\n\nDifference in test accuracy (arm - {baseline}, percentage points) over runs with the same task and seed.\n\n| task | arm | pairs | mean difference | 95% bootstrap CI | Wilcoxon p |\n|---|---|---|---|---|---|\n"
+    );
+    let mut scopes: Vec<Option<String>> = tasks_of(rows).into_iter().map(Some).collect();
+    scopes.push(None);
+    for scope in &scopes {
+        for arm in arms.iter().filter(|a| **a != baseline) {
+            let c = compare(rows, arm, baseline, scope.as_deref());
+            if c.n == 0 {
+                continue;
+            }
+            s += &format!(
+                "| {} | {arm} | {} | {} | [{}, {}] | {:.4} |\n",
+                scope.as_deref().unwrap_or("**all tasks (pooled)**"),
+                c.n,
+                pts(c.mean_diff),
+                pts(c.ci.0),
+                pts(c.ci.1),
+                c.p
+            );
+        }
+    }
+    s += &format!(
+        "\n## Methods\n\n\
+- Every arm gets the same budget of example evaluations; the initial population is charged too. `evals to 95%` is the number of evaluations spent when the best full-dev score so far first reached {:.0}% of the run's final best.\n\
+- Runs of a task share one scorer and its cache, so a prompt already scored (e.g. the initial prompts, scored again by every run) costs no wall time the second time. The budget is unaffected (every evaluation is charged, cached or not), but wall seconds are: later runs look faster, so compare wall time with care.\n\
+- Wall seconds are the search's (result.json `search_seconds`), without the final test scoring.\n\
+- 95% CI: percentile paired bootstrap of the mean difference, {} resamples of the (task, seed) pairs, seeded ({BOOTSTRAP_SEED}).\n\
+- Wilcoxon signed-rank test, two-sided: zero differences are dropped, tied |differences| get their average rank; the p-value is exact (all sign assignments counted) for at most {} non-zero differences, else the tie- and continuity-corrected normal approximation. With 5 seeds the smallest possible p is 0.0625, so per-task tests cannot reach 0.05; read the pooled row and the intervals.\n\
+- Standard deviations use n - 1. Results per run: `results.csv` / `results.json`; every run is an ordinary run folder under `runs/<arm>/<task>/seed<k>/` (`promptevo show`, `report`, `resume` work on it).\n",
+        100.0 * CONVERGED_FRACTION,
+        stats::RESAMPLES,
+        stats::WILCOXON_EXACT_MAX
+    );
+    s
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::write(path, std::io::Error::other(e.to_string()))
+}
+
+/// Box plot of best-prompt test accuracy per arm (box: quartiles, line: median, whiskers:
+/// min and max, dots: runs).
+pub fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let lo = values.iter().flatten().copied().fold(1.0, f64::min);
+    let n = arms.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{task}: test accuracy of the best prompt"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..n as f64, (lo - 0.05).max(0.0)..1.0)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = (x - 0.5).round();
+            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                arms.get(i as usize)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("test accuracy")
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+        let color = COLORS[i % COLORS.len()];
+        let x = i as f64 + 0.5;
+        let (q1, q2, q3) = (
+            stats::quantile(v, 0.25),
+            stats::median(v),
+            stats::quantile(v, 0.75),
+        );
+        let (min, max) = (stats::quantile(v, 0.0), stats::quantile(v, 1.0));
+        let draw = |chart: &mut ChartContext<'_, _, _>, pts: Vec<(f64, f64)>| {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    pts,
+                    color.stroke_width(2),
+                )))
+                .map(|_| ())
+                .map_err(|e| plot_err(path, e))
+        };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x - 0.25, q1), (x + 0.25, q3)],
+                color.mix(0.3).filled(),
+            )))
+            .map_err(|e| plot_err(path, e))?;
+        draw(&mut chart, vec![(x - 0.25, q2), (x + 0.25, q2)])?;
+        draw(&mut chart, vec![(x, q3), (x, max)])?;
+        draw(&mut chart, vec![(x, q1), (x, min)])?;
+        draw(&mut chart, vec![(x - 0.1, max), (x + 0.1, max)])?;
+        draw(&mut chart, vec![(x - 0.1, min), (x + 0.1, min)])?;
+        chart
+            .draw_series(v.iter().map(|&y| Circle::new((x, y), 3, color.filled())))
+            .map_err(|e| plot_err(path, e))?;
+    }
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+/// The best-so-far value of a step curve at `x` evaluations (None before its first point).
+fn at(curve: &[(u64, f64)], x: f64) -> Option<f64> {
+    curve
+        .iter()
+        .take_while(|p| p.0 as f64 <= x)
+        .last()
+        .map(|p| p.1)
+        .filter(|y| y.is_finite())
+}
+
+/// Mean (over seeds) best dev accuracy so far against evaluations spent, one line per arm with
+/// a ±1 std band.
+pub fn convergence_plot(
+    path: &Path,
+    task: &str,
+    arms: &[&str],
+    curves: &[Vec<&[(u64, f64)]>],
+    budget: u64,
+) -> Result<()> {
+    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+    let max_x = curves
+        .iter()
+        .flatten()
+        .filter_map(|c| c.last().map(|p| p.0))
+        .max()
+        .unwrap_or(budget)
+        .max(budget)
+        .max(1) as f64;
+    let xs: Vec<f64> = (0..=CURVE_POINTS)
+        .map(|i| max_x * i as f64 / CURVE_POINTS as f64)
+        .collect();
+    // (x, mean, std) per arm where at least one run has a value.
+    let series: Vec<Vec<(f64, f64, f64)>> = curves
+        .iter()
+        .map(|runs| {
+            xs.iter()
+                .filter_map(|&x| {
+                    let ys: Vec<f64> = runs.iter().filter_map(|c| at(c, x)).collect();
+                    (!ys.is_empty()).then(|| (x, stats::mean(&ys), stats::std_dev(&ys)))
+                })
+                .collect()
+        })
+        .collect();
+    let lo = series
+        .iter()
+        .flatten()
+        .map(|p| p.1 - p.2)
+        .fold(1.0, f64::min);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{task}: best dev accuracy so far (mean ± 1 std over seeds)"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..max_x, (lo - 0.02).max(0.0)..1.0)
+        .map_err(|e| plot_err(path, e))?;
+    chart
+        .configure_mesh()
+        .x_desc("example evaluations")
+        .y_desc("best dev accuracy")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    for (i, (arm, pts)) in arms.iter().zip(&series).enumerate() {
+        if pts.is_empty() {
+            continue;
+        }
+        let color = COLORS[i % COLORS.len()];
+        let band: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|p| (p.0, (p.1 + p.2).min(1.0)))
+            .chain(pts.iter().rev().map(|p| (p.0, (p.1 - p.2).max(0.0))))
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                color.mix(0.15).filled(),
+            )))
+            .map_err(|e| plot_err(path, e))?;
+        chart
+            .draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1)),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| plot_err(path, e))?
+            .label(*arm)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| plot_err(path, e))?;
+    root.present().map_err(|e| plot_err(path, e))
+}
+
+/// Writes both plots of every task into `out`.
+pub fn write_plots(out: &Path, config: &BenchConfig, results: &[RunResult]) -> Result<()> {
+    let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
+    let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
+    let budget = config.arms[0].search.max_evals.unwrap_or(1);
+    for task in tasks_of(&rows) {
+        let of = |arm: &str| -> Vec<&RunResult> {
+            results
+                .iter()
+                .filter(|r| r.row.task == task && r.row.arm == arm)
+                .collect()
+        };
+        let values: Vec<Vec<f64>> = arms
+            .iter()
+            .map(|a| of(a).iter().map(|r| r.row.best_test).collect())
+            .collect();
+        let curves: Vec<Vec<&[(u64, f64)]>> = arms
+            .iter()
+            .map(|a| of(a).iter().map(|r| r.curve.as_slice()).collect())
+            .collect();
+        let (boxes, lines) = plot_names(&task);
+        box_plot(&out.join(boxes), &task, &arms, &values)?;
+        convergence_plot(&out.join(lines), &task, &arms, &curves, budget)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(arm: &str, task: &str, seed: u64, test: f64) -> RunRow {
+        RunRow {
+            arm: arm.into(),
+            strategy: arm.into(),
+            task: task.into(),
+            seed,
+            initial_dev: 0.5,
+            initial_test: 0.5,
+            best_dev: 0.6,
+            best_test: test,
+            evals_used: 48,
+            candidates: 6,
+            seconds: 1.0,
+            evals_to_95: 16,
+        }
+    }
+
+    #[test]
+    fn comparisons_pair_runs_by_task_and_seed() {
+        let rows = vec![
+            row("ga", "a", 0, 0.7),
+            row("random", "a", 0, 0.6),
+            row("ga", "a", 1, 0.8),
+            row("random", "a", 1, 0.6),
+            row("ga", "b", 0, 0.5),
+            row("random", "b", 0, 0.6),
+        ];
+        let c = compare(&rows, "ga", "random", Some("a"));
+        assert_eq!(c.n, 2);
+        assert!((c.mean_diff - 0.15).abs() < 1e-12);
+        let pooled = compare(&rows, "ga", "random", None);
+        assert_eq!(pooled.n, 3);
+        assert!((pooled.mean_diff - (0.1 + 0.2 - 0.1) / 3.0).abs() < 1e-12);
+        let csv = to_csv(&rows);
+        assert_eq!(csv.lines().count(), 7);
+        assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
+    }
+}
