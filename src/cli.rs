@@ -261,11 +261,12 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     // Tasks and pool are checked before the model is loaded.
     promptevo::bench::runner::load_tasks(&config)?;
     PhrasePool::from_toml_file(&config.pool)?;
-    let model = load_model(&model_path, args.model.weights)?;
+    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
     let bench_model = promptevo::bench::BenchModel {
         model: &model,
         path: model_path,
         weights: args.model.weights,
+        device: args.model.device.clone(),
         engine: engine_options(&args.model),
     };
     let start = Instant::now();
@@ -437,7 +438,6 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         pool: absolute(&args.pool),
         max_initial_prompts: args.max_initial_prompts,
         version: env!("CARGO_PKG_VERSION").into(),
-        max_initial_prompts: None,
     };
     folder.write_json(CONFIG_FILE, &settings)?;
     search_and_report(&settings, &task, &folder, Vec::new(), args.quiet)

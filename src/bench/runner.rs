@@ -27,6 +27,8 @@ pub struct BenchModel<'m> {
     pub path: PathBuf,
     /// How its weights are held.
     pub weights: WeightFormat,
+    /// Where it runs (`cpu`, `cuda:N`, ...), recorded in every run's config.json.
+    pub device: String,
     /// Batching and prefix reuse.
     pub engine: EngineOptions,
 }
@@ -182,6 +184,7 @@ pub fn run_all(
                     model: absolute(&model.path),
                     mutator_model: None,
                     weights: model.weights,
+                    device: model.device.clone(),
                     engine: model.engine,
                     search: arm.search.clone(),
                     seed,

@@ -60,9 +60,6 @@ pub struct RunSettings {
     pub calibrate: bool,
     /// The phrase pool file.
     pub pool: PathBuf,
-    /// Start from only the task's first N initial prompts (None: all of them).
-    #[serde(default)]
-    pub max_initial_prompts: Option<usize>,
     /// promptevo version that wrote it.
     pub version: String,
     /// Only the task's first N initial prompts are used (benchmarks cap them so the initial
