@@ -68,16 +68,14 @@ impl Strategy for DifferentialEvolution {
                         vec![&pop[i].candidate, &pop[a].candidate, &pop[b].candidate],
                     ))
                 })?;
-                trials.extend(child.map(|c| (i, c)));
+                trials.extend(child);
             }
             if trials.is_empty() {
                 search.stop(StopReason::Exhausted);
                 continue;
             }
-            let (targets, children): (Vec<usize>, Vec<_>) = trials.into_iter().unzip();
-            let scored = search.score(children)?;
-            let _ = targets;
-            for s in scored {
+            // A trial competes with its first parent, the member it was made for.
+            for s in search.score(trials)? {
                 if let Some(k) = population
                     .iter()
                     .position(|p| p.candidate.id == s.candidate.parents[0])
