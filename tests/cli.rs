@@ -368,3 +368,47 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
     let again = optimize(&a, 5);
     assert_bad_input(&again, &["already holds a run"]);
 }
+
+#[test]
+fn unavailable_devices_and_models_that_cannot_chat_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let tiny = dir.path().join("tiny.gguf");
+    write_tiny_llama(&tiny, &TinyConfig::default()).unwrap();
+    for (device, needle) in [("tpu", "unknown device"), ("cuda:x", "cuda:N")] {
+        let out = bin()
+            .args(["eval", "--task"])
+            .arg(&task)
+            .args(["--device", device, "--model"])
+            .arg(&tiny)
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &[device, needle]);
+    }
+    if !cfg!(feature = "cuda") {
+        let out = bin()
+            .args(["eval", "--task"])
+            .arg(&task)
+            .args(["--device", "cuda", "--model"])
+            .arg(&tiny)
+            .output()
+            .unwrap();
+        assert_bad_input(&out, &["--features cuda"]);
+    }
+    // The tiny model has no chat template, so operators that ask it for text cannot run.
+    let out = bin()
+        .args(["optimize", "--quiet", "--strategy", "de", "--task"])
+        .arg(&task)
+        .arg("--model")
+        .arg(&tiny)
+        .arg("--out")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["tiny.gguf", "cannot chat", "--mutator-model"]);
+}

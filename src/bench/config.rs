@@ -312,6 +312,8 @@ operators = { swap = 0.0 }
         assert_eq!(names, crate::evolve::STRATEGY_NAMES);
         assert_eq!((s.run_count(), s.baseline()), (100, "random"));
         assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
+        let g = BenchConfig::load(&dir.join("generation.toml")).unwrap();
+        assert_eq!((g.run_count(), g.baseline()), (15, "random"));
         let o = BenchConfig::load(&dir.join("operators.toml")).unwrap();
         assert_eq!(o.baseline(), "all");
         let enabled = |arm: usize| check_operators(&o.arms[arm].search).unwrap();
