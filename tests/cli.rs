@@ -412,3 +412,53 @@ fn unavailable_devices_and_models_that_cannot_chat_are_one_clear_line() {
         .unwrap();
     assert_bad_input(&out, &["tiny.gguf", "cannot chat", "--mutator-model"]);
 }
+
+#[test]
+fn a_separate_mutator_model_writes_the_mutations() {
+    // Scores with a tiny random model (which cannot chat) and mutates with the real instruct
+    // model: model-driven operators work only because --mutator-model is used for them.
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let tiny = dir.path().join("tiny.gguf");
+    write_tiny_llama(&tiny, &TinyConfig::default()).unwrap();
+    let out_dir = dir.path().join("run");
+    let out = bin()
+        .args([
+            "optimize",
+            "--quiet",
+            "--strategy",
+            "promptbreeder",
+            "--population",
+            "2",
+        ])
+        .args(["--elite", "1", "--generations", "2", "--task"])
+        .arg(&task)
+        .arg("--model")
+        .arg(&tiny)
+        .arg("--mutator-model")
+        .arg(common::default_model())
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert!(config["mutator_model"]
+        .as_str()
+        .unwrap()
+        .ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    assert!(config["model"].as_str().unwrap().ends_with("tiny.gguf"));
+    let log = std::fs::read_to_string(out_dir.join("evaluations.jsonl")).unwrap();
+    assert!(log.contains("\"operator\":\"pb-"), "{log}");
+}
