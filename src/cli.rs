@@ -166,6 +166,9 @@ struct OptimizeArgs {
     /// Nucleus sampling threshold of model-driven operators.
     #[arg(long, default_value_t = 0.95, value_name = "P")]
     top_p: f64,
+    /// Longest reply (tokens) a model-driven operator may generate.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    max_new_tokens: usize,
     /// Start from only the task's first N initial prompts (each costs a full dev evaluation of
     /// the budget).
     #[arg(long, value_name = "N")]
@@ -398,7 +401,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         patience: args.patience,
         temperature: args.temperature,
         top_p: args.top_p,
-        ..SearchConfig::default()
+        max_new_tokens: args.max_new_tokens,
     };
     search.validate()?;
     promptevo::evolve::strategies::check_operators(&search)?;

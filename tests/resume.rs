@@ -132,3 +132,87 @@ fn resume_of_a_folder_that_is_not_a_run_is_one_clear_line() {
         "{err}"
     );
 }
+
+#[test]
+fn a_killed_model_driven_raced_run_resumes_to_the_uninterrupted_result() {
+    // Promptbreeder asks the model for every mutant (sampled from the seeded stream) and racing
+    // logs candidates once per rung: resume must replay both exactly.
+    let cmd = |out: &Path| {
+        let mut c = bin();
+        c.current_dir(root())
+            .args([
+                "optimize",
+                "--task",
+                "experiments/tasks/sst2.toml",
+                "--quiet",
+            ])
+            .args([
+                "--strategy",
+                "promptbreeder",
+                "--racing",
+                "--max-initial-prompts",
+                "3",
+            ])
+            .args([
+                "--dev-limit",
+                "8",
+                "--test-limit",
+                "4",
+                "--population",
+                "4",
+                "--elite",
+                "1",
+            ])
+            .args([
+                "--generations",
+                "3",
+                "--seed",
+                "5",
+                "--max-new-tokens",
+                "32",
+            ])
+            .arg("--model")
+            .arg(common::default_model())
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert_ok(&cmd(&whole).output().unwrap());
+    let want = evaluations(&whole);
+    assert!(want.len() > 6, "{want:?}");
+    let run = dir.path().join("killed");
+    let mut child = cmd(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while log_lines(&run).len() < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "never logged 5 evaluations"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = evaluations(&run);
+    assert!(before.len() < want.len());
+    assert_ok(
+        &bin()
+            .arg("resume")
+            .arg(&run)
+            .arg("--quiet")
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(evaluations(&run), want);
+    assert_eq!(best_prompt(&run), best_prompt(&whole));
+}
