@@ -454,7 +454,7 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot read {}", config.display()))?;
     let settings: RunSettings = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
-    let task = settings.load_task()?;
+    let task = Task::load(&settings.task)?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
     eprintln!(
         "resuming {}: {} evaluations logged{}",

@@ -138,14 +138,12 @@ fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
     Ok(())
 }
 
-/// Loads the tasks of a benchmark (initial prompts capped) and checks their names are distinct.
+/// Loads the tasks of a benchmark and checks their names are distinct (the cap on initial
+/// prompts is applied by each run, from its settings).
 pub fn load_tasks(config: &BenchConfig) -> Result<Vec<Task>> {
     let mut tasks: Vec<Task> = Vec::new();
     for path in &config.tasks {
-        let mut task = Task::load(path)?;
-        if let Some(n) = config.max_initial_prompts {
-            task.initial_prompts.truncate(n);
-        }
+        let task = Task::load(path)?;
         if tasks.iter().any(|t| t.name == task.name) {
             return Err(Error::Bench {
                 path: config.path.clone(),

@@ -487,16 +487,13 @@ impl<'e, 'g> Search<'e, 'g> {
         }
         let n_initial = gen0.len();
         if let Some(ops) = operators {
-            let mut slots_left = size.saturating_sub(n_initial);
-            while slots_left > 0 {
-                slots_left -= 1;
-                let pool = gen0[..n_initial].to_vec();
+            let pool = gen0.clone();
+            for _ in n_initial..size {
                 let child = self.breed(0, rng, |rng| {
                     let op = ops.choose(false, rng);
                     let parents = (0..op.arity())
                         .map(|_| &pool[rng.gen_range(0..pool.len())])
                         .collect::<Vec<_>>();
-                    // Parents live in `pool`, which outlives the closure's use.
                     Some((op, parents))
                 })?;
                 gen0.extend(child);

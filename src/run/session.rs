@@ -68,17 +68,6 @@ pub struct RunSettings {
     pub max_initial_prompts: Option<usize>,
 }
 
-impl RunSettings {
-    /// Loads the run's task, keeping only its first `max_initial_prompts` initial prompts.
-    pub fn load_task(&self) -> Result<Task> {
-        let mut task = Task::load(&self.task)?;
-        if let Some(n) = self.max_initial_prompts {
-            task.initial_prompts.truncate(n.max(1));
-        }
-        Ok(task)
-    }
-}
-
 /// The text generator model-driven operators use: the model's own chat template and a seeded
 /// sampler. None when no enabled operator needs the model; an error when one does and the
 /// model cannot chat (no chat template).
