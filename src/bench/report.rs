@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use super::config::BenchConfig;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
 use super::stats;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::run::plots::accuracy_chart;
 
 /// Columns of `results.csv`, in order.
 pub const CSV_COLUMNS: [&str; 12] = [
@@ -31,8 +32,6 @@ pub const BOOTSTRAP_SEED: u64 = 0;
 
 /// Points of the convergence curves along the evaluation axis.
 const CURVE_POINTS: usize = 60;
-
-const SIZE: (u32, u32) = (720, 420);
 
 const COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -245,78 +244,59 @@ pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str) -> String
     s
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::write(path, std::io::Error::other(e.to_string()))
-}
-
 /// Box plot of best-prompt test accuracy per arm (box: quartiles, line: median, whiskers:
 /// min and max, dots: runs).
 pub fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let lo = values.iter().flatten().copied().fold(1.0, f64::min);
     let n = arms.len().max(1);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{task}: test accuracy of the best prompt"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..n as f64, (lo - 0.05).max(0.0)..1.0)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n * 2 + 1)
-        .x_label_formatter(&|x| {
-            let i = (x - 0.5).round();
-            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                arms.get(i as usize)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            } else {
-                String::new()
-            }
-        })
-        .y_desc("test accuracy")
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
-        let color = COLORS[i % COLORS.len()];
-        let x = i as f64 + 0.5;
-        let (q1, q2, q3) = (
-            stats::quantile(v, 0.25),
-            stats::median(v),
-            stats::quantile(v, 0.75),
-        );
-        let (min, max) = (stats::quantile(v, 0.0), stats::quantile(v, 1.0));
-        let draw = |chart: &mut ChartContext<'_, _, _>, pts: Vec<(f64, f64)>| {
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    pts,
-                    color.stroke_width(2),
-                )))
-                .map(|_| ())
-                .map_err(|e| plot_err(path, e))
-        };
+    let caption = format!("{task}: test accuracy of the best prompt");
+    accuracy_chart(path, &caption, 0f64..n as f64, lo - 0.05, false, |chart| {
         chart
-            .draw_series(std::iter::once(Rectangle::new(
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = (x - 0.5).round();
+                if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                    arms.get(i as usize)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("test accuracy")
+            .draw()?;
+        for (i, v) in values.iter().enumerate().filter(|(_, v)| !v.is_empty()) {
+            let color = COLORS[i % COLORS.len()];
+            let x = i as f64 + 0.5;
+            let (q1, q2, q3) = (
+                stats::quantile(v, 0.25),
+                stats::median(v),
+                stats::quantile(v, 0.75),
+            );
+            let (min, max) = (stats::quantile(v, 0.0), stats::quantile(v, 1.0));
+            chart.draw_series(std::iter::once(Rectangle::new(
                 [(x - 0.25, q1), (x + 0.25, q3)],
                 color.mix(0.3).filled(),
-            )))
-            .map_err(|e| plot_err(path, e))?;
-        draw(&mut chart, vec![(x - 0.25, q2), (x + 0.25, q2)])?;
-        draw(&mut chart, vec![(x, q3), (x, max)])?;
-        draw(&mut chart, vec![(x, q1), (x, min)])?;
-        draw(&mut chart, vec![(x - 0.1, max), (x + 0.1, max)])?;
-        draw(&mut chart, vec![(x - 0.1, min), (x + 0.1, min)])?;
-        chart
-            .draw_series(v.iter().map(|&y| Circle::new((x, y), 3, color.filled())))
-            .map_err(|e| plot_err(path, e))?;
-    }
-    root.present().map_err(|e| plot_err(path, e))
+            )))?;
+            // Median, whiskers and their caps.
+            let lines = [
+                vec![(x - 0.25, q2), (x + 0.25, q2)],
+                vec![(x, q3), (x, max)],
+                vec![(x, q1), (x, min)],
+                vec![(x - 0.1, max), (x + 0.1, max)],
+                vec![(x - 0.1, min), (x + 0.1, min)],
+            ];
+            chart.draw_series(
+                lines
+                    .into_iter()
+                    .map(|pts| PathElement::new(pts, color.stroke_width(2))),
+            )?;
+            chart.draw_series(v.iter().map(|&y| Circle::new((x, y), 3, color.filled())))?;
+        }
+        Ok(())
+    })
 }
 
 /// The best-so-far value of a step curve at `x` evaluations (None before its first point).
@@ -338,8 +318,6 @@ pub fn convergence_plot(
     curves: &[Vec<&[(u64, f64)]>],
     budget: u64,
 ) -> Result<()> {
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
     let max_x = curves
         .iter()
         .flatten()
@@ -368,58 +346,40 @@ pub fn convergence_plot(
         .flatten()
         .map(|p| p.1 - p.2)
         .fold(1.0, f64::min);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{task}: best dev accuracy so far (mean ± 1 std over seeds)"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0f64..max_x, (lo - 0.02).max(0.0)..1.0)
-        .map_err(|e| plot_err(path, e))?;
-    chart
-        .configure_mesh()
-        .x_desc("example evaluations")
-        .y_desc("best dev accuracy")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    for (i, (arm, pts)) in arms.iter().zip(&series).enumerate() {
-        if pts.is_empty() {
-            continue;
-        }
-        let color = COLORS[i % COLORS.len()];
-        let band: Vec<(f64, f64)> = pts
-            .iter()
-            .map(|p| (p.0, (p.1 + p.2).min(1.0)))
-            .chain(pts.iter().rev().map(|p| (p.0, (p.1 - p.2).max(0.0))))
-            .collect();
+    let caption = format!("{task}: best dev accuracy so far (mean ± 1 std over seeds)");
+    accuracy_chart(path, &caption, 0f64..max_x, lo - 0.02, true, |chart| {
         chart
-            .draw_series(std::iter::once(Polygon::new(
+            .configure_mesh()
+            .x_desc("example evaluations")
+            .y_desc("best dev accuracy")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()?;
+        for (i, (arm, pts)) in arms.iter().zip(&series).enumerate() {
+            if pts.is_empty() {
+                continue;
+            }
+            let color = COLORS[i % COLORS.len()];
+            let band: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|p| (p.0, (p.1 + p.2).min(1.0)))
+                .chain(pts.iter().rev().map(|p| (p.0, (p.1 - p.2).max(0.0))))
+                .collect();
+            chart.draw_series(std::iter::once(Polygon::new(
                 band,
                 color.mix(0.15).filled(),
-            )))
-            .map_err(|e| plot_err(path, e))?;
-        chart
-            .draw_series(LineSeries::new(
-                pts.iter().map(|p| (p.0, p.1)),
-                color.stroke_width(2),
-            ))
-            .map_err(|e| plot_err(path, e))?
-            .label(*arm)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| plot_err(path, e))?;
-    root.present().map_err(|e| plot_err(path, e))
+            )))?;
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.1)),
+                    color.stroke_width(2),
+                ))?
+                .label(*arm)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+        }
+        Ok(())
+    })
 }
 
 /// Writes both plots of every task into `out`.
