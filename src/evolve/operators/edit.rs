@@ -22,142 +22,46 @@ pub struct Swap;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Insert;
 
-impl Operator for Delete {
-    fn name(&self) -> &'static str {
-        "delete"
+single_parent!(Delete, "delete", Family::Edit, |parent, _ctx, rng| {
+    if parent.len() < 2 {
+        return None;
     }
+    let mut child = parent.clone();
+    child.phrases.remove(rng.gen_range(0..child.len()));
+    Some(child)
+});
 
-    fn family(&self) -> Family {
-        Family::Edit
+single_parent!(Swap, "swap", Family::Edit, |parent, _ctx, rng| {
+    let p = &parent.phrases;
+    // Only pairs of different phrases change the genome.
+    let pairs: Vec<(usize, usize)> = (0..p.len())
+        .flat_map(|i| (i + 1..p.len()).map(move |j| (i, j)))
+        .filter(|&(i, j)| p[i] != p[j])
+        .collect();
+    if pairs.is_empty() {
+        return None;
     }
+    let (i, j) = pairs[rng.gen_range(0..pairs.len())];
+    let mut child = parent.clone();
+    child.phrases.swap(i, j);
+    Some(child)
+});
 
-    fn arity(&self) -> usize {
-        1
+single_parent!(Insert, "insert", Family::Edit, |parent, ctx, rng| {
+    let fresh: Vec<&String> = ctx
+        .pool
+        .phrases
+        .iter()
+        .filter(|phrase| !parent.phrases.contains(phrase))
+        .collect();
+    if fresh.is_empty() {
+        return None;
     }
-
-    fn apply(
-        &self,
-        parents: &[&Genome],
-        ctx: &mut OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        Ok(self.edit(parents, ctx, rng))
-    }
-}
-
-impl Delete {
-    fn edit(
-        &self,
-        parents: &[&Genome],
-        ctx: &OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Genome> {
-        let _ = ctx;
-        let parent = parents.first()?;
-        if parent.len() < 2 {
-            return None;
-        }
-        let mut child = (*parent).clone();
-        child.phrases.remove(rng.gen_range(0..child.len()));
-        Some(child)
-    }
-}
-
-impl Operator for Swap {
-    fn name(&self) -> &'static str {
-        "swap"
-    }
-
-    fn family(&self) -> Family {
-        Family::Edit
-    }
-
-    fn arity(&self) -> usize {
-        1
-    }
-
-    fn apply(
-        &self,
-        parents: &[&Genome],
-        ctx: &mut OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        Ok(self.edit(parents, ctx, rng))
-    }
-}
-
-impl Swap {
-    fn edit(
-        &self,
-        parents: &[&Genome],
-        ctx: &OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Genome> {
-        let _ = ctx;
-        let parent = parents.first()?;
-        let p = &parent.phrases;
-        // Only pairs of different phrases change the genome.
-        let pairs: Vec<(usize, usize)> = (0..p.len())
-            .flat_map(|i| (i + 1..p.len()).map(move |j| (i, j)))
-            .filter(|&(i, j)| p[i] != p[j])
-            .collect();
-        if pairs.is_empty() {
-            return None;
-        }
-        let (i, j) = pairs[rng.gen_range(0..pairs.len())];
-        let mut child = (*parent).clone();
-        child.phrases.swap(i, j);
-        Some(child)
-    }
-}
-
-impl Operator for Insert {
-    fn name(&self) -> &'static str {
-        "insert"
-    }
-
-    fn family(&self) -> Family {
-        Family::Edit
-    }
-
-    fn arity(&self) -> usize {
-        1
-    }
-
-    fn apply(
-        &self,
-        parents: &[&Genome],
-        ctx: &mut OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        Ok(self.edit(parents, ctx, rng))
-    }
-}
-
-impl Insert {
-    fn edit(
-        &self,
-        parents: &[&Genome],
-        ctx: &OperatorContext<'_>,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<Genome> {
-        let _ = ctx;
-        let parent = parents.first()?;
-        let fresh: Vec<&String> = ctx
-            .pool
-            .phrases
-            .iter()
-            .filter(|phrase| !parent.phrases.contains(phrase))
-            .collect();
-        if fresh.is_empty() {
-            return None;
-        }
-        let phrase = fresh[rng.gen_range(0..fresh.len())].clone();
-        let mut child = (*parent).clone();
-        child.phrases.insert(rng.gen_range(0..=child.len()), phrase);
-        Some(child)
-    }
-}
+    let phrase = fresh[rng.gen_range(0..fresh.len())].clone();
+    let mut child = parent.clone();
+    child.phrases.insert(rng.gen_range(0..=child.len()), phrase);
+    Some(child)
+});
 
 /// Rewrites one random phrase in other words, asked of the model (GrIPS's paraphrase edit).
 #[derive(Clone, Copy, Debug, Default)]

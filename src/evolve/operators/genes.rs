@@ -46,35 +46,7 @@ fn mutate_slot(
     }
 }
 
-macro_rules! single_parent {
-    ($ty:ty, $name:literal, $body:expr) => {
-        impl Operator for $ty {
-            fn name(&self) -> &'static str {
-                $name
-            }
-
-            fn family(&self) -> Family {
-                Family::Gene
-            }
-
-            fn arity(&self) -> usize {
-                1
-            }
-
-            fn apply(
-                &self,
-                parents: &[&Genome],
-                ctx: &mut OperatorContext<'_>,
-                rng: &mut ChaCha8Rng,
-            ) -> Result<Option<Genome>, EvolveError> {
-                let f: fn(&Genome, &OperatorContext<'_>, &mut ChaCha8Rng) -> Option<Genome> = $body;
-                Ok(parents.first().and_then(|p| f(p, ctx, rng)))
-            }
-        }
-    };
-}
-
-single_parent!(PersonaGene, "persona", |p, ctx, rng| {
+single_parent!(PersonaGene, "persona", Family::Gene, |p, ctx, rng| {
     let persona = mutate_slot(&p.persona, &ctx.pool.personas, rng)?;
     Some(Genome {
         persona,
@@ -82,7 +54,7 @@ single_parent!(PersonaGene, "persona", |p, ctx, rng| {
     })
 });
 
-single_parent!(ConstraintGene, "constraint", |p, ctx, rng| {
+single_parent!(ConstraintGene, "constraint", Family::Gene, |p, ctx, rng| {
     let constraint = mutate_slot(&p.constraint, &ctx.pool.constraints, rng)?;
     Some(Genome {
         constraint,
@@ -90,7 +62,7 @@ single_parent!(ConstraintGene, "constraint", |p, ctx, rng| {
     })
 });
 
-single_parent!(DemoAdd, "demo-add", |p, ctx, rng| {
+single_parent!(DemoAdd, "demo-add", Family::Gene, |p, ctx, rng| {
     let fresh: Vec<&String> = ctx.demos.iter().filter(|d| !p.demos.contains(d)).collect();
     if fresh.is_empty() {
         return None;
@@ -102,7 +74,7 @@ single_parent!(DemoAdd, "demo-add", |p, ctx, rng| {
     Some(child)
 });
 
-single_parent!(DemoDrop, "demo-drop", |p, _ctx, rng| {
+single_parent!(DemoDrop, "demo-drop", Family::Gene, |p, _ctx, rng| {
     if p.demos.is_empty() {
         return None;
     }
@@ -111,7 +83,7 @@ single_parent!(DemoDrop, "demo-drop", |p, _ctx, rng| {
     Some(child)
 });
 
-single_parent!(DemoSwap, "demo-swap", |p, ctx, rng| {
+single_parent!(DemoSwap, "demo-swap", Family::Gene, |p, ctx, rng| {
     let fresh: Vec<&String> = ctx.demos.iter().filter(|d| !p.demos.contains(d)).collect();
     if p.demos.is_empty() || fresh.is_empty() {
         return None;

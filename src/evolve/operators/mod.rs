@@ -4,6 +4,36 @@
 //!
 //! Every operator has a stable name used in configs (`--operators name=weight`), logs and reports.
 
+/// Implements [`Operator`] for a one-parent operator that needs no model: `$body` is a
+/// `fn(&Genome, &OperatorContext, &mut ChaCha8Rng) -> Option<Genome>` applied to the first parent.
+macro_rules! single_parent {
+    ($ty:ty, $name:literal, $family:expr, $body:expr) => {
+        impl Operator for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn family(&self) -> Family {
+                $family
+            }
+
+            fn arity(&self) -> usize {
+                1
+            }
+
+            fn apply(
+                &self,
+                parents: &[&Genome],
+                ctx: &mut OperatorContext<'_>,
+                rng: &mut ChaCha8Rng,
+            ) -> Result<Option<Genome>, EvolveError> {
+                let f: fn(&Genome, &OperatorContext<'_>, &mut ChaCha8Rng) -> Option<Genome> = $body;
+                Ok(parents.first().and_then(|p| f(p, ctx, rng)))
+            }
+        }
+    };
+}
+
 mod crossover;
 mod edit;
 mod genes;
