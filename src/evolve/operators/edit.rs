@@ -4,10 +4,9 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{clean_reply, PARAPHRASE_SYSTEM};
+use super::model::{ask_for_text, PARAPHRASE_SYSTEM};
 use super::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
-use crate::evolve::generator::ChatMessage;
 use crate::evolve::genome::Genome;
 
 /// Removes one random phrase; never leaves an empty genome.
@@ -97,18 +96,11 @@ impl Operator for Paraphrase {
             return Ok(None);
         }
         let i = rng.gen_range(0..parent.len());
-        let messages = [
-            ChatMessage::system(PARAPHRASE_SYSTEM),
-            ChatMessage::user(format!(
-                "Paraphrase this sentence, keeping its meaning:\n{}",
-                parent.phrases[i]
-            )),
-        ];
-        let Some(reply) = ctx.chat(&messages, rng)? else {
-            return Ok(None);
-        };
-        let Some(text) = clean_reply(&reply) else {
-            ctx.rejected_replies += 1;
+        let user = format!(
+            "Paraphrase this sentence, keeping its meaning:\n{}",
+            parent.phrases[i]
+        );
+        let Some(text) = ask_for_text(ctx, PARAPHRASE_SYSTEM, user, rng)? else {
             return Ok(None);
         };
         if text == parent.phrases[i] {

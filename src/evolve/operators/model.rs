@@ -118,26 +118,32 @@ pub fn extract_tagged(reply: &str) -> Option<&str> {
     })
 }
 
-/// Asks the model and turns its reply into a genome (None: no generator, or reply rejected).
+/// Asks the model (`system` then `user` turn) and cleans its reply with [`clean_reply`]; None
+/// when there is no generator or the reply is rejected (counted in the context).
+pub(crate) fn ask_for_text(
+    ctx: &mut OperatorContext<'_>,
+    system: &str,
+    user: String,
+    rng: &mut ChaCha8Rng,
+) -> Result<Option<String>, EvolveError> {
+    let messages = [ChatMessage::system(system), ChatMessage::user(user)];
+    let Some(reply) = ctx.chat(&messages, rng)? else {
+        return Ok(None);
+    };
+    let text = clean_reply(&reply);
+    if text.is_none() {
+        ctx.rejected_replies += 1;
+    }
+    Ok(text)
+}
+
+/// Asks the model for a prompt and parses its cleaned reply into a genome.
 pub(crate) fn ask_for_prompt(
     ctx: &mut OperatorContext<'_>,
     user: String,
     rng: &mut ChaCha8Rng,
 ) -> Result<Option<Genome>, EvolveError> {
-    let messages = [
-        ChatMessage::system(PROMPT_WRITER_SYSTEM),
-        ChatMessage::user(user),
-    ];
-    let Some(reply) = ctx.chat(&messages, rng)? else {
-        return Ok(None);
-    };
-    match clean_reply(&reply) {
-        Some(text) => Ok(Some(Genome::parse(&text))),
-        None => {
-            ctx.rejected_replies += 1;
-            Ok(None)
-        }
-    }
+    Ok(ask_for_text(ctx, PROMPT_WRITER_SYSTEM, user, rng)?.map(|text| Genome::parse(&text)))
 }
 
 /// EvoPrompt-GA: "cross over these two prompts, then mutate the result" in one meta-prompt.

@@ -8,10 +8,9 @@
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::model::{ask_for_prompt, clean_reply, with_genes_of, PROMPT_WRITER_SYSTEM};
+use super::model::{ask_for_prompt, ask_for_text, with_genes_of, PROMPT_WRITER_SYSTEM};
 use super::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
-use crate::evolve::generator::ChatMessage;
 use crate::evolve::genome::Genome;
 
 /// Initial mutation-prompts (a sample of Promptbreeder's list).
@@ -139,18 +138,11 @@ impl Hypermutation {
             .thinking_style
             .clone()
             .unwrap_or_else(|| THINKING_STYLES[0].to_string());
-        let messages = [
-            ChatMessage::system(PROMPT_WRITER_SYSTEM),
-            ChatMessage::user(format!(
-                "{style} Please summarize and improve the following instruction:\n{}",
-                mutation_prompt(ctx)
-            )),
-        ];
-        let Some(reply) = ctx.chat(&messages, rng)? else {
-            return Ok(None);
-        };
-        let Some(new_mp) = clean_reply(&reply) else {
-            ctx.rejected_replies += 1;
+        let user = format!(
+            "{style} Please summarize and improve the following instruction:\n{}",
+            mutation_prompt(ctx)
+        );
+        let Some(new_mp) = ask_for_text(ctx, PROMPT_WRITER_SYSTEM, user, rng)? else {
             return Ok(None);
         };
         let child = first_order(parent, &new_mp, ctx, rng)?;
