@@ -6,7 +6,10 @@
 //! prompt; labels " negative"/" positive". Each row runs in its own process so that its peak RSS
 //! is its own.
 //!
-//! `cargo bench --bench scoring [-- --json] [-- --examples N]`
+//! `cargo bench --bench scoring [-- --json] [-- --examples N] [-- --device cuda]`
+//!
+//! With `--device cuda` (a build with `--features cuda`) the naive baseline and promptevo's rows
+//! run on the GPU (after one untimed warm-up that loads the kernels); llama.cpp stays on the CPU.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,51 +43,54 @@ struct RowResult {
     scores: Vec<Vec<f64>>,
 }
 
-/// The rows promptevo runs itself: (name, weights, prefix reuse, batch size).
-const OUR_ROWS: &[(&str, WeightFormat, bool, usize)] = &[
-    (
-        "promptevo bf16, fresh, batch 1",
-        WeightFormat::Bf16,
-        false,
-        1,
-    ),
-    (
-        "promptevo bf16, prefix reuse, batch 1",
-        WeightFormat::Bf16,
-        true,
-        1,
-    ),
-    (
-        "promptevo bf16, prefix reuse, batch 4",
-        WeightFormat::Bf16,
-        true,
-        4,
-    ),
-    (
-        "promptevo bf16, prefix reuse, batch 8",
-        WeightFormat::Bf16,
-        true,
-        8,
-    ),
-    (
-        "promptevo bf16, prefix reuse, batch 16",
-        WeightFormat::Bf16,
-        true,
-        16,
-    ),
-    (
-        "promptevo f32 (candle gemm), prefix reuse, batch 8",
-        WeightFormat::F32,
-        true,
-        8,
-    ),
-    (
-        "promptevo Q4_1 native, prefix reuse, batch 8",
-        WeightFormat::Native,
-        true,
-        8,
-    ),
+/// The rows promptevo runs itself on the CPU: (weights, prefix reuse, batch size).
+const CPU_ROWS: &[(WeightFormat, bool, usize)] = &[
+    (WeightFormat::Bf16, false, 1),
+    (WeightFormat::Bf16, true, 1),
+    (WeightFormat::Bf16, true, 4),
+    (WeightFormat::Bf16, true, 8),
+    (WeightFormat::Bf16, true, 16),
+    (WeightFormat::F32, true, 8),
+    (WeightFormat::Native, true, 8),
 ];
+
+/// The rows promptevo runs itself on a GPU: larger batches pay there.
+const GPU_ROWS: &[(WeightFormat, bool, usize)] = &[
+    (WeightFormat::Bf16, false, 1),
+    (WeightFormat::Bf16, true, 1),
+    (WeightFormat::Bf16, true, 16),
+    (WeightFormat::Bf16, true, 64),
+    (WeightFormat::F32, true, 64),
+    (WeightFormat::Native, true, 16),
+];
+
+fn our_rows(device: &Device) -> &'static [(WeightFormat, bool, usize)] {
+    if device.is_cpu() {
+        CPU_ROWS
+    } else {
+        GPU_ROWS
+    }
+}
+
+/// The row's name: what the weights are on this device, prefix reuse and batch size.
+fn row_name(device: &Device, (format, prefix_reuse, batch): (WeightFormat, bool, usize)) -> String {
+    let weights = match (format, device.is_cpu()) {
+        (WeightFormat::Bf16, true) => "bf16",
+        (WeightFormat::Bf16, false) => "f16 (candle)",
+        (WeightFormat::F32, true) => "f32 (candle gemm)",
+        (WeightFormat::F32, false) => "f32 (candle)",
+        (WeightFormat::F16, _) => "f16",
+        (WeightFormat::Q8_0, _) => "Q8_0",
+        (WeightFormat::Native, _) => "Q4_1 native",
+    };
+    let reuse = if prefix_reuse {
+        "prefix reuse"
+    } else {
+        "fresh"
+    };
+    format!("promptevo {weights}, {reuse}, batch {batch}")
+}
+
 const NAIVE: &str = "candle-transformers quantized_llama, Q4_1, fresh forward (naive)";
 
 fn root() -> PathBuf {
@@ -109,15 +115,13 @@ fn workload(n: usize) -> Result<(Task, Vec<String>)> {
     Ok((task, texts))
 }
 
-fn run_naive(n: usize) -> Result<RowResult> {
+fn run_naive(n: usize, device: &Device) -> Result<RowResult> {
     let (task, inputs) = workload(n)?;
     let path = root().join(MODEL);
     let mut file = std::fs::File::open(&path)?;
     let content = candle_core::quantized::gguf_file::Content::read(&mut file)?;
     let mut model = candle_transformers::models::quantized_llama::ModelWeights::from_gguf(
-        content,
-        &mut file,
-        &Device::Cpu,
+        content, &mut file, device,
     )?;
     let ours = Model::load(&path, WeightFormat::Native, &Device::Cpu)?; // tokenizer only
     let labels: Vec<u32> = task
@@ -125,18 +129,30 @@ fn run_naive(n: usize) -> Result<RowResult> {
         .iter()
         .map(|v| Ok(ours.encode(v)?[0]))
         .collect::<Result<_>>()?;
+    let mut score = |input: &str| -> Result<(u64, Vec<f64>)> {
+        let ids = ours.encode(&task.template.render(PROMPT, input))?;
+        let x = Tensor::new(ids.as_slice(), device)?.unsqueeze(0)?;
+        let logits = model.forward(&x, 0)?.squeeze(0)?;
+        let lp: Vec<f32> = candle_nn::ops::log_softmax(&logits, 0)?.to_vec1()?;
+        let scores = labels.iter().map(|&l| lp[l as usize] as f64).collect();
+        Ok((ids.len() as u64, scores))
+    };
+    if !device.is_cpu() {
+        score(&inputs[0])?; // loads the GPU kernels outside the timed part
+    }
     let start = Instant::now();
     let (mut tokens, mut scores) = (0u64, Vec::new());
     for input in &inputs {
-        let ids = ours.encode(&task.template.render(PROMPT, input))?;
-        tokens += ids.len() as u64;
-        let x = Tensor::new(ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-        let logits = model.forward(&x, 0)?.squeeze(0)?;
-        let lp: Vec<f32> = candle_nn::ops::log_softmax(&logits, 0)?.to_vec1()?;
-        scores.push(labels.iter().map(|&l| lp[l as usize] as f64).collect());
+        let (t, s) = score(input)?;
+        tokens += t;
+        scores.push(s);
     }
     Ok(RowResult {
-        engine: NAIVE.into(),
+        engine: if device.is_cpu() {
+            NAIVE.into()
+        } else {
+            format!("{NAIVE} on {}", device_label(device))
+        },
         tokens,
         examples: n,
         seconds: start.elapsed().as_secs_f64(),
@@ -145,10 +161,22 @@ fn run_naive(n: usize) -> Result<RowResult> {
     })
 }
 
-fn run_ours(n: usize, row: usize) -> Result<RowResult> {
-    let (name, format, prefix_reuse, batch_size) = OUR_ROWS[row];
+/// `cpu` or `cuda`, for row names.
+fn device_label(device: &Device) -> &'static str {
+    if device.is_cpu() {
+        "cpu"
+    } else if device.is_cuda() {
+        "cuda"
+    } else {
+        "metal"
+    }
+}
+
+fn run_ours(n: usize, row: usize, device: &Device) -> Result<RowResult> {
+    let spec = our_rows(device)[row];
+    let (format, prefix_reuse, batch_size) = spec;
     let (task, inputs) = workload(n)?;
-    let model = Model::load(&root().join(MODEL), format, &Device::Cpu)?;
+    let model = Model::load(&root().join(MODEL), format, device)?;
     let labels: Vec<Vec<u32>> = task
         .verbalizers
         .iter()
@@ -163,11 +191,26 @@ fn run_ours(n: usize, row: usize) -> Result<RowResult> {
             prefix_reuse,
         },
     );
+    if !device.is_cpu() {
+        // Loads the GPU kernels outside the timed part; a fresh engine keeps the count clean.
+        Engine::new(
+            &model,
+            EngineOptions {
+                batch_size,
+                prefix_reuse,
+            },
+        )
+        .score(&before, &suffixes[..batch_size.min(n)], &labels)?;
+    }
     let start = Instant::now();
     let scores = engine.score(&before, &suffixes, &labels)?;
     let seconds = start.elapsed().as_secs_f64();
     Ok(RowResult {
-        engine: name.into(),
+        engine: if device.is_cpu() {
+            row_name(device, spec)
+        } else {
+            format!("{} on {}", row_name(device, spec), device_label(device))
+        },
         tokens: engine.tokens_processed,
         examples: n,
         seconds,
@@ -234,10 +277,17 @@ fn run_peer(n: usize) -> Result<Option<RowResult>> {
 }
 
 /// Runs one row in a child process (this same binary with `--row`).
-fn child(row: &str, n: usize) -> Result<RowResult> {
+fn child(row: &str, n: usize, device: &str) -> Result<RowResult> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
-        .args(["--row", row, "--examples", &n.to_string()])
+        .args([
+            "--row",
+            row,
+            "--examples",
+            &n.to_string(),
+            "--device",
+            device,
+        ])
         .output()?;
     if !out.status.success() {
         bail!("row {row} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -257,11 +307,13 @@ fn main() -> Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(64);
+    let device_name = flag("--device").unwrap_or_else(|| "cpu".into());
+    let device = promptevo::model::parse_device(&device_name)?;
     if let Some(row) = flag("--row") {
         let result = if row == "naive" {
-            run_naive(n)?
+            run_naive(n, &device)?
         } else {
-            run_ours(n, row.parse()?)?
+            run_ours(n, row.parse()?, &device)?
         };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
@@ -270,10 +322,10 @@ fn main() -> Result<()> {
     if !root().join(MODEL).is_file() {
         bail!("{MODEL} is missing: run ./models/fetch-default.sh");
     }
-    let mut rows = vec![child("naive", n)?];
-    for (i, row) in OUR_ROWS.iter().enumerate() {
-        eprintln!("running {}", row.0);
-        rows.push(child(&i.to_string(), n)?);
+    let mut rows = vec![child("naive", n, &device_name)?];
+    for (i, &spec) in our_rows(&device).iter().enumerate() {
+        eprintln!("running {}", row_name(&device, spec));
+        rows.push(child(&i.to_string(), n, &device_name)?);
     }
     rows.extend(run_peer(n)?);
     let naive = rows[0].clone();
