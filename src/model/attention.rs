@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use super::kv_cache::RowKv;
+
 /// Lanes of the dot-product accumulator (a fixed order, vectorised by the compiler).
 const LANES: usize = 8;
 
@@ -96,6 +98,71 @@ pub fn attention(
                 if w != 0.0 {
                     let w = w / sum;
                     for (oo, vv) in o.iter_mut().zip(&v[kbase + j * d..][..d]) {
+                        *oo += w * vv;
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
+/// [`attention`] over the native path's layouts: `q` `(batch, seq, heads, d)` (the query
+/// projection's output as is) and, per batch row, keys and values `(kv_len, kv_heads, d)` from
+/// the CPU cache; same mask, output and summation order.
+pub(crate) fn attention_rows(
+    q: &[f32],
+    q_stride: usize,
+    rows: &[RowKv],
+    mask: &[f32],
+    shape: &AttentionShape,
+    scale: f32,
+) -> Vec<f32> {
+    let AttentionShape {
+        batch: _,
+        heads,
+        kv_heads,
+        seq,
+        kv_len,
+        head_dim: d,
+    } = *shape;
+    let rep = heads / kv_heads;
+    let width = heads * d;
+    let kv_width = kv_heads * d;
+    let mut out = vec![0f32; rows.len() * seq * width];
+    out.par_chunks_mut(width).enumerate().for_each(|(bi, dst)| {
+        let row = &rows[bi / seq];
+        let (k, v) = (&row.k, &row.v);
+        let mrow = &mask[bi * kv_len..(bi + 1) * kv_len];
+        let qrow = &q[bi * q_stride..][..width];
+        let mut p = vec![0f32; kv_len];
+        for h in 0..heads {
+            let off = (h / rep) * d;
+            let qv = &qrow[h * d..(h + 1) * d];
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..kv_len {
+                p[j] = if mrow[j] == f32::NEG_INFINITY {
+                    f32::NEG_INFINITY
+                } else {
+                    dot(qv, &k[j * kv_width + off..][..d]) * scale + mrow[j]
+                };
+                max = max.max(p[j]);
+            }
+            let mut sum = 0f32;
+            for x in p.iter_mut() {
+                *x = if *x == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (*x - max).exp()
+                };
+                sum += *x;
+            }
+            let o = &mut dst[h * d..(h + 1) * d];
+            o.fill(0.0);
+            for (j, &w) in p.iter().enumerate() {
+                if w != 0.0 {
+                    let w = w / sum;
+                    for (oo, vv) in o.iter_mut().zip(&v[j * kv_width + off..][..d]) {
                         *oo += w * vv;
                     }
                 }

@@ -14,6 +14,7 @@ use super::attention::{attention, AttentionShape};
 use super::gguf::GgufFile;
 use super::kernels::Bf16Matrix;
 use super::kv_cache::KvCache;
+use super::native::{Native, NativeLayer, NativeShape};
 use crate::error::{Error, Result};
 
 /// How the matrix weights are held in memory for the forward pass.
@@ -32,34 +33,6 @@ pub enum WeightFormat {
     /// Rounded to bf16 for promptevo's own CPU kernel (AVX-512 BF16 dot products where the CPU
     /// has them); other devices use f16.
     Bf16,
-}
-
-/// A matrix weight applied as `x · Wᵀ`.
-enum Linear {
-    /// Through candle (quantised or dense).
-    Candle(QMatMul),
-    /// Through promptevo's bf16 CPU kernel.
-    Bf16(Bf16Matrix),
-}
-
-impl Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        match self {
-            Linear::Candle(m) => m.forward(x),
-            Linear::Bf16(w) => {
-                let dims = x.dims().to_vec();
-                let k = *dims.last().unwrap_or(&0);
-                let m = x.elem_count() / k.max(1);
-                let xs: Vec<f32> = x.flatten_all()?.to_vec1()?;
-                let y = w.matmul(&xs, m);
-                let mut out_dims = dims;
-                if let Some(last) = out_dims.last_mut() {
-                    *last = w.rows();
-                }
-                Tensor::from_vec(y, out_dims, x.device())
-            }
-        }
-    }
 }
 
 /// Hyper-parameters read from GGUF metadata.
@@ -87,21 +60,24 @@ pub struct LlamaConfig {
 
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
+    wq: QMatMul,
+    wk: QMatMul,
+    wv: QMatMul,
+    wo: QMatMul,
     ffn_norm: Tensor,
-    w_gate: Linear,
-    w_up: Linear,
-    w_down: Linear,
+    w_gate: QMatMul,
+    w_up: QMatMul,
+    w_down: QMatMul,
 }
 
 /// A llama-architecture model ready for forward passes.
 pub struct Llama {
     config: LlamaConfig,
     embed: Arc<QTensor>,
+    /// The candle path's blocks (empty when `native` runs the model).
     layers: Vec<Layer>,
+    /// The CPU bf16 path: weights and tables for [`Native::forward`].
+    native: Option<Native>,
     norm: Tensor,
     lm_head: QMatMul,
     cos: Tensor,
@@ -109,19 +85,9 @@ pub struct Llama {
     device: Device,
 }
 
-fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<Linear> {
+fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QMatMul> {
     let block_ok = t.shape().dims().last().is_some_and(|d| d % 32 == 0);
-    if format == WeightFormat::Bf16 {
-        if device.is_cpu() {
-            let (rows, cols) = t.shape().dims2()?;
-            let values: Vec<f32> = t.dequantize(device)?.flatten_all()?.to_vec1()?;
-            return Ok(Linear::Bf16(Bf16Matrix::from_f32(&values, rows, cols)));
-        }
-        return Ok(Linear::Candle(QMatMul::TensorF16(
-            t.dequantize_f16(device)?,
-        )));
-    }
-    let m = match format {
+    Ok(match format {
         WeightFormat::Native => QMatMul::from_qtensor(t)?,
         WeightFormat::Q8_0 => match t.dtype() {
             GgmlDType::Q8_0 | GgmlDType::F32 => QMatMul::from_qtensor(t)?,
@@ -130,11 +96,69 @@ fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<Li
             }
             _ => QMatMul::from_qtensor(t)?,
         },
-        WeightFormat::F16 => QMatMul::TensorF16(t.dequantize_f16(device)?),
+        // Bf16 on the CPU is the native path; other devices hold f16.
+        WeightFormat::F16 | WeightFormat::Bf16 => QMatMul::TensorF16(t.dequantize_f16(device)?),
         WeightFormat::F32 => QMatMul::Tensor(t.dequantize(device)?),
-        WeightFormat::Bf16 => unreachable!("handled above"),
-    };
-    Ok(Linear::Candle(m))
+    })
+}
+
+/// Dequantised f32 values of a stored tensor.
+fn values(gguf: &mut GgufFile, name: &str, device: &Device) -> Result<Vec<f32>> {
+    Ok(gguf
+        .tensor(name, device)?
+        .dequantize(device)?
+        .flatten_all()?
+        .to_vec1()?)
+}
+
+/// Rows of the named matrices stacked (each `? × cols`) and packed as one bf16 matrix.
+fn stacked_bf16(
+    gguf: &mut GgufFile,
+    names: &[String],
+    cols: usize,
+    device: &Device,
+) -> Result<Bf16Matrix> {
+    let mut all = Vec::new();
+    for name in names {
+        let v = values(gguf, name, device)?;
+        if cols == 0 || v.len() % cols != 0 {
+            return Err(Error::model(
+                gguf.path(),
+                format!("{name} is not a matrix of {cols} columns"),
+            ));
+        }
+        all.extend(v);
+    }
+    let rows = all.len() / cols.max(1);
+    Ok(Bf16Matrix::from_f32(&all, rows, cols))
+}
+
+/// The native path's weights for every block.
+fn native_layers(
+    gguf: &mut GgufFile,
+    config: &LlamaConfig,
+    device: &Device,
+) -> Result<Vec<NativeLayer>> {
+    let hidden = config.hidden;
+    (0..config.n_layer)
+        .map(|i| {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let ff_rows = gguf.tensor(&n("ffn_down"), device)?.shape().dims2()?.1;
+            Ok(NativeLayer {
+                attn_norm: values(gguf, &n("attn_norm"), device)?,
+                qkv: stacked_bf16(
+                    gguf,
+                    &[n("attn_q"), n("attn_k"), n("attn_v")],
+                    hidden,
+                    device,
+                )?,
+                wo: stacked_bf16(gguf, &[n("attn_output")], hidden, device)?,
+                ffn_norm: values(gguf, &n("ffn_norm"), device)?,
+                gate_up: stacked_bf16(gguf, &[n("ffn_gate"), n("ffn_up")], hidden, device)?,
+                down: stacked_bf16(gguf, &[n("ffn_down")], ff_rows, device)?,
+            })
+        })
+        .collect()
 }
 
 impl Llama {
@@ -178,9 +202,13 @@ impl Llama {
         let norm = gguf
             .tensor("output_norm.weight", device)?
             .dequantize(device)?;
+        let native_path = format == WeightFormat::Bf16 && device.is_cpu();
         let mut layers = Vec::with_capacity(config.n_layer);
         for i in 0..config.n_layer {
-            let mut w = |name: &str| -> Result<Linear> {
+            if native_path {
+                break;
+            }
+            let mut w = |name: &str| -> Result<QMatMul> {
                 matmul_weight(
                     gguf.tensor(&format!("blk.{i}.{name}.weight"), device)?,
                     format,
@@ -223,12 +251,30 @@ impl Llama {
                 sin.push(a.sin());
             }
         }
+        let native = if native_path {
+            Some(Native {
+                layers: native_layers(gguf, &config, device)?,
+                norm: norm.flatten_all()?.to_vec1()?,
+                cos: cos.clone(),
+                sin: sin.clone(),
+                shape: NativeShape {
+                    hidden: config.hidden,
+                    heads: config.n_head,
+                    kv_heads: config.n_kv_head,
+                    head_dim: config.head_dim,
+                    eps: config.rms_eps as f32,
+                },
+            })
+        } else {
+            None
+        };
         let cos = Tensor::from_vec(cos, (max_pos, half), device)?;
         let sin = Tensor::from_vec(sin, (max_pos, half), device)?;
         Ok(Self {
             config: LlamaConfig { vocab, ..config },
             embed,
             layers,
+            native,
             norm,
             lm_head,
             cos,
@@ -272,6 +318,13 @@ impl Llama {
     ) -> Result<Tensor> {
         let (b, s) = tokens.dims2()?;
         let cfg = &self.config;
+        if let Some(native) = &self.native {
+            let x: Vec<f32> = self.embed.embedding(tokens)?.flatten_all()?.to_vec1()?;
+            let positions: Vec<u32> = positions.flatten_all()?.to_vec1()?;
+            let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+            let y = native.forward(x, &positions, &mask, (b, s), cache)?;
+            return Ok(Tensor::from_vec(y, (b, s, cfg.hidden), &self.device)?);
+        }
         let flat_pos = positions.flatten_all()?;
         let half = cfg.head_dim / 2;
         let cos = self.cos.index_select(&flat_pos, 0)?.reshape((b, s, half))?;

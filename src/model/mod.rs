@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
+mod native;
 pub mod source;
 pub mod tiny;
 pub mod tokenizer;

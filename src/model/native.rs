@@ -1,0 +1,184 @@
+//! The llama forward pass on the CPU for bf16 weights, without candle in the hot loop:
+//! activations stay in `Vec<f32>` through each layer, the linears run promptevo's bf16 kernel
+//! (q/k/v fused into one product, gate/up into another: each output column is still its own dot
+//! product in the same order), the element-wise steps (RMS norm, interleaved RoPE, SiLU, residual
+//! adds) are plain loops over rows on rayon's threads, and attention reads the CPU rows of the
+//! [`KvCache`]. So every core runs one pool (rayon's) and candle's thread pool sits idle.
+//!
+//! Every step computes a row from that row alone, in a fixed order, with the same expressions as
+//! candle's CPU ops (`rms_norm`, `rope_i`, `silu`), so a token's result does not depend on the
+//! batch, the padding or the cache it was computed with.
+
+use rayon::prelude::*;
+
+use super::attention::{attention_rows, AttentionShape};
+use super::kernels::Bf16Matrix;
+use super::kv_cache::KvCache;
+
+/// Rows per rayon task in the element-wise steps.
+const ROWS_PER_TASK: usize = 8;
+
+/// One transformer block's weights.
+pub(crate) struct NativeLayer {
+    /// RMS-norm weight before attention.
+    pub attn_norm: Vec<f32>,
+    /// `[W_q; W_k; W_v]` stacked by output row.
+    pub qkv: Bf16Matrix,
+    /// Attention output projection.
+    pub wo: Bf16Matrix,
+    /// RMS-norm weight before the MLP.
+    pub ffn_norm: Vec<f32>,
+    /// `[W_gate; W_up]` stacked by output row.
+    pub gate_up: Bf16Matrix,
+    /// MLP down projection.
+    pub down: Bf16Matrix,
+}
+
+/// Shapes the native pass needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NativeShape {
+    /// Residual width.
+    pub hidden: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of a head.
+    pub head_dim: usize,
+    /// RMS-norm epsilon.
+    pub eps: f32,
+}
+
+/// The model's weights in the native path's form.
+pub(crate) struct Native {
+    /// Transformer blocks.
+    pub layers: Vec<NativeLayer>,
+    /// Final RMS-norm weight.
+    pub norm: Vec<f32>,
+    /// `cos(p · f_i)`, `max_positions × head_dim / 2`.
+    pub cos: Vec<f32>,
+    /// `sin(p · f_i)`, same shape.
+    pub sin: Vec<f32>,
+    /// Shapes.
+    pub shape: NativeShape,
+}
+
+/// `x / rms(x) · alpha` for each row of `x` (width `alpha.len()`), as candle's `rms_norm`.
+pub(crate) fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
+    let n = alpha.len();
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(n * ROWS_PER_TASK)
+        .zip(x.par_chunks(n * ROWS_PER_TASK))
+        .for_each(|(dst, src)| {
+            for (d, s) in dst.chunks_exact_mut(n).zip(src.chunks_exact(n)) {
+                let sum2 = s.iter().map(|&v| v * v).sum::<f32>();
+                let m = (sum2 / n as f32 + eps).sqrt();
+                for ((o, &v), &a) in d.iter_mut().zip(s).zip(alpha) {
+                    *o = v / m * a;
+                }
+            }
+        });
+    out
+}
+
+/// Adds `y` to `x` element-wise.
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    x.par_chunks_mut(4096)
+        .zip(y.par_chunks(4096))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+}
+
+/// `silu(gate) · up` for rows of `[gate, up]` (each `ff` wide); returns rows of `ff`.
+fn silu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
+    let mut out = vec![0f32; gu.len() / 2];
+    out.par_chunks_mut(ff)
+        .zip(gu.par_chunks(2 * ff))
+        .with_min_len(2)
+        .for_each(|(o, row)| {
+            let (g, u) = row.split_at(ff);
+            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        });
+    out
+}
+
+impl Native {
+    /// Interleaved RoPE (candle's `rope_i`) of `heads` heads starting at column `start` of a
+    /// row, for the position whose tables start at `cos`/`sin`.
+    fn rope_row(row: &mut [f32], start: usize, heads: usize, d: usize, cos: &[f32], sin: &[f32]) {
+        for h in 0..heads {
+            let x = &mut row[start + h * d..start + (h + 1) * d];
+            for i in 0..d / 2 {
+                let (a, b) = (x[2 * i], x[2 * i + 1]);
+                x[2 * i] = a * cos[i] - b * sin[i];
+                x[2 * i + 1] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+
+    /// Runs `b × s` token embeddings `x` (rows of `hidden`) after what `cache` holds, with RoPE
+    /// `positions` (`b × s`) and an additive `mask` (`b × s × (cache.len() + s)`); returns the
+    /// final-normed hidden states (`b × s × hidden`) and extends the cache.
+    pub(crate) fn forward(
+        &self,
+        mut x: Vec<f32>,
+        positions: &[u32],
+        mask: &[f32],
+        (b, s): (usize, usize),
+        cache: &mut KvCache,
+    ) -> candle_core::Result<Vec<f32>> {
+        let NativeShape {
+            hidden,
+            heads,
+            kv_heads,
+            head_dim: d,
+            eps,
+        } = self.shape;
+        let m = b * s;
+        let half = d / 2;
+        let kv_width = kv_heads * d;
+        let qkv_width = hidden + 2 * kv_width;
+        let max_pos = self.cos.len() / half.max(1);
+        if let Some(&p) = positions.iter().find(|&&p| p as usize >= max_pos) {
+            candle_core::bail!("position {p} is past the model's {max_pos} RoPE positions");
+        }
+        let kv_len = cache.len() + s;
+        if mask.len() != m * kv_len || x.len() != m * hidden || positions.len() != m {
+            candle_core::bail!("native forward: inputs do not match batch {b} × {s}");
+        }
+        let shape = AttentionShape {
+            batch: b,
+            heads,
+            kv_heads,
+            seq: s,
+            kv_len,
+            head_dim: d,
+        };
+        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.attn_norm, eps);
+            let mut qkv = layer.qkv.matmul(&h, m);
+            qkv.par_chunks_mut(qkv_width)
+                .zip(positions.par_iter())
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|(row, &p)| {
+                    let p = p as usize;
+                    let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
+                    Self::rope_row(row, 0, heads, d, cos, sin);
+                    Self::rope_row(row, hidden, kv_heads, d, cos, sin);
+                });
+            let rows = cache.append_rows(li, (b, s, kv_width), |r, i| {
+                let row = &qkv[(r * s + i) * qkv_width..][..qkv_width];
+                (&row[hidden..hidden + kv_width], &row[hidden + kv_width..])
+            })?;
+            let y = attention_rows(&qkv, qkv_width, rows, mask, &shape, scale);
+            add_in_place(&mut x, &layer.wo.matmul(&y, m));
+            let h = rms_norm(&x, &layer.ffn_norm, eps);
+            let ff = layer.down.cols();
+            let act = silu_mul(&layer.gate_up.matmul(&h, m), ff);
+            add_in_place(&mut x, &layer.down.matmul(&act, m));
+        }
+        Ok(rms_norm(&x, &self.norm, eps))
+    }
+}
