@@ -6,8 +6,6 @@
 
 use rayon::prelude::*;
 
-use super::kv_cache::RowKv;
-
 /// Lanes of the dot-product accumulator (a fixed order, vectorised by the compiler).
 const LANES: usize = 8;
 
@@ -107,44 +105,75 @@ pub fn attention(
     out
 }
 
-/// [`attention`] over the native path's layouts: `q` `(batch, seq, heads, d)` (the query
-/// projection's output as is) and, per batch row, keys and values `(kv_len, kv_heads, d)` from
-/// the CPU cache; same mask, output and summation order.
-pub(crate) fn attention_rows(
+/// Keys and values of consecutive positions in some buffer: position `j`'s keys of kv head `h`
+/// are `k[j · stride + h · d..][..d]` (values likewise in `v`).
+#[derive(Clone, Copy)]
+pub(crate) struct KvSeg<'a> {
+    /// Keys (from the first position's row on).
+    pub k: &'a [f32],
+    /// Values (from the first position's row on).
+    pub v: &'a [f32],
+    /// Distance between positions.
+    pub stride: usize,
+    /// Positions.
+    pub len: usize,
+}
+
+impl KvSeg<'_> {
+    /// No positions.
+    pub const EMPTY: KvSeg<'static> = KvSeg {
+        k: &[],
+        v: &[],
+        stride: 0,
+        len: 0,
+    };
+}
+
+/// What one query may see: its keys/values (the concatenation of two segments, e.g. a shared
+/// prefix and the query's own row) and its additive mask over them.
+pub(crate) struct QueryCtx<'a> {
+    /// Key/value segments, in position order.
+    pub segs: [KvSeg<'a>; 2],
+    /// 0 or -inf per position of `segs`.
+    pub mask: &'a [f32],
+}
+
+/// [`attention`] for `m` queries read from rows of `q` (`stride q_stride`, heads side by side)
+/// whose keys and values `ctx(t)` locates; same summation order as [`attention`], so a query's
+/// output depends only on what it sees. Returns `m × heads · d`.
+pub(crate) fn attention_ctx<'a>(
     q: &[f32],
     q_stride: usize,
-    rows: &[RowKv],
-    mask: &[f32],
-    shape: &AttentionShape,
+    m: usize,
+    (heads, kv_heads, d): (usize, usize, usize),
     scale: f32,
+    ctx: impl Fn(usize) -> QueryCtx<'a> + Sync,
 ) -> Vec<f32> {
-    let AttentionShape {
-        batch: _,
-        heads,
-        kv_heads,
-        seq,
-        kv_len,
-        head_dim: d,
-    } = *shape;
     let rep = heads / kv_heads;
     let width = heads * d;
-    let kv_width = kv_heads * d;
-    let mut out = vec![0f32; rows.len() * seq * width];
-    out.par_chunks_mut(width).enumerate().for_each(|(bi, dst)| {
-        let row = &rows[bi / seq];
-        let (k, v) = (&row.k, &row.v);
-        let mrow = &mask[bi * kv_len..(bi + 1) * kv_len];
-        let qrow = &q[bi * q_stride..][..width];
+    let mut out = vec![0f32; m * width];
+    out.par_chunks_mut(width).enumerate().for_each(|(t, dst)| {
+        let QueryCtx { segs, mask } = ctx(t);
+        let kv_len = segs[0].len + segs[1].len;
+        let qrow = &q[t * q_stride..][..width];
         let mut p = vec![0f32; kv_len];
+        let key = |j: usize| -> (&[f32], &[f32]) {
+            let (seg, j) = if j < segs[0].len {
+                (&segs[0], j)
+            } else {
+                (&segs[1], j - segs[0].len)
+            };
+            (&seg.k[j * seg.stride..], &seg.v[j * seg.stride..])
+        };
         for h in 0..heads {
             let off = (h / rep) * d;
             let qv = &qrow[h * d..(h + 1) * d];
             let mut max = f32::NEG_INFINITY;
             for j in 0..kv_len {
-                p[j] = if mrow[j] == f32::NEG_INFINITY {
+                p[j] = if mask[j] == f32::NEG_INFINITY {
                     f32::NEG_INFINITY
                 } else {
-                    dot(qv, &k[j * kv_width + off..][..d]) * scale + mrow[j]
+                    dot(qv, &key(j).0[off..][..d]) * scale + mask[j]
                 };
                 max = max.max(p[j]);
             }
@@ -162,7 +191,7 @@ pub(crate) fn attention_rows(
             for (j, &w) in p.iter().enumerate() {
                 if w != 0.0 {
                     let w = w / sum;
-                    for (oo, vv) in o.iter_mut().zip(&v[j * kv_width + off..][..d]) {
+                    for (oo, vv) in o.iter_mut().zip(&key(j).1[off..][..d]) {
                         *oo += w * vv;
                     }
                 }

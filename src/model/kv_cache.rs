@@ -130,6 +130,14 @@ impl KvCache {
         }
     }
 
+    /// `layer`'s CPU rows, if it holds them.
+    pub(crate) fn rows(&self, layer: usize) -> Option<&[RowKv]> {
+        match self.layers.get(layer) {
+            Some(Some(LayerKv::Rows(rows))) => Some(rows),
+            _ => None,
+        }
+    }
+
     /// A cache whose batch of one row is repeated `batch` times (for scoring many examples
     /// after one shared prefix). A cache that already has `batch` rows is returned as is.
     pub fn expand(&self, batch: usize) -> Result<Self> {

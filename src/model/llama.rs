@@ -14,7 +14,7 @@ use super::attention::{attention, AttentionShape};
 use super::gguf::GgufFile;
 use super::kernels::Bf16Matrix;
 use super::kv_cache::KvCache;
-use super::native::{Native, NativeLayer, NativeShape};
+use super::native::{Native, NativeLayer, NativeShape, PackedRow};
 use crate::error::{Error, Result};
 
 /// How the matrix weights are held in memory for the forward pass.
@@ -403,6 +403,33 @@ impl Llama {
             &self.norm,
             self.config.rms_eps as f32,
         )?)
+    }
+
+    /// Whether [`Llama::forward_packed`] is available (the native CPU bf16 path).
+    pub fn packs(&self) -> bool {
+        self.native.is_some()
+    }
+
+    /// Runs rows of different lengths packed back to back (no padding) after a shared one-row
+    /// `prefix` cache, which is left as is; returns final-normed hidden states packed the same
+    /// way (`Σ len × hidden`). `tokens` and `positions` hold every row's tokens in order; see
+    /// [`PackedRow`] for the masks. Each token gets exactly the result [`Llama::forward`] gives
+    /// it in a padded batch. Only when [`Llama::packs`].
+    pub(crate) fn forward_packed(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        rows: &[PackedRow],
+        prefix: &KvCache,
+    ) -> Result<Vec<f32>> {
+        let Some(native) = &self.native else {
+            return Err(Error::Usage(
+                "packed forward passes need --weights bf16 on the CPU".into(),
+            ));
+        };
+        let ids = Tensor::new(tokens, &self.device)?;
+        let x: Vec<f32> = self.embed.embedding(&ids)?.flatten_all()?.to_vec1()?;
+        Ok(native.forward_packed(x, positions, rows, prefix)?)
     }
 
     /// Log-probabilities of the next token after every prefix of `ids` (`ids.len() × vocab`), from

@@ -18,6 +18,7 @@ use candle_core::Device;
 pub use generate::{ChatGenerator, ChatTemplate, GenerateOptions, Generation, Generator};
 pub use kv_cache::KvCache;
 pub use llama::{Llama, LlamaConfig, WeightFormat};
+pub(crate) use native::PackedRow;
 pub use source::ModelSpec;
 pub use tokenizer::SpecialTokens;
 

@@ -11,7 +11,7 @@
 
 use rayon::prelude::*;
 
-use super::attention::{attention_rows, AttentionShape};
+use super::attention::{attention_ctx, KvSeg, QueryCtx};
 use super::kernels::Bf16Matrix;
 use super::kv_cache::KvCache;
 
@@ -147,32 +147,30 @@ impl Native {
         if mask.len() != m * kv_len || x.len() != m * hidden || positions.len() != m {
             candle_core::bail!("native forward: inputs do not match batch {b} × {s}");
         }
-        let shape = AttentionShape {
-            batch: b,
-            heads,
-            kv_heads,
-            seq: s,
-            kv_len,
-            head_dim: d,
-        };
         let scale = (1.0 / (d as f64).sqrt()) as f32;
         for (li, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.attn_norm, eps);
             let mut qkv = layer.qkv.matmul(&h, m);
-            qkv.par_chunks_mut(qkv_width)
-                .zip(positions.par_iter())
-                .with_min_len(ROWS_PER_TASK)
-                .for_each(|(row, &p)| {
-                    let p = p as usize;
-                    let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
-                    Self::rope_row(row, 0, heads, d, cos, sin);
-                    Self::rope_row(row, hidden, kv_heads, d, cos, sin);
-                });
+            self.rope(&mut qkv, positions, qkv_width);
             let rows = cache.append_rows(li, (b, s, kv_width), |r, i| {
                 let row = &qkv[(r * s + i) * qkv_width..][..qkv_width];
                 (&row[hidden..hidden + kv_width], &row[hidden + kv_width..])
             })?;
-            let y = attention_rows(&qkv, qkv_width, rows, mask, &shape, scale);
+            let y = attention_ctx(&qkv, qkv_width, m, (heads, kv_heads, d), scale, |t| {
+                let row = &rows[t / s];
+                QueryCtx {
+                    segs: [
+                        KvSeg {
+                            k: &row.k,
+                            v: &row.v,
+                            stride: kv_width,
+                            len: kv_len,
+                        },
+                        KvSeg::EMPTY,
+                    ],
+                    mask: &mask[t * kv_len..(t + 1) * kv_len],
+                }
+            });
             add_in_place(&mut x, &layer.wo.matmul(&y, m));
             let h = rms_norm(&x, &layer.ffn_norm, eps);
             let ff = layer.down.cols();
@@ -181,4 +179,120 @@ impl Native {
         }
         Ok(rms_norm(&x, &self.norm, eps))
     }
+
+    /// Runs packed rows of different lengths (no padding) after a shared `prefix` cache of one
+    /// row (or an empty one), which it leaves as is: `x` holds the token embeddings of every row
+    /// back to back (`Σ len × hidden`), `positions` their RoPE positions, and row `r`'s `mask` is
+    /// `len × (prefix.len() + len)` over the prefix and the row's own tokens. Returns the
+    /// final-normed hidden states, packed the same way. A token's result is the one
+    /// [`Native::forward`] gives it in any padded batch.
+    pub(crate) fn forward_packed(
+        &self,
+        mut x: Vec<f32>,
+        positions: &[u32],
+        rows: &[PackedRow],
+        prefix: &KvCache,
+    ) -> candle_core::Result<Vec<f32>> {
+        let NativeShape {
+            hidden,
+            heads,
+            kv_heads,
+            head_dim: d,
+            eps,
+        } = self.shape;
+        let m: usize = rows.iter().map(|r| r.len).sum();
+        let p = prefix.len();
+        let half = d / 2;
+        let kv_width = kv_heads * d;
+        let qkv_width = hidden + 2 * kv_width;
+        let max_pos = self.cos.len() / half.max(1);
+        if let Some(&bad) = positions.iter().find(|&&q| q as usize >= max_pos) {
+            candle_core::bail!("position {bad} is past the model's {max_pos} RoPE positions");
+        }
+        if x.len() != m * hidden
+            || positions.len() != m
+            || rows.iter().any(|r| r.mask.len() != r.len * (p + r.len))
+        {
+            candle_core::bail!("packed forward: inputs do not match the rows' lengths");
+        }
+        if p > 0 && prefix.batch() != 1 {
+            candle_core::bail!("packed forward: the prefix cache must hold one row");
+        }
+        // Query t belongs to row owner[t], whose tokens start at start[owner[t]].
+        let mut owner = Vec::with_capacity(m);
+        let mut start = Vec::with_capacity(rows.len());
+        for (r, row) in rows.iter().enumerate() {
+            start.push(owner.len());
+            owner.extend(std::iter::repeat_n(r, row.len));
+        }
+        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        for (li, layer) in self.layers.iter().enumerate() {
+            let pre = match prefix.rows(li) {
+                Some([row]) => KvSeg {
+                    k: &row.k,
+                    v: &row.v,
+                    stride: kv_width,
+                    len: p,
+                },
+                _ if p == 0 => KvSeg::EMPTY,
+                _ => candle_core::bail!("packed forward: the prefix cache is not a CPU cache"),
+            };
+            let h = rms_norm(&x, &layer.attn_norm, eps);
+            let mut qkv = layer.qkv.matmul(&h, m);
+            self.rope(&mut qkv, positions, qkv_width);
+            let y = attention_ctx(&qkv, qkv_width, m, (heads, kv_heads, d), scale, |t| {
+                let r = owner[t];
+                let (row, s0) = (&rows[r], start[r]);
+                let i = t - s0;
+                let base = s0 * qkv_width + hidden;
+                QueryCtx {
+                    segs: [
+                        pre,
+                        KvSeg {
+                            k: &qkv[base..],
+                            v: &qkv[base + kv_width..],
+                            stride: qkv_width,
+                            len: row.len,
+                        },
+                    ],
+                    mask: &row.mask[i * (p + row.len)..(i + 1) * (p + row.len)],
+                }
+            });
+            add_in_place(&mut x, &layer.wo.matmul(&y, m));
+            let h = rms_norm(&x, &layer.ffn_norm, eps);
+            let ff = layer.down.cols();
+            let act = silu_mul(&layer.gate_up.matmul(&h, m), ff);
+            add_in_place(&mut x, &layer.down.matmul(&act, m));
+        }
+        Ok(rms_norm(&x, &self.norm, eps))
+    }
+
+    /// RoPE on the query and key columns of rows of `qkv` (width `qkv_width`) at `positions`.
+    fn rope(&self, qkv: &mut [f32], positions: &[u32], qkv_width: usize) {
+        let NativeShape {
+            hidden,
+            heads,
+            kv_heads,
+            head_dim: d,
+            ..
+        } = self.shape;
+        let half = d / 2;
+        qkv.par_chunks_mut(qkv_width)
+            .zip(positions.par_iter())
+            .with_min_len(ROWS_PER_TASK)
+            .for_each(|(row, &p)| {
+                let p = p as usize;
+                let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
+                Self::rope_row(row, 0, heads, d, cos, sin);
+                Self::rope_row(row, hidden, kv_heads, d, cos, sin);
+            });
+    }
+}
+
+/// One row of a packed batch.
+pub(crate) struct PackedRow<'a> {
+    /// Its tokens.
+    pub len: usize,
+    /// `len × (prefix + len)` additive mask.
+    pub mask: &'a [f32],
 }

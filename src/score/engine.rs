@@ -6,7 +6,7 @@
 use candle_core::{Device, Tensor};
 
 use crate::error::Result;
-use crate::model::{KvCache, Model};
+use crate::model::{KvCache, Model, PackedRow};
 
 /// Options of the engine.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -169,27 +169,49 @@ impl<'m> Engine<'m> {
     ) -> Result<()> {
         // Similar lengths together means less padding; results do not depend on the grouping.
         rows.sort_by_key(|r| (r.tokens.len(), r.index));
+        let device = self.model.llama.device();
         for chunk in rows.chunks(self.options.batch_size.max(1)) {
-            let mut cache = prefix.expand(chunk.len())?;
-            let hidden = self.forward_rows(chunk, &mut cache)?;
-            let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
-            let mut picks = Vec::new();
+            // Hidden states as rows, and where each text's tokens start among them.
+            let (flat, starts) = if self.model.llama.packs() {
+                self.forward_packed(chunk, prefix)?
+            } else {
+                let mut cache = prefix.expand(chunk.len())?;
+                let hidden = self.forward_rows(chunk, &mut cache)?;
+                let (_, s, d) = hidden.dims3()?;
+                let starts = (0..chunk.len()).map(|b| b * s).collect();
+                (hidden.reshape((chunk.len() * s, d))?, starts)
+            };
+            // Each hidden row once (continuations' first tokens share one), then for each
+            // target its row among them and its token.
+            let mut picks: Vec<u32> = Vec::new();
+            let mut slots = Vec::new();
             let mut token_ids = Vec::new();
-            for (b, row) in chunk.iter().enumerate() {
+            for (row, start) in chunk.iter().zip(&starts) {
+                let first = picks.len();
                 for t in &row.targets {
                     for &(at, tok) in t {
-                        picks.push((b * s + at) as u32);
+                        let r = (start + at) as u32;
+                        let slot = match picks[first..].iter().position(|&x| x == r) {
+                            Some(k) => first + k,
+                            None => {
+                                picks.push(r);
+                                picks.len() - 1
+                            }
+                        };
+                        slots.push(slot as u32);
                         token_ids.push(tok);
                     }
                 }
             }
-            let device = self.model.llama.device();
-            let (_, _, d) = hidden.dims3()?;
-            let flat = hidden.reshape((chunk.len() * s, d))?;
             let picked = flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?;
             let logp = self.model.llama.log_probs(&picked)?;
+            let slots = Tensor::new(slots.as_slice(), device)?;
             let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
-            let lp: Vec<f32> = logp.gather(&ids, 1)?.squeeze(1)?.to_vec1()?;
+            let lp: Vec<f32> = logp
+                .index_select(&slots, 0)?
+                .gather(&ids, 1)?
+                .squeeze(1)?
+                .to_vec1()?;
             let mut it = lp.into_iter();
             for row in chunk {
                 out[row.index] = row
@@ -200,6 +222,47 @@ impl<'m> Engine<'m> {
             }
         }
         Ok(())
+    }
+
+    /// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
+    /// the hidden states `(Σ len, d)` and the first row of each text.
+    fn forward_packed(&mut self, rows: &[Row], prefix: &KvCache) -> Result<(Tensor, Vec<usize>)> {
+        let p = prefix.len();
+        let mut tokens = Vec::new();
+        let mut positions = Vec::new();
+        let mut starts = Vec::with_capacity(rows.len());
+        let mut masks = Vec::with_capacity(rows.len());
+        for row in rows {
+            let n = row.tokens.len();
+            let kv = p + n;
+            starts.push(tokens.len());
+            tokens.extend_from_slice(&row.tokens);
+            positions.extend(row.position.iter().map(|&q| (p + q) as u32));
+            let mut mask = vec![f32::NEG_INFINITY; n * kv];
+            for (i, mrow) in mask.chunks_exact_mut(kv).enumerate() {
+                mrow[..p].fill(0.0);
+                for j in 0..=i {
+                    if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
+                        mrow[p + j] = 0.0;
+                    }
+                }
+            }
+            masks.push(mask);
+            self.tokens_processed += n as u64;
+        }
+        let packed: Vec<PackedRow> = rows
+            .iter()
+            .zip(&masks)
+            .map(|(row, mask)| PackedRow {
+                len: row.tokens.len(),
+                mask,
+            })
+            .collect();
+        let llama = &self.model.llama;
+        let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix)?;
+        let d = llama.config().hidden;
+        let m = hidden.len() / d.max(1);
+        Ok((Tensor::from_vec(hidden, (m, d), llama.device())?, starts))
     }
 
     /// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
