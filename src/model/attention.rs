@@ -9,6 +9,7 @@ use rayon::prelude::*;
 /// Lanes of the dot-product accumulator (a fixed order, vectorised by the compiler).
 const LANES: usize = 8;
 
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -149,14 +150,87 @@ pub(crate) fn attention_ctx<'a>(
     scale: f32,
     ctx: impl Fn(usize) -> QueryCtx<'a> + Sync,
 ) -> Vec<f32> {
-    let rep = heads / kv_heads;
     let width = heads * d;
     let mut out = vec![0f32; m * width];
-    out.par_chunks_mut(width).enumerate().for_each(|(t, dst)| {
-        let QueryCtx { segs, mask } = ctx(t);
+    let wide = wide_vectors();
+    out.par_chunks_mut(width)
+        .enumerate()
+        .with_min_len(4)
+        .for_each_init(Vec::new, |p, (t, dst)| {
+            let QueryCtx { segs, mask } = ctx(t);
+            let qrow = &q[t * q_stride..][..width];
+            let a = Attend {
+                heads,
+                kv_heads,
+                d,
+                scale,
+            };
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide` says the CPU has these features.
+                return unsafe { a.run_avx512(qrow, &segs, mask, dst, p) };
+            }
+            let _ = wide;
+            a.run(qrow, &segs, mask, dst, p)
+        });
+    out
+}
+
+/// Whether the CPU runs AVX-512 (F, VL) code: the same arithmetic in wider registers.
+pub(crate) fn wide_vectors() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One query's attention over its segments (heads and scale fixed).
+struct Attend {
+    heads: usize,
+    kv_heads: usize,
+    d: usize,
+    scale: f32,
+}
+
+impl Attend {
+    /// [`Attend::run`] compiled for AVX-512 (identical results: no reassociation).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,avx512f,avx512vl")]
+    unsafe fn run_avx512(
+        &self,
+        qrow: &[f32],
+        segs: &[KvSeg; 2],
+        mask: &[f32],
+        dst: &mut [f32],
+        p: &mut Vec<f32>,
+    ) {
+        self.run(qrow, segs, mask, dst, p)
+    }
+
+    /// Writes `softmax(q·kᵀ · scale + mask) · v` of every head of `qrow` into `dst`; `p` is
+    /// scratch.
+    #[inline(always)]
+    fn run(
+        &self,
+        qrow: &[f32],
+        segs: &[KvSeg; 2],
+        mask: &[f32],
+        dst: &mut [f32],
+        p: &mut Vec<f32>,
+    ) {
+        let Attend {
+            heads,
+            kv_heads,
+            d,
+            scale,
+        } = *self;
+        let rep = heads / kv_heads;
         let kv_len = segs[0].len + segs[1].len;
-        let qrow = &q[t * q_stride..][..width];
-        let mut p = vec![0f32; kv_len];
+        p.clear();
+        p.resize(kv_len, 0.0);
         let key = |j: usize| -> (&[f32], &[f32]) {
             let (seg, j) = if j < segs[0].len {
                 (&segs[0], j)
@@ -197,6 +271,5 @@ pub(crate) fn attention_ctx<'a>(
                 }
             }
         }
-    });
-    out
+    }
 }

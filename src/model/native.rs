@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::attention::{attention_ctx, KvSeg, QueryCtx};
-use super::kernels::Bf16Matrix;
+use super::attention::{attention_ctx, wide_vectors, KvSeg, QueryCtx};
+use super::kernels::{exp, Bf16Matrix};
 use super::kv_cache::KvCache;
 
 /// Rows per rayon task in the element-wise steps.
@@ -67,18 +67,48 @@ pub(crate) struct Native {
 pub(crate) fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
     let n = alpha.len();
     let mut out = vec![0f32; x.len()];
+    let wide = wide_vectors();
     out.par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK))
         .for_each(|(dst, src)| {
-            for (d, s) in dst.chunks_exact_mut(n).zip(src.chunks_exact(n)) {
-                let sum2 = s.iter().map(|&v| v * v).sum::<f32>();
-                let m = (sum2 / n as f32 + eps).sqrt();
-                for ((o, &v), &a) in d.iter_mut().zip(s).zip(alpha) {
-                    *o = v / m * a;
-                }
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide` says the CPU has these features.
+                return unsafe { rms_rows_avx512(src, dst, alpha, eps) };
             }
+            let _ = wide;
+            rms_rows(src, dst, alpha, eps)
         });
     out
+}
+
+/// [`rms_rows`] compiled for AVX-512 (same arithmetic).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl")]
+unsafe fn rms_rows_avx512(src: &[f32], dst: &mut [f32], alpha: &[f32], eps: f32) {
+    rms_rows(src, dst, alpha, eps)
+}
+
+/// RMS norm of up to [`ROWS_PER_TASK`] rows. Each row's sum of squares is a sequential sum (as
+/// candle's), the rows' sums interleaved so that they do not wait on one another.
+#[inline(always)]
+fn rms_rows(src: &[f32], dst: &mut [f32], alpha: &[f32], eps: f32) {
+    let n = alpha.len();
+    let rows = src.len() / n.max(1);
+    let mut sum = [0f32; ROWS_PER_TASK];
+    for k in 0..n {
+        for (r, acc) in sum.iter_mut().enumerate().take(rows) {
+            let v = src[r * n + k];
+            *acc += v * v;
+        }
+    }
+    for (r, &sum2) in sum.iter().enumerate().take(rows) {
+        let m = (sum2 / n as f32 + eps).sqrt();
+        let (d, s) = (&mut dst[r * n..(r + 1) * n], &src[r * n..(r + 1) * n]);
+        for ((o, &v), &a) in d.iter_mut().zip(s).zip(alpha) {
+            *o = v / m * a;
+        }
+    }
 }
 
 /// Adds `y` to `x` element-wise.
@@ -96,9 +126,7 @@ fn silu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
         .with_min_len(2)
         .for_each(|(o, row)| {
             let (g, u) = row.split_at(ff);
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
-            }
+            exp::silu_mul(o, g, u)
         });
     out
 }

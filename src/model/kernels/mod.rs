@@ -3,5 +3,6 @@
 //! across rayon's threads.
 
 mod bf16;
+pub mod exp;
 
 pub use bf16::{bf16_to_f32, f32_to_bf16, Bf16Matrix, KernelKind};
