@@ -411,16 +411,18 @@ impl Llama {
     }
 
     /// Runs rows of different lengths packed back to back (no padding) after a shared one-row
-    /// `prefix` cache, which is left as is; returns final-normed hidden states packed the same
-    /// way (`Σ len × hidden`). `tokens` and `positions` hold every row's tokens in order; see
-    /// [`PackedRow`] for the masks. Each token gets exactly the result [`Llama::forward`] gives
-    /// it in a padded batch. Only when [`Llama::packs`].
+    /// `prefix` cache, which is left as is; returns the final-normed hidden states of the packed
+    /// tokens `keep` (ascending indices into `tokens`; `keep.len() × hidden`). `tokens` and
+    /// `positions` hold every row's tokens in order; see [`PackedRow`] for the masks. Each token
+    /// gets exactly the result [`Llama::forward`] gives it in a padded batch. Only when
+    /// [`Llama::packs`].
     pub(crate) fn forward_packed(
         &self,
         tokens: &[u32],
         positions: &[u32],
         rows: &[PackedRow],
         prefix: &KvCache,
+        keep: &[usize],
     ) -> Result<Vec<f32>> {
         let Some(native) = &self.native else {
             return Err(Error::Usage(
@@ -429,7 +431,7 @@ impl Llama {
         };
         let ids = Tensor::new(tokens, &self.device)?;
         let x: Vec<f32> = self.embed.embedding(&ids)?.flatten_all()?.to_vec1()?;
-        Ok(native.forward_packed(x, positions, rows, prefix)?)
+        Ok(native.forward_packed(x, positions, rows, prefix, keep)?)
     }
 
     /// Log-probabilities of the next token after every prefix of `ids` (`ids.len() × vocab`), from

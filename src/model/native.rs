@@ -212,14 +212,16 @@ impl Native {
     /// row (or an empty one), which it leaves as is: `x` holds the token embeddings of every row
     /// back to back (`Σ len × hidden`), `positions` their RoPE positions, and row `r`'s `mask` is
     /// `len × (prefix.len() + len)` over the prefix and the row's own tokens. Returns the
-    /// final-normed hidden states, packed the same way. A token's result is the one
-    /// [`Native::forward`] gives it in any padded batch.
+    /// final-normed hidden states of the packed tokens listed in `keep` (ascending), in that
+    /// order: the last layer runs its attention output and MLP for those tokens only. A token's
+    /// result is the one [`Native::forward`] gives it in any padded batch.
     pub(crate) fn forward_packed(
         &self,
         mut x: Vec<f32>,
         positions: &[u32],
         rows: &[PackedRow],
         prefix: &KvCache,
+        keep: &[usize],
     ) -> candle_core::Result<Vec<f32>> {
         let NativeShape {
             hidden,
@@ -246,6 +248,9 @@ impl Native {
         if p > 0 && prefix.batch() != 1 {
             candle_core::bail!("packed forward: the prefix cache must hold one row");
         }
+        if keep.windows(2).any(|w| w[0] >= w[1]) || keep.last().is_some_and(|&t| t >= m) {
+            candle_core::bail!("packed forward: rows to keep must ascend and lie below {m}");
+        }
         // Query t belongs to row owner[t], whose tokens start at start[owner[t]].
         let mut owner = Vec::with_capacity(m);
         let mut start = Vec::with_capacity(rows.len());
@@ -268,29 +273,57 @@ impl Native {
             let h = rms_norm(&x, &layer.attn_norm, eps);
             let mut qkv = layer.qkv.matmul(&h, m);
             self.rope(&mut qkv, positions, qkv_width);
-            let y = attention_ctx(&qkv, qkv_width, m, (heads, kv_heads, d), scale, |t| {
-                let r = owner[t];
-                let (row, s0) = (&rows[r], start[r]);
-                let i = t - s0;
-                let base = s0 * qkv_width + hidden;
-                QueryCtx {
-                    segs: [
-                        pre,
-                        KvSeg {
-                            k: &qkv[base..],
-                            v: &qkv[base + kv_width..],
-                            stride: qkv_width,
-                            len: row.len,
-                        },
-                    ],
-                    mask: &row.mask[i * (p + row.len)..(i + 1) * (p + row.len)],
-                }
-            });
-            add_in_place(&mut x, &layer.wo.matmul(&y, m));
+            // The last layer needs keys and values of every token but outputs only for `keep`.
+            let last = li + 1 == self.layers.len();
+            let queries: Vec<usize> = if last {
+                keep.to_vec()
+            } else {
+                (0..m).collect()
+            };
+            let q_rows = if last {
+                gather(&qkv, qkv_width, keep)
+            } else {
+                Vec::new()
+            };
+            let q: &[f32] = if last { &q_rows } else { &qkv };
+            let y = attention_ctx(
+                q,
+                qkv_width,
+                queries.len(),
+                (heads, kv_heads, d),
+                scale,
+                |tq| {
+                    let t = queries[tq];
+                    let r = owner[t];
+                    let (row, s0) = (&rows[r], start[r]);
+                    let i = t - s0;
+                    let base = s0 * qkv_width + hidden;
+                    QueryCtx {
+                        segs: [
+                            pre,
+                            KvSeg {
+                                k: &qkv[base..],
+                                v: &qkv[base + kv_width..],
+                                stride: qkv_width,
+                                len: row.len,
+                            },
+                        ],
+                        mask: &row.mask[i * (p + row.len)..(i + 1) * (p + row.len)],
+                    }
+                },
+            );
+            if last {
+                x = gather(&x, hidden, keep);
+            }
+            let mq = queries.len();
+            add_in_place(&mut x, &layer.wo.matmul(&y, mq));
             let h = rms_norm(&x, &layer.ffn_norm, eps);
             let ff = layer.down.cols();
-            let act = silu_mul(&layer.gate_up.matmul(&h, m), ff);
-            add_in_place(&mut x, &layer.down.matmul(&act, m));
+            let act = silu_mul(&layer.gate_up.matmul(&h, mq), ff);
+            add_in_place(&mut x, &layer.down.matmul(&act, mq));
+        }
+        if self.layers.is_empty() {
+            x = gather(&x, hidden, keep);
         }
         Ok(rms_norm(&x, &self.norm, eps))
     }
@@ -315,6 +348,15 @@ impl Native {
                 Self::rope_row(row, hidden, kv_heads, d, cos, sin);
             });
     }
+}
+
+/// Rows `idx` of `x` (rows of `width`), in that order.
+fn gather(x: &[f32], width: usize, idx: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(idx.len() * width);
+    for &i in idx {
+        out.extend_from_slice(&x[i * width..(i + 1) * width]);
+    }
+    out
 }
 
 /// One row of a packed batch.

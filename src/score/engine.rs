@@ -170,16 +170,22 @@ impl<'m> Engine<'m> {
         // Similar lengths together means less padding; results do not depend on the grouping.
         rows.sort_by_key(|r| (r.tokens.len(), r.index));
         let device = self.model.llama.device();
+        let packs = self.model.llama.packs();
         for chunk in rows.chunks(self.options.batch_size.max(1)) {
-            // Hidden states as rows, and where each text's tokens start among them.
-            let (flat, starts) = if self.model.llama.packs() {
-                self.forward_packed(chunk, prefix)?
+            // Where each text's tokens start among the batch's hidden rows: packed back to back,
+            // or padded to the longest text.
+            let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+            let starts: Vec<usize> = if packs {
+                chunk
+                    .iter()
+                    .scan(0, |next, r| {
+                        let start = *next;
+                        *next += r.tokens.len();
+                        Some(start)
+                    })
+                    .collect()
             } else {
-                let mut cache = prefix.expand(chunk.len())?;
-                let hidden = self.forward_rows(chunk, &mut cache)?;
-                let (_, s, d) = hidden.dims3()?;
-                let starts = (0..chunk.len()).map(|b| b * s).collect();
-                (hidden.reshape((chunk.len() * s, d))?, starts)
+                (0..chunk.len()).map(|b| b * s).collect()
             };
             // Each hidden row once (continuations' first tokens share one), then for each
             // target its row among them and its token.
@@ -203,7 +209,23 @@ impl<'m> Engine<'m> {
                     }
                 }
             }
-            let picked = flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?;
+            let picked = if packs {
+                // Only the picked rows leave the last layer, in ascending order.
+                let mut keep: Vec<usize> = picks.iter().map(|&r| r as usize).collect();
+                keep.sort_unstable();
+                let hidden = self.forward_packed(chunk, prefix, &keep)?;
+                let order: Vec<u32> = picks
+                    .iter()
+                    .map(|&r| keep.partition_point(|&k| k < r as usize) as u32)
+                    .collect();
+                hidden.index_select(&Tensor::new(order.as_slice(), device)?, 0)?
+            } else {
+                let mut cache = prefix.expand(chunk.len())?;
+                let hidden = self.forward_rows(chunk, &mut cache)?;
+                let (_, _, d) = hidden.dims3()?;
+                let flat = hidden.reshape((chunk.len() * s, d))?;
+                flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?
+            };
             let logp = self.model.llama.log_probs(&picked)?;
             let slots = Tensor::new(slots.as_slice(), device)?;
             let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
@@ -225,17 +247,15 @@ impl<'m> Engine<'m> {
     }
 
     /// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
-    /// the hidden states `(Σ len, d)` and the first row of each text.
-    fn forward_packed(&mut self, rows: &[Row], prefix: &KvCache) -> Result<(Tensor, Vec<usize>)> {
+    /// the hidden states `(keep.len(), d)` of the packed tokens `keep` (ascending).
+    fn forward_packed(&mut self, rows: &[Row], prefix: &KvCache, keep: &[usize]) -> Result<Tensor> {
         let p = prefix.len();
         let mut tokens = Vec::new();
         let mut positions = Vec::new();
-        let mut starts = Vec::with_capacity(rows.len());
         let mut masks = Vec::with_capacity(rows.len());
         for row in rows {
             let n = row.tokens.len();
             let kv = p + n;
-            starts.push(tokens.len());
             tokens.extend_from_slice(&row.tokens);
             positions.extend(row.position.iter().map(|&q| (p + q) as u32));
             let mut mask = vec![f32::NEG_INFINITY; n * kv];
@@ -259,10 +279,9 @@ impl<'m> Engine<'m> {
             })
             .collect();
         let llama = &self.model.llama;
-        let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix)?;
+        let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
         let d = llama.config().hidden;
-        let m = hidden.len() / d.max(1);
-        Ok((Tensor::from_vec(hidden, (m, d), llama.device())?, starts))
+        Ok(Tensor::from_vec(hidden, (keep.len(), d), llama.device())?)
     }
 
     /// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
