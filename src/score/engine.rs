@@ -4,6 +4,7 @@
 //! each attending to the text and to itself only).
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::model::{KvCache, Model, PackedRow};
@@ -149,7 +150,8 @@ impl<'m> Engine<'m> {
                 position: (0..p).collect(),
                 targets: vec![],
             }];
-            self.forward_rows(&rows, &mut cache)?;
+            forward_rows(model, &rows, &mut cache)?;
+            self.tokens_processed += p as u64;
             self.run_rows(shared, &cache, &mut out)?;
         }
         if !alone.is_empty() {
@@ -169,156 +171,179 @@ impl<'m> Engine<'m> {
     ) -> Result<()> {
         // Similar lengths together means less padding; results do not depend on the grouping.
         rows.sort_by_key(|r| (r.tokens.len(), r.index));
-        let device = self.model.llama.device();
-        let packs = self.model.llama.packs();
-        for chunk in rows.chunks(self.options.batch_size.max(1)) {
-            // Where each text's tokens start among the batch's hidden rows: packed back to back,
-            // or padded to the longest text.
-            let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
-            let starts: Vec<usize> = if packs {
-                chunk
-                    .iter()
-                    .scan(0, |next, r| {
-                        let start = *next;
-                        *next += r.tokens.len();
-                        Some(start)
-                    })
-                    .collect()
-            } else {
-                (0..chunk.len()).map(|b| b * s).collect()
-            };
-            // Each hidden row once (continuations' first tokens share one), then for each
-            // target its row among them and its token.
-            let mut picks: Vec<u32> = Vec::new();
-            let mut slots = Vec::new();
-            let mut token_ids = Vec::new();
-            for (row, start) in chunk.iter().zip(&starts) {
-                let first = picks.len();
-                for t in &row.targets {
-                    for &(at, tok) in t {
-                        let r = (start + at) as u32;
-                        let slot = match picks[first..].iter().position(|&x| x == r) {
-                            Some(k) => first + k,
-                            None => {
-                                picks.push(r);
-                                picks.len() - 1
-                            }
-                        };
-                        slots.push(slot as u32);
-                        token_ids.push(tok);
-                    }
-                }
-            }
-            let picked = if packs {
-                // Only the picked rows leave the last layer, in ascending order.
-                let mut keep: Vec<usize> = picks.iter().map(|&r| r as usize).collect();
-                keep.sort_unstable();
-                let hidden = self.forward_packed(chunk, prefix, &keep)?;
-                let order: Vec<u32> = picks
-                    .iter()
-                    .map(|&r| keep.partition_point(|&k| k < r as usize) as u32)
-                    .collect();
-                hidden.index_select(&Tensor::new(order.as_slice(), device)?, 0)?
-            } else {
-                let mut cache = prefix.expand(chunk.len())?;
-                let hidden = self.forward_rows(chunk, &mut cache)?;
-                let (_, _, d) = hidden.dims3()?;
-                let flat = hidden.reshape((chunk.len() * s, d))?;
-                flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?
-            };
-            let logp = self.model.llama.log_probs(&picked)?;
-            let slots = Tensor::new(slots.as_slice(), device)?;
-            let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
-            let lp: Vec<f32> = logp
-                .index_select(&slots, 0)?
-                .gather(&ids, 1)?
-                .squeeze(1)?
-                .to_vec1()?;
-            let mut it = lp.into_iter();
-            for row in chunk {
-                out[row.index] = row
-                    .targets
-                    .iter()
-                    .map(|t| t.iter().map(|_| it.next().unwrap_or(f32::NAN)).sum())
-                    .collect();
+        let model = self.model;
+        let chunks: Vec<&[Row]> = rows.chunks(self.options.batch_size.max(1)).collect();
+        let scored: Vec<Result<Vec<Vec<f32>>>> = if model.llama.packs() {
+            // Native CPU path: batches run side by side on rayon's threads (each forward pass
+            // also splits its own work), so no core waits at the end of a step.
+            chunks
+                .par_iter()
+                .map(|chunk| score_batch(model, chunk, prefix))
+                .collect()
+        } else {
+            chunks
+                .iter()
+                .map(|chunk| score_batch(model, chunk, prefix))
+                .collect()
+        };
+        for (chunk, scores) in chunks.iter().zip(scored) {
+            for (row, s) in chunk.iter().zip(scores?) {
+                out[row.index] = s;
+                self.tokens_processed += row.tokens.len() as u64;
             }
         }
         Ok(())
     }
+}
 
-    /// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
-    /// the hidden states `(keep.len(), d)` of the packed tokens `keep` (ascending).
-    fn forward_packed(&mut self, rows: &[Row], prefix: &KvCache, keep: &[usize]) -> Result<Tensor> {
-        let p = prefix.len();
-        let mut tokens = Vec::new();
-        let mut positions = Vec::new();
-        let mut masks = Vec::with_capacity(rows.len());
-        for row in rows {
-            let n = row.tokens.len();
-            let kv = p + n;
-            tokens.extend_from_slice(&row.tokens);
-            positions.extend(row.position.iter().map(|&q| (p + q) as u32));
-            let mut mask = vec![f32::NEG_INFINITY; n * kv];
-            for (i, mrow) in mask.chunks_exact_mut(kv).enumerate() {
-                mrow[..p].fill(0.0);
+/// Scores one batch of rows after `prefix`: for each row, each continuation's log-probability.
+fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec<f32>>> {
+    let device = model.llama.device();
+    let packs = model.llama.packs();
+    // Where each text's tokens start among the batch's hidden rows: packed back to back,
+    // or padded to the longest text.
+    let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+    let starts: Vec<usize> = if packs {
+        chunk
+            .iter()
+            .scan(0, |next, r| {
+                let start = *next;
+                *next += r.tokens.len();
+                Some(start)
+            })
+            .collect()
+    } else {
+        (0..chunk.len()).map(|b| b * s).collect()
+    };
+    // Each hidden row once (continuations' first tokens share one), then for each
+    // target its row among them and its token.
+    let mut picks: Vec<u32> = Vec::new();
+    let mut slots = Vec::new();
+    let mut token_ids = Vec::new();
+    for (row, start) in chunk.iter().zip(&starts) {
+        let first = picks.len();
+        for t in &row.targets {
+            for &(at, tok) in t {
+                let r = (start + at) as u32;
+                let slot = match picks[first..].iter().position(|&x| x == r) {
+                    Some(k) => first + k,
+                    None => {
+                        picks.push(r);
+                        picks.len() - 1
+                    }
+                };
+                slots.push(slot as u32);
+                token_ids.push(tok);
+            }
+        }
+    }
+    let picked = if packs {
+        // Only the picked rows leave the last layer, in ascending order.
+        let mut keep: Vec<usize> = picks.iter().map(|&r| r as usize).collect();
+        keep.sort_unstable();
+        let hidden = forward_packed(model, chunk, prefix, &keep)?;
+        let order: Vec<u32> = picks
+            .iter()
+            .map(|&r| keep.partition_point(|&k| k < r as usize) as u32)
+            .collect();
+        hidden.index_select(&Tensor::new(order.as_slice(), device)?, 0)?
+    } else {
+        let mut cache = prefix.expand(chunk.len())?;
+        let hidden = forward_rows(model, chunk, &mut cache)?;
+        let (_, _, d) = hidden.dims3()?;
+        let flat = hidden.reshape((chunk.len() * s, d))?;
+        flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?
+    };
+    let logp = model.llama.log_probs(&picked)?;
+    let slots = Tensor::new(slots.as_slice(), device)?;
+    let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
+    let lp: Vec<f32> = logp
+        .index_select(&slots, 0)?
+        .gather(&ids, 1)?
+        .squeeze(1)?
+        .to_vec1()?;
+    let mut it = lp.into_iter();
+    Ok(chunk
+        .iter()
+        .map(|row| {
+            row.targets
+                .iter()
+                .map(|t| t.iter().map(|_| it.next().unwrap_or(f32::NAN)).sum())
+                .collect()
+        })
+        .collect())
+}
+
+/// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
+/// the hidden states `(keep.len(), d)` of the packed tokens `keep` (ascending).
+fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize]) -> Result<Tensor> {
+    let p = prefix.len();
+    let mut tokens = Vec::new();
+    let mut positions = Vec::new();
+    let mut masks = Vec::with_capacity(rows.len());
+    for row in rows {
+        let n = row.tokens.len();
+        let kv = p + n;
+        tokens.extend_from_slice(&row.tokens);
+        positions.extend(row.position.iter().map(|&q| (p + q) as u32));
+        let mut mask = vec![f32::NEG_INFINITY; n * kv];
+        for (i, mrow) in mask.chunks_exact_mut(kv).enumerate() {
+            mrow[..p].fill(0.0);
+            for j in 0..=i {
+                if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
+                    mrow[p + j] = 0.0;
+                }
+            }
+        }
+        masks.push(mask);
+    }
+    let packed: Vec<PackedRow> = rows
+        .iter()
+        .zip(&masks)
+        .map(|(row, mask)| PackedRow {
+            len: row.tokens.len(),
+            mask,
+        })
+        .collect();
+    let llama = &model.llama;
+    let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
+    let d = llama.config().hidden;
+    Ok(Tensor::from_vec(hidden, (keep.len(), d), llama.device())?)
+}
+
+/// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
+fn forward_rows(model: &Model, rows: &[Row], cache: &mut KvCache) -> Result<Tensor> {
+    let device: &Device = model.llama.device();
+    let b = rows.len();
+    let s = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
+    let p = cache.len();
+    let kv = p + s;
+    let mut tokens = vec![0u32; b * s];
+    let mut positions = vec![0u32; b * s];
+    let mut mask = vec![f32::NEG_INFINITY; b * s * kv];
+    for (r, row) in rows.iter().enumerate() {
+        let n = row.tokens.len();
+        for i in 0..s {
+            let q = r * s + i;
+            let mrow = &mut mask[q * kv..(q + 1) * kv];
+            mrow[..p].fill(0.0);
+            if i < n {
+                tokens[q] = row.tokens[i];
+                positions[q] = (p + row.position[i]) as u32;
                 for j in 0..=i {
                     if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
                         mrow[p + j] = 0.0;
                     }
                 }
+            } else {
+                // Padding: attends to itself only; nothing attends to it.
+                positions[q] = p as u32;
+                mrow[p + i] = 0.0;
             }
-            masks.push(mask);
-            self.tokens_processed += n as u64;
         }
-        let packed: Vec<PackedRow> = rows
-            .iter()
-            .zip(&masks)
-            .map(|(row, mask)| PackedRow {
-                len: row.tokens.len(),
-                mask,
-            })
-            .collect();
-        let llama = &self.model.llama;
-        let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
-        let d = llama.config().hidden;
-        Ok(Tensor::from_vec(hidden, (keep.len(), d), llama.device())?)
     }
-
-    /// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
-    fn forward_rows(&mut self, rows: &[Row], cache: &mut KvCache) -> Result<Tensor> {
-        let device: &Device = self.model.llama.device();
-        let b = rows.len();
-        let s = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
-        let p = cache.len();
-        let kv = p + s;
-        let mut tokens = vec![0u32; b * s];
-        let mut positions = vec![0u32; b * s];
-        let mut mask = vec![f32::NEG_INFINITY; b * s * kv];
-        for (r, row) in rows.iter().enumerate() {
-            let n = row.tokens.len();
-            for i in 0..s {
-                let q = r * s + i;
-                let mrow = &mut mask[q * kv..(q + 1) * kv];
-                mrow[..p].fill(0.0);
-                if i < n {
-                    tokens[q] = row.tokens[i];
-                    positions[q] = (p + row.position[i]) as u32;
-                    for j in 0..=i {
-                        if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
-                            mrow[p + j] = 0.0;
-                        }
-                    }
-                } else {
-                    // Padding: attends to itself only; nothing attends to it.
-                    positions[q] = p as u32;
-                    mrow[p + i] = 0.0;
-                }
-            }
-            self.tokens_processed += n as u64;
-        }
-        let tokens = Tensor::from_vec(tokens, (b, s), device)?;
-        let positions = Tensor::from_vec(positions, (b, s), device)?;
-        let mask = Tensor::from_vec(mask, (b, 1, s, kv), device)?;
-        self.model.llama.forward(&tokens, &positions, &mask, cache)
-    }
+    let tokens = Tensor::from_vec(tokens, (b, s), device)?;
+    let positions = Tensor::from_vec(positions, (b, s), device)?;
+    let mask = Tensor::from_vec(mask, (b, 1, s, kv), device)?;
+    model.llama.forward(&tokens, &positions, &mask, cache)
 }
