@@ -91,8 +91,8 @@ struct ModelArgs {
     /// native keeps the file's quantisation; q8-0 re-quantises; f16/f32 use candle's gemm.
     #[arg(long, value_enum, default_value = "bf16")]
     weights: WeightFormat,
-    /// Examples per forward pass [default: 8 on the CPU, where larger batches mostly add
-    /// padding; 64 on a GPU, which needs wide batches to be busy].
+    /// Examples per forward pass [default: 8 on the CPU, where batches are packed without
+    /// padding and 4-16 run at the same speed; 64 on a GPU, which needs wide batches to be busy].
     #[arg(long, value_name = "N")]
     batch_size: Option<usize>,
     /// Where the model runs: cpu, cuda, cuda:N (build with --features cuda) or metal.
