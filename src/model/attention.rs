@@ -26,6 +26,48 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// One head of one query: `o = softmax(qv·kⱼ · scale + maskⱼ) · vⱼ` over `j < p.len()`, with
+/// keys and values located by `key(j)` / `value(j)`; `p` is scratch of the key count. The one
+/// summation order every attention path here shares.
+#[inline(always)]
+fn attend_head<'a>(
+    qv: &[f32],
+    mask: &[f32],
+    scale: f32,
+    p: &mut [f32],
+    key: impl Fn(usize) -> &'a [f32],
+    value: impl Fn(usize) -> &'a [f32],
+    o: &mut [f32],
+) {
+    let mut max = f32::NEG_INFINITY;
+    for (j, pj) in p.iter_mut().enumerate() {
+        *pj = if mask[j] == f32::NEG_INFINITY {
+            f32::NEG_INFINITY
+        } else {
+            dot(qv, key(j)) * scale + mask[j]
+        };
+        max = max.max(*pj);
+    }
+    let mut sum = 0f32;
+    for x in p.iter_mut() {
+        *x = if *x == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*x - max).exp()
+        };
+        sum += *x;
+    }
+    o.fill(0.0);
+    for (j, &w) in p.iter().enumerate() {
+        if w != 0.0 {
+            let w = w / sum;
+            for (oo, vv) in o.iter_mut().zip(value(j)) {
+                *oo += w * vv;
+            }
+        }
+    }
+}
+
 /// Shapes of one attention call.
 pub struct AttentionShape {
     /// Batch rows.
@@ -70,37 +112,17 @@ pub fn attention(
         let mrow = &mask[(b * seq + i) * kv_len..(b * seq + i + 1) * kv_len];
         let mut p = vec![0f32; kv_len];
         for h in 0..heads {
-            let kvh = h / rep;
             let qv = &q[((b * heads + h) * seq + i) * d..][..d];
-            let kbase = (b * kv_heads + kvh) * kv_len * d;
-            let mut max = f32::NEG_INFINITY;
-            for j in 0..kv_len {
-                p[j] = if mrow[j] == f32::NEG_INFINITY {
-                    f32::NEG_INFINITY
-                } else {
-                    dot(qv, &k[kbase + j * d..][..d]) * scale + mrow[j]
-                };
-                max = max.max(p[j]);
-            }
-            let mut sum = 0f32;
-            for x in p.iter_mut() {
-                *x = if *x == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (*x - max).exp()
-                };
-                sum += *x;
-            }
-            let o = &mut dst[h * d..(h + 1) * d];
-            o.fill(0.0);
-            for (j, &w) in p.iter().enumerate() {
-                if w != 0.0 {
-                    let w = w / sum;
-                    for (oo, vv) in o.iter_mut().zip(&v[kbase + j * d..][..d]) {
-                        *oo += w * vv;
-                    }
-                }
-            }
+            let kbase = (b * kv_heads + h / rep) * kv_len * d;
+            attend_head(
+                qv,
+                mrow,
+                scale,
+                &mut p,
+                |j| &k[kbase + j * d..][..d],
+                |j| &v[kbase + j * d..][..d],
+                &mut dst[h * d..(h + 1) * d],
+            );
         }
     });
     out
@@ -241,35 +263,15 @@ impl Attend {
         };
         for h in 0..heads {
             let off = (h / rep) * d;
-            let qv = &qrow[h * d..(h + 1) * d];
-            let mut max = f32::NEG_INFINITY;
-            for j in 0..kv_len {
-                p[j] = if mask[j] == f32::NEG_INFINITY {
-                    f32::NEG_INFINITY
-                } else {
-                    dot(qv, &key(j).0[off..][..d]) * scale + mask[j]
-                };
-                max = max.max(p[j]);
-            }
-            let mut sum = 0f32;
-            for x in p.iter_mut() {
-                *x = if *x == f32::NEG_INFINITY {
-                    0.0
-                } else {
-                    (*x - max).exp()
-                };
-                sum += *x;
-            }
-            let o = &mut dst[h * d..(h + 1) * d];
-            o.fill(0.0);
-            for (j, &w) in p.iter().enumerate() {
-                if w != 0.0 {
-                    let w = w / sum;
-                    for (oo, vv) in o.iter_mut().zip(&key(j).1[off..][..d]) {
-                        *oo += w * vv;
-                    }
-                }
-            }
+            attend_head(
+                &qrow[h * d..(h + 1) * d],
+                mask,
+                scale,
+                p,
+                |j| &key(j).0[off..][..d],
+                |j| &key(j).1[off..][..d],
+                &mut dst[h * d..(h + 1) * d],
+            );
         }
     }
 }

@@ -145,6 +145,15 @@ impl Native {
         }
     }
 
+    /// Fails (instead of reading past the RoPE tables) when a position is beyond them.
+    fn check_positions(&self, positions: &[u32]) -> candle_core::Result<()> {
+        let max_pos = self.cos.len() / (self.shape.head_dim / 2).max(1);
+        if let Some(&bad) = positions.iter().find(|&&q| q as usize >= max_pos) {
+            candle_core::bail!("position {bad} is past the model's {max_pos} RoPE positions");
+        }
+        Ok(())
+    }
+
     /// Runs `b × s` token embeddings `x` (rows of `hidden`) after what `cache` holds, with RoPE
     /// `positions` (`b × s`) and an additive `mask` (`b × s × (cache.len() + s)`); returns the
     /// final-normed hidden states (`b × s × hidden`) and extends the cache.
@@ -164,13 +173,9 @@ impl Native {
             eps,
         } = self.shape;
         let m = b * s;
-        let half = d / 2;
         let kv_width = kv_heads * d;
         let qkv_width = hidden + 2 * kv_width;
-        let max_pos = self.cos.len() / half.max(1);
-        if let Some(&p) = positions.iter().find(|&&p| p as usize >= max_pos) {
-            candle_core::bail!("position {p} is past the model's {max_pos} RoPE positions");
-        }
+        self.check_positions(positions)?;
         let kv_len = cache.len() + s;
         if mask.len() != m * kv_len || x.len() != m * hidden || positions.len() != m {
             candle_core::bail!("native forward: inputs do not match batch {b} × {s}");
@@ -232,13 +237,9 @@ impl Native {
         } = self.shape;
         let m: usize = rows.iter().map(|r| r.len).sum();
         let p = prefix.len();
-        let half = d / 2;
         let kv_width = kv_heads * d;
         let qkv_width = hidden + 2 * kv_width;
-        let max_pos = self.cos.len() / half.max(1);
-        if let Some(&bad) = positions.iter().find(|&&q| q as usize >= max_pos) {
-            candle_core::bail!("position {bad} is past the model's {max_pos} RoPE positions");
-        }
+        self.check_positions(positions)?;
         if x.len() != m * hidden
             || positions.len() != m
             || rows.iter().any(|r| r.mask.len() != r.len * (p + r.len))
