@@ -274,6 +274,17 @@ fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec
         .collect())
 }
 
+/// Opens, in a `-inf` mask row, what token `i` of `row` may see after a `p`-token prefix: the
+/// whole prefix, and its own earlier tokens that are shared text or on its own branch.
+fn open_mask_row(mrow: &mut [f32], p: usize, row: &Row, i: usize) {
+    mrow[..p].fill(0.0);
+    for j in 0..=i {
+        if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
+            mrow[p + j] = 0.0;
+        }
+    }
+}
+
 /// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
 /// the hidden states `(keep.len(), d)` of the packed tokens `keep` (ascending).
 fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize]) -> Result<Tensor> {
@@ -288,12 +299,7 @@ fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize])
         positions.extend(row.position.iter().map(|&q| (p + q) as u32));
         let mut mask = vec![f32::NEG_INFINITY; n * kv];
         for (i, mrow) in mask.chunks_exact_mut(kv).enumerate() {
-            mrow[..p].fill(0.0);
-            for j in 0..=i {
-                if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
-                    mrow[p + j] = 0.0;
-                }
-            }
+            open_mask_row(mrow, p, row, i);
         }
         masks.push(mask);
     }
@@ -326,16 +332,12 @@ fn forward_rows(model: &Model, rows: &[Row], cache: &mut KvCache) -> Result<Tens
         for i in 0..s {
             let q = r * s + i;
             let mrow = &mut mask[q * kv..(q + 1) * kv];
-            mrow[..p].fill(0.0);
             if i < n {
                 tokens[q] = row.tokens[i];
                 positions[q] = (p + row.position[i]) as u32;
-                for j in 0..=i {
-                    if row.branch[j] == 0 || row.branch[j] == row.branch[i] {
-                        mrow[p + j] = 0.0;
-                    }
-                }
+                open_mask_row(mrow, p, row, i);
             } else {
+                mrow[..p].fill(0.0);
                 // Padding: attends to itself only; nothing attends to it.
                 positions[q] = p as u32;
                 mrow[p + i] = 0.0;
