@@ -34,6 +34,17 @@ pub(crate) struct NativeLayer {
     pub down: Bf16Matrix,
 }
 
+impl NativeLayer {
+    /// The rest of the block once attention gave `y` (`m` rows): adds the output projection to
+    /// the residual `x`, then the gated MLP of its RMS norm.
+    fn attention_out_and_mlp(&self, x: &mut [f32], y: &[f32], m: usize, eps: f32) {
+        add_in_place(x, &self.wo.matmul(y, m));
+        let h = rms_norm(x, &self.ffn_norm, eps);
+        let act = silu_mul(&self.gate_up.matmul(&h, m), self.down.cols());
+        add_in_place(x, &self.down.matmul(&act, m));
+    }
+}
+
 /// Shapes the native pass needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NativeShape {
@@ -204,11 +215,7 @@ impl Native {
                     mask: &mask[t * kv_len..(t + 1) * kv_len],
                 }
             });
-            add_in_place(&mut x, &layer.wo.matmul(&y, m));
-            let h = rms_norm(&x, &layer.ffn_norm, eps);
-            let ff = layer.down.cols();
-            let act = silu_mul(&layer.gate_up.matmul(&h, m), ff);
-            add_in_place(&mut x, &layer.down.matmul(&act, m));
+            layer.attention_out_and_mlp(&mut x, &y, m, eps);
         }
         Ok(rms_norm(&x, &self.norm, eps))
     }
@@ -316,12 +323,7 @@ impl Native {
             if last {
                 x = gather(&x, hidden, keep);
             }
-            let mq = queries.len();
-            add_in_place(&mut x, &layer.wo.matmul(&y, mq));
-            let h = rms_norm(&x, &layer.ffn_norm, eps);
-            let ff = layer.down.cols();
-            let act = silu_mul(&layer.gate_up.matmul(&h, mq), ff);
-            add_in_place(&mut x, &layer.down.matmul(&act, mq));
+            layer.attention_out_and_mlp(&mut x, &y, queries.len(), eps);
         }
         if self.layers.is_empty() {
             x = gather(&x, hidden, keep);
