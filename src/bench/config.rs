@@ -23,6 +23,8 @@ struct RawBench {
     dev_limit: usize,
     test_limit: usize,
     #[serde(default)]
+    validation_limit: usize,
+    #[serde(default)]
     max_initial_prompts: Option<usize>,
     #[serde(default)]
     pool: Option<PathBuf>,
@@ -66,6 +68,8 @@ pub struct BenchConfig {
     pub dev_limit: usize,
     /// Test examples scored for each run's report.
     pub test_limit: usize,
+    /// Validation examples of each run's final choice (0: the best on dev is the answer).
+    pub validation_limit: usize,
     /// Use only each task's first N initial prompts.
     pub max_initial_prompts: Option<usize>,
     /// The phrase pool file.
@@ -214,6 +218,7 @@ impl BenchConfig {
             seeds: raw.seeds,
             dev_limit: raw.dev_limit,
             test_limit: raw.test_limit,
+            validation_limit: raw.validation_limit,
             max_initial_prompts: raw.max_initial_prompts,
             pool: raw
                 .pool
@@ -268,7 +273,7 @@ operators = { swap = 0.0 }
     fn arm_tables_override_the_base_key_by_key() {
         let c = BenchConfig::parse(BASE, Path::new("experiments/benches/x.toml")).unwrap();
         assert_eq!(c.arms.len(), 2);
-        assert_eq!(c.arms[0].search.strategy, "ga");
+        assert_eq!(c.arms[0].search.strategy, crate::evolve::STRATEGY_NAMES[0]);
         assert_eq!(c.arms[1].search.strategy, "random");
         assert_eq!(c.arms[1].search.population, 3);
         assert_eq!(c.arms[1].search.operators["swap"], 0.0);
@@ -310,7 +315,7 @@ operators = { swap = 0.0 }
         let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
         let names: Vec<&str> = s.arms.iter().map(|a| a.search.strategy.as_str()).collect();
         assert_eq!(names, crate::evolve::STRATEGY_NAMES);
-        assert_eq!((s.run_count(), s.baseline()), (100, "random"));
+        assert_eq!((s.run_count(), s.baseline()), (160, "random"));
         assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
         let g = BenchConfig::load(&dir.join("generation.toml")).unwrap();
         assert_eq!((g.run_count(), g.baseline()), (15, "random"));

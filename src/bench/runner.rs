@@ -188,6 +188,7 @@ pub fn run_all(
                     seed,
                     dev_limit: config.dev_limit.min(task.dev.len()),
                     test_limit: config.test_limit.min(task.test.len()),
+                    validation_limit: config.validation_limit.min(task.validation.len()),
                     calibrate: config.calibrate || task.calibrate,
                     pool: absolute(&config.pool),
                     version: env!("CARGO_PKG_VERSION").into(),

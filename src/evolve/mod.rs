@@ -1,11 +1,13 @@
 //! Evolves prompts: the genome, variation operators, selection, the shared search state and
 //! the strategies.
 
+pub mod choice;
 pub mod error;
 pub mod generator;
 pub mod genome;
 pub mod operators;
 pub mod pool;
+pub mod results;
 pub mod search;
 pub mod selection;
 pub mod strategies;
@@ -15,6 +17,7 @@ pub use generator::{ChatMessage, TextGenerator};
 pub use genome::Genome;
 pub use operators::{operator_by_name, Family, Operator, OperatorContext, WeightedOperator};
 pub use pool::PhrasePool;
-pub use search::{Candidate, Evaluator, Scored, Search, SearchOutcome, StopReason};
+pub use results::{ExampleResult, Pool, Results};
+pub use search::{Candidate, Evaluator, Scored, Search, SearchLimits, SearchOutcome, StopReason};
 pub use selection::{elite_indices, tournament};
 pub use strategies::{run_search, SearchConfig, STRATEGY_NAMES};

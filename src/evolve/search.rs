@@ -1,6 +1,6 @@
-//! What every strategy shares: candidate ids and lineage, duplicate detection, the budget in
-//! example forward passes (counted the same for every strategy), racing, patience and the best
-//! prompt so far. Strategies decide *which* candidates to make; the [`Search`] decides whether
+//! What every strategy shares: candidate ids and lineage, duplicate detection, per-example
+//! results, the budget in example evaluations (counted the same for every strategy), paired
+//! screening, racing, patience and the best prompt so far. Strategies decide *which* candidates to make; the [`Search`] decides whether
 //! and how far they are scored.
 
 use std::collections::{BTreeSet, HashMap};
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::error::EvolveError;
 use super::genome::Genome;
 use super::operators::{Operator, OperatorContext, WeightedOperator};
-use super::strategies::SearchConfig;
+use super::results::{ExampleResult, Pool, Results};
 
 /// How many attempt units one population slot gets before it is given up; an attempt with an
 /// edit or crossover costs 1, one that asks the model costs [`MODEL_ATTEMPT_COST`].
@@ -52,20 +52,34 @@ impl Candidate {
 pub struct Scored {
     /// The candidate.
     pub candidate: Candidate,
-    /// Its fitness (dev score); higher is better.
+    /// Its fitness: the mean per-example fitness over the dev examples scored; higher is better.
     pub score: f64,
-    /// Whether the score is on the full dev set (false: stopped early by racing or the budget).
+    /// Its mean metric (accuracy) over the same examples.
+    #[serde(default)]
+    pub accuracy: f64,
+    /// Dev examples scored.
+    #[serde(default)]
+    pub n: usize,
+    /// Whether the score is on the full dev set (false: stopped early by screening, racing or
+    /// the budget).
     pub full: bool,
 }
 
-/// Scores candidates. Implemented outside this module (by the model-backed run evaluator);
-/// tests implement cheap deterministic ones.
+/// Scores candidates, example by example. Implemented outside this module (by the model-backed
+/// run evaluator); tests implement cheap deterministic ones. The search asks only for examples
+/// it has not scored for that candidate before, so the evaluator never scores a pair twice.
 pub trait Evaluator {
-    /// Dev examples in a full evaluation.
-    fn dev_size(&self) -> usize;
-    /// Scores candidates on the first `n` dev examples (`1 <= n <= dev_size`), one score each,
-    /// in order, higher is better.
-    fn evaluate(&mut self, candidates: &[Candidate], n: usize) -> Result<Vec<f64>, EvolveError>;
+    /// Examples in a pool (dev: a full evaluation; validation: the final choice's split; train:
+    /// the demonstrations' pool).
+    fn pool_size(&self, pool: Pool) -> usize;
+    /// Scores one candidate on these examples of `pool` (indices below `pool_size`); one result
+    /// per example, in the order asked.
+    fn evaluate(
+        &mut self,
+        candidate: &Candidate,
+        pool: Pool,
+        examples: &[usize],
+    ) -> Result<Vec<ExampleResult>, EvolveError>;
     /// Called once after each generation (0 = the initial population) with the population
     /// sorted best first. Default: no-op.
     fn generation_done(
@@ -74,6 +88,42 @@ pub trait Evaluator {
         _population: &[Scored],
     ) -> Result<(), EvolveError> {
         Ok(())
+    }
+}
+
+/// How far a search may go and how it scores candidates: the settings [`Search`] itself obeys,
+/// whatever the strategy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchLimits {
+    /// Generations after the initial one (an upper bound when a budget is also set).
+    pub generations: usize,
+    /// Stop before an evaluation would exceed this many example evaluations (dev and train
+    /// examples; validation is counted apart).
+    pub max_evals: Option<u64>,
+    /// Stop after this many seconds.
+    pub max_seconds: Option<f64>,
+    /// Stop after this many generations without a better best.
+    pub patience: Option<usize>,
+    /// Successive halving on a quarter, then half of dev.
+    pub racing: bool,
+    /// Racing drops a candidate that cannot reach the current top this many.
+    pub racing_top: usize,
+    /// Paired screening: a child is first scored on this many dev examples its best parent was
+    /// scored on, and on the rest only when it is not worse there (0: off).
+    pub screen: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            generations: 5,
+            max_evals: None,
+            max_seconds: None,
+            patience: None,
+            racing: false,
+            racing_top: 2,
+            screen: 0,
+        }
     }
 }
 
@@ -108,8 +158,11 @@ impl std::fmt::Display for StopReason {
 /// What a search produced.
 #[derive(Clone, Debug)]
 pub struct SearchOutcome {
-    /// The best fully scored candidate (ties: earliest id).
+    /// The answer: the finalist chosen on validation (or, without validation, the best fully
+    /// scored candidate on dev; ties: earliest id).
     pub best: Scored,
+    /// The best fully scored candidate on dev.
+    pub dev_best: Scored,
     /// The user's initial prompts (after dropping duplicates), scored, in the order given.
     pub initial: Vec<Scored>,
     /// The last population, best first.
@@ -124,6 +177,12 @@ pub struct SearchOutcome {
     pub stop: StopReason,
     /// Model replies rejected by cleaning.
     pub rejected_replies: u64,
+    /// Children that paired screening stopped (worse than their parent on the minibatch).
+    pub screened_out: u64,
+    /// Example evaluations spent on the validation split (not charged to the budget).
+    pub validation_evals: u64,
+    /// How the answer was chosen: None when it is simply the best on dev (no validation split).
+    pub final_choice: Option<super::choice::FinalChoice>,
 }
 
 /// Weighted operators grouped by arity, ready to draw from.
@@ -167,6 +226,13 @@ impl OperatorSet {
             ));
         }
         Ok(Self { by_arity })
+    }
+
+    /// No operators (for a strategy that makes its children itself).
+    pub fn empty() -> Self {
+        Self {
+            by_arity: Vec::new(),
+        }
     }
 
     /// Whether some operator takes this many parents.
@@ -226,17 +292,23 @@ pub fn sort_best_first(population: &mut [Scored]) {
     });
 }
 
+/// Floor on the per-example standard deviation racing uses for its optimistic bound (that of
+/// a 0/1 score at 5% or 95%), so a candidate with identical results on a few examples is not
+/// taken as certain.
+const MIN_RACING_SD: f64 = 0.2179;
+
 /// The state of one search, shared by every strategy.
 pub struct Search<'e, 'g> {
     evaluator: &'e mut dyn Evaluator,
     /// What operators may use (pool, demos, generator, best prompts so far).
     pub ops: OperatorContext<'g>,
-    /// The settings.
-    pub config: SearchConfig,
+    limits: SearchLimits,
     next_id: u64,
     seen: BTreeSet<String>,
-    charged: HashMap<u64, usize>,
+    dev: HashMap<u64, Results>,
+    train: HashMap<u64, Results>,
     evals_used: u64,
+    validation_evals: u64,
     started: Instant,
     best: Option<Scored>,
     initial: Vec<Scored>,
@@ -246,6 +318,7 @@ pub struct Search<'e, 'g> {
     stale: usize,
     last_best: f64,
     generations: usize,
+    screened_out: u64,
 }
 
 impl<'e, 'g> Search<'e, 'g> {
@@ -253,16 +326,18 @@ impl<'e, 'g> Search<'e, 'g> {
     pub fn new(
         evaluator: &'e mut dyn Evaluator,
         ops: OperatorContext<'g>,
-        config: SearchConfig,
+        limits: SearchLimits,
     ) -> Self {
         Self {
             evaluator,
             ops,
-            config,
+            limits,
             next_id: 0,
             seen: BTreeSet::new(),
-            charged: HashMap::new(),
+            dev: HashMap::new(),
+            train: HashMap::new(),
             evals_used: 0,
+            validation_evals: 0,
             started: Instant::now(),
             best: None,
             initial: Vec::new(),
@@ -272,10 +347,11 @@ impl<'e, 'g> Search<'e, 'g> {
             stale: 0,
             last_best: f64::NEG_INFINITY,
             generations: 0,
+            screened_out: 0,
         }
     }
 
-    /// Example forward passes charged so far.
+    /// Example evaluations charged so far.
     pub fn evals_used(&self) -> u64 {
         self.evals_used
     }
@@ -298,6 +374,21 @@ impl<'e, 'g> Search<'e, 'g> {
     /// Every scored candidate so far, in scoring order.
     pub fn archive(&self) -> &[Scored] {
         &self.archive
+    }
+
+    /// The initial prompts, scored (after [`Search::initial_population`]).
+    pub fn initial(&self) -> &[Scored] {
+        &self.initial
+    }
+
+    /// A candidate's per-example dev results.
+    pub fn dev_results(&self, id: u64) -> Option<&Results> {
+        self.dev.get(&id)
+    }
+
+    /// Examples in a full dev evaluation.
+    pub fn dev_size(&self) -> usize {
+        self.evaluator.pool_size(Pool::Dev)
     }
 
     /// Makes a candidate if its prompt is new to this search.
@@ -367,19 +458,95 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// Checks the time budget.
     fn check_time(&mut self) {
-        if let Some(max) = self.config.max_seconds {
+        if let Some(max) = self.limits.max_seconds {
             if self.started.elapsed().as_secs_f64() >= max {
                 self.stop(StopReason::MaxSeconds);
             }
         }
     }
 
-    /// Scores candidates within the budget, racing them when configured, and updates the best.
-    /// Returns those scored (at least on part of dev), in order; candidates that did not fit in
-    /// the budget are dropped and the search is marked stopped.
-    pub fn score(&mut self, candidates: Vec<Candidate>) -> Result<Vec<Scored>, EvolveError> {
-        let full = self.evaluator.dev_size().max(1);
-        let k = self.config.elite.max(1);
+    /// Asks the evaluator for these examples and checks what comes back; charges dev and train
+    /// examples to the budget (None, and the search stopped, when they do not fit).
+    fn run_evaluation(
+        &mut self,
+        candidate: &Candidate,
+        pool: Pool,
+        examples: &[usize],
+    ) -> Result<Option<Vec<ExampleResult>>, EvolveError> {
+        let cost = examples.len() as u64;
+        if pool != Pool::Validation {
+            if let Some(max) = self.limits.max_evals {
+                if self.evals_used + cost > max {
+                    self.stop(StopReason::MaxEvals);
+                    return Ok(None);
+                }
+            }
+        }
+        let results = self.evaluator.evaluate(candidate, pool, examples)?;
+        if results.len() != examples.len() {
+            return Err(EvolveError::ScoreCount {
+                expected: examples.len(),
+                got: results.len(),
+            });
+        }
+        if results.iter().any(|r| r.fitness.is_nan() || r.metric.is_nan()) {
+            return Err(EvolveError::NanScore {
+                id: candidate.id,
+                prompt: candidate.prompt(),
+            });
+        }
+        match pool {
+            Pool::Validation => self.validation_evals += cost,
+            _ => self.evals_used += cost,
+        }
+        Ok(Some(results))
+    }
+
+    /// Scores `candidate` on these dev examples (only those not scored before); false when the
+    /// budget or the clock stopped the search first.
+    fn score_on(&mut self, candidate: &Candidate, examples: &[usize]) -> Result<bool, EvolveError> {
+        self.check_time();
+        if self.stopped() {
+            return Ok(false);
+        }
+        let have = self.dev.get(&candidate.id);
+        let missing: Vec<usize> = examples
+            .iter()
+            .copied()
+            .filter(|&i| have.is_none_or(|r| !r.contains(i)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(true);
+        }
+        let Some(results) = self.run_evaluation(candidate, Pool::Dev, &missing)? else {
+            return Ok(false);
+        };
+        self.dev.entry(candidate.id).or_default().extend(results);
+        Ok(true)
+    }
+
+    /// The parent a child is screened against: the one with the best full dev score.
+    fn screening_parent(&self, candidate: &Candidate) -> Option<u64> {
+        let full = self.dev_size();
+        candidate
+            .parents
+            .iter()
+            .filter_map(|p| self.dev.get(p).filter(|r| r.len() >= full).map(|r| (*p, r)))
+            .max_by(|a, b| a.1.mean_fitness().total_cmp(&b.1.mean_fitness()))
+            .map(|(p, _)| p)
+    }
+
+    /// Scores candidates within the budget and updates the best. A child is first screened on
+    /// a minibatch of dev examples against its best parent (when `screen` is set), then raced
+    /// (when `racing` is set), then scored on the rest of dev. Every candidate scored at all
+    /// goes to the archive; returns those scored on the full dev set, in order. Candidates that
+    /// did not fit in the budget are dropped and the search is marked stopped.
+    pub fn score(
+        &mut self,
+        candidates: Vec<Candidate>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Scored>, EvolveError> {
+        let full = self.dev_size().max(1);
         let threshold = {
             let mut fulls: Vec<f64> = self
                 .archive
@@ -388,80 +555,137 @@ impl<'e, 'g> Search<'e, 'g> {
                 .map(|s| s.score)
                 .collect();
             fulls.sort_by(|a, b| b.total_cmp(a));
-            fulls.get(k - 1).copied()
+            fulls.get(self.limits.racing_top.max(1) - 1).copied()
         };
-        let rungs: Vec<usize> = match (self.config.racing, threshold) {
+        let rungs: Vec<usize> = match (self.limits.racing, threshold) {
             (true, Some(_)) => {
-                let mut r: Vec<usize> = [full / 4, full / 2, full]
+                let mut r: Vec<usize> = [full / 4, full / 2]
                     .into_iter()
-                    .filter(|&n| n > 0)
+                    .filter(|&n| n > 0 && n < full)
                     .collect();
                 r.dedup();
                 r
             }
-            _ => vec![full],
+            _ => Vec::new(),
         };
+        let all: Vec<usize> = (0..full).collect();
         let mut out = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            let mut result: Option<Scored> = None;
-            for &n in &rungs {
-                self.check_time();
-                if self.stopped() {
-                    break;
-                }
-                let cost =
-                    n.saturating_sub(self.charged.get(&candidate.id).copied().unwrap_or(0)) as u64;
-                if let Some(max) = self.config.max_evals {
-                    if self.evals_used + cost > max {
-                        self.stop(StopReason::MaxEvals);
-                        break;
-                    }
-                }
-                let scores = self
-                    .evaluator
-                    .evaluate(std::slice::from_ref(&candidate), n)?;
-                if scores.len() != 1 {
-                    return Err(EvolveError::ScoreCount {
-                        expected: 1,
-                        got: scores.len(),
-                    });
-                }
-                let score = scores[0];
-                if score.is_nan() {
-                    return Err(EvolveError::NanScore {
-                        id: candidate.id,
-                        prompt: candidate.prompt(),
-                    });
-                }
-                self.evals_used += cost;
-                self.charged.insert(candidate.id, n);
-                let is_full = n >= full;
-                result = Some(Scored {
-                    candidate: candidate.clone(),
-                    score,
-                    full: is_full,
-                });
-                if !is_full {
-                    // Successive halving: continue only while an optimistic bound on the
-                    // full-dev score could still reach the top k.
-                    let p = score.clamp(0.05, 0.95);
-                    let upper = score + (p * (1.0 - p) / n as f64).sqrt();
-                    if upper < threshold.unwrap_or(f64::NEG_INFINITY) {
-                        break;
+            let mut go_on = true;
+            if self.limits.screen > 0 && self.limits.screen < full {
+                if let Some(parent) = self.screening_parent(&candidate) {
+                    let batch: Vec<usize> =
+                        rand::seq::index::sample(rng, full, self.limits.screen).into_vec();
+                    go_on = self.score_on(&candidate, &batch)?;
+                    if go_on {
+                        let child = self.dev[&candidate.id].mean_fitness_on(&batch);
+                        let parent = self.dev[&parent].mean_fitness_on(&batch);
+                        if child < parent {
+                            self.screened_out += 1;
+                            go_on = false;
+                        }
                     }
                 }
             }
-            let Some(s) = result else {
+            for &n in &rungs {
+                if !go_on {
+                    break;
+                }
+                go_on = self.score_on(&candidate, &all[..n])?;
+                if go_on {
+                    // Successive halving: continue only while an optimistic bound on the
+                    // full-dev score could still reach the top.
+                    let r = &self.dev[&candidate.id];
+                    let (m, k) = (r.mean_fitness(), r.len() as f64);
+                    let var = r.iter().map(|x| (x.fitness - m).powi(2)).sum::<f64>()
+                        / (k - 1.0).max(1.0);
+                    let upper = m + var.sqrt().max(MIN_RACING_SD) / k.sqrt();
+                    go_on = upper >= threshold.unwrap_or(f64::NEG_INFINITY);
+                }
+            }
+            if go_on {
+                self.score_on(&candidate, &all)?;
+            }
+            let Some(results) = self.dev.get(&candidate.id) else {
                 continue;
+            };
+            let s = Scored {
+                score: results.mean_fitness(),
+                accuracy: results.mean_metric(),
+                n: results.len(),
+                full: results.len() >= full,
+                candidate,
             };
             self.proposed += 1;
             if s.full && self.best.as_ref().is_none_or(|b| s.score > b.score) {
                 self.best = Some(s.clone());
             }
             self.archive.push(s.clone());
-            out.push(s);
+            if s.full {
+                out.push(s);
+            }
         }
         Ok(out)
+    }
+
+    /// A candidate's results on `m` train-pool examples it was not probed on before (charged to
+    /// the budget), with every earlier probe's; None when the pool is empty or the budget is
+    /// spent. Error-driven moves and reflection read the failures from it.
+    pub fn probe_train(
+        &mut self,
+        candidate: &Candidate,
+        m: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Results>, EvolveError> {
+        let size = self.evaluator.pool_size(Pool::Train);
+        let have = self.train.get(&candidate.id);
+        let fresh: Vec<usize> = (0..size)
+            .filter(|&i| have.is_none_or(|r| !r.contains(i)))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(self.train.get(&candidate.id).cloned());
+        }
+        let take = m.min(fresh.len());
+        let mut examples: Vec<usize> = rand::seq::index::sample(rng, fresh.len(), take)
+            .into_iter()
+            .map(|i| fresh[i])
+            .collect();
+        examples.sort_unstable();
+        self.check_time();
+        if self.stopped() {
+            return Ok(None);
+        }
+        let Some(results) = self.run_evaluation(candidate, Pool::Train, &examples)? else {
+            return Ok(None);
+        };
+        let entry = self.train.entry(candidate.id).or_default();
+        entry.extend(results);
+        Ok(Some(entry.clone()))
+    }
+
+    /// Scores candidates on the first `n` validation examples (counted apart from the budget);
+    /// their results, in order.
+    pub fn validate(
+        &mut self,
+        candidates: &[Candidate],
+        n: usize,
+    ) -> Result<Vec<Results>, EvolveError> {
+        let n = n.min(self.evaluator.pool_size(Pool::Validation));
+        let examples: Vec<usize> = (0..n).collect();
+        let mut out = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            let mut r = Results::default();
+            if n > 0 {
+                r.extend(self.run_evaluation(c, Pool::Validation, &examples)?.unwrap_or_default());
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    /// Examples in the validation split.
+    pub fn validation_size(&self) -> usize {
+        self.evaluator.pool_size(Pool::Validation)
     }
 
     /// The initial population: the user's prompts (duplicates dropped), then children of them
@@ -486,8 +710,10 @@ impl<'e, 'g> Search<'e, 'g> {
             gen0.extend(self.propose(genome, Vec::new(), INITIAL_OPERATOR, 0));
         }
         let n_initial = gen0.len();
+        let mut scored = self.score(gen0.clone(), rng)?;
         if let Some(ops) = operators {
-            let pool = gen0.clone();
+            let pool = gen0;
+            let mut children = Vec::new();
             for _ in n_initial..size {
                 let child = self.breed(0, rng, |rng| {
                     let op = ops.choose(false, rng);
@@ -496,10 +722,10 @@ impl<'e, 'g> Search<'e, 'g> {
                         .collect::<Vec<_>>();
                     Some((op, parents))
                 })?;
-                gen0.extend(child);
+                children.extend(child);
             }
+            scored.extend(self.score(children, rng)?);
         }
-        let scored = self.score(gen0)?;
         self.initial = scored
             .iter()
             .filter(|s| s.candidate.operator == INITIAL_OPERATOR)
@@ -526,13 +752,8 @@ impl<'e, 'g> Search<'e, 'g> {
     ) -> Result<bool, EvolveError> {
         self.generations = generation;
         self.evaluator.generation_done(generation, population)?;
-        let mut fulls: Vec<&Scored> = self.archive.iter().filter(|s| s.full).collect();
-        fulls.sort_by(|a, b| {
-            b.score
-                .total_cmp(&a.score)
-                .then(a.candidate.id.cmp(&b.candidate.id))
-        });
-        self.ops.best = fulls
+        self.ops.best = self
+            .ranked_full()
             .iter()
             .take(5)
             .map(|s| s.candidate.genome.clone())
@@ -544,23 +765,36 @@ impl<'e, 'g> Search<'e, 'g> {
         } else {
             self.stale += 1;
         }
-        if let Some(p) = self.config.patience {
+        if let Some(p) = self.limits.patience {
             if self.stale >= p {
                 self.stop(StopReason::Patience);
             }
         }
         self.check_time();
-        if generation >= self.config.generations {
+        if generation >= self.limits.generations {
             self.stop(StopReason::Generations);
         }
         Ok(!self.stopped())
     }
 
-    /// The outcome, with `final_population` as the last population.
+    /// Fully scored candidates, best first (ties: earliest id).
+    pub fn ranked_full(&self) -> Vec<&Scored> {
+        let mut fulls: Vec<&Scored> = self.archive.iter().filter(|s| s.full).collect();
+        fulls.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(a.candidate.id.cmp(&b.candidate.id))
+        });
+        fulls
+    }
+
+    /// The outcome, with `final_population` as the last population; the answer is the best on
+    /// dev until [`super::choice`] chooses on validation.
     pub fn finish(self, mut final_population: Vec<Scored>) -> Result<SearchOutcome, EvolveError> {
         sort_best_first(&mut final_population);
         let best = self.best.ok_or(EvolveError::NoInitialPrompts)?;
         Ok(SearchOutcome {
+            dev_best: best.clone(),
             best,
             initial: self.initial,
             final_population,
@@ -569,6 +803,9 @@ impl<'e, 'g> Search<'e, 'g> {
             generations: self.generations,
             stop: self.stop.unwrap_or(StopReason::Generations),
             rejected_replies: self.ops.rejected_replies,
+            screened_out: self.screened_out,
+            validation_evals: self.validation_evals,
+            final_choice: None,
         })
     }
 }
@@ -591,7 +828,7 @@ mod tests {
                     ..SearchConfig::default()
                 };
                 let (outcome, ev) = run(&cfg, 1);
-                let charged: u64 = ev.sizes.iter().map(|&n| n as u64).sum();
+                let charged = ev.charged();
                 assert_eq!(outcome.evals_used, charged, "{strategy} {max}");
                 assert!(charged <= max, "{strategy}: {charged} > {max}");
                 if strategy != "hillclimb" {
@@ -631,38 +868,112 @@ mod tests {
 
     #[test]
     fn racing_stops_weak_candidates_early_and_saves_evaluations() {
-        let base = SearchConfig {
+        let raced = SearchConfig {
             generations: 6,
+            racing: true,
+            screen: 0,
             ..SearchConfig::default()
         };
-        let raced = SearchConfig {
-            racing: true,
-            ..base.clone()
-        };
-        let (plain, _) = run(&base, 8);
         let (outcome, ev) = run(&raced, 8);
-        // Rungs: a quarter, half, then all of dev.
-        assert!(ev
-            .sizes
+        // Rungs: a quarter, then half, then all of dev; each call asks only for new examples.
+        let dev_calls: Vec<usize> = (0..ev.sizes.len())
+            .filter(|&k| ev.pools[k] == Pool::Dev)
+            .map(|k| ev.sizes[k])
+            .collect();
+        assert!(dev_calls
             .iter()
             .all(|n| [TOY_DEV / 4, TOY_DEV / 2, TOY_DEV].contains(n)));
-        assert!(ev.sizes.contains(&(TOY_DEV / 4)));
-        let partial_only = ev
+        let stopped: Vec<&Candidate> = ev
             .received
             .iter()
-            .filter(|c| {
-                !ev.received
-                    .iter()
-                    .zip(&ev.sizes)
-                    .any(|(d, &n)| d.id == c.id && n == TOY_DEV)
-            })
-            .count();
-        assert!(partial_only > 0, "some candidates were stopped early");
+            .filter(|c| ev.dev_examples(c.id) < TOY_DEV)
+            .collect();
+        assert!(!stopped.is_empty(), "some candidates were stopped early");
         let candidates = outcome.candidates_proposed as u64;
         assert!(outcome.evals_used < candidates * TOY_DEV as u64);
-        // The best is always a fully scored candidate.
-        assert!(outcome.best.full);
-        assert!(outcome.best.score >= plain.best.score - 1.0);
+        // The best is always a fully scored candidate, and racing never stopped one that would
+        // have beaten it (toy scores do not depend on the examples).
+        assert!(outcome.dev_best.full);
+        for c in stopped {
+            assert!(toy_score(&c.prompt()) < outcome.dev_best.score, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn screening_gives_the_rest_of_dev_only_to_children_not_worse_than_their_parent() {
+        let cfg = SearchConfig {
+            generations: 6,
+            screen: 10,
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 5);
+        let score = |id: u64| toy_score(&ev.received.iter().find(|c| c.id == id).unwrap().prompt());
+        let (mut passed, mut stopped) = (0, 0);
+        for c in ev.received.iter().filter(|c| !c.parents.is_empty()) {
+            let parent = c
+                .parents
+                .iter()
+                .filter(|p| ev.dev_examples(**p) == TOY_DEV)
+                .map(|p| score(*p))
+                .fold(f64::NEG_INFINITY, f64::max);
+            match ev.dev_examples(c.id) {
+                n if n == TOY_DEV => {
+                    passed += 1;
+                    assert!(toy_score(&c.prompt()) >= parent, "{c:?}");
+                }
+                10 => {
+                    stopped += 1;
+                    assert!(toy_score(&c.prompt()) < parent, "{c:?}");
+                }
+                n => panic!("child scored on {n} examples"),
+            }
+        }
+        assert!(passed > 0 && stopped > 0, "{passed} {stopped}");
+        assert_eq!(outcome.screened_out, stopped as u64);
+    }
+
+    #[test]
+    fn the_answer_is_chosen_on_validation_and_the_initial_prompt_stays_unless_beaten() {
+        let cfg = SearchConfig {
+            generations: 3,
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 2);
+        let choice = outcome.final_choice.clone().expect("toy has a validation split");
+        assert_eq!(choice.finalists[0].operator, INITIAL_OPERATOR);
+        assert_eq!(choice.finalists.len(), 1 + cfg.finalists);
+        assert_eq!(
+            outcome.validation_evals,
+            (choice.finalists.len() * TOY_VALIDATION) as u64
+        );
+        // Validation is not charged to the budget.
+        assert_eq!(outcome.evals_used, ev.charged());
+        let best_val = choice
+            .finalists
+            .iter()
+            .map(|f| f.validation_score)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let chosen = choice.finalists.iter().find(|f| f.id == choice.chosen).unwrap();
+        assert_eq!(chosen.validation_score, best_val);
+        assert_eq!(outcome.best.candidate.id, choice.chosen);
+        assert!(!choice.kept_initial, "the toy's children do beat the initial prompts");
+        // When validation disagrees with dev (scores flipped), the initial prompt stays.
+        let mut flipped = ToyEvaluator {
+            flip_validation: true,
+            ..ToyEvaluator::default()
+        };
+        let outcome = crate::evolve::strategies::run_search(
+            &cfg,
+            &prompts(),
+            context(),
+            &mut flipped,
+            &mut rand::SeedableRng::seed_from_u64(2),
+        )
+        .unwrap();
+        let choice = outcome.final_choice.unwrap();
+        assert!(choice.kept_initial, "{}", choice.reason);
+        assert_eq!(outcome.best.candidate.operator, INITIAL_OPERATOR);
+        assert_ne!(outcome.best.candidate.id, outcome.dev_best.candidate.id);
     }
 
     #[test]

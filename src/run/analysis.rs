@@ -24,15 +24,16 @@ pub struct GenerationStats {
     pub best_so_far: f64,
 }
 
-/// One record per candidate: the one scored on the most dev examples (racing logs a candidate
-/// once per rung), in first-logged order.
+/// One dev record per candidate: the one scored on the most dev examples (screening and racing
+/// log a candidate once per stage), in first-logged order. Validation and train records are
+/// left out.
 pub fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecord> {
     let mut out: Vec<EvaluationRecord> = Vec::with_capacity(records.len());
     let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
-    for r in records {
+    for r in records.iter().filter(|r| r.is_dev()) {
         match at.get(&r.id) {
             Some(&i) => {
-                if r.dev_n >= out[i].dev_n {
+                if r.n >= out[i].n {
                     out[i] = r.clone();
                 }
             }
@@ -49,7 +50,7 @@ pub fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecor
 pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
     let mut by_gen: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for r in records {
-        by_gen.entry(r.generation).or_default().push(r.dev_score);
+        by_gen.entry(r.generation).or_default().push(r.accuracy);
     }
     let mut best_so_far = f64::NEG_INFINITY;
     by_gen
@@ -72,7 +73,7 @@ pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
 /// (example evaluations charged, best full-dev score so far) after each evaluation; partial
 /// (raced) scores count toward the budget but not toward the best.
 pub fn progress(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
-    let full = records.iter().map(|r| r.dev_n).max().unwrap_or(0);
+    let full = records.iter().map(|r| r.n).max().unwrap_or(0);
     let (mut spent, mut best) = (0u64, f64::NEG_INFINITY);
     records
         .iter()
@@ -80,10 +81,10 @@ pub fn progress(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {
             spent = if r.evals_used > 0 {
                 r.evals_used
             } else {
-                spent + r.dev_n as u64
+                spent + r.n as u64
             };
-            if r.dev_n == full {
-                best = best.max(r.dev_score);
+            if r.n == full {
+                best = best.max(r.accuracy);
             }
             (spent, best)
         })
@@ -105,7 +106,7 @@ pub struct OperatorStats {
 
 /// Per operator (initial prompts excluded), how often its child beat its best parent.
 pub fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
-    let score: HashMap<u64, f64> = records.iter().map(|r| (r.id, r.dev_score)).collect();
+    let score: HashMap<u64, f64> = records.iter().map(|r| (r.id, r.accuracy)).collect();
     let mut acc: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.parents.is_empty()) {
         let best_parent = r
@@ -119,8 +120,8 @@ pub fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
         }
         let e = acc.entry(r.operator.clone()).or_default();
         e.0 += 1;
-        e.1 += usize::from(r.dev_score > best_parent);
-        e.2 += r.dev_score - best_parent;
+        e.1 += usize::from(r.accuracy > best_parent);
+        e.2 += r.accuracy - best_parent;
     }
     acc.into_iter()
         .map(|(operator, (applied, improved, gain))| OperatorStats {
@@ -157,12 +158,12 @@ pub fn lineage(records: &[EvaluationRecord], id: u64) -> Vec<LineageStep> {
             .parents
             .iter()
             .filter_map(|p| by_id.get(p).copied())
-            .max_by(|a, b| a.dev_score.total_cmp(&b.dev_score).then(b.id.cmp(&a.id)));
+            .max_by(|a, b| a.accuracy.total_cmp(&b.accuracy).then(b.id.cmp(&a.id)));
         chain.push(LineageStep {
             id: r.id,
             operator: r.operator.clone(),
-            score: r.dev_score,
-            change: parent.map_or(0.0, |p| r.dev_score - p.dev_score),
+            score: r.accuracy,
+            change: parent.map_or(0.0, |p| r.accuracy - p.accuracy),
             prompt: r.prompt.clone(),
         });
         // Parents always have smaller ids, so this ends.
@@ -170,6 +171,60 @@ pub fn lineage(records: &[EvaluationRecord], id: u64) -> Vec<LineageStep> {
     }
     chain.reverse();
     chain
+}
+
+/// Is dev large enough to tell the candidates apart? The best candidate's dev sampling noise
+/// beside the spread of the fully scored candidates' dev accuracies.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Headroom {
+    /// Fully scored candidates.
+    pub candidates: usize,
+    /// Best dev accuracy.
+    pub best: f64,
+    /// Median dev accuracy.
+    pub median: f64,
+    /// Binomial standard error of the best's dev accuracy, sqrt(p (1 - p) / n).
+    pub best_dev_se: f64,
+    /// Standard deviation of the candidates' dev accuracies.
+    pub spread_sd: f64,
+    /// A plain warning when dev noise is as large as the differences it is asked to judge.
+    pub warning: Option<String>,
+}
+
+/// The headroom of a run from its per-candidate dev records (None with fewer than two fully
+/// scored candidates).
+pub fn headroom(records: &[EvaluationRecord], dev_n: usize) -> Option<Headroom> {
+    let mut acc: Vec<f64> = records
+        .iter()
+        .filter(|r| r.is_dev() && r.n >= dev_n && dev_n > 0)
+        .map(|r| r.accuracy)
+        .collect();
+    if acc.len() < 2 {
+        return None;
+    }
+    acc.sort_by(|a, b| a.total_cmp(b));
+    let n = acc.len() as f64;
+    let m = acc.iter().sum::<f64>() / n;
+    let spread_sd = (acc.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let best = acc[acc.len() - 1];
+    let median = acc[acc.len() / 2];
+    let best_dev_se = (best * (1.0 - best) / dev_n as f64).sqrt();
+    let gap = best - median;
+    let warning = (gap < 2.0 * best_dev_se).then(|| {
+        format!(
+            "the best candidate is {:.1} pts above the median, less than two standard errors of one dev score ({:.1} pts): dev ({dev_n} examples) is too small to tell these candidates apart, so the best on dev is largely luck; raise --dev-limit, and trust the validation and test columns over dev",
+            100.0 * gap,
+            200.0 * best_dev_se
+        )
+    });
+    Some(Headroom {
+        candidates: acc.len(),
+        best,
+        median,
+        best_dev_se,
+        spread_sd,
+        warning,
+    })
 }
 
 /// Resamples used for bootstrap intervals.
@@ -209,9 +264,12 @@ mod tests {
             parents: parents.to_vec(),
             operator: operator.into(),
             prompt: format!("p{id}"),
-            dev_score: score,
-            dev_macro_f1: score,
-            dev_n: 10,
+            pool: crate::evolve::results::Pool::Dev,
+            score,
+            accuracy: score,
+            macro_f1: score,
+            n: 10,
+            results: Vec::new(),
             forward_passes: 10,
             seconds: 0.1,
             evals_used: 0,
@@ -259,6 +317,20 @@ mod tests {
         );
         assert!((chain[2].change - 0.1).abs() < 1e-12);
         assert_eq!(chain[0].operator, "initial");
+    }
+
+    #[test]
+    fn headroom_warns_when_candidates_differ_by_less_than_dev_noise() {
+        let h = headroom(&log(), 10).unwrap();
+        assert_eq!(h.candidates, 6);
+        assert!((h.best_dev_se - (0.9f64 * 0.1 / 10.0).sqrt()).abs() < 1e-12);
+        // 0.9 vs a median of 0.7 with n = 10: SE 0.095, gap 0.2 > 0.19: no warning.
+        assert!(h.warning.is_none(), "{h:?}");
+        let close: Vec<EvaluationRecord> = (0..6)
+            .map(|i| rec(i, 0, &[], "initial", 0.80 + 0.01 * i as f64))
+            .collect();
+        assert!(headroom(&close, 10).unwrap().warning.is_some());
+        assert!(headroom(&close[..1], 10).is_none());
     }
 
     #[test]

@@ -1,30 +1,45 @@
-//! The evaluator a strategy queries: scores candidates on dev with the [`Scorer`], never scores a
-//! prompt twice, logs every candidate to `evaluations.jsonl`, and reports progress on stderr.
+//! The evaluator a strategy queries: scores a candidate on the examples the search asks for
+//! (dev, validation or the train pool) with the [`Scorer`], logs every evaluation with its
+//! per-example results to `evaluations.jsonl`, replays a crashed run's log instead of scoring
+//! again, and reports progress on stderr.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use crate::evolve::results::{ExampleResult, Pool, Results};
 use crate::evolve::{Candidate, Evaluator, EvolveError, Scored};
 use crate::run::folder::{RunFolder, CHECKPOINT_FILE};
 use crate::run::log::{EvaluationLog, EvaluationRecord};
 use crate::score::Scorer;
-use crate::task::Split;
+use crate::task::{metrics, Fitness, Split};
 
-/// Scores candidates on the dev split and logs them.
+/// How many examples of each pool a run scores on.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSizes {
+    /// Dev examples per full evaluation.
+    pub dev: usize,
+    /// Validation examples of the final choice.
+    pub validation: usize,
+    /// Train examples offered as demonstrations (and probed by error-driven moves).
+    pub train: usize,
+}
+
+/// Scores candidates and logs them.
 pub struct RunEvaluator<'s, 'm> {
     scorer: &'s mut Scorer<'m>,
     log: EvaluationLog,
-    dev_limit: Option<usize>,
+    sizes: PoolSizes,
     calibrate: bool,
+    fitness: Fitness,
     quiet: bool,
     started: Instant,
-    logged: HashMap<(u64, usize), EvaluationRecord>,
-    charged: HashMap<u64, usize>,
+    replay: VecDeque<EvaluationRecord>,
+    so_far: HashMap<(u64, Pool), Results>,
     evals_used: u64,
     checkpoints: Option<RunFolder>,
     progress: Option<indicatif::ProgressBar>,
     best: f64,
-    /// Every record of the run (replayed and new), in id order.
+    /// Every record of the run (replayed and new), in order.
     pub records: Vec<EvaluationRecord>,
 }
 
@@ -33,19 +48,21 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     pub fn new(
         scorer: &'s mut Scorer<'m>,
         log: EvaluationLog,
-        dev_limit: Option<usize>,
+        sizes: PoolSizes,
         calibrate: bool,
+        fitness: Fitness,
         quiet: bool,
     ) -> Self {
         Self {
             scorer,
             log,
-            dev_limit,
+            sizes,
             calibrate,
+            fitness,
             quiet,
             started: Instant::now(),
-            logged: HashMap::new(),
-            charged: HashMap::new(),
+            replay: VecDeque::new(),
+            so_far: HashMap::new(),
             evals_used: 0,
             checkpoints: None,
             progress: None,
@@ -54,9 +71,10 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         }
     }
 
-    /// Replays these logged evaluations (of an interrupted run) instead of scoring them again.
+    /// Replays these logged evaluations (of an interrupted run, in order) instead of scoring
+    /// them again.
     pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
-        self.logged = logged.into_iter().map(|r| ((r.id, r.dev_n), r)).collect();
+        self.replay = logged.into();
         self
     }
 
@@ -68,13 +86,13 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     }
 
     /// Shows a progress bar on stderr (when it is a terminal and not quiet) sized for about
-    /// `passes` example forward passes; otherwise progress is one plain line per candidate.
+    /// `passes` example evaluations; otherwise progress is one plain line per candidate.
     pub fn with_progress(mut self, passes: u64) -> Self {
         use std::io::IsTerminal;
         if !self.quiet && std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(passes);
             let style = indicatif::ProgressStyle::with_template(
-                "gen {prefix} [{bar:30}] {pos}/{len} passes, {per_sec}, best dev {msg}, ETA {eta}",
+                "gen {prefix} [{bar:30}] {pos}/{len} evaluations, {per_sec}, best dev {msg}, ETA {eta}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
             bar.set_style(style.progress_chars("=> "));
@@ -88,86 +106,156 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
-}
 
-impl RunEvaluator<'_, '_> {
-    /// Charges the budget for scoring candidate `id` on `n` examples (only the examples not
-    /// charged before), as the search does; returns the total so far.
-    fn charge(&mut self, id: u64, n: usize) -> u64 {
-        let before = self.charged.insert(id, n).unwrap_or(0);
-        self.evals_used += n.saturating_sub(before) as u64;
-        self.evals_used
+    /// The task split behind a pool.
+    fn split(pool: Pool) -> Split {
+        match pool {
+            Pool::Dev => Split::Dev,
+            Pool::Validation => Split::Validation,
+            Pool::Train => Split::Train,
+        }
+    }
+
+    /// The next logged record, when it is this evaluation (an error when the log disagrees).
+    fn replayed(
+        &mut self,
+        c: &Candidate,
+        pool: Pool,
+        examples: &[usize],
+    ) -> Result<Option<EvaluationRecord>, EvolveError> {
+        let Some(r) = self.replay.pop_front() else {
+            return Ok(None);
+        };
+        let logged: Vec<usize> = r.results.iter().map(|x| x.example).collect();
+        if r.id != c.id || r.pool != pool || logged != examples || r.prompt != c.prompt() {
+            return Err(EvolveError::evaluation(format!(
+                "the run log does not match this run: its next evaluation is candidate #{} on {} examples of {} ({:?}), but this run now asks for #{} on {} examples of {} ({:?}); the task, pool or promptevo version changed, so start a new run",
+                r.id,
+                logged.len(),
+                r.pool,
+                r.prompt,
+                c.id,
+                examples.len(),
+                pool,
+                c.prompt()
+            )));
+        }
+        Ok(Some(r))
+    }
+
+    /// Macro-F1 of a candidate's results so far (generation: the mean metric).
+    fn macro_f1(&self, results: &Results, split: Split) -> f64 {
+        let task = self.scorer.task();
+        if task.is_generation() {
+            return results.mean_metric();
+        }
+        let label = |s: &str| task.labels.iter().position(|l| l == s).unwrap_or(0);
+        let examples = task.examples(split);
+        let (gold, predicted): (Vec<usize>, Vec<usize>) = results
+            .iter()
+            .map(|r| (label(&examples[r.example].target), label(&r.predicted)))
+            .unzip();
+        metrics::macro_f1(&gold, &predicted, task.labels.len())
     }
 }
 
 impl Evaluator for RunEvaluator<'_, '_> {
-    fn dev_size(&self) -> usize {
-        let dev = self.scorer.task().dev.len();
-        self.dev_limit.map_or(dev, |l| l.min(dev))
+    fn pool_size(&self, pool: Pool) -> usize {
+        let task = self.scorer.task();
+        let (limit, split) = match pool {
+            Pool::Dev => (self.sizes.dev, Split::Dev),
+            Pool::Validation => (self.sizes.validation, Split::Validation),
+            Pool::Train => (self.sizes.train, Split::Train),
+        };
+        limit.min(task.examples(split).len())
     }
 
-    fn evaluate(&mut self, candidates: &[Candidate], n: usize) -> Result<Vec<f64>, EvolveError> {
-        let mut scores = Vec::with_capacity(candidates.len());
-        for c in candidates {
-            let prompt = c.prompt();
-            self.charge(c.id, n);
-            if let Some(r) = self.logged.remove(&(c.id, n)) {
-                if r.prompt != prompt {
-                    return Err(EvolveError::evaluation(format!(
-                        "the run log does not match this run: candidate #{} was {:?}, now {:?} (the task, pool or promptevo version changed); start a new run",
-                        c.id, r.prompt, prompt
-                    )));
-                }
-                scores.push(r.dev_score);
-                self.best = self.best.max(r.dev_score);
-                if let Some(bar) = &self.progress {
-                    bar.inc(r.dev_n as u64);
-                }
-                self.records.push(r);
-                continue;
-            }
-            let ev = self
-                .scorer
-                .evaluate(&prompt, Split::Dev, Some(n), self.calibrate)
-                .map_err(EvolveError::evaluation)?;
-            scores.push(ev.accuracy);
-            let record = EvaluationRecord {
-                id: c.id,
-                generation: c.generation,
-                parents: c.parents.clone(),
-                operator: c.operator.clone(),
-                prompt,
-                dev_score: ev.accuracy,
-                dev_macro_f1: ev.macro_f1,
-                dev_n: ev.n,
-                forward_passes: ev.forward_passes,
-                seconds: ev.seconds,
-                evals_used: self.evals_used,
-            };
-            // Logged (and flushed) as soon as it is scored: a crash loses at most the candidate
-            // being scored.
-            self.log
-                .append(std::slice::from_ref(&record))
-                .map_err(EvolveError::evaluation)?;
-            self.records.push(record);
-            self.best = self.best.max(ev.accuracy);
-            if let Some(bar) = &self.progress {
-                bar.inc(ev.forward_passes as u64);
-                bar.set_message(format!("{:.1}%", 100.0 * self.best));
-            } else if !self.quiet {
-                let passes = self.scorer.forward_passes();
-                eprintln!(
-                    "  #{:<4} gen {} {:<10} dev {:>5.1}%  [{} passes, {:.1} ex/s]",
-                    c.id,
-                    c.generation,
-                    c.operator,
-                    100.0 * ev.accuracy,
-                    passes,
-                    passes as f64 / self.elapsed().max(1e-9)
-                );
-            }
+    fn evaluate(
+        &mut self,
+        c: &Candidate,
+        pool: Pool,
+        examples: &[usize],
+    ) -> Result<Vec<ExampleResult>, EvolveError> {
+        if pool != Pool::Validation {
+            self.evals_used += examples.len() as u64;
         }
-        Ok(scores)
+        if let Some(r) = self.replayed(c, pool, examples)? {
+            self.so_far
+                .entry((c.id, pool))
+                .or_default()
+                .extend(r.results.iter().cloned());
+            if pool == Pool::Dev {
+                self.best = self.best.max(r.score);
+            }
+            if let Some(bar) = &self.progress {
+                bar.inc(examples.len() as u64);
+            }
+            let results = r.results.clone();
+            self.records.push(r);
+            return Ok(results);
+        }
+        let start = Instant::now();
+        let split = Self::split(pool);
+        let (scores, computed) = self
+            .scorer
+            .example_scores(&c.prompt(), split, examples, self.calibrate, self.fitness)
+            .map_err(EvolveError::evaluation)?;
+        let results: Vec<ExampleResult> = scores
+            .into_iter()
+            .map(|s| ExampleResult {
+                example: s.example,
+                fitness: s.fitness,
+                metric: s.metric,
+                predicted: s.predicted,
+            })
+            .collect();
+        let so_far = self.so_far.entry((c.id, pool)).or_default();
+        so_far.extend(results.iter().cloned());
+        let so_far = so_far.clone();
+        let record = EvaluationRecord {
+            id: c.id,
+            generation: c.generation,
+            parents: c.parents.clone(),
+            operator: c.operator.clone(),
+            prompt: c.prompt(),
+            pool,
+            score: so_far.mean_fitness(),
+            accuracy: so_far.mean_metric(),
+            macro_f1: self.macro_f1(&so_far, split),
+            n: so_far.len(),
+            results: results.clone(),
+            forward_passes: computed,
+            seconds: start.elapsed().as_secs_f64(),
+            evals_used: self.evals_used,
+        };
+        // Logged (and flushed) as soon as it is scored: a crash loses at most the evaluation
+        // being made.
+        self.log
+            .append(std::slice::from_ref(&record))
+            .map_err(EvolveError::evaluation)?;
+        if pool == Pool::Dev {
+            self.best = self.best.max(record.score);
+        }
+        if let Some(bar) = &self.progress {
+            bar.inc(examples.len() as u64);
+            bar.set_message(format!("{:.3}", self.best));
+        } else if !self.quiet && (pool != Pool::Dev || record.n >= self.sizes.dev) {
+            let passes = self.scorer.forward_passes();
+            eprintln!(
+                "  #{:<4} gen {} {:<12} {} {:>5.1}% (fitness {:.3}, n {})  [{} passes, {:.1} ex/s]",
+                c.id,
+                c.generation,
+                c.operator,
+                pool,
+                100.0 * record.accuracy,
+                record.score,
+                record.n,
+                passes,
+                passes as f64 / self.elapsed().max(1e-9)
+            );
+        }
+        self.records.push(record);
+        Ok(results)
     }
 
     fn generation_done(
@@ -181,6 +269,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 "population": population.iter().map(|p| serde_json::json!({"id": p.candidate.id, "score": p.score})).collect::<Vec<_>>(),
                 "candidates": self.records.len(),
                 "forward_passes": self.records.iter().map(|r| r.forward_passes).sum::<usize>(),
+                "evals_used": self.evals_used,
             });
             folder
                 .write_json(CHECKPOINT_FILE, &checkpoint)

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::evolve::results::{ExampleResult, Pool};
 
-/// One candidate's evaluation, as logged.
+/// One evaluation of one candidate, as logged: the examples it was scored on this time, each
+/// with its result, and the candidate's totals on that pool so far.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EvaluationRecord {
     /// Candidate id (proposal order).
@@ -21,21 +23,46 @@ pub struct EvaluationRecord {
     pub operator: String,
     /// The prompt text.
     pub prompt: String,
-    /// Dev score (accuracy) used as fitness.
-    pub dev_score: f64,
-    /// Dev macro-F1.
-    pub dev_macro_f1: f64,
-    /// Dev examples scored.
-    pub dev_n: usize,
+    /// Which examples: dev (fitness), validation (the final choice) or train (error-driven
+    /// probes); logs written before pools existed are all dev.
+    #[serde(default = "dev_pool")]
+    pub pool: Pool,
+    /// Mean fitness over every example of `pool` this candidate has been scored on so far.
+    #[serde(alias = "dev_score")]
+    pub score: f64,
+    /// Mean metric (accuracy) over the same examples.
+    #[serde(default)]
+    pub accuracy: f64,
+    /// Macro-F1 over the same examples (generation: the mean metric).
+    #[serde(alias = "dev_macro_f1")]
+    pub macro_f1: f64,
+    /// Examples of `pool` scored so far for this candidate.
+    #[serde(alias = "dev_n")]
+    pub n: usize,
+    /// This evaluation's examples and their results (the per-example record resume and
+    /// reports read back).
+    #[serde(default)]
+    pub results: Vec<ExampleResult>,
     /// Examples that needed a forward pass for this candidate (0 when served from cache).
     pub forward_passes: usize,
     /// Seconds spent scoring it.
     pub seconds: f64,
-    /// Example forward passes charged to the search's budget once this evaluation was made
-    /// (one per dev example a candidate is scored on, cached or not; a raced candidate that is
-    /// scored again on more examples is charged only the new ones).
+    /// Example evaluations charged to the search's budget once this evaluation was made (one
+    /// per dev or train example a candidate is scored on, cached or not, each counted once;
+    /// validation is not charged).
     #[serde(default)]
     pub evals_used: u64,
+}
+
+fn dev_pool() -> Pool {
+    Pool::Dev
+}
+
+impl EvaluationRecord {
+    /// Whether it is a dev (fitness) evaluation.
+    pub fn is_dev(&self) -> bool {
+        self.pool == Pool::Dev
+    }
 }
 
 /// Appends records to a run's log.
@@ -132,9 +159,17 @@ mod tests {
             parents: parents.to_vec(),
             operator: operator.into(),
             prompt: "Say it.".into(),
-            dev_score: 0.5,
-            dev_macro_f1: 0.4,
-            dev_n: 10,
+            pool: Pool::Dev,
+            score: 0.5,
+            accuracy: 0.5,
+            macro_f1: 0.4,
+            n: 1,
+            results: vec![ExampleResult {
+                example: 3,
+                fitness: 0.1 + 0.2,
+                metric: 1.0,
+                predicted: "positive".into(),
+            }],
             forward_passes: 10,
             seconds: 0.1,
             evals_used: 0,
@@ -158,6 +193,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(":1:"));
+    }
+
+    #[test]
+    fn per_example_results_round_trip_exactly_and_old_logs_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("e.jsonl");
+        let r = record(1, &[0], "demo-add");
+        let mut log = EvaluationLog::open(&p).unwrap();
+        log.append(std::slice::from_ref(&r)).unwrap();
+        let back = EvaluationLog::read(&p).unwrap();
+        // 0.1 + 0.2 is not a short decimal: it must come back bit for bit.
+        assert_eq!(back[0].results[0].fitness.to_bits(), (0.1f64 + 0.2).to_bits());
+        assert_eq!(back, vec![r]);
+        let old = r#"{"id":0,"generation":0,"parents":[],"operator":"initial","prompt":"P","dev_score":0.5,"dev_macro_f1":0.4,"dev_n":10,"forward_passes":10,"seconds":0.1}"#;
+        std::fs::write(&p, format!("{old}\n")).unwrap();
+        let back = EvaluationLog::read(&p).unwrap();
+        assert_eq!((back[0].pool, back[0].score, back[0].n), (Pool::Dev, 0.5, 10));
     }
 
     #[test]

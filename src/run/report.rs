@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{self, GenerationStats, LineageStep, OperatorStats};
+use super::analysis::{self, GenerationStats, Headroom, LineageStep, OperatorStats};
+use crate::evolve::choice::FinalChoice;
 use super::folder::RunFolder;
 use super::log::EvaluationRecord;
 use crate::error::Result;
@@ -82,6 +83,24 @@ pub struct Report {
     /// Model replies that operators rejected (empty, too long, placeholders).
     #[serde(default)]
     pub rejected_replies: u64,
+    /// The per-example fitness the search maximised (accuracy, margin or prob).
+    #[serde(default)]
+    pub fitness: String,
+    /// Children that paired screening stopped after a minibatch.
+    #[serde(default)]
+    pub screened_out: u64,
+    /// Example evaluations spent on validation (not charged to the budget).
+    #[serde(default)]
+    pub validation_evals: u64,
+    /// Id of the best candidate on dev (the answer may differ: it is chosen on validation).
+    #[serde(default)]
+    pub dev_best_id: u64,
+    /// How the answer was chosen on validation (None: it is the best on dev).
+    #[serde(default)]
+    pub final_choice: Option<FinalChoice>,
+    /// Dev sampling noise beside the spread of candidate scores (from the log).
+    #[serde(default)]
+    pub headroom: Option<Headroom>,
 }
 
 /// The plots a report links to.
@@ -99,12 +118,14 @@ impl Report {
     /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
     pub fn analyse(&mut self, records: &[EvaluationRecord]) {
         let records = &analysis::latest_per_candidate(records);
+        self.headroom = analysis::headroom(records, self.dev_n);
         self.generations = analysis::generation_stats(records);
         self.operators = analysis::operator_stats(records);
         self.lineage = analysis::lineage(records, self.best.id);
         let mut top: Vec<_> = records
             .iter()
-            .map(|r| (r.id, r.dev_score, r.operator.clone(), r.prompt.clone()))
+            .filter(|r| r.n >= self.dev_n)
+            .map(|r| (r.id, r.accuracy, r.operator.clone(), r.prompt.clone()))
             .collect();
         top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         top.truncate(10);
@@ -136,10 +157,15 @@ impl Report {
         s += &format!("# promptevo run: {}\n\n", self.task);
         s += &format!("{}\n\n", self.description);
         s += &format!(
-            "- model: `{}`\n- strategy: {} (seed {})\n- fitness: dev accuracy on {} examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
+            "- model: `{}`\n- strategy: {} (seed {})\n- fitness: {} on {} dev examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
             self.model,
             self.strategy,
             self.seed,
+            match self.fitness.as_str() {
+                "" | "accuracy" => "accuracy",
+                "margin" => "gold-label log-prob margin (reports show accuracy)",
+                _ => "gold-label probability over the labels (reports show accuracy)",
+            },
             self.dev_n,
             if self.calibrate { ", contextually calibrated" } else { "" },
             self.candidates,
@@ -151,14 +177,15 @@ impl Report {
         );
         let full = self.candidates as u64 * self.dev_n as u64;
         s += &format!(
-            "- budget: {} example evaluations charged{}; stopped because: {}{}\n\n",
+            "- budget: {} example evaluations charged{}; stopped because: {}{}\n",
             self.evals_used,
             if self.evals_used < full {
                 format!(
-                    " ({} saved by racing against {} candidates x {} dev examples)",
+                    " ({} fewer than {} candidates x {} dev examples: {} children stopped by paired screening, others by racing or the budget; train probes are charged too)",
                     full - self.evals_used,
                     self.candidates,
-                    self.dev_n
+                    self.dev_n,
+                    self.screened_out
                 )
             } else {
                 String::new()
@@ -176,6 +203,10 @@ impl Report {
             } else {
                 String::new()
             }
+        );
+        s += &format!(
+            "- validation: {} example evaluations for the final choice (not charged to the budget)\n\n",
+            self.validation_evals
         );
         s += "## Result\n\n";
         s += "| | dev acc | dev acc (calibrated) | test acc [95% CI] | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";
@@ -210,8 +241,13 @@ impl Report {
         );
         s += &format!(
             "**Initial prompt** (#{}):\n\n> {}\n\n**Best prompt** (#{}):\n\n> {}\n\n",
-            i.id, i.prompt, b.id, b.prompt
+            i.id,
+            i.prompt.replace('\n', "\n> "),
+            b.id,
+            b.prompt.replace('\n', "\n> ")
         );
+        s += &self.choice_markdown();
+        s += &self.headroom_markdown();
         s += "## How the best prompt was born\n\n| step | id | operator | dev acc | change vs best parent | prompt |\n|---|---|---|---|---|---|\n";
         for (k, st) in self.lineage.iter().enumerate() {
             s += &format!(
@@ -247,6 +283,61 @@ impl Report {
         }
         s
     }
+}
+
+impl Report {
+    /// The "final choice" section: the finalists on dev and validation and why the answer won.
+    fn choice_markdown(&self) -> String {
+        let Some(c) = &self.final_choice else {
+            return "## Final choice\n\nNo validation split was used: the answer is the best prompt on dev.\n\n".into();
+        };
+        let mut s = format!(
+            "## Final choice\n\nThe best initial prompt and the top {} candidates on dev were re-scored on {} validation examples the search never saw. {}.\n\n| id | operator | dev fitness | dev acc | validation fitness | validation acc | |\n|---|---|---|---|---|---|---|\n",
+            c.finalists.len().saturating_sub(1),
+            c.validation_n,
+            capitalise(&c.reason)
+        );
+        for f in &c.finalists {
+            s += &format!(
+                "| {} | {} | {:.3} | {} | {:.3} | {} | {} |\n",
+                f.id,
+                f.operator,
+                f.dev_score,
+                pct(f.dev_accuracy),
+                f.validation_score,
+                pct(f.validation_accuracy),
+                if f.id == c.chosen { "**chosen**" } else { "" }
+            );
+        }
+        s + "\n"
+    }
+
+    /// The "headroom" section: is dev large enough to tell the candidates apart?
+    fn headroom_markdown(&self) -> String {
+        let Some(h) = &self.headroom else {
+            return String::new();
+        };
+        let mut s = format!(
+            "## Headroom\n\nOne dev score's sampling noise: the best candidate's dev accuracy has a standard error of {:.1} pts ({} examples). The {} fully scored candidates' dev accuracies spread with a standard deviation of {:.1} pts (best {}, median {}).\n\n",
+            100.0 * h.best_dev_se,
+            self.dev_n,
+            h.candidates,
+            100.0 * h.spread_sd,
+            pct(h.best),
+            pct(h.median)
+        );
+        if let Some(w) = &h.warning {
+            s += &format!("**Warning:** {w}\n\n");
+        }
+        s
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut c = text.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// The Markdown report as one self-contained HTML page: the SVG plots are inlined, nothing is

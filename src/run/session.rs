@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::analysis;
-use super::evaluator::RunEvaluator;
+use super::evaluator::{PoolSizes, RunEvaluator};
 use super::folder::{RunFolder, EVALUATIONS_FILE};
 use super::log::{EvaluationLog, EvaluationRecord};
 use super::report::{PromptResult, Report};
@@ -21,8 +21,12 @@ use crate::model::{Model, WeightFormat};
 use crate::score::{EngineOptions, Scorer};
 use crate::task::{metrics, Split, Task};
 
-/// Train examples offered to the demonstration genes.
-pub const DEMO_POOL: usize = 16;
+/// Train examples offered to the demonstration genes (and probed by error-driven moves): enough
+/// for a label-balanced choice on every shipped task.
+pub const DEMO_POOL: usize = 64;
+
+/// Validation examples the final choice scores each finalist on by default.
+pub const DEFAULT_VALIDATION_LIMIT: usize = 100;
 
 /// Train (input, target) pairs offered to instruction induction.
 pub const TRAIN_PAIRS: usize = 32;
@@ -56,6 +60,10 @@ pub struct RunSettings {
     pub dev_limit: usize,
     /// Test examples scored for the report.
     pub test_limit: usize,
+    /// Validation examples of the final choice (0: the answer is the best on dev; runs written
+    /// before validation existed read as 0).
+    #[serde(default)]
+    pub validation_limit: usize,
     /// Whether fitness uses contextually calibrated scores.
     pub calibrate: bool,
     /// The phrase pool file.
@@ -75,9 +83,10 @@ pub fn chat_generator<'m>(
     model: &'m Model,
     search: &SearchConfig,
 ) -> Result<Option<ChatGenerator<'m>>> {
-    let needs_model = crate::evolve::strategies::check_operators(search)?
-        .iter()
-        .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
+    let needs_model = crate::evolve::strategies::strategy_needs_model(&search.strategy)
+        || crate::evolve::strategies::check_operators(search)?
+            .iter()
+            .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
     if !needs_model {
         return Ok(None);
     }
@@ -111,6 +120,18 @@ pub fn operator_context<'g>(
         .take(DEMO_POOL)
         .map(|e| task.demonstration(e))
         .collect();
+    let demo_labels = task
+        .train
+        .iter()
+        .take(DEMO_POOL)
+        .map(|e| e.target.clone())
+        .collect();
+    let demo_inputs = task
+        .train
+        .iter()
+        .take(DEMO_POOL)
+        .map(|e| e.input.clone())
+        .collect();
     let train_pairs = task
         .train
         .iter()
@@ -120,6 +141,8 @@ pub fn operator_context<'g>(
     OperatorContext {
         pool: pool.with_prompts(initial_prompts),
         demos,
+        demo_labels,
+        demo_inputs,
         train_pairs,
         task_description: task.description.clone(),
         generator,
@@ -175,7 +198,12 @@ pub fn execute(
     let prompts = initial_prompts(settings, task);
     let ops = operator_context(task, prompts, pool, generator);
     let (outcome, records, search_seconds) = {
-        let mut evaluator = RunEvaluator::new(scorer, log, Some(dev_n), calibrate, quiet)
+        let sizes = PoolSizes {
+            dev: dev_n,
+            validation: settings.validation_limit,
+            train: DEMO_POOL,
+        };
+        let mut evaluator = RunEvaluator::new(scorer, log, sizes, calibrate, cfg.fitness, quiet)
             .with_logged(logged)
             .with_checkpoints(folder.clone())
             .with_progress(expected_passes);
@@ -250,6 +278,12 @@ pub fn execute(
         evals_used: outcome.evals_used,
         stop: outcome.stop.to_string(),
         rejected_replies: outcome.rejected_replies,
+        fitness: cfg.fitness.to_string(),
+        screened_out: outcome.screened_out,
+        validation_evals: outcome.validation_evals,
+        dev_best_id: outcome.dev_best.candidate.id,
+        final_choice: outcome.final_choice.clone(),
+        headroom: None,
     };
     report.write(folder, &records)?;
     Ok(report)

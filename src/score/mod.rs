@@ -11,7 +11,7 @@ pub use engine::{Engine, EngineOptions};
 
 use crate::error::Result;
 use crate::model::{GenerateOptions, Generator, Model};
-use crate::task::{metrics, GenerationSpec, Split, Task};
+use crate::task::{metrics, Fitness, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -36,6 +36,19 @@ pub struct Evaluation {
     pub seconds: f64,
     /// Examples that needed a forward pass (not served from the cache).
     pub forward_passes: usize,
+}
+
+/// One example's result from [`Scorer::example_scores`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ExampleScore {
+    /// The example's id in its split.
+    pub example: usize,
+    /// The fitness the search maximises (see [`Fitness`]).
+    pub fitness: f64,
+    /// 1/0 correctness (classification) or the task's metric (generation).
+    pub metric: f64,
+    /// The predicted label, or the generated answer.
+    pub predicted: String,
 }
 
 /// Scores prompts on one task with one model, caching label log-probs per (prompt, example).
@@ -107,18 +120,25 @@ impl<'m> Scorer<'m> {
         limit: Option<usize>,
         spec: &GenerationSpec,
     ) -> Result<(Vec<String>, usize)> {
-        let examples = self.task.examples(split);
-        let n = limit.map_or(examples.len(), |l| l.min(examples.len()));
-        let examples = &examples[..n];
-        let missing: Vec<usize> = examples
+        let ids = first_ids(self.task.examples(split).len(), limit);
+        self.answers_of(prompt, split, &ids, spec)
+    }
+
+    /// Greedy answers of these examples (ids of `split`), as [`Scorer::answers`].
+    pub fn answers_of(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        ids: &[usize],
+        spec: &GenerationSpec,
+    ) -> Result<(Vec<String>, usize)> {
+        let mut missing: Vec<usize> = ids
             .iter()
-            .filter(|e| {
-                !self
-                    .answers
-                    .contains_key(&(prompt.to_string(), split, e.id))
-            })
-            .map(|e| e.id)
+            .copied()
+            .filter(|&i| !self.answers.contains_key(&(prompt.to_string(), split, i)))
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
             let model = self.engine.model();
             let options = GenerateOptions {
@@ -160,9 +180,9 @@ impl<'m> Scorer<'m> {
                 self.answers.insert((prompt.to_string(), split, i), g.text);
             }
         }
-        let out = examples
+        let out = ids
             .iter()
-            .map(|e| self.answers[&(prompt.to_string(), split, e.id)].clone())
+            .map(|&i| self.answers[&(prompt.to_string(), split, i)].clone())
             .collect();
         Ok((out, missing.len()))
     }
@@ -204,14 +224,25 @@ impl<'m> Scorer<'m> {
         split: Split,
         limit: Option<usize>,
     ) -> Result<(Vec<Vec<f32>>, usize)> {
-        let examples = self.task.examples(split);
-        let n = limit.map_or(examples.len(), |l| l.min(examples.len()));
-        let examples = &examples[..n];
-        let missing: Vec<usize> = examples
+        let ids = first_ids(self.task.examples(split).len(), limit);
+        self.label_logprobs_of(prompt, split, &ids)
+    }
+
+    /// Label log-probabilities of these examples (ids of `split`), as
+    /// [`Scorer::label_logprobs`].
+    pub fn label_logprobs_of(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        ids: &[usize],
+    ) -> Result<(Vec<Vec<f32>>, usize)> {
+        let mut missing: Vec<usize> = ids
             .iter()
-            .filter(|e| !self.cache.contains_key(&(prompt.to_string(), split, e.id)))
-            .map(|e| e.id)
+            .copied()
+            .filter(|&i| !self.cache.contains_key(&(prompt.to_string(), split, i)))
             .collect();
+        missing.sort_unstable();
+        missing.dedup();
         if !missing.is_empty() {
             let (before, after) = self.task.template.split(prompt);
             let suffixes: Vec<String> = missing
@@ -223,9 +254,9 @@ impl<'m> Scorer<'m> {
                 self.cache.insert((prompt.to_string(), split, i), s);
             }
         }
-        let out = examples
+        let out = ids
             .iter()
-            .map(|e| self.cache[&(prompt.to_string(), split, e.id)].clone())
+            .map(|&i| self.cache[&(prompt.to_string(), split, i)].clone())
             .collect();
         Ok((out, missing.len()))
     }
@@ -243,6 +274,71 @@ impl<'m> Scorer<'m> {
             .remove(0);
         self.calibration.insert(prompt.to_string(), v.clone());
         Ok(v)
+    }
+
+    /// Per-example results of `prompt` on these examples (ids of `split`), in the order given:
+    /// the fitness (`fitness` of the label log-probs, calibrated when asked; the metric for
+    /// generation tasks), the metric and the answer. Only pairs not cached are computed; the
+    /// second value counts them.
+    pub fn example_scores(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        ids: &[usize],
+        calibrate: bool,
+        fitness: Fitness,
+    ) -> Result<(Vec<ExampleScore>, usize)> {
+        let examples = self.task.examples(split);
+        if let Some(&bad) = ids.iter().find(|&&i| i >= examples.len()) {
+            return Err(crate::error::Error::Usage(format!(
+                "example {bad} is past the end of the {split} split ({} examples)",
+                examples.len()
+            )));
+        }
+        if let Some(spec) = &self.task.generation {
+            let (outputs, computed) = self.answers_of(prompt, split, ids, spec)?;
+            let scores = ids
+                .iter()
+                .zip(outputs)
+                .map(|(&i, output)| {
+                    let metric = spec.metric.score(&output, &self.task.examples(split)[i].targets);
+                    ExampleScore {
+                        example: i,
+                        fitness: metric,
+                        metric,
+                        predicted: output,
+                    }
+                })
+                .collect();
+            return Ok((scores, computed));
+        }
+        let (logprobs, computed) = self.label_logprobs_of(prompt, split, ids)?;
+        let cf = if calibrate {
+            Some(normalise(&self.content_free_logprobs(prompt)?))
+        } else {
+            None
+        };
+        let scores = ids
+            .iter()
+            .zip(&logprobs)
+            .map(|(&i, s)| {
+                let s = calibrated(s, cf.as_deref());
+                let gold = self
+                    .task
+                    .labels
+                    .iter()
+                    .position(|l| *l == self.task.examples(split)[i].target)
+                    .unwrap_or(0);
+                let predicted = argmax(&s);
+                ExampleScore {
+                    example: i,
+                    fitness: fitness.of(&s, gold),
+                    metric: f64::from(u8::from(predicted == gold)),
+                    predicted: self.task.labels[predicted].clone(),
+                }
+            })
+            .collect();
+        Ok((scores, computed))
     }
 
     /// Scores `prompt` on the first `limit` examples of `split`.
@@ -265,15 +361,7 @@ impl<'m> Scorer<'m> {
         };
         let predictions: Vec<usize> = scores
             .iter()
-            .map(|s| {
-                let s = match &cf {
-                    // Contextual calibration (Zhao et al. 2021): divide the label distribution by
-                    // the one the prompt gives a content-free input; in logs, subtract.
-                    Some(cf) => normalise(s).iter().zip(cf).map(|(a, b)| a - b).collect(),
-                    None => s.clone(),
-                };
-                argmax(&s)
-            })
+            .map(|s| argmax(&calibrated(s, cf.as_deref())))
             .collect();
         let gold = &self.task.gold(split)[..predictions.len()];
         let per_example = gold
@@ -292,6 +380,20 @@ impl<'m> Scorer<'m> {
             seconds: start.elapsed().as_secs_f64(),
             forward_passes: computed,
         })
+    }
+}
+
+/// The ids of the first `limit` examples of a split of `len` (all when None).
+fn first_ids(len: usize, limit: Option<usize>) -> Vec<usize> {
+    (0..limit.map_or(len, |l| l.min(len))).collect()
+}
+
+/// Contextual calibration (Zhao et al. 2021): divide the label distribution by the one the
+/// prompt gives a content-free input (`cf`, normalised); in logs, subtract. Unchanged without.
+fn calibrated(logps: &[f32], cf: Option<&[f32]>) -> Vec<f32> {
+    match cf {
+        Some(cf) => normalise(logps).iter().zip(cf).map(|(a, b)| a - b).collect(),
+        None => logps.to_vec(),
     }
 }
 

@@ -54,6 +54,60 @@ pub fn majority_rate(gold: &[usize], n_labels: usize) -> f64 {
     *counts.iter().max().unwrap_or(&0) as f64 / gold.len() as f64
 }
 
+/// The per-example fitness of a classification prompt, computed from the label log-probs (after
+/// calibration when it is on). Generation tasks always use their metric.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Fitness {
+    /// 1 when the gold label scores highest, else 0.
+    Accuracy,
+    /// The gold label's log-prob minus the best other label's, clipped to
+    /// +-[`MARGIN_CLIP`] nats so one confident mistake cannot outweigh many examples.
+    Margin,
+    /// The gold label's probability normalised over the labels (in [0, 1]; the expected
+    /// accuracy of sampling the label).
+    #[default]
+    Prob,
+}
+
+/// Largest gold-label margin (nats) one example contributes to the `margin` fitness.
+pub const MARGIN_CLIP: f64 = 5.0;
+
+impl Fitness {
+    /// This example's fitness from its label log-probs and gold label index.
+    pub fn of(self, logprobs: &[f32], gold: usize) -> f64 {
+        let best_other = logprobs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != gold)
+            .map(|(_, &x)| f64::from(x))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let g = f64::from(logprobs[gold]);
+        match self {
+            Fitness::Accuracy => f64::from(u8::from(g > best_other || logprobs.len() == 1)),
+            Fitness::Margin if logprobs.len() == 1 => MARGIN_CLIP,
+            Fitness::Margin => (g - best_other).clamp(-MARGIN_CLIP, MARGIN_CLIP),
+            Fitness::Prob => {
+                let m = logprobs.iter().map(|&x| f64::from(x)).fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = logprobs.iter().map(|&x| (f64::from(x) - m).exp()).sum();
+                (g - m).exp() / z
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Fitness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Fitness::Accuracy => "accuracy",
+            Fitness::Margin => "margin",
+            Fitness::Prob => "prob",
+        })
+    }
+}
+
 /// How a generated answer is compared with an example's accepted answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -162,6 +216,19 @@ pub fn mean(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fitness_rewards_the_gold_label_and_agrees_with_accuracy_on_its_sign() {
+        let lp = [-0.2f32, -1.9, -3.0];
+        assert_eq!(Fitness::Accuracy.of(&lp, 0), 1.0);
+        assert_eq!(Fitness::Accuracy.of(&lp, 1), 0.0);
+        assert!((Fitness::Margin.of(&lp, 0) - 1.7).abs() < 1e-6);
+        assert!((Fitness::Margin.of(&lp, 2) + 2.8).abs() < 1e-6);
+        assert_eq!(Fitness::Margin.of(&[0.0, -50.0], 1), -MARGIN_CLIP);
+        let p: f64 = (0..3).map(|g| Fitness::Prob.of(&lp, g)).sum();
+        assert!((p - 1.0).abs() < 1e-9);
+        assert!(Fitness::Prob.of(&lp, 0) > 0.5 && Fitness::Prob.of(&lp, 2) < 0.2);
+    }
 
     fn t(xs: &[&str]) -> Vec<String> {
         xs.iter().map(|x| x.to_string()).collect()

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use data::Example;
-pub use metrics::GenerationMetric;
+pub use metrics::{Fitness, GenerationMetric};
 pub use template::Template;
 
 use crate::error::{Error, Result};
@@ -37,6 +37,10 @@ pub struct GenerationSpec {
     pub stop: Vec<String>,
 }
 
+/// Most train examples carved off for validation when a task has no `validation` file (at most
+/// a third of train is taken, so the demonstrations keep a pool).
+pub const VALIDATION_CARVE: usize = 200;
+
 /// Default answer length of generation tasks: enough for a word or a short phrase.
 const DEFAULT_MAX_NEW_TOKENS: usize = 16;
 
@@ -60,6 +64,9 @@ pub enum Split {
     Train,
     /// Scored during optimisation.
     Dev,
+    /// Never seen by the search: scored once at its end to choose the answer (the task's
+    /// `validation` file, else carved from the end of train).
+    Validation,
     /// Held out: scored only for reports.
     Test,
 }
@@ -69,6 +76,7 @@ impl std::fmt::Display for Split {
         f.write_str(match self {
             Split::Train => "train",
             Split::Dev => "dev",
+            Split::Validation => "validation",
             Split::Test => "test",
         })
     }
@@ -108,6 +116,8 @@ fn default_content_free() -> String {
 #[serde(deny_unknown_fields)]
 struct DataPaths {
     train: Option<PathBuf>,
+    #[serde(default)]
+    validation: Option<PathBuf>,
     dev: PathBuf,
     test: PathBuf,
 }
@@ -137,14 +147,20 @@ pub struct Task {
     pub content_free_input: String,
     /// Initial prompts; the first is "the initial prompt" of reports.
     pub initial_prompts: Vec<String>,
-    /// Training examples (may be empty).
+    /// Training examples (may be empty); the demonstrations' pool. Without a `validation`
+    /// file, the examples carved off for validation are not among them.
     pub train: Vec<Example>,
+    /// Validation examples: the task's `validation` file, else the last
+    /// [`VALIDATION_CARVE`] train examples (at most a third of train), renumbered from 0.
+    pub validation: Vec<Example>,
     /// Development examples (scored during optimisation).
     pub dev: Vec<Example>,
     /// Test examples (held out).
     pub test: Vec<Example>,
     #[serde(skip)]
     gold_dev: Vec<usize>,
+    #[serde(skip)]
+    gold_validation: Vec<usize>,
     #[serde(skip)]
     gold_test: Vec<usize>,
 }
@@ -187,9 +203,17 @@ impl Task {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let load = |p: &Path| data::load_jsonl(&base.join(p));
-        let train = match &file.data.train {
+        let mut train = match &file.data.train {
             Some(p) => load(p)?,
             None => Vec::new(),
+        };
+        let (validation, validation_path) = match &file.data.validation {
+            Some(p) => (load(p)?, p.clone()),
+            None => {
+                let n = VALIDATION_CARVE.min(train.len() / 3);
+                let carved = train.split_off(train.len() - n);
+                (carved, file.data.train.clone().unwrap_or_default())
+            }
         };
         let dev = load(&file.data.dev)?;
         let test = load(&file.data.test)?;
@@ -209,6 +233,12 @@ impl Task {
                 .collect()
         };
         let gold_dev = gold(&dev, &file.data.dev)?;
+        let gold_validation = gold(&validation, &validation_path)?;
+        let validation = validation
+            .into_iter()
+            .enumerate()
+            .map(|(id, e)| Example { id, ..e })
+            .collect();
         let gold_test = gold(&test, &file.data.test)?;
         Ok(Self {
             name: file.name,
@@ -223,9 +253,11 @@ impl Task {
             content_free_input: file.content_free_input,
             initial_prompts,
             train,
+            validation,
             dev,
             test,
             gold_dev,
+            gold_validation,
             gold_test,
         })
     }
@@ -239,6 +271,7 @@ impl Task {
     pub fn examples(&self, split: Split) -> &[Example] {
         match split {
             Split::Train => &self.train,
+            Split::Validation => &self.validation,
             Split::Dev => &self.dev,
             Split::Test => &self.test,
         }
@@ -263,6 +296,7 @@ impl Task {
     pub fn gold(&self, split: Split) -> Vec<usize> {
         match split {
             Split::Dev => self.gold_dev.clone(),
+            Split::Validation => self.gold_validation.clone(),
             Split::Test => self.gold_test.clone(),
             Split::Train if self.is_generation() => Vec::new(),
             Split::Train => self
@@ -496,6 +530,16 @@ mod tests {
                 .join(format!("experiments/tasks/{name}.toml"));
             let t = Task::load(&p).unwrap_or_else(|e| panic!("{e}"));
             assert!(!t.dev.is_empty() && !t.test.is_empty() && !t.initial_prompts.is_empty());
+            // Validation is carved off the end of train: disjoint from the demonstrations' pool.
+            assert!(t.validation.len() >= 100, "{name}: {}", t.validation.len());
+            assert!(t.validation.iter().enumerate().all(|(i, e)| e.id == i));
+            assert!(t
+                .validation
+                .iter()
+                .all(|v| !t.train.iter().any(|e| e.input == v.input)));
+            if !t.is_generation() {
+                assert_eq!(t.gold(Split::Validation).len(), t.validation.len());
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Gene operators beyond wording: the persona ("You are an expert film critic."), the output
 //! constraint ("Answer with one word.") and few-shot demonstrations from the train split.
 
+use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -25,9 +26,38 @@ pub struct DemoAdd;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemoDrop;
 
-/// Replaces one demonstration with a train demonstration the genome lacks.
+/// Replaces one demonstration with a train demonstration the genome lacks, of the same label
+/// when there is one (so a balanced set stays balanced).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DemoSwap;
+
+/// Replaces every demonstration with a fresh label-balanced set: one per label (two per label
+/// one time in four, while that stays within [`MAX_DEMO_SET`]), in random order.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DemoSet;
+
+/// Reorders the demonstrations (this model is sensitive to which comes last).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DemoOrder;
+
+/// Most demonstrations `demo-set` draws.
+pub const MAX_DEMO_SET: usize = 8;
+
+/// The pool's demonstrations the genome lacks, grouped by label (labels in first-seen order).
+fn fresh_by_label<'c>(p: &Genome, ctx: &'c OperatorContext<'_>) -> Vec<(&'c str, Vec<&'c String>)> {
+    let mut groups: Vec<(&str, Vec<&String>)> = Vec::new();
+    for (i, d) in ctx.demos.iter().enumerate() {
+        if p.demos.contains(d) {
+            continue;
+        }
+        let label = ctx.demo_labels.get(i).map_or("", String::as_str);
+        match groups.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, v)) => v.push(d),
+            None => groups.push((label, vec![d])),
+        }
+    }
+    groups
+}
 
 /// The new value of an optional gene drawn from `choices`.
 fn mutate_slot(
@@ -63,10 +93,20 @@ single_parent!(ConstraintGene, "constraint", Family::Gene, |p, ctx, rng| {
 });
 
 single_parent!(DemoAdd, "demo-add", Family::Gene, |p, ctx, rng| {
-    let fresh: Vec<&String> = ctx.demos.iter().filter(|d| !p.demos.contains(d)).collect();
-    if fresh.is_empty() {
-        return None;
-    }
+    // Prefer the labels the genome's demonstrations show least (label balance).
+    let groups = fresh_by_label(p, ctx);
+    let shown = |label: &str| {
+        p.demos
+            .iter()
+            .filter(|d| ctx.label_of(d).map(String::as_str) == Some(label))
+            .count()
+    };
+    let least = groups.iter().map(|(l, _)| shown(l)).min()?;
+    let fresh: Vec<&String> = groups
+        .iter()
+        .filter(|(l, _)| shown(l) == least)
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
     let mut child = p.clone();
     child
         .demos
@@ -84,13 +124,66 @@ single_parent!(DemoDrop, "demo-drop", Family::Gene, |p, _ctx, rng| {
 });
 
 single_parent!(DemoSwap, "demo-swap", Family::Gene, |p, ctx, rng| {
-    let fresh: Vec<&String> = ctx.demos.iter().filter(|d| !p.demos.contains(d)).collect();
-    if p.demos.is_empty() || fresh.is_empty() {
+    if p.demos.is_empty() {
+        return None;
+    }
+    let i = rng.gen_range(0..p.demos.len());
+    let groups = fresh_by_label(p, ctx);
+    let label = ctx.label_of(&p.demos[i]).map(String::as_str);
+    let same: Vec<&String> = groups
+        .iter()
+        .filter(|(l, _)| Some(*l) == label)
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    let fresh: Vec<&String> = if same.is_empty() {
+        groups.iter().flat_map(|(_, v)| v.iter().copied()).collect()
+    } else {
+        same
+    };
+    if fresh.is_empty() {
+        return None;
+    }
+    let mut child = p.clone();
+    child.demos[i] = fresh[rng.gen_range(0..fresh.len())].clone();
+    Some(child)
+});
+
+single_parent!(DemoSet, "demo-set", Family::Gene, |p, ctx, rng| {
+    let groups = fresh_by_label(&Genome::default(), ctx);
+    if groups.is_empty() {
+        return None;
+    }
+    let per_label = if rng.gen_range(0..4) == 0 && 2 * groups.len() <= MAX_DEMO_SET {
+        2
+    } else {
+        1
+    };
+    let mut demos: Vec<String> = Vec::new();
+    for (_, pool) in &groups {
+        let k = per_label.min(pool.len());
+        for j in rand::seq::index::sample(rng, pool.len(), k) {
+            demos.push(pool[j].clone());
+        }
+    }
+    demos.truncate(MAX_DEMO_SET);
+    demos.shuffle(rng);
+    (demos != p.demos).then(|| Genome {
+        demos,
+        ..p.clone()
+    })
+});
+
+single_parent!(DemoOrder, "demo-order", Family::Gene, |p, _ctx, rng| {
+    if p.demos.len() < 2 {
         return None;
     }
     let mut child = p.clone();
     let i = rng.gen_range(0..p.demos.len());
-    child.demos[i] = fresh[rng.gen_range(0..fresh.len())].clone();
+    let mut j = rng.gen_range(0..p.demos.len() - 1);
+    if j >= i {
+        j += 1;
+    }
+    child.demos.swap(i, j);
     Some(child)
 });
 
@@ -114,6 +207,48 @@ mod tests {
                 "Review: bad\nSentiment: negative".into(),
             ],
             ..OperatorContext::default()
+        }
+    }
+
+    /// Six demonstrations, three per label.
+    fn labelled() -> OperatorContext<'static> {
+        let demos: Vec<(String, String)> = (0..6)
+            .map(|i| {
+                let label = if i % 2 == 0 { "positive" } else { "negative" };
+                (format!("Review: r{i}\nSentiment: {label}"), label.to_string())
+            })
+            .collect();
+        OperatorContext {
+            demos: demos.iter().map(|d| d.0.clone()).collect(),
+            demo_labels: demos.iter().map(|d| d.1.clone()).collect(),
+            ..OperatorContext::default()
+        }
+    }
+
+    #[test]
+    fn demo_set_add_and_swap_keep_the_labels_balanced() {
+        let g = genome(&["Classify it."]);
+        let mut ctx = labelled();
+        let count = |g: &Genome, ctx: &OperatorContext<'_>, label: &str| {
+            g.demos
+                .iter()
+                .filter(|d| ctx.label_of(d).map(String::as_str) == Some(label))
+                .count()
+        };
+        for seed in 0..30 {
+            let rng = &mut ChaCha8Rng::seed_from_u64(seed);
+            let set = DemoSet.apply(&[&g], &mut ctx, rng).unwrap().expect("draws");
+            assert!(set.demos.len() == 2 || set.demos.len() == 4, "{:?}", set.demos);
+            assert_eq!(count(&set, &ctx, "positive"), count(&set, &ctx, "negative"));
+            let swapped = DemoSwap.apply(&[&set], &mut ctx, rng).unwrap().expect("swaps");
+            assert_ne!(swapped.demos, set.demos);
+            assert_eq!(count(&swapped, &ctx, "positive"), count(&set, &ctx, "positive"));
+            let mut one = g.clone();
+            one.demos = vec![ctx.demos[0].clone()];
+            let added = DemoAdd.apply(&[&one], &mut ctx, rng).unwrap().expect("adds");
+            assert_eq!(count(&added, &ctx, "negative"), 1, "the missing label comes first");
+            let reordered = DemoOrder.apply(&[&added], &mut ctx, rng).unwrap().expect("reorders");
+            assert_eq!(reordered.demos, [added.demos[1].clone(), added.demos[0].clone()]);
         }
     }
 

@@ -42,8 +42,9 @@ mod promptbreeder;
 
 pub use crossover::{OnePointCrossover, SentenceCrossover, UniformCrossover};
 pub use edit::{Delete, Insert, Paraphrase, Swap};
-pub use genes::{ConstraintGene, DemoAdd, DemoDrop, DemoSwap, PersonaGene};
+pub use genes::{ConstraintGene, DemoAdd, DemoDrop, DemoOrder, DemoSet, DemoSwap, PersonaGene};
 pub use model::{clean_reply, extract_tagged, EvoDe, EvoGa, MAX_PROMPT_CHARS};
+pub(crate) use model::{ask_for_prompt, with_genes_of};
 pub use promptbreeder::{
     FirstOrder, Hypermutation, Lamarckian, LineageBased, ZeroOrder, MUTATION_PROMPTS,
     THINKING_STYLES,
@@ -89,6 +90,10 @@ pub struct OperatorContext<'a> {
     pub pool: PhrasePool,
     /// Formatted demonstrations from the train split.
     pub demos: Vec<String>,
+    /// The gold label (target) of each of `demos`, in the same order.
+    pub demo_labels: Vec<String>,
+    /// The input of each of `demos`, in the same order (for reflection).
+    pub demo_inputs: Vec<String>,
     /// (input, target) pairs from the train split, for instruction induction.
     pub train_pairs: Vec<(String, String)>,
     /// The task's one-line description, for zero-order generation.
@@ -115,6 +120,12 @@ impl<'a> OperatorContext<'a> {
             pool,
             ..Self::default()
         }
+    }
+
+    /// The label of a demonstration from `demos` (None for text not in the pool).
+    pub fn label_of(&self, demo: &str) -> Option<&String> {
+        let i = self.demos.iter().position(|d| d == demo)?;
+        self.demo_labels.get(i)
     }
 
     /// Asks the generator; Ok(None) when there is no generator.
@@ -177,7 +188,7 @@ impl std::fmt::Debug for WeightedOperator {
 }
 
 /// Every operator name accepted by [`operator_by_name`].
-pub const OPERATOR_NAMES: [&str; 21] = [
+pub const OPERATOR_NAMES: [&str; 23] = [
     "delete",
     "swap",
     "insert",
@@ -190,6 +201,8 @@ pub const OPERATOR_NAMES: [&str; 21] = [
     "demo-add",
     "demo-drop",
     "demo-swap",
+    "demo-set",
+    "demo-order",
     "evo-ga",
     "evo-de",
     "pb-first-order",
@@ -201,6 +214,9 @@ pub const OPERATOR_NAMES: [&str; 21] = [
     "crossover",
     "add",
 ];
+
+/// Aliases in [`OPERATOR_NAMES`] (accepted, not advertised).
+const OPERATOR_ALIASES: [&str; 2] = ["crossover", "add"];
 
 /// The operator with this name, or None for an unknown name (see [`OPERATOR_NAMES`]).
 pub fn operator_by_name(name: &str) -> Option<Box<dyn Operator>> {
@@ -217,6 +233,8 @@ pub fn operator_by_name(name: &str) -> Option<Box<dyn Operator>> {
         "demo-add" => Box::new(DemoAdd),
         "demo-drop" => Box::new(DemoDrop),
         "demo-swap" => Box::new(DemoSwap),
+        "demo-set" => Box::new(DemoSet),
+        "demo-order" => Box::new(DemoOrder),
         "evo-ga" => Box::new(EvoGa),
         "evo-de" => Box::new(EvoDe),
         "pb-first-order" => Box::new(FirstOrder),
@@ -237,7 +255,12 @@ pub fn weighted_operators(
     let unknown = |name: &str| {
         EvolveError::Operators(format!(
             "unknown operator `{name}`; use one of {}",
-            OPERATOR_NAMES[..19].join(", ")
+            OPERATOR_NAMES
+                .iter()
+                .filter(|n| !OPERATOR_ALIASES.contains(n))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     };
     let mut list: Vec<(String, f64)> = defaults.iter().map(|(n, w)| (n.to_string(), *w)).collect();
@@ -308,6 +331,9 @@ mod tests {
         o.insert("mutate".to_string(), 1.0);
         let err = weighted_operators(&[], &o).unwrap_err().to_string();
         assert!(err.contains("unknown operator `mutate`"), "{err}");
+        // Every operator is advertised, the newest included; aliases are not.
+        assert!(err.contains("demo-order") && err.contains("pb-lamarckian"), "{err}");
+        assert!(!err.contains("crossover,"), "{err}");
         let mut bad = std::collections::BTreeMap::new();
         bad.insert("swap".to_string(), -1.0);
         assert!(weighted_operators(&[], &bad).is_err());

@@ -7,9 +7,20 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::evolve::error::EvolveError;
+use crate::evolve::search::SearchLimits;
+use crate::task::Fitness;
 
-/// Names accepted by `--strategy`.
-pub const STRATEGY_NAMES: [&str; 5] = ["ga", "de", "hillclimb", "promptbreeder", "random"];
+/// Names accepted by `--strategy`, the default first.
+pub const STRATEGY_NAMES: [&str; 8] = [
+    "fewshot",
+    "ga",
+    "de",
+    "hillclimb",
+    "promptbreeder",
+    "gepa",
+    "opro",
+    "random",
+];
 
 /// How parents are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -56,8 +67,18 @@ pub struct SearchConfig {
     /// Operator weights by name (missing names use the strategy's default weight; 0 disables).
     pub operators: BTreeMap<String, f64>,
     /// Score new candidates on a quarter, then half, of dev first, and stop those that cannot
-    /// reach the top `elite.max(1)` (successive halving).
+    /// reach the top `racing_top` (successive halving).
     pub racing: bool,
+    /// How many of the best full-dev scores racing compares with.
+    pub racing_top: usize,
+    /// Paired screening: a child is first scored on this many dev examples its best parent was
+    /// scored on, and on the rest of dev only when it is not worse there (0: off).
+    pub screen: usize,
+    /// Per-example fitness the search maximises (reports keep accuracy as the headline).
+    pub fitness: Fitness,
+    /// Candidates (best on dev) re-scored on validation with the best initial prompt for the
+    /// final choice.
+    pub finalists: usize,
     /// Stop before an evaluation would exceed this many example forward passes (counted the same
     /// for every strategy: one per dev example a candidate is scored on, cached or not).
     pub max_evals: Option<u64>,
@@ -76,7 +97,7 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
-            strategy: "ga".into(),
+            strategy: STRATEGY_NAMES[0].into(),
             population: 8,
             generations: 5,
             tournament_k: 2,
@@ -86,6 +107,10 @@ impl Default for SearchConfig {
             replacement: Replacement::Plus,
             operators: BTreeMap::new(),
             racing: false,
+            racing_top: 2,
+            screen: DEFAULT_SCREEN,
+            fitness: Fitness::Prob,
+            finalists: DEFAULT_FINALISTS,
             max_evals: None,
             max_seconds: None,
             patience: None,
@@ -96,7 +121,28 @@ impl Default for SearchConfig {
     }
 }
 
+/// Dev examples a child is screened on by default: a tenth of the default dev set, so a child
+/// worse than its parent costs 10 evaluations instead of 100.
+pub const DEFAULT_SCREEN: usize = 10;
+
+/// Candidates re-scored on validation by default: enough to escape the single luckiest dev
+/// score, few enough that validation costs at most 6 full evaluations.
+pub const DEFAULT_FINALISTS: usize = 5;
+
 impl SearchConfig {
+    /// The settings the shared search state obeys.
+    pub fn limits(&self) -> SearchLimits {
+        SearchLimits {
+            generations: self.generations,
+            max_evals: self.max_evals,
+            max_seconds: self.max_seconds,
+            patience: self.patience,
+            racing: self.racing,
+            racing_top: self.racing_top,
+            screen: self.screen,
+        }
+    }
+
     /// Checks every setting; the error names the setting and the allowed range.
     pub fn validate(&self) -> Result<(), EvolveError> {
         let fail = |msg: String| Err(EvolveError::Config(msg));
@@ -118,6 +164,9 @@ impl SearchConfig {
                 "--elite must be less than --population (got elite {} with population {}); lower --elite or raise --population",
                 self.elite, self.population
             ));
+        }
+        if self.racing_top < 1 {
+            return fail("--racing-top must be at least 1 (got 0)".to_string());
         }
         if self.tournament_k < 1 {
             return fail("--tournament-k must be at least 1 (got 0)".to_string());

@@ -6,7 +6,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::Strategy;
+use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
 
@@ -21,6 +21,7 @@ impl Strategy for DifferentialEvolution {
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
@@ -36,8 +37,7 @@ impl Strategy for DifferentialEvolution {
                 "de rewrites prompts with the model, but no generator was given".into(),
             ));
         }
-        let cfg = search.config.clone();
-        let mut population =
+                let mut population =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut generation = 0;
         while search.end_generation(generation, &population)? {
@@ -75,7 +75,7 @@ impl Strategy for DifferentialEvolution {
                 continue;
             }
             // A trial competes with its first parent, the member it was made for.
-            for s in search.score(trials)? {
+            for s in search.score(trials, rng)? {
                 if let Some(k) = population
                     .iter()
                     .position(|p| p.candidate.id == s.candidate.parents[0])

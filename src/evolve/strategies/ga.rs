@@ -4,27 +4,48 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{select, Replacement, Strategy};
+use super::error_driven::error_driven_child;
+use super::{select, Replacement, SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search};
 
-/// The genetic algorithm (`--strategy ga`).
-pub struct GeneticAlgorithm;
+/// The genetic algorithm (`--strategy ga`), and with error-driven demonstrations the default
+/// `fewshot` strategy.
+pub struct GeneticAlgorithm {
+    name: &'static str,
+    /// Share of children made by an error-driven move (a train example the parent gets wrong
+    /// becomes a demonstration) instead of an operator.
+    error_driven: f64,
+}
+
+impl GeneticAlgorithm {
+    /// `--strategy ga`: operators only.
+    pub const PLAIN: Self = Self {
+        name: "ga",
+        error_driven: 0.0,
+    };
+    /// `--strategy fewshot`: a quarter of the children are error-driven demonstrations; the
+    /// rest come from demonstration-heavy operator weights.
+    pub const FEWSHOT: Self = Self {
+        name: "fewshot",
+        error_driven: 0.25,
+    };
+}
 
 impl Strategy for GeneticAlgorithm {
     fn name(&self) -> &'static str {
-        "ga"
+        self.name
     }
 
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        let cfg = search.config.clone();
-        let mut population =
+                let mut population =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut generation = 0;
         while search.end_generation(generation, &population)? {
@@ -33,17 +54,24 @@ impl Strategy for GeneticAlgorithm {
             let mut children = Vec::new();
             for _ in 0..lambda {
                 let pop = &population;
+                if self.error_driven > 0.0 && rng.gen_bool(self.error_driven) {
+                    let parent = select(pop, cfg, rng).candidate.clone();
+                    if let Some(child) = error_driven_child(search, &parent, generation, rng)? {
+                        children.push(child);
+                        continue;
+                    }
+                }
                 let child = search.breed(generation, rng, |rng| {
                     let crossover = rng.gen_bool(cfg.crossover_rate);
                     let op = operators.choose(crossover, rng);
                     let parents = (0..op.arity())
-                        .map(|_| &select(pop, &cfg, rng).candidate)
+                        .map(|_| &select(pop, cfg, rng).candidate)
                         .collect();
                     Some((op, parents))
                 })?;
                 children.extend(child);
             }
-            let scored = search.score(children)?;
+            let scored = search.score(children, rng)?;
             let mut next: Vec<Scored> = match cfg.replacement {
                 Replacement::Plus => population.iter().cloned().chain(scored).collect(),
                 Replacement::Comma => {

@@ -5,7 +5,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::Strategy;
+use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
 
@@ -23,6 +23,7 @@ impl Strategy for HillClimb {
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
@@ -32,8 +33,7 @@ impl Strategy for HillClimb {
                 "hillclimb needs at least one one-parent operator (delete, swap, insert, paraphrase, persona, constraint, demo-*)".into(),
             ));
         }
-        let cfg = search.config.clone();
-        let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
+                let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
         // GrIPS starts from the given instruction(s): no random fill of the first population.
         let population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
         let mut current = population
@@ -58,7 +58,7 @@ impl Strategy for HillClimb {
                 search.stop(StopReason::Exhausted);
                 continue;
             }
-            neighbours = search.score(children)?;
+            neighbours = search.score(children, rng)?;
             sort_best_first(&mut neighbours);
             match neighbours.iter().find(|s| s.full) {
                 Some(best) if best.score > current.score => {

@@ -1,21 +1,39 @@
-//! Search strategies, selected by `--strategy`: `ga` (genetic algorithm), `de` (EvoPrompt's
-//! differential evolution), `hillclimb` (GrIPS-like greedy edits with patience), `promptbreeder`
-//! (co-evolving prompts and mutation-prompts, binary tournament) and `random` (the same operators
-//! without selection: the baseline every benchmark compares against).
+//! Search strategies, selected by `--strategy`: `fewshot` (the default: a GA over the
+//! demonstrations and the instruction, with error-driven demonstrations), `ga` (genetic
+//! algorithm), `de` (EvoPrompt's differential evolution), `hillclimb` (GrIPS-like greedy edits
+//! with patience), `promptbreeder` (co-evolving prompts and mutation-prompts), `gepa` (Pareto
+//! front, reflective mutation, merge), `opro` (the model optimises from the score trajectory) and
+//! `random` (the same operators without selection: the baseline every benchmark compares
+//! against).
 
 mod config;
 mod de;
+mod error_driven;
 mod ga;
+mod gepa;
 mod hillclimb;
+mod opro;
 mod promptbreeder;
 mod random;
 
-pub use config::{Replacement, SearchConfig, SelectionKind, STRATEGY_NAMES};
+pub use config::{
+    Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN, STRATEGY_NAMES,
+};
+
+/// Names of the moves strategies make themselves (they need scores, so they are not
+/// [`super::Operator`]s); logged as a candidate's operator like an operator's name.
+pub const STRATEGY_MOVES: [&str; 4] = [
+    error_driven::DEMO_ERROR,
+    gepa::REFLECT,
+    gepa::MERGE,
+    opro::OPRO,
+];
 
 use rand_chacha::ChaCha8Rng;
 
 use super::error::EvolveError;
 use super::operators::{weighted_operators, OperatorContext};
+use super::choice::choose_on_validation;
 use super::search::{Evaluator, OperatorSet, Scored, Search, SearchOutcome};
 use super::selection;
 
@@ -27,6 +45,7 @@ pub trait Strategy {
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
@@ -61,6 +80,23 @@ pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
         ("demo-drop", 0.5),
         ("demo-swap", 0.5),
     ];
+    // The default: this model is far more sensitive to which demonstrations it sees than to
+    // wording (README, issue 12's measurements), so most children change the demonstrations.
+    const FEWSHOT: &[(&str, f64)] = &[
+        ("demo-set", 2.0),
+        ("demo-swap", 2.0),
+        ("demo-add", 1.0),
+        ("demo-drop", 1.0),
+        ("demo-order", 0.5),
+        ("delete", 0.5),
+        ("swap", 0.5),
+        ("insert", 0.5),
+        ("persona", 0.25),
+        ("constraint", 0.25),
+        ("uniform", 1.0),
+    ];
+    // GEPA's merge combines two front members; its reflective mutation is its own move.
+    const GEPA: &[(&str, f64)] = &[("uniform", 1.0), ("sentence", 1.0)];
     const DE: &[(&str, f64)] = &[("evo-de", 1.0)];
     const PROMPTBREEDER: &[(&str, f64)] = &[
         ("pb-first-order", 1.0),
@@ -70,6 +106,10 @@ pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
         ("pb-lamarckian", 1.0),
     ];
     match strategy {
+        "fewshot" => FEWSHOT,
+        "gepa" => GEPA,
+        // OPRO writes every child with the model from the score trajectory; it uses no operator.
+        "opro" => &[],
         "hillclimb" => HILLCLIMB,
         "de" => DE,
         "promptbreeder" => PROMPTBREEDER,
@@ -80,7 +120,10 @@ pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
 /// The strategy with this name (see [`STRATEGY_NAMES`]).
 pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
     Some(match name {
-        "ga" => Box::new(ga::GeneticAlgorithm),
+        "fewshot" => Box::new(ga::GeneticAlgorithm::FEWSHOT),
+        "ga" => Box::new(ga::GeneticAlgorithm::PLAIN),
+        "gepa" => Box::new(gepa::Gepa),
+        "opro" => Box::new(opro::Opro),
         "de" => Box::new(de::DifferentialEvolution),
         "hillclimb" => Box::new(hillclimb::HillClimb),
         "promptbreeder" => Box::new(promptbreeder::Promptbreeder),
@@ -106,23 +149,39 @@ pub fn run_search(
             STRATEGY_NAMES.join(", ")
         ))
     })?;
-    let operators = OperatorSet::new(weighted_operators(
-        default_weights(&config.strategy),
-        &config.operators,
-    )?)?;
-    let mut search = Search::new(evaluator, ops, config.clone());
-    let population = strategy.run(&mut search, &operators, initial_prompts, rng)?;
-    search.finish(population)
+    let operators = operator_set(config)?;
+    let mut search = Search::new(evaluator, ops, config.limits());
+    let population = strategy.run(&mut search, config, &operators, initial_prompts, rng)?;
+    let validation_n = search.validation_size();
+    let choice = choose_on_validation(&mut search, config.finalists, validation_n)?;
+    let mut outcome = search.finish(population)?;
+    if let Some((best, how)) = choice {
+        outcome.best = best;
+        outcome.final_choice = Some(how);
+    }
+    Ok(outcome)
 }
 
 /// Checks the operator names and weights of a config against its strategy's defaults (so a
 /// typo fails before a run folder is made).
 pub fn check_operators(config: &SearchConfig) -> Result<Vec<&'static str>, EvolveError> {
-    let set = OperatorSet::new(weighted_operators(
-        default_weights(&config.strategy),
-        &config.operators,
-    )?)?;
+    let set = operator_set(config)?;
     Ok(set.names())
+}
+
+/// The config's operators over its strategy's defaults (empty for a strategy that uses none).
+fn operator_set(config: &SearchConfig) -> Result<OperatorSet, EvolveError> {
+    let ops = weighted_operators(default_weights(&config.strategy), &config.operators)?;
+    if default_weights(&config.strategy).is_empty() && config.operators.is_empty() {
+        return Ok(OperatorSet::empty());
+    }
+    OperatorSet::new(ops)
+}
+
+/// Whether a strategy asks the model for text whatever its operators (gepa reflects, opro
+/// writes every child).
+pub fn strategy_needs_model(name: &str) -> bool {
+    matches!(name, "gepa" | "opro")
 }
 
 /// Draws a parent with the configured selection.

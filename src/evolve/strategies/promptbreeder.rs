@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::Strategy;
+use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
@@ -24,6 +24,7 @@ impl Strategy for Promptbreeder {
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
@@ -33,8 +34,7 @@ impl Strategy for Promptbreeder {
                 "promptbreeder needs one-parent operators: enable pb-first-order, pb-zero-order, pb-hypermutation, pb-lineage or pb-lamarckian".into(),
             ));
         }
-        let cfg = search.config.clone();
-        let mut units =
+                let mut units =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut mutation_prompts: Vec<String> = units
             .iter()
@@ -85,7 +85,7 @@ impl Strategy for Promptbreeder {
                 continue;
             }
             let child_ids: Vec<u64> = children.iter().map(|c| c.id).collect();
-            for s in search.score(children)? {
+            for s in search.score(children, rng)? {
                 if let Some(m) = child_ids.iter().position(|&id| id == s.candidate.id) {
                     units[losers[m]] = s;
                     mutation_prompts[losers[m]] = inherited[m].clone();

@@ -4,7 +4,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::Strategy;
+use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::{OperatorSet, Scored, Search};
 
@@ -19,12 +19,12 @@ impl Strategy for RandomSearch {
     fn run(
         &self,
         search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
         operators: &OperatorSet,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        let cfg = search.config.clone();
-        let mut population =
+                let mut population =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut generation = 0;
         while search.end_generation(generation, &population)? {
@@ -47,7 +47,7 @@ impl Strategy for RandomSearch {
                 continue;
             }
             // No selection: the new population is just the new children.
-            population = search.score(children)?;
+            population = search.score(children, rng)?;
             crate::evolve::search::sort_best_first(&mut population);
         }
         Ok(population)

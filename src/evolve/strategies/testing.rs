@@ -9,7 +9,8 @@ use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{operator_by_name, OperatorContext};
 use crate::evolve::pool::PhrasePool;
 use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
-use crate::evolve::strategies::{run_search, SearchConfig};
+use crate::evolve::results::{ExampleResult, Pool};
+use crate::evolve::strategies::{run_search, SearchConfig, STRATEGY_MOVES};
 
 /// Toy fitness: +1 per occurrence of "careful", minus a small length penalty; on a partial
 /// dev set the score is scaled by n/dev (so partial scores are lower, as racing expects noise).
@@ -17,12 +18,20 @@ pub fn toy_score(prompt: &str) -> f64 {
     prompt.matches("careful").count() as f64 - prompt.len() as f64 / 1000.0
 }
 
-/// Records everything it is asked, and fails the test on a repeated (prompt, n).
+/// Records everything it is asked, and fails the test on a repeated (prompt, pool, example).
 #[derive(Default)]
 pub struct ToyEvaluator {
+    /// Candidates in the order first asked (each once).
     pub received: Vec<Candidate>,
+    /// Candidate id asked per call.
+    pub ids: Vec<u64>,
+    /// Examples asked per call.
     pub sizes: Vec<usize>,
-    seen: BTreeSet<(String, usize)>,
+    /// Pool asked per call.
+    pub pools: Vec<Pool>,
+    pub seen: BTreeSet<(String, Pool, usize)>,
+    /// Score validation examples with the toy score negated (validation disagrees with dev).
+    pub flip_validation: bool,
     pub generations: Vec<(usize, Vec<f64>)>,
     pub populations: Vec<Vec<u64>>,
 }
@@ -30,22 +39,72 @@ pub struct ToyEvaluator {
 /// Dev size of the toy evaluator.
 pub const TOY_DEV: usize = 40;
 
-impl Evaluator for ToyEvaluator {
-    fn dev_size(&self) -> usize {
-        TOY_DEV
+/// Validation size of the toy evaluator.
+pub const TOY_VALIDATION: usize = 20;
+
+impl ToyEvaluator {
+    /// Dev examples scored for candidate `id` in all.
+    pub fn dev_examples(&self, id: u64) -> usize {
+        (0..self.ids.len())
+            .filter(|&k| self.ids[k] == id && self.pools[k] == Pool::Dev)
+            .map(|k| self.sizes[k])
+            .sum()
     }
 
-    fn evaluate(&mut self, candidates: &[Candidate], n: usize) -> Result<Vec<f64>, EvolveError> {
-        for c in candidates {
-            assert!(
-                self.seen.insert((c.prompt(), n)),
-                "evaluated twice: {:?}",
-                c.prompt()
-            );
-            self.received.push(c.clone());
-            self.sizes.push(n);
+    /// Examples charged to the budget (dev and train).
+    pub fn charged(&self) -> u64 {
+        self.sizes
+            .iter()
+            .zip(&self.pools)
+            .filter(|(_, p)| **p != Pool::Validation)
+            .map(|(n, _)| *n as u64)
+            .sum()
+    }
+}
+
+impl Evaluator for ToyEvaluator {
+    fn pool_size(&self, pool: Pool) -> usize {
+        match pool {
+            Pool::Dev => TOY_DEV,
+            Pool::Validation => TOY_VALIDATION,
+            Pool::Train => context().demos.len(),
         }
-        Ok(candidates.iter().map(|c| toy_score(&c.prompt())).collect())
+    }
+
+    fn evaluate(
+        &mut self,
+        c: &Candidate,
+        pool: Pool,
+        examples: &[usize],
+    ) -> Result<Vec<ExampleResult>, EvolveError> {
+        if !self.ids.contains(&c.id) {
+            self.received.push(c.clone());
+        }
+        self.ids.push(c.id);
+        self.sizes.push(examples.len());
+        self.pools.push(pool);
+        let score = match pool {
+            Pool::Validation if self.flip_validation => -toy_score(&c.prompt()),
+            _ => toy_score(&c.prompt()),
+        };
+        Ok(examples
+            .iter()
+            .map(|&e| {
+                assert!(
+                    self.seen.insert((c.prompt(), pool, e)),
+                    "evaluated twice: {:?} on {pool} example {e}",
+                    c.prompt()
+                );
+                // Right on two examples in three, shifted by the prompt's length.
+                let right = (e + c.prompt().len()) % 3 != 0;
+                ExampleResult {
+                    example: e,
+                    fitness: score,
+                    metric: f64::from(u8::from(right)),
+                    predicted: if right { "positive" } else { "negative" }.into(),
+                }
+            })
+            .collect())
     }
 
     fn generation_done(
@@ -88,11 +147,59 @@ pub fn pool() -> PhrasePool {
 }
 
 pub fn context<'g>() -> OperatorContext<'g> {
+    let pairs = [
+        ("careful film", "positive"),
+        ("dull plot", "negative"),
+        ("a careful, moving story", "positive"),
+        ("flat and long", "negative"),
+    ];
     OperatorContext {
         pool: pool(),
-        demos: vec!["Review: careful film\nSentiment: positive".into()],
+        demos: pairs
+            .iter()
+            .map(|(i, l)| format!("Review: {i}\nSentiment: {l}"))
+            .collect(),
+        demo_labels: pairs.iter().map(|(_, l)| l.to_string()).collect(),
+        demo_inputs: pairs.iter().map(|(i, _)| i.to_string()).collect(),
+        train_pairs: pairs
+            .iter()
+            .map(|(i, l)| (i.to_string(), l.to_string()))
+            .collect(),
         ..OperatorContext::default()
     }
+}
+
+/// Runs a search whose model-driven moves ask a [`Counting`] generator; also returns what it
+/// was asked.
+pub fn run_with_generator(
+    cfg: &SearchConfig,
+    seed: u64,
+) -> (
+    SearchOutcome,
+    ToyEvaluator,
+    Vec<Vec<crate::evolve::generator::ChatMessage>>,
+) {
+    let mut ev = ToyEvaluator::default();
+    let mut generator = Counting::default();
+    let ctx = OperatorContext {
+        generator: Some(&mut generator),
+        ..context()
+    };
+    let outcome = run_search(
+        cfg,
+        &prompts(),
+        ctx,
+        &mut ev,
+        &mut ChaCha8Rng::seed_from_u64(seed),
+    )
+    .expect("search succeeds");
+    (outcome, ev, generator.asked)
+}
+
+/// A run with a generator as one comparable string.
+pub fn trace_with_generator(cfg: &SearchConfig, seed: u64) -> String {
+    let (outcome, ev, _) = run_with_generator(cfg, seed);
+    serde_json::to_string(&(&ev.received, &outcome.best, &outcome.final_population)).expect("json")
 }
 
 pub fn run(cfg: &SearchConfig, seed: u64) -> (SearchOutcome, ToyEvaluator) {
@@ -125,15 +232,18 @@ pub fn best_initial(outcome: &SearchOutcome) -> f64 {
 pub fn check_lineage(ev: &ToyEvaluator) {
     let mut last = None;
     for c in &ev.received {
-        if last != Some(c.id) {
-            assert!(last.is_none_or(|l| c.id > l));
-        }
+        assert!(last.is_none_or(|l| c.id > l));
         last = Some(c.id);
         assert!(c.parents.iter().all(|&p| p < c.id));
         if c.operator == INITIAL_OPERATOR {
             assert!(c.parents.is_empty() && c.generation == 0);
         } else {
-            assert!(operator_by_name(&c.operator).is_some(), "{}", c.operator);
+            assert!(
+                operator_by_name(&c.operator).is_some()
+                    || STRATEGY_MOVES.contains(&c.operator.as_str()),
+                "{}",
+                c.operator
+            );
             assert!(!c.parents.is_empty() || c.operator.starts_with("pb-"));
         }
     }

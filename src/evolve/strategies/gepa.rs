@@ -1,0 +1,192 @@
+//! GEPA-style search, after Agrawal et al. 2025 ("GEPA: Reflective Prompt Evolution Can
+//! Outperform Reinforcement Learning"): parents are sampled from the per-example Pareto front
+//! (a candidate stays a contender while it is best on some dev example, weighted by how many),
+//! children come from reflective mutation (the mutator sees the instruction and a few train
+//! examples it gets wrong, with the gold and the predicted answer, and writes a revision) or,
+//! one time in five, from a merge of two front members; every child must pass the search's
+//! paired minibatch screening before it gets the rest of dev.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::error_driven::PROBE;
+use super::{SearchConfig, Strategy};
+use crate::evolve::error::EvolveError;
+use crate::evolve::operators::{ask_for_prompt, with_genes_of};
+use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+
+/// Operator name logged for reflective mutations.
+pub const REFLECT: &str = "gepa-reflect";
+
+/// Operator name logged for merges of two front members.
+pub const MERGE: &str = "gepa-merge";
+
+/// Share of children that are merges (when there are two front members to merge).
+const MERGE_RATE: f64 = 0.2;
+
+/// Failing examples shown to the mutator per reflection.
+const SHOWN_FAILURES: usize = 3;
+
+/// GEPA (`--strategy gepa`).
+pub struct Gepa;
+
+/// The Pareto front of the fully scored candidates: each with the number of dev examples on
+/// which its fitness is the best (ties count for every candidate that reaches it).
+pub fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
+    let full: Vec<&Scored> = search.ranked_full();
+    let n = search.dev_size();
+    let mut wins = vec![0usize; full.len()];
+    for e in 0..n {
+        let score = |s: &Scored| {
+            search
+                .dev_results(s.candidate.id)
+                .and_then(|r| r.get(e))
+                .map_or(f64::NEG_INFINITY, |r| r.fitness)
+        };
+        let best = full.iter().map(|s| score(s)).fold(f64::NEG_INFINITY, f64::max);
+        for (k, s) in full.iter().enumerate() {
+            if score(s) >= best {
+                wins[k] += 1;
+            }
+        }
+    }
+    full.into_iter()
+        .zip(wins)
+        .filter(|(_, w)| *w > 0)
+        .map(|(s, w)| (s.clone(), w))
+        .collect()
+}
+
+/// A front member drawn with probability proportional to its wins.
+fn draw<'a>(front: &'a [(Scored, usize)], rng: &mut ChaCha8Rng) -> &'a Scored {
+    let total: usize = front.iter().map(|(_, w)| w).sum();
+    let mut r = rng.gen_range(0..total.max(1));
+    for (s, w) in front {
+        if r < *w {
+            return s;
+        }
+        r -= w;
+    }
+    &front[front.len() - 1].0
+}
+
+impl Strategy for Gepa {
+    fn name(&self) -> &'static str {
+        "gepa"
+    }
+
+    fn run(
+        &self,
+        search: &mut Search<'_, '_>,
+        cfg: &SearchConfig,
+        operators: &OperatorSet,
+        initial_prompts: &[String],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Scored>, EvolveError> {
+        if search.ops.generator.is_none() {
+            return Err(EvolveError::Operators(
+                "gepa writes revisions with the model, but no generator was given".into(),
+            ));
+        }
+        let mut population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
+        let mut generation = 0;
+        while search.end_generation(generation, &population)? {
+            generation += 1;
+            let mut children = Vec::new();
+            for _ in 0..cfg.population {
+                let front = pareto_front(search);
+                if front.is_empty() {
+                    break;
+                }
+                let merge = front.len() >= 2 && operators.has_arity(2) && rng.gen_bool(MERGE_RATE);
+                if merge {
+                    let a = draw(&front, rng).candidate.clone();
+                    let b = draw(&front, rng).candidate.clone();
+                    if a.id == b.id {
+                        continue;
+                    }
+                    let Some(op) = operators.choose_arity(2, rng) else {
+                        continue;
+                    };
+                    if let Some(g) = op.apply(&[&a.genome, &b.genome], &mut search.ops, rng)? {
+                        children.extend(search.propose(g, vec![a.id, b.id], MERGE, generation));
+                    }
+                    continue;
+                }
+                let parent = draw(&front, rng).candidate.clone();
+                let Some(results) = search.probe_train(&parent, PROBE, rng)? else {
+                    break;
+                };
+                let ctx = &search.ops;
+                let failures: Vec<String> = results
+                    .iter()
+                    .filter(|r| r.metric < 1.0 && r.example < ctx.demo_inputs.len())
+                    .take(SHOWN_FAILURES)
+                    .map(|r| {
+                        format!(
+                            "Input: {}\nCorrect answer: {}\nAnswer given: {}",
+                            ctx.demo_inputs[r.example].trim(),
+                            ctx.demo_labels[r.example].trim(),
+                            r.predicted.trim()
+                        )
+                    })
+                    .collect();
+                if failures.is_empty() {
+                    continue;
+                }
+                let user = format!(
+                    "Here is an instruction for a task:\n<instruction>{}</instruction>\n\nWith this instruction the assistant answered these inputs wrongly:\n\n{}\n\nRead the inputs and the correct answers, think about what the instruction misses, and write an improved instruction that would get them right. Reply with only the new instruction, bracketed with <prompt> and </prompt>.",
+                    parent.genome.render_phrases(),
+                    failures.join("\n\n")
+                );
+                if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {
+                    let g = with_genes_of(g, &parent.genome);
+                    children.extend(search.propose(g, vec![parent.id], REFLECT, generation));
+                }
+            }
+            if search.stopped() {
+                break;
+            }
+            if children.is_empty() {
+                search.stop(StopReason::Exhausted);
+                continue;
+            }
+            search.score(children, rng)?;
+            population = search
+                .ranked_full()
+                .into_iter()
+                .take(cfg.population)
+                .cloned()
+                .collect();
+        }
+        sort_best_first(&mut population);
+        Ok(population)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::evolve::strategies::SearchConfig;
+
+    #[test]
+    fn reflection_sees_failing_train_examples_and_children_come_from_the_front() {
+        let cfg = SearchConfig {
+            strategy: "gepa".into(),
+            generations: 3,
+            ..SearchConfig::default()
+        };
+        let (outcome, ev, asked) = run_with_generator(&cfg, 4);
+        check_lineage(&ev);
+        let reflections = ev.received.iter().filter(|c| c.operator == REFLECT).count();
+        assert!(reflections > 0);
+        // The mutator saw train failures with their gold answer, never a dev example.
+        let text: String = asked.iter().flatten().map(|m| m.content.clone()).collect();
+        assert!(text.contains("Correct answer: positive"), "{text}");
+        assert!(!text.contains("dev"));
+        assert!(ev.pools.iter().any(|p| *p == crate::evolve::results::Pool::Train));
+        assert!(outcome.best.score >= best_initial(&outcome));
+        assert_eq!(trace_with_generator(&cfg, 4), trace_with_generator(&cfg, 4));
+    }
+}
