@@ -125,7 +125,7 @@ struct OptimizeArgs {
     #[arg(long, value_name = "N")]
     population: Option<usize>,
     /// Generations after the initial population (an upper bound when a budget is set)
-    /// [default: 5].
+    /// [default: 10].
     #[arg(long, value_name = "N")]
     generations: Option<usize>,
     /// Best prompts kept unchanged each generation [default: 2].
@@ -564,7 +564,12 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
         );
         println!("report: {}", folder.file("report.md").display());
     } else {
-        let dev_n = records.iter().filter(|r| r.is_dev()).map(|r| r.n).max().unwrap_or(0);
+        let dev_n = records
+            .iter()
+            .filter(|r| r.is_dev())
+            .map(|r| r.n)
+            .max()
+            .unwrap_or(0);
         let best = records
             .iter()
             .filter(|r| r.is_dev() && r.n == dev_n)

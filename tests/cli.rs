@@ -274,12 +274,7 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
     assert!(records.len() > 17, "only {} candidates", records.len());
     for r in &records {
         for key in [
-            "id",
-            "parents",
-            "operator",
-            "prompt",
-            "dev_score",
-            "seconds",
+            "id", "parents", "operator", "prompt", "score", "results", "seconds",
         ] {
             assert!(r.get(key).is_some(), "record lacks {key}: {r}");
         }
@@ -358,7 +353,7 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["prompt"].to_string(), v["dev_score"].to_string())
+                (v["prompt"].to_string(), v["score"].to_string())
             })
             .collect()
     };

@@ -22,8 +22,8 @@ fn log_lines(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// (id, prompt, dev score) of every logged evaluation.
-fn evaluations(dir: &Path) -> Vec<(u64, String, f64)> {
+/// (id, prompt, score, pool and per-example results) of every logged evaluation.
+fn evaluations(dir: &Path) -> Vec<(u64, String, f64, String)> {
     log_lines(dir)
         .iter()
         .map(|l| {
@@ -31,7 +31,8 @@ fn evaluations(dir: &Path) -> Vec<(u64, String, f64)> {
             (
                 v["id"].as_u64().unwrap(),
                 v["prompt"].as_str().unwrap().to_string(),
-                v["dev_score"].as_f64().unwrap(),
+                v["score"].as_f64().unwrap(),
+                format!("{} {}", v["pool"], v["results"]),
             )
         })
         .collect()

@@ -45,8 +45,10 @@ pub struct FinalChoice {
 
 /// Re-scores the best initial prompt and the `top` best candidates on dev on the first `n`
 /// validation examples; returns the chosen candidate and how it was chosen. The highest
-/// validation fitness wins (ties: validation accuracy, then dev fitness, then the earlier id);
-/// the best initial prompt wins unless a candidate's validation fitness is strictly higher.
+/// validation accuracy wins (the headline metric; ties: validation fitness, then dev fitness,
+/// then the earlier id): a continuous fitness guides the search, but a prompt that is more
+/// confident without being right more often must not become the answer. The best initial
+/// prompt wins unless a candidate is strictly better on (accuracy, fitness).
 /// None when there is no validation split.
 pub fn choose_on_validation(
     search: &mut Search<'_, '_>,
@@ -87,15 +89,16 @@ pub fn choose_on_validation(
             validation_accuracy: r.mean_metric(),
         })
         .collect();
-    let key = |f: &Finalist| (f.validation_score, f.validation_accuracy, f.dev_score);
+    let key = |f: &Finalist| (f.validation_accuracy, f.validation_score, f.dev_score);
     let mut winner = 0;
     for (i, f) in finalists.iter().enumerate().skip(1) {
         if key(f).partial_cmp(&key(&finalists[winner])) == Some(std::cmp::Ordering::Greater) {
             winner = i;
         }
     }
-    // The user's prompt is replaced only by a strictly better validation fitness.
-    if finalists[winner].validation_score <= finalists[0].validation_score {
+    // The user's prompt is replaced only by a strictly better (accuracy, fitness) on validation.
+    let (w, i) = (&finalists[winner], &finalists[0]);
+    if (w.validation_accuracy, w.validation_score) <= (i.validation_accuracy, i.validation_score) {
         winner = 0;
     }
     let w = &finalists[winner];
@@ -106,27 +109,29 @@ pub fn choose_on_validation(
             .to_string()
     } else if kept_initial {
         format!(
-            "no candidate beat the best initial prompt on {n} validation examples (its validation score {:.3}; the best candidate's {:.3}); the initial prompt stays",
-            w.validation_score,
-            finalists[1..]
+            "no candidate beat the best initial prompt on {n} validation examples (its validation accuracy {:.1}%; the best candidate's {:.1}%); the initial prompt stays",
+            100.0 * w.validation_accuracy,
+            100.0 * finalists[1..]
                 .iter()
-                .map(|f| f.validation_score)
+                .map(|f| f.validation_accuracy)
                 .fold(f64::NEG_INFINITY, f64::max)
         )
     } else if w.id == best_dev.id {
         format!(
-            "#{} was best on dev and beat the best initial prompt on {n} validation examples ({:.3} vs {:.3})",
-            w.id, w.validation_score, finalists[0].validation_score
+            "#{} was best on dev and beat the best initial prompt on {n} validation examples (accuracy {:.1}% vs {:.1}%)",
+            w.id,
+            100.0 * w.validation_accuracy,
+            100.0 * finalists[0].validation_accuracy
         )
     } else {
         format!(
-            "#{} had the best validation score of the top {} on dev ({:.3} vs the initial prompt's {:.3}); #{} was best on dev but scored {:.3} on validation",
+            "#{} had the best validation accuracy of the top {} on dev ({:.1}% vs the initial prompt's {:.1}%); #{} was best on dev but reached {:.1}% on validation",
             w.id,
             finalists.len() - 1,
-            w.validation_score,
-            finalists[0].validation_score,
+            100.0 * w.validation_accuracy,
+            100.0 * finalists[0].validation_accuracy,
             best_dev.id,
-            best_dev.validation_score
+            100.0 * best_dev.validation_accuracy
         )
     };
     let chosen = pool[winner].clone();

@@ -489,7 +489,10 @@ impl<'e, 'g> Search<'e, 'g> {
                 got: results.len(),
             });
         }
-        if results.iter().any(|r| r.fitness.is_nan() || r.metric.is_nan()) {
+        if results
+            .iter()
+            .any(|r| r.fitness.is_nan() || r.metric.is_nan())
+        {
             return Err(EvolveError::NanScore {
                 id: candidate.id,
                 prompt: candidate.prompt(),
@@ -597,8 +600,8 @@ impl<'e, 'g> Search<'e, 'g> {
                     // full-dev score could still reach the top.
                     let r = &self.dev[&candidate.id];
                     let (m, k) = (r.mean_fitness(), r.len() as f64);
-                    let var = r.iter().map(|x| (x.fitness - m).powi(2)).sum::<f64>()
-                        / (k - 1.0).max(1.0);
+                    let var =
+                        r.iter().map(|x| (x.fitness - m).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
                     let upper = m + var.sqrt().max(MIN_RACING_SD) / k.sqrt();
                     go_on = upper >= threshold.unwrap_or(f64::NEG_INFINITY);
                 }
@@ -676,7 +679,10 @@ impl<'e, 'g> Search<'e, 'g> {
         for c in candidates {
             let mut r = Results::default();
             if n > 0 {
-                r.extend(self.run_evaluation(c, Pool::Validation, &examples)?.unwrap_or_default());
+                r.extend(
+                    self.run_evaluation(c, Pool::Validation, &examples)?
+                        .unwrap_or_default(),
+                );
             }
             out.push(r);
         }
@@ -939,7 +945,10 @@ mod tests {
             ..SearchConfig::default()
         };
         let (outcome, ev) = run(&cfg, 2);
-        let choice = outcome.final_choice.clone().expect("toy has a validation split");
+        let choice = outcome
+            .final_choice
+            .clone()
+            .expect("toy has a validation split");
         assert_eq!(choice.finalists[0].operator, INITIAL_OPERATOR);
         assert_eq!(choice.finalists.len(), 1 + cfg.finalists);
         assert_eq!(
@@ -948,15 +957,24 @@ mod tests {
         );
         // Validation is not charged to the budget.
         assert_eq!(outcome.evals_used, ev.charged());
-        let best_val = choice
+        // Chosen on validation accuracy, then validation fitness.
+        let chosen = choice
             .finalists
             .iter()
-            .map(|f| f.validation_score)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let chosen = choice.finalists.iter().find(|f| f.id == choice.chosen).unwrap();
-        assert_eq!(chosen.validation_score, best_val);
+            .find(|f| f.id == choice.chosen)
+            .unwrap();
+        for f in &choice.finalists {
+            assert!(
+                (f.validation_accuracy, f.validation_score)
+                    <= (chosen.validation_accuracy, chosen.validation_score),
+                "{f:?} beats {chosen:?}"
+            );
+        }
         assert_eq!(outcome.best.candidate.id, choice.chosen);
-        assert!(!choice.kept_initial, "the toy's children do beat the initial prompts");
+        assert!(
+            !choice.kept_initial,
+            "the toy's children do beat the initial prompts"
+        );
         // When validation disagrees with dev (scores flipped), the initial prompt stays.
         let mut flipped = ToyEvaluator {
             flip_validation: true,

@@ -280,9 +280,10 @@ impl Evaluator for RunEvaluator<'_, '_> {
         } else if !self.quiet {
             if let Some(best) = population.first() {
                 eprintln!(
-                    "generation {generation} done: best dev {:.1}% (#{}), {:.0} s elapsed",
-                    100.0 * best.score,
+                    "generation {generation} done: best dev fitness {:.3} (#{}, accuracy {:.1}%), {:.0} s elapsed",
+                    best.score,
                     best.candidate.id,
+                    100.0 * best.accuracy,
                     self.elapsed()
                 );
             }

@@ -204,12 +204,18 @@ mod tests {
         log.append(std::slice::from_ref(&r)).unwrap();
         let back = EvaluationLog::read(&p).unwrap();
         // 0.1 + 0.2 is not a short decimal: it must come back bit for bit.
-        assert_eq!(back[0].results[0].fitness.to_bits(), (0.1f64 + 0.2).to_bits());
+        assert_eq!(
+            back[0].results[0].fitness.to_bits(),
+            (0.1f64 + 0.2).to_bits()
+        );
         assert_eq!(back, vec![r]);
         let old = r#"{"id":0,"generation":0,"parents":[],"operator":"initial","prompt":"P","dev_score":0.5,"dev_macro_f1":0.4,"dev_n":10,"forward_passes":10,"seconds":0.1}"#;
         std::fs::write(&p, format!("{old}\n")).unwrap();
         let back = EvaluationLog::read(&p).unwrap();
-        assert_eq!((back[0].pool, back[0].score, back[0].n), (Pool::Dev, 0.5, 10));
+        assert_eq!(
+            (back[0].pool, back[0].score, back[0].n),
+            (Pool::Dev, 0.5, 10)
+        );
     }
 
     #[test]

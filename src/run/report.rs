@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{self, GenerationStats, Headroom, LineageStep, OperatorStats};
-use crate::evolve::choice::FinalChoice;
 use super::folder::RunFolder;
 use super::log::EvaluationRecord;
 use crate::error::Result;
+use crate::evolve::choice::FinalChoice;
 
 /// Scores of one prompt on dev and test.
 #[derive(Clone, Debug, Serialize, Deserialize)]

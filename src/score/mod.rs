@@ -301,7 +301,9 @@ impl<'m> Scorer<'m> {
                 .iter()
                 .zip(outputs)
                 .map(|(&i, output)| {
-                    let metric = spec.metric.score(&output, &self.task.examples(split)[i].targets);
+                    let metric = spec
+                        .metric
+                        .score(&output, &self.task.examples(split)[i].targets);
                     ExampleScore {
                         example: i,
                         fitness: metric,
@@ -392,7 +394,11 @@ fn first_ids(len: usize, limit: Option<usize>) -> Vec<usize> {
 /// prompt gives a content-free input (`cf`, normalised); in logs, subtract. Unchanged without.
 fn calibrated(logps: &[f32], cf: Option<&[f32]>) -> Vec<f32> {
     match cf {
-        Some(cf) => normalise(logps).iter().zip(cf).map(|(a, b)| a - b).collect(),
+        Some(cf) => normalise(logps)
+            .iter()
+            .zip(cf)
+            .map(|(a, b)| a - b)
+            .collect(),
         None => logps.to_vec(),
     }
 }

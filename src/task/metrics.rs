@@ -57,7 +57,15 @@ pub fn majority_rate(gold: &[usize], n_labels: usize) -> f64 {
 /// The per-example fitness of a classification prompt, computed from the label log-probs (after
 /// calibration when it is on). Generation tasks always use their metric.
 #[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Fitness {
@@ -90,7 +98,10 @@ impl Fitness {
             Fitness::Margin if logprobs.len() == 1 => MARGIN_CLIP,
             Fitness::Margin => (g - best_other).clamp(-MARGIN_CLIP, MARGIN_CLIP),
             Fitness::Prob => {
-                let m = logprobs.iter().map(|&x| f64::from(x)).fold(f64::NEG_INFINITY, f64::max);
+                let m = logprobs
+                    .iter()
+                    .map(|&x| f64::from(x))
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = logprobs.iter().map(|&x| (f64::from(x) - m).exp()).sum();
                 (g - m).exp() / z
             }

@@ -43,6 +43,8 @@ pub fn small_optimize(out: &Path, dev_limit: usize, test_limit: usize, seed: u64
             &dev_limit.to_string(),
             "--test-limit",
             &test_limit.to_string(),
+            "--validation-limit",
+            &test_limit.to_string(),
             "--seed",
             &seed.to_string(),
         ])

@@ -167,10 +167,7 @@ single_parent!(DemoSet, "demo-set", Family::Gene, |p, ctx, rng| {
     }
     demos.truncate(MAX_DEMO_SET);
     demos.shuffle(rng);
-    (demos != p.demos).then(|| Genome {
-        demos,
-        ..p.clone()
-    })
+    (demos != p.demos).then(|| Genome { demos, ..p.clone() })
 });
 
 single_parent!(DemoOrder, "demo-order", Family::Gene, |p, _ctx, rng| {
@@ -215,7 +212,10 @@ mod tests {
         let demos: Vec<(String, String)> = (0..6)
             .map(|i| {
                 let label = if i % 2 == 0 { "positive" } else { "negative" };
-                (format!("Review: r{i}\nSentiment: {label}"), label.to_string())
+                (
+                    format!("Review: r{i}\nSentiment: {label}"),
+                    label.to_string(),
+                )
             })
             .collect();
         OperatorContext {
@@ -238,17 +238,40 @@ mod tests {
         for seed in 0..30 {
             let rng = &mut ChaCha8Rng::seed_from_u64(seed);
             let set = DemoSet.apply(&[&g], &mut ctx, rng).unwrap().expect("draws");
-            assert!(set.demos.len() == 2 || set.demos.len() == 4, "{:?}", set.demos);
+            assert!(
+                set.demos.len() == 2 || set.demos.len() == 4,
+                "{:?}",
+                set.demos
+            );
             assert_eq!(count(&set, &ctx, "positive"), count(&set, &ctx, "negative"));
-            let swapped = DemoSwap.apply(&[&set], &mut ctx, rng).unwrap().expect("swaps");
+            let swapped = DemoSwap
+                .apply(&[&set], &mut ctx, rng)
+                .unwrap()
+                .expect("swaps");
             assert_ne!(swapped.demos, set.demos);
-            assert_eq!(count(&swapped, &ctx, "positive"), count(&set, &ctx, "positive"));
+            assert_eq!(
+                count(&swapped, &ctx, "positive"),
+                count(&set, &ctx, "positive")
+            );
             let mut one = g.clone();
             one.demos = vec![ctx.demos[0].clone()];
-            let added = DemoAdd.apply(&[&one], &mut ctx, rng).unwrap().expect("adds");
-            assert_eq!(count(&added, &ctx, "negative"), 1, "the missing label comes first");
-            let reordered = DemoOrder.apply(&[&added], &mut ctx, rng).unwrap().expect("reorders");
-            assert_eq!(reordered.demos, [added.demos[1].clone(), added.demos[0].clone()]);
+            let added = DemoAdd
+                .apply(&[&one], &mut ctx, rng)
+                .unwrap()
+                .expect("adds");
+            assert_eq!(
+                count(&added, &ctx, "negative"),
+                1,
+                "the missing label comes first"
+            );
+            let reordered = DemoOrder
+                .apply(&[&added], &mut ctx, rng)
+                .unwrap()
+                .expect("reorders");
+            assert_eq!(
+                reordered.demos,
+                [added.demos[1].clone(), added.demos[0].clone()]
+            );
         }
     }
 

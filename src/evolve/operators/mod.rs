@@ -43,8 +43,8 @@ mod promptbreeder;
 pub use crossover::{OnePointCrossover, SentenceCrossover, UniformCrossover};
 pub use edit::{Delete, Insert, Paraphrase, Swap};
 pub use genes::{ConstraintGene, DemoAdd, DemoDrop, DemoOrder, DemoSet, DemoSwap, PersonaGene};
-pub use model::{clean_reply, extract_tagged, EvoDe, EvoGa, MAX_PROMPT_CHARS};
 pub(crate) use model::{ask_for_prompt, with_genes_of};
+pub use model::{clean_reply, extract_tagged, EvoDe, EvoGa, MAX_PROMPT_CHARS};
 pub use promptbreeder::{
     FirstOrder, Hypermutation, Lamarckian, LineageBased, ZeroOrder, MUTATION_PROMPTS,
     THINKING_STYLES,
@@ -332,7 +332,10 @@ mod tests {
         let err = weighted_operators(&[], &o).unwrap_err().to_string();
         assert!(err.contains("unknown operator `mutate`"), "{err}");
         // Every operator is advertised, the newest included; aliases are not.
-        assert!(err.contains("demo-order") && err.contains("pb-lamarckian"), "{err}");
+        assert!(
+            err.contains("demo-order") && err.contains("pb-lamarckian"),
+            "{err}"
+        );
         assert!(!err.contains("crossover,"), "{err}");
         let mut bad = std::collections::BTreeMap::new();
         bad.insert("swap".to_string(), -1.0);

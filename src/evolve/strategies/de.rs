@@ -37,7 +37,7 @@ impl Strategy for DifferentialEvolution {
                 "de rewrites prompts with the model, but no generator was given".into(),
             ));
         }
-                let mut population =
+        let mut population =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut generation = 0;
         while search.end_generation(generation, &population)? {

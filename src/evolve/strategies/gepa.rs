@@ -43,7 +43,10 @@ pub fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
                 .and_then(|r| r.get(e))
                 .map_or(f64::NEG_INFINITY, |r| r.fitness)
         };
-        let best = full.iter().map(|s| score(s)).fold(f64::NEG_INFINITY, f64::max);
+        let best = full
+            .iter()
+            .map(|s| score(s))
+            .fold(f64::NEG_INFINITY, f64::max);
         for (k, s) in full.iter().enumerate() {
             if score(s) >= best {
                 wins[k] += 1;
@@ -185,7 +188,10 @@ mod tests {
         let text: String = asked.iter().flatten().map(|m| m.content.clone()).collect();
         assert!(text.contains("Correct answer: positive"), "{text}");
         assert!(!text.contains("dev"));
-        assert!(ev.pools.iter().any(|p| *p == crate::evolve::results::Pool::Train));
+        assert!(ev
+            .pools
+            .iter()
+            .any(|p| *p == crate::evolve::results::Pool::Train));
         assert!(outcome.best.score >= best_initial(&outcome));
         assert_eq!(trace_with_generator(&cfg, 4), trace_with_generator(&cfg, 4));
     }

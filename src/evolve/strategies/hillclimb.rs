@@ -33,7 +33,7 @@ impl Strategy for HillClimb {
                 "hillclimb needs at least one one-parent operator (delete, swap, insert, paraphrase, persona, constraint, demo-*)".into(),
             ));
         }
-                let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
+        let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
         // GrIPS starts from the given instruction(s): no random fill of the first population.
         let population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
         let mut current = population

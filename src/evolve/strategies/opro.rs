@@ -130,7 +130,10 @@ mod tests {
             .skip(1)
             .map(|t| t.lines().next().unwrap().parse().unwrap())
             .collect();
-        assert!(scores.len() >= 2 && scores.windows(2).all(|w| w[0] <= w[1]), "{scores:?}");
+        assert!(
+            scores.len() >= 2 && scores.windows(2).all(|w| w[0] <= w[1]),
+            "{scores:?}"
+        );
         assert!(outcome.best.score >= best_initial(&outcome));
     }
 

@@ -34,7 +34,7 @@ impl Strategy for Promptbreeder {
                 "promptbreeder needs one-parent operators: enable pb-first-order, pb-zero-order, pb-hypermutation, pb-lineage or pb-lamarckian".into(),
             ));
         }
-                let mut units =
+        let mut units =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut mutation_prompts: Vec<String> = units
             .iter()

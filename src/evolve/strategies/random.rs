@@ -24,7 +24,7 @@ impl Strategy for RandomSearch {
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-                let mut population =
+        let mut population =
             search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
         let mut generation = 0;
         while search.end_generation(generation, &population)? {

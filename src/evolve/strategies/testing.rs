@@ -8,8 +8,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{operator_by_name, OperatorContext};
 use crate::evolve::pool::PhrasePool;
-use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
 use crate::evolve::results::{ExampleResult, Pool};
+use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
 use crate::evolve::strategies::{run_search, SearchConfig, STRATEGY_MOVES};
 
 /// Toy fitness: +1 per occurrence of "careful", minus a small length penalty; on a partial
@@ -95,8 +95,13 @@ impl Evaluator for ToyEvaluator {
                     "evaluated twice: {:?} on {pool} example {e}",
                     c.prompt()
                 );
-                // Right on two examples in three, shifted by the prompt's length.
-                let right = (e + c.prompt().len()) % 3 != 0;
+                // Dev and train: right on two examples in three, shifted by the prompt's length.
+                // Validation: right when the prompt says "careful" (wrong when flipped).
+                let careful = toy_score(&c.prompt()) > 0.5;
+                let right = match pool {
+                    Pool::Validation => careful != self.flip_validation,
+                    _ => (e + c.prompt().len()) % 3 != 0,
+                };
                 ExampleResult {
                     example: e,
                     fitness: score,
