@@ -32,6 +32,17 @@ pub enum Error {
         /// What is wrong with the line.
         message: String,
     },
+    /// A line of a file (a run's log, a data line that parses but does not fit the task) is
+    /// wrong; the message says what and how to fix it.
+    #[error("{}:{line}: {message}", path.display())]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line and how to fix it.
+        message: String,
+    },
     /// A task file is invalid.
     #[error("{}: {message}", path.display())]
     Task {
@@ -82,11 +93,27 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The search failed (bad strategy settings, operator set, pool, or a failed evaluation).
-    #[error("{0}")]
+    ///
+    /// Transparent: printed once, not once as this error and again as its cause.
+    #[error(transparent)]
     Evolve(#[from] crate::evolve::EvolveError),
     /// The tensor backend failed (a bug or an exhausted resource, not bad input).
-    #[error("tensor backend: {0}")]
-    Candle(#[from] candle_core::Error),
+    ///
+    /// Printed as the first line of candle's message and not exposed as a cause: with
+    /// `RUST_BACKTRACE=1` candle appends a backtrace to its message, which is not for users.
+    #[error("tensor backend: {}", first_line(.0))]
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+/// The first line of an error's message (candle's may continue with a backtrace).
+fn first_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 fn hint_for_io(e: &std::io::Error) -> &'static str {

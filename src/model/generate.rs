@@ -89,7 +89,7 @@ impl ChatTemplate {
         env.add_template_owned("chat", source).map_err(|e| {
             Error::chat_template(
                 &origin,
-                format!("the chat template does not parse: {e:#}; fix tokenizer.chat_template"),
+                format!("the chat template does not parse: {e}; fix tokenizer.chat_template"),
             )
         })?;
         Ok(Self {
@@ -105,7 +105,7 @@ impl ChatTemplate {
         let fail = |e: minijinja::Error| {
             Error::chat_template(
                 &self.origin,
-                format!("cannot render the chat template: {e:#}; check the roles and order of the messages"),
+                format!("cannot render the chat template: {e}; check the roles and order of the messages"),
             )
         };
         let template = self.env.get_template("chat").map_err(fail)?;

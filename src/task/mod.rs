@@ -155,7 +155,11 @@ impl Task {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
         let file: TaskFile = toml::from_str(&text).map_err(|e| {
             let msg = e.message().to_string();
-            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            // The span's start is a byte offset: its line is one more than the newlines before it.
+            let line = e.span().map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                before.iter().filter(|&&b| b == b'\n').count() + 1
+            });
             Error::task(
                 path,
                 format!(
@@ -200,9 +204,9 @@ impl Task {
             split
                 .iter()
                 .map(|ex| {
-                    labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Jsonl {
+                    labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Line {
                         path: base.join(p),
-                        line: ex.id + 1,
+                        line: ex.line,
                         message: format!("target \"{}\" is not one of the task's labels {:?}; fix the data or the task's `labels`", ex.target, labels),
                     })
                 })
