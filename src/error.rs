@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("cannot read {}: {source}{}", path.display(), hint_for_io(source))]
+    #[error("cannot read {}: {source}{}", shown(path), hint_for_io(source))]
     Read {
         /// The file that failed.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}", shown(path))]
     Write {
         /// The file that failed.
         path: PathBuf,
@@ -23,7 +23,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a JSONL data file is not a JSON object with string `input` and `target`.
-    #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", path.display())]
+    #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", shown(path))]
     Jsonl {
         /// The data file.
         path: PathBuf,
@@ -34,7 +34,7 @@ pub enum Error {
     },
     /// A line of a file (a run's log, a data line that parses but does not fit the task) is
     /// wrong; the message says what and how to fix it.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{}:{line}: {message}", shown(path))]
     Line {
         /// The file.
         path: PathBuf,
@@ -44,7 +44,7 @@ pub enum Error {
         message: String,
     },
     /// A task file is invalid.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Task {
         /// The task file.
         path: PathBuf,
@@ -52,7 +52,7 @@ pub enum Error {
         message: String,
     },
     /// A model file is invalid or unsupported.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Model {
         /// The model file.
         path: PathBuf,
@@ -60,7 +60,7 @@ pub enum Error {
         message: String,
     },
     /// A model's chat template is missing, does not parse or fails to render.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     ChatTemplate {
         /// The model file the template came from.
         path: PathBuf,
@@ -74,7 +74,7 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// A run folder is invalid, locked or inconsistent.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Run {
         /// The run folder or file.
         path: PathBuf,
@@ -82,7 +82,7 @@ pub enum Error {
         message: String,
     },
     /// A benchmark file is invalid, or its output folder disagrees with it.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Bench {
         /// The benchmark file or run folder.
         path: PathBuf,
@@ -166,3 +166,21 @@ impl Error {
 
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A path for a one-line message: control characters (a newline in a name read from a task
+/// file) are escaped.
+fn shown(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

@@ -15,7 +15,14 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("promptevo: error: {err:#}");
+            // One line, whatever the causes hold (a message may quote a file's own text).
+            let text = format!("{err:#}");
+            let text: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("promptevo: error: {}", text.join("; "));
             ExitCode::from(2)
         }
     }

@@ -56,12 +56,17 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
 
 /// Reads a HF `tokenizer.json`.
 pub fn from_json_file(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
+    let invalid = |e: &dyn std::fmt::Display| {
         Error::model(
             path,
             format!("invalid tokenizer.json: {e}; remove it to use the GGUF's own vocabulary"),
         )
-    })
+    };
+    // JSON syntax is checked first: tokenizers 0.22 panics (`expect("Helper")`) on a syntax
+    // error inside the `decoder` object instead of returning it.
+    serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(|e| invalid(&e))?;
+    Tokenizer::from_bytes(&bytes).map_err(|e| invalid(&e))
 }
 
 /// Builds the tokenizer from `tokenizer.ggml.*` metadata (model `gpt2`: byte-level BPE).
