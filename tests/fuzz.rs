@@ -34,6 +34,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// Largest single allocation allowed while a case runs (0: no limit).
 static ALLOC_LIMIT: AtomicUsize = AtomicUsize::new(0);
+/// Seed of the case that set the limit (named when the allocator aborts).
+static CURRENT_SEED: AtomicU64 = AtomicU64::new(0);
 
 /// Aborts, naming the size, on an allocation over [`ALLOC_LIMIT`].
 struct Guarded;
@@ -60,13 +62,19 @@ fn check(size: usize) {
     let limit = ALLOC_LIMIT.load(Ordering::Relaxed);
     if limit != 0 && size > limit {
         // No allocation here: format the size into a stack buffer.
-        let mut buf = [0u8; 96];
+        let mut buf = [0u8; 128];
         let msg = b"fuzz: allocation beyond the input's size: ";
         buf[..msg.len()].copy_from_slice(msg);
         let mut n = msg.len();
         let digits = size.to_string_stackless();
         buf[n..n + digits.1].copy_from_slice(&digits.0[..digits.1]);
         n += digits.1;
+        let at = b" bytes, case seed ";
+        buf[n..n + at.len()].copy_from_slice(at);
+        n += at.len();
+        let seed = (CURRENT_SEED.load(Ordering::Relaxed) as usize).to_string_stackless();
+        buf[n..n + seed.1].copy_from_slice(&seed.0[..seed.1]);
+        n += seed.1;
         buf[n] = b'\n';
         let _ = std::io::stderr().write_all(&buf[..=n]);
         std::process::abort();
@@ -125,8 +133,10 @@ fn watchdog() {
 
 /// Runs one case: catches a panic, bounds its allocations by `limit` bytes, watches its time.
 /// Returns the panic message, if it panicked.
-fn run_case(name: String, limit: usize, f: impl FnOnce()) -> Option<String> {
+fn run_case(target: &str, seed: u64, limit: usize, f: impl FnOnce()) -> Option<String> {
     watchdog();
+    let name = format!("{target} seed {seed}");
+    CURRENT_SEED.store(seed, Ordering::Relaxed);
     RUNNING.lock().unwrap().push((name.clone(), Instant::now()));
     let prev = ALLOC_LIMIT.swap(limit, Ordering::SeqCst);
     let r = std::panic::catch_unwind(AssertUnwindSafe(f));
@@ -574,7 +584,7 @@ fn gguf_mutations_fail_cleanly() {
         let format =
             [WeightFormat::Bf16, WeightFormat::Native, WeightFormat::F32][case as usize % 3];
         let mut what = String::new();
-        if let Some(msg) = run_case(format!("gguf seed {seed}"), limit_for(bytes.len()), || {
+        if let Some(msg) = run_case("gguf", seed, limit_for(bytes.len()), || {
             what = exercise_model(&path, format)
         }) {
             let keep = dir.path().join(format!("panic-{seed}.gguf"));
@@ -606,7 +616,7 @@ fn load_bytes_error(bytes: &[u8]) -> String {
     let p = dir.path().join("m.gguf");
     std::fs::write(&p, bytes).unwrap();
     let mut out = None;
-    let msg = run_case("fixed case".into(), limit_for(bytes.len()), || {
+    let msg = run_case("fixed case", 0, limit_for(bytes.len()), || {
         out = Some(Model::load(&p, WeightFormat::Bf16, &Device::Cpu).err());
     });
     assert_eq!(msg, None, "panicked");
@@ -686,20 +696,16 @@ fn task_mutations_fail_cleanly() {
         std::fs::write(dir.path().join("dev.jsonl"), &d).unwrap();
         std::fs::write(dir.path().join("test.jsonl"), DATA).unwrap();
         let mut what = String::new();
-        if let Some(msg) = run_case(
-            format!("task seed {seed}"),
-            limit_for(t.len() + d.len()),
-            || {
-                what = match Task::load(&task) {
-                    Ok(_) => "loaded".into(),
-                    Err(e) => {
-                        let e = e.to_string();
-                        assert_eq!(e.lines().count(), 1, "multi-line error: {e}");
-                        outcome(&e)
-                    }
-                };
-            },
-        ) {
+        if let Some(msg) = run_case("task", seed, limit_for(t.len() + d.len()), || {
+            what = match Task::load(&task) {
+                Ok(_) => "loaded".into(),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert_eq!(e.lines().count(), 1, "multi-line error: {e}");
+                    outcome(&e)
+                }
+            };
+        }) {
             findings.push(format!(
                 "seed {seed}: {msg}\n  toml: {:?}\n  data: {:?}",
                 String::from_utf8_lossy(&t),
@@ -739,7 +745,8 @@ fn tokenizer_json_mutations_fail_cleanly() {
         std::fs::write(&side, &bytes).unwrap();
         let mut what = String::new();
         if let Some(msg) = run_case(
-            format!("tokenizer seed {seed}"),
+            "tokenizer",
+            seed,
             limit_for(bytes.len() + tiny_gguf().len()),
             || {
                 if let Ok(t) = promptevo::model::tokenizer::from_json_file(&side) {
@@ -875,4 +882,38 @@ fn run_folder_mutations_resume_or_fail_cleanly() {
     }
     tally.print("run folder");
     report("run folder", n, started, &findings);
+}
+
+#[test]
+#[ignore = "debug helper: PROMPTEVO_FUZZ_SHOW=seed prints what the GGUF case does"]
+fn show_gguf_case() {
+    let seed: u64 = std::env::var("PROMPTEVO_FUZZ_SHOW")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let src = tiny_gguf();
+    let bytes = mutate_gguf(src, &mut rng);
+    let diff: Vec<usize> = (0..bytes.len().min(src.len()))
+        .filter(|&i| bytes[i] != src[i])
+        .collect();
+    eprintln!(
+        "len {} -> {}, changed bytes at {diff:?}",
+        src.len(),
+        bytes.len()
+    );
+    let (fields, _) = layout(src);
+    for &i in diff.iter().take(4) {
+        if let Some(f) = fields.iter().find(|f| f.1 <= i && i < f.1 + f.2) {
+            eprintln!("  byte {i}: field {f:?}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.gguf");
+    std::fs::write(&p, &bytes).unwrap();
+    eprintln!("{}", exercise_model(&p, WeightFormat::Bf16));
+    match Model::load(&p, WeightFormat::Bf16, &Device::Cpu) {
+        Ok(_) => eprintln!("loads"),
+        Err(e) => eprintln!("{e}"),
+    }
 }
