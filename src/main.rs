@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// The system allocator, with the per-thread budgets that bound untrusted chat templates.
+#[global_allocator]
+static ALLOC: promptevo::limits::BudgetedAlloc = promptevo::limits::BudgetedAlloc;
+
 fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
