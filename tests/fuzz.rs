@@ -814,6 +814,43 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Mutates one file of the run folder `work` for case `case`; returns its name.
+fn mutate_run_file(work: &Path, case: u64, rng: &mut ChaCha8Rng) -> &'static str {
+    const FILES: [&str; 3] = ["evaluations.jsonl", "checkpoint.json", "config.json"];
+    let file = FILES[case as usize % FILES.len()];
+    let original = std::fs::read(work.join(file)).unwrap_or_default();
+    let mutated = if case % 2 == 0 {
+        mutate_json(&String::from_utf8_lossy(&original), rng).into_bytes()
+    } else {
+        mutate_text(&original, rng)
+    };
+    std::fs::write(work.join(file), mutated).unwrap();
+    file
+}
+
+#[test]
+#[ignore = "debug helper: PROMPTEVO_FUZZ_SHOW=case writes that resume case's folder to PROMPTEVO_FUZZ_OUT"]
+fn show_run_case() {
+    let case: u64 = std::env::var("PROMPTEVO_FUZZ_SHOW")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let out = PathBuf::from(std::env::var("PROMPTEVO_FUZZ_OUT").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    let seed = base_seed() ^ (case << 8) ^ 0x5e5e;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    copy_dir(&run, &out);
+    let _ = std::fs::remove_file(out.join("result.json"));
+    let file = mutate_run_file(&out, case, &mut rng);
+    // config.json names the task and model by absolute path: keep them.
+    eprintln!(
+        "case {case} seed {seed}: mutated {file}; inputs in {}",
+        dir.path().display()
+    );
+    std::mem::forget(dir);
+}
+
 #[test]
 fn run_folder_mutations_resume_or_fail_cleanly() {
     let started = Instant::now();
@@ -825,7 +862,6 @@ fn run_folder_mutations_resume_or_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path());
     let mut findings = Vec::new();
-    let files = ["evaluations.jsonl", "checkpoint.json", "config.json"];
     let mut tally = Tally::default();
     for case in 0..n {
         let seed = base_seed() ^ (case << 8) ^ 0x5e5e;
@@ -834,14 +870,7 @@ fn run_folder_mutations_resume_or_fail_cleanly() {
         copy_dir(&run, &work);
         // An unfinished run: resume must replay the log.
         let _ = std::fs::remove_file(work.join("result.json"));
-        let file = files[case as usize % files.len()];
-        let original = std::fs::read(work.join(file)).unwrap_or_default();
-        let mutated = if case % 2 == 0 {
-            mutate_json(&String::from_utf8_lossy(&original), &mut rng).into_bytes()
-        } else {
-            mutate_text(&original, &mut rng)
-        };
-        std::fs::write(work.join(file), mutated).unwrap();
+        let file = mutate_run_file(&work, case, &mut rng);
         let mut child = common::bin()
             .args(["resume", "--quiet"])
             .arg(&work)
@@ -867,6 +896,17 @@ fn run_folder_mutations_resume_or_fail_cleanly() {
             .lines()
             .filter(|l| l.starts_with("promptevo: error"))
             .collect();
+        // A config.json edited to ask for billions of generations, candidates or tournament
+        // draws runs as long as asked (as the same flags would): not a hang.
+        let huge_config = file == "config.json"
+            && std::fs::read_to_string(work.join(file))
+                .is_ok_and(|t| t.split(|c: char| !c.is_ascii_digit()).any(|d| d.len() >= 7));
+        if status.is_none() && huge_config {
+            tally.add(format!(
+                "{file}: asks for a huge search (stopped after {CASE_SECONDS} s)"
+            ));
+            continue;
+        }
         let clean = match status.and_then(|s| s.code()) {
             Some(0) => !err.contains("panicked"),
             Some(2) => errors.len() == 1 && !err.contains("panicked"),
@@ -916,4 +956,79 @@ fn show_gguf_case() {
         Ok(_) => eprintln!("loads"),
         Err(e) => eprintln!("{e}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions for what the fuzzer found.
+
+/// The tiny model's own tokenizer.json, parsed.
+fn tiny_tokenizer_json() -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny.gguf");
+    std::fs::write(&gguf, tiny_gguf()).unwrap();
+    let model = Model::load(&gguf, WeightFormat::Bf16, &Device::Cpu).unwrap();
+    serde_json::from_str(&model.tokenizer.to_string(false).unwrap()).unwrap()
+}
+
+fn tokenizer_error(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tokenizer.json");
+    std::fs::write(&p, text).unwrap();
+    let mut out = None;
+    let msg = run_case("fixed tokenizer", 0, limit_for(text.len()), || {
+        out = Some(promptevo::model::tokenizer::from_json_file(&p).err());
+    });
+    assert_eq!(msg, None, "panicked");
+    let err = out
+        .flatten()
+        .expect("a broken tokenizer.json loaded")
+        .to_string();
+    assert!(
+        err.contains("tokenizer.json") && err.lines().count() == 1,
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn a_tokenizer_json_with_a_bad_number_in_its_decoder_is_an_error_not_a_panic() {
+    let mut json = tiny_tokenizer_json().to_string();
+    // tokenizers 0.22 panicked with `Helper: Error(...)` on this.
+    let at = json.find("\"decoder\":{").unwrap() + "\"decoder\":{".len();
+    json.insert_str(at, "\"x\":1e999,");
+    let err = tokenizer_error(&json);
+    assert!(err.contains("out of range"), "{err}");
+}
+
+#[test]
+fn a_bpe_merge_shorter_than_the_subword_prefix_is_an_error_not_a_panic() {
+    let mut json = tiny_tokenizer_json();
+    json["model"]["continuing_subword_prefix"] = "##########".into();
+    // tokenizers 0.22 sliced `&b[prefix_len..]` out of bounds on this.
+    let err = tokenizer_error(&json.to_string());
+    assert!(err.contains("continuing_subword_prefix"), "{err}");
+}
+
+#[test]
+fn the_generations_plot_of_a_log_claiming_2_pow_32_generations_is_drawn() {
+    use promptevo::run::analysis::GenerationStats;
+    let dir = tempfile::tempdir().unwrap();
+    let stats: Vec<GenerationStats> = [0usize, 1 << 32]
+        .iter()
+        .map(|&generation| GenerationStats {
+            generation,
+            best: 0.5,
+            median: 0.5,
+            worst: 0.5,
+            best_so_far: 0.5,
+        })
+        .collect();
+    // Before the fix plotters was asked for 2^32 + 1 axis labels: minutes and gigabytes.
+    let mut result = None;
+    let p = dir.path().join("generations.svg");
+    let msg = run_case("fixed plot", 0, limit_for(0), || {
+        result = Some(promptevo::run::plots::generations(&p, &stats));
+    });
+    assert_eq!(msg, None, "panicked");
+    result.unwrap().unwrap();
 }
