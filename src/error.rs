@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("cannot read {}: {source}{}", path.display(), hint_for_io(source))]
+    #[error("cannot read {}: {source}{}", shown(path), hint_for_io(source))]
     Read {
         /// The file that failed.
         path: PathBuf,
@@ -15,7 +15,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {source}", shown(path))]
     Write {
         /// The file that failed.
         path: PathBuf,
@@ -23,7 +23,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a JSONL data file is not a JSON object with string `input` and `target`.
-    #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", path.display())]
+    #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", shown(path))]
     Jsonl {
         /// The data file.
         path: PathBuf,
@@ -32,8 +32,19 @@ pub enum Error {
         /// What is wrong with the line.
         message: String,
     },
+    /// A line of a file (a run's log, a data line that parses but does not fit the task) is
+    /// wrong; the message says what and how to fix it.
+    #[error("{}:{line}: {message}", shown(path))]
+    Line {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the line and how to fix it.
+        message: String,
+    },
     /// A task file is invalid.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Task {
         /// The task file.
         path: PathBuf,
@@ -41,7 +52,7 @@ pub enum Error {
         message: String,
     },
     /// A model file is invalid or unsupported.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Model {
         /// The model file.
         path: PathBuf,
@@ -49,7 +60,7 @@ pub enum Error {
         message: String,
     },
     /// A model's chat template is missing, does not parse or fails to render.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     ChatTemplate {
         /// The model file the template came from.
         path: PathBuf,
@@ -63,7 +74,7 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// A run folder is invalid, locked or inconsistent.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Run {
         /// The run folder or file.
         path: PathBuf,
@@ -71,7 +82,7 @@ pub enum Error {
         message: String,
     },
     /// A benchmark file is invalid, or its output folder disagrees with it.
-    #[error("{}: {message}", path.display())]
+    #[error("{}: {message}", shown(path))]
     Bench {
         /// The benchmark file or run folder.
         path: PathBuf,
@@ -82,11 +93,27 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// The search failed (bad strategy settings, operator set, pool, or a failed evaluation).
-    #[error("{0}")]
+    ///
+    /// Transparent: printed once, not once as this error and again as its cause.
+    #[error(transparent)]
     Evolve(#[from] crate::evolve::EvolveError),
     /// The tensor backend failed (a bug or an exhausted resource, not bad input).
-    #[error("tensor backend: {0}")]
-    Candle(#[from] candle_core::Error),
+    ///
+    /// Printed as the first line of candle's message and not exposed as a cause: with
+    /// `RUST_BACKTRACE=1` candle appends a backtrace to its message, which is not for users.
+    #[error("tensor backend: {}", first_line(.0))]
+    Candle(candle_core::Error),
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Candle(e)
+    }
+}
+
+/// The first line of an error's message (candle's may continue with a backtrace).
+fn first_line(e: &impl std::fmt::Display) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 fn hint_for_io(e: &std::io::Error) -> &'static str {
@@ -139,3 +166,21 @@ impl Error {
 
 /// Result with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A path for a one-line message: control characters (a newline in a name read from a task
+/// file) are escaped.
+fn shown(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod error;
 pub mod evolve;
+pub mod limits;
 pub mod model;
 pub mod run;
 pub mod score;

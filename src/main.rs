@@ -4,6 +4,10 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// The system allocator, with the per-thread budgets that bound untrusted chat templates.
+#[global_allocator]
+static ALLOC: promptevo::limits::BudgetedAlloc = promptevo::limits::BudgetedAlloc;
+
 fn main() -> ExitCode {
     match cli::run() {
         Ok(code) => code,
@@ -15,7 +19,14 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("promptevo: error: {err:#}");
+            // One line, whatever the causes hold (a message may quote a file's own text).
+            let text = format!("{err:#}");
+            let text: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            eprintln!("promptevo: error: {}", text.join("; "));
             ExitCode::from(2)
         }
     }

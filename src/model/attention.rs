@@ -174,7 +174,7 @@ pub(crate) fn attention_ctx<'a>(
 ) -> Vec<f32> {
     let width = heads * d;
     let mut out = vec![0f32; m * width];
-    let wide = wide_vectors();
+    let wide = super::kernels::wide_vectors();
     out.par_chunks_mut(width)
         .enumerate()
         .with_min_len(4)
@@ -196,17 +196,6 @@ pub(crate) fn attention_ctx<'a>(
             a.run(qrow, &segs, mask, dst, p)
         });
     out
-}
-
-/// Whether the CPU runs AVX-512 (F, VL) code: the same arithmetic in wider registers.
-pub(crate) fn wide_vectors() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// One query's attention over its segments (heads and scale fixed).

@@ -23,9 +23,42 @@ const KNOWN_END_OF_TURN: [&str; 6] = [
     "</s>",
 ];
 
+/// Instructions a chat-template render may execute (minijinja fuel). A Hugging Face template
+/// renders a short chat in a few thousand; this stops an endless or exponential loop in well
+/// under a second.
+pub const TEMPLATE_FUEL: u64 = 2_000_000;
+/// Nested macro calls and includes a render may make (HF templates use one or two).
+pub const TEMPLATE_RECURSION: usize = 100;
+/// Bytes a rendered chat may have (a prompt far beyond any model's context).
+pub const TEMPLATE_MAX_OUTPUT: usize = 1 << 20;
+/// Bytes a render may allocate, enforced when the binary installs
+/// [`crate::limits::BudgetedAlloc`] (a string doubled in a loop is not bounded by fuel).
+pub const TEMPLATE_MAX_ALLOC: usize = 256 << 20;
+
+/// An `io::Write` that refuses to grow past [`TEMPLATE_MAX_OUTPUT`].
+struct CappedOutput(Vec<u8>);
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > TEMPLATE_MAX_OUTPUT {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A model's own Jinja chat template (from GGUF `tokenizer.chat_template`), rendered the way
 /// Hugging Face's `apply_chat_template` does (trim/lstrip blocks, `raise_exception`,
 /// `bos_token`/`eos_token`, Python string methods).
+///
+/// The template is untrusted code from a downloaded file: it renders with no loader (so
+/// `include`, `import` and `extends` reach nothing), no globals beyond the chat's own values and
+/// `raise_exception`/`strftime_now` (a fixed date), and within [`TEMPLATE_FUEL`],
+/// [`TEMPLATE_RECURSION`], [`TEMPLATE_MAX_OUTPUT`] and [`TEMPLATE_MAX_ALLOC`].
 pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
     bos_token: String,
@@ -71,6 +104,8 @@ impl ChatTemplate {
         origin: PathBuf,
     ) -> Result<Self> {
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        env.set_recursion_limit(TEMPLATE_RECURSION);
         // Hugging Face renders chat templates with trim_blocks and lstrip_blocks.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -89,7 +124,7 @@ impl ChatTemplate {
         env.add_template_owned("chat", source).map_err(|e| {
             Error::chat_template(
                 &origin,
-                format!("the chat template does not parse: {e:#}; fix tokenizer.chat_template"),
+                format!("the chat template does not parse: {e}; fix tokenizer.chat_template"),
             )
         })?;
         Ok(Self {
@@ -103,20 +138,57 @@ impl ChatTemplate {
     /// The text of `messages`, ending with the assistant header when `add_generation_prompt`.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let fail = |e: minijinja::Error| {
+            let hint = match e.kind() {
+                minijinja::ErrorKind::OutOfFuel => format!(
+                    "it ran more than {TEMPLATE_FUEL} instructions (an endless or exponential loop); the template is broken or hostile: fix tokenizer.chat_template or use another model"
+                ),
+                minijinja::ErrorKind::InvalidOperation
+                    if e.to_string().contains("recursion limit") =>
+                {
+                    format!(
+                        "it nests more than {TEMPLATE_RECURSION} calls; the template is broken or hostile: fix tokenizer.chat_template or use another model"
+                    )
+                }
+                minijinja::ErrorKind::WriteFailure => format!(
+                    "its output passed {TEMPLATE_MAX_OUTPUT} bytes; the template is broken or hostile: fix tokenizer.chat_template or use another model"
+                ),
+                _ => "check the roles and order of the messages".to_string(),
+            };
+            let e = e.to_string();
+            let e = e.lines().next().unwrap_or_default();
             Error::chat_template(
                 &self.origin,
-                format!("cannot render the chat template: {e:#}; check the roles and order of the messages"),
+                format!("cannot render the chat template: {e}; {hint}"),
             )
         };
         let template = self.env.get_template("chat").map_err(fail)?;
+        let budget = crate::limits::Budget::new(
+            TEMPLATE_MAX_ALLOC,
+            &format!(
+                "{}: the chat template allocated more than {} MiB while rendering; the template is broken or hostile: fix tokenizer.chat_template or use another model",
+                self.origin.display(),
+                TEMPLATE_MAX_ALLOC >> 20
+            ),
+        );
+        let mut out = CappedOutput(Vec::new());
         template
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token,
-                eos_token => self.eos_token,
-            })
-            .map_err(fail)
+            .render_captured_to(
+                minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => self.bos_token,
+                    eos_token => self.eos_token,
+                },
+                &mut out,
+            )
+            .map_err(fail)?;
+        drop(budget);
+        String::from_utf8(out.0).map_err(|_| {
+            Error::chat_template(
+                &self.origin,
+                "the chat template rendered invalid UTF-8; fix tokenizer.chat_template",
+            )
+        })
     }
 }
 

@@ -27,22 +27,21 @@ impl GgufFile {
         let file = File::open(path).map_err(|e| Error::read(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::read(path, e))?.len();
         let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| {
-            // candle's message may span lines (with a backtrace); one line is enough here.
-            let e = e.to_string().lines().next().unwrap_or_default().to_string();
+        let unreadable = |e: &str| {
             Error::model(
                 path,
                 format!(
                     "not a readable GGUF file ({e}); the file is corrupt or truncated: download it again (for the default model: ./models/fetch-default.sh)"
                 ),
             )
+        };
+        // Every count and size is checked against the file's length before candle allocates.
+        let scan = super::gguf_scan::scan(&mut reader, file_len).map_err(|e| unreadable(&e))?;
+        let content = Content::read(&mut reader).map_err(|e| {
+            // candle's message may span lines (with a backtrace); one line is enough here.
+            unreadable(e.to_string().lines().next().unwrap_or_default())
         })?;
-        let mut needed = content.tensor_data_offset;
-        for info in content.tensor_infos.values() {
-            let dtype = info.ggml_dtype;
-            let bytes = info.shape.elem_count() / dtype.block_size() * dtype.type_size();
-            needed = needed.max(content.tensor_data_offset + info.offset + bytes as u64);
-        }
+        let needed = scan.needed;
         if file_len < needed {
             return Err(Error::model(
                 path,
@@ -178,6 +177,24 @@ impl GgufFile {
         }
     }
 
+    /// The dimensions of a stored tensor (outermost first, as candle orders them), if present.
+    pub fn tensor_dims(&self, name: &str) -> Option<&[usize]> {
+        self.content.tensor_infos.get(name).map(|i| i.shape.dims())
+    }
+
+    /// How many tensors the file holds.
+    pub fn tensor_count(&self) -> usize {
+        self.content.tensor_infos.len()
+    }
+
+    /// An optional float: `None` when absent, an error when present with another type.
+    pub fn f32_opt(&self, key: &str) -> Result<Option<f32>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(_) => self.f32(key).map(Some),
+        }
+    }
+
     /// Whether the file holds a tensor of this name.
     pub fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
@@ -190,6 +207,11 @@ impl GgufFile {
         }
         self.content
             .tensor(&mut self.reader, name, device)
-            .map_err(|e| Error::model(&self.path, format!("cannot read tensor '{name}': {e}; the file may be corrupt, download it again")))
+            .map_err(|e| {
+                // candle appends a backtrace under RUST_BACKTRACE=1: keep the first line.
+                let e = e.to_string();
+                let e = e.lines().next().unwrap_or_default();
+                Error::model(&self.path, format!("cannot read tensor '{name}': {e}; the file may be corrupt, download it again"))
+            })
     }
 }

@@ -161,6 +161,68 @@ fn native_layers(
         .collect()
 }
 
+/// Checks every tensor the forward pass reads against the metadata's shape before any is
+/// loaded, so that a malformed file is an error naming the tensor instead of a slice panic or a
+/// shape error deep in a forward pass. Returns the vocabulary size.
+fn check_shapes(gguf: &GgufFile, cfg: &LlamaConfig) -> std::result::Result<usize, String> {
+    let dims = |name: &str| -> std::result::Result<&[usize], String> {
+        gguf.tensor_dims(name)
+            .ok_or_else(|| format!("tensor '{name}' is missing"))
+    };
+    let want = |name: &str, shape: &[usize]| -> std::result::Result<(), String> {
+        let got = dims(name)?;
+        if got != shape {
+            return Err(format!(
+                "tensor '{name}' has shape {got:?}, the metadata implies {shape:?}"
+            ));
+        }
+        Ok(())
+    };
+    // Nine tensors per block: a block count beyond what the file holds is refused before any
+    // per-block loop or allocation.
+    if cfg.n_layer == 0 || cfg.n_layer > gguf.tensor_count() / 9 {
+        return Err(format!(
+            "block_count is {} but the file holds {} tensors (9 per block)",
+            cfg.n_layer,
+            gguf.tensor_count()
+        ));
+    }
+    let (h, kv) = (cfg.hidden, cfg.n_kv_head * cfg.head_dim);
+    let vocab = match dims("token_embd.weight")? {
+        &[v, c] if c == h && v > 0 => v,
+        got => {
+            return Err(format!(
+                "tensor 'token_embd.weight' has shape {got:?}, want [vocab, {h}]"
+            ))
+        }
+    };
+    if gguf.has_tensor("output.weight") {
+        want("output.weight", &[vocab, h])?;
+    }
+    want("output_norm.weight", &[h])?;
+    for i in 0..cfg.n_layer {
+        let n = |s: &str| format!("blk.{i}.{s}.weight");
+        let ff = match dims(&n("ffn_gate"))? {
+            &[f, c] if c == h && f > 0 => f,
+            got => {
+                return Err(format!(
+                    "tensor '{}' has shape {got:?}, want [ffn, {h}]",
+                    n("ffn_gate")
+                ))
+            }
+        };
+        want(&n("attn_norm"), &[h])?;
+        want(&n("ffn_norm"), &[h])?;
+        want(&n("attn_q"), &[h, h])?;
+        want(&n("attn_k"), &[kv, h])?;
+        want(&n("attn_v"), &[kv, h])?;
+        want(&n("attn_output"), &[h, h])?;
+        want(&n("ffn_up"), &[ff, h])?;
+        want(&n("ffn_down"), &[h, ff])?;
+    }
+    Ok(vocab)
+}
+
 impl Llama {
     /// Loads a llama-architecture GGUF model onto `device`.
     pub fn load(gguf: &mut GgufFile, format: WeightFormat, device: &Device) -> Result<Self> {
@@ -168,9 +230,22 @@ impl Llama {
         let key = |k: &str| format!("{arch}.{k}");
         let n_head = gguf.usize(&key("attention.head_count"))?;
         let hidden = gguf.usize(&key("embedding_length"))?;
+        let path = gguf.path().to_path_buf();
+        let bad_shape = |what: String| {
+            Error::model(
+                &path,
+                format!(
+                    "{what}; the file is not a valid llama model: download or convert it again"
+                ),
+            )
+        };
+        if n_head == 0 {
+            return Err(bad_shape(format!("{arch}.attention.head_count is 0")));
+        }
         let head_dim = gguf
             .usize_opt(&key("rope.dimension_count"))?
             .unwrap_or(hidden / n_head);
+        let rope_base = gguf.f32_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0);
         let config = LlamaConfig {
             n_layer: gguf.usize(&key("block_count"))?,
             n_head,
@@ -182,17 +257,24 @@ impl Llama {
             vocab: 0,
             context_length: gguf.usize_opt(&key("context_length"))?.unwrap_or(2048),
             rms_eps: gguf.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
-            rope_base: gguf.f32(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_base,
         };
-        if config.n_head == 0
-            || config.n_kv_head == 0
+        if config.n_kv_head == 0
             || !config.n_head.is_multiple_of(config.n_kv_head)
-            || config.head_dim * config.n_head != config.hidden
+            || config.head_dim.checked_mul(config.n_head) != Some(config.hidden)
+            || config.head_dim % 2 != 0
         {
-            return Err(Error::model(gguf.path(), format!("inconsistent attention shape in metadata: {config:?}; the file is not a valid llama model")));
+            return Err(bad_shape(format!(
+                "inconsistent attention shape in metadata: {config:?}"
+            )));
         }
+        if !(rope_base.is_finite() && rope_base > 0.0) {
+            return Err(bad_shape(format!(
+                "{arch}.rope.freq_base is {rope_base}, not a positive number"
+            )));
+        }
+        let vocab = check_shapes(gguf, &config).map_err(bad_shape)?;
         let embed = Arc::new(gguf.tensor("token_embd.weight", device)?);
-        let vocab = embed.shape().dims()[0];
         let lm_head = if gguf.has_tensor("output.weight") {
             QMatMul::from_qtensor(gguf.tensor("output.weight", device)?)?
         } else {

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod generate;
 pub mod gguf;
+mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
@@ -85,6 +86,19 @@ impl Model {
         let mut gguf = gguf::GgufFile::open(path)?;
         let llama = Llama::load(&mut gguf, format, device)?;
         let (tokenizer, special) = tokenizer::load(&gguf)?;
+        // A token id past the embedding matrix would index outside it in every forward pass.
+        let vocab = llama.config().vocab;
+        let ids = tokenizer.get_vocab_size(true);
+        let specials = [special.bos, special.eos].into_iter().flatten();
+        if ids > vocab || specials.clone().any(|id| id as usize >= vocab) {
+            return Err(Error::model(
+                path,
+                format!(
+                    "the tokenizer has {ids} tokens (BOS/EOS {:?}) but the embedding matrix only {vocab} rows; the tokenizer does not belong to this model: use the model's own tokenizer",
+                    specials.collect::<Vec<_>>()
+                ),
+            ));
+        }
         let chat_template = gguf.string("tokenizer.chat_template").ok();
         let name = path
             .file_name()

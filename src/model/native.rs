@@ -11,8 +11,8 @@
 
 use rayon::prelude::*;
 
-use super::attention::{attention_ctx, wide_vectors, KvSeg, QueryCtx};
-use super::kernels::{exp, Bf16Matrix};
+use super::attention::{attention_ctx, KvSeg, QueryCtx};
+use super::kernels::{exp, wide_vectors, Bf16Matrix};
 use super::kv_cache::KvCache;
 
 /// Rows per rayon task in the element-wise steps.

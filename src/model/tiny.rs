@@ -29,6 +29,8 @@ pub struct TinyConfig {
     pub dtype: GgmlDType,
     /// Seed of the weights.
     pub seed: u64,
+    /// Jinja chat template written as `tokenizer.chat_template` (none when `None`).
+    pub chat_template: Option<String>,
 }
 
 impl Default for TinyConfig {
@@ -42,6 +44,7 @@ impl Default for TinyConfig {
             ffn: 128,
             dtype: GgmlDType::Q8_0,
             seed: 0,
+            chat_template: None,
         }
     }
 }
@@ -187,6 +190,10 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
         ("tokenizer.ggml.eos_token_id".into(), Value::U32(0)),
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
     ];
+    let mut metadata = metadata;
+    if let Some(t) = &cfg.chat_template {
+        metadata.push(("tokenizer.chat_template".into(), s(t)));
+    }
     let md: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let ts: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut file = std::fs::File::create(path).map_err(|e| Error::write(path, e))?;

@@ -56,12 +56,50 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
 
 /// Reads a HF `tokenizer.json`.
 pub fn from_json_file(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| {
+    let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
+    let invalid = |e: &dyn std::fmt::Display| {
         Error::model(
             path,
             format!("invalid tokenizer.json: {e}; remove it to use the GGUF's own vocabulary"),
         )
-    })
+    };
+    // Checked first, because tokenizers 0.22 panics on both instead of returning an error: a
+    // JSON error inside the `decoder` object (its `expect("Helper")`; 1e999 passes a plain
+    // syntax check but not this parse), and a BPE merge whose second token is shorter than the
+    // model's `continuing_subword_prefix` (a slice out of bounds).
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| invalid(&e))?;
+    check_bpe_merges(&json).map_err(|e| invalid(&e))?;
+    // A backstop for panics not foreseen above: a bad file is an error, never a crash.
+    std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes))
+        .map_err(|_| invalid(&"the tokenizers library panicked while reading it"))?
+        .map_err(|e| invalid(&e))
+}
+
+/// Checks that every BPE merge's second token is long enough to hold the
+/// `continuing_subword_prefix` that tokenizers slices off it.
+fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String> {
+    let model = &json["model"];
+    let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
+        return Ok(());
+    };
+    let Some(merges) = model["merges"].as_array() else {
+        return Ok(());
+    };
+    for m in merges {
+        let second = match m {
+            serde_json::Value::String(s) => s.split_once(' ').map(|(_, b)| b),
+            serde_json::Value::Array(pair) => pair.get(1).and_then(|b| b.as_str()),
+            _ => None,
+        };
+        if let Some(b) = second {
+            if !b.is_char_boundary(prefix.len()) {
+                return Err(format!(
+                    "BPE merge {m} does not fit the continuing_subword_prefix {prefix:?}"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the tokenizer from `tokenizer.ggml.*` metadata (model `gpt2`: byte-level BPE).

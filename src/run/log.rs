@@ -139,10 +139,10 @@ fn parse(path: &Path, text: &str) -> Result<Vec<EvaluationRecord>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Jsonl {
+            serde_json::from_str(l).map_err(|e| Error::Line {
                 path: path.to_path_buf(),
                 line: i + 1,
-                message: e.to_string(),
+                message: format!("malformed evaluation record: {e}; this log was not written by promptevo or was edited: restore it, or start a new run"),
             })
         })
         .collect()

@@ -54,6 +54,10 @@ pub(crate) fn accuracy_chart(
     plot().map_err(|e| plot_err(path, e))
 }
 
+/// Most x-axis labels on the generations plot (a run of 4 billion generations must not ask
+/// plotters for 4 billion key points).
+const MAX_X_LABELS: usize = 25;
+
 /// A line of the generations plot: its legend, colour and value.
 type Line = (&'static str, RGBColor, fn(&GenerationStats) -> f64);
 
@@ -72,7 +76,8 @@ pub fn generations(path: &Path, stats: &[GenerationStats]) -> Result<()> {
             .configure_mesh()
             .x_desc("generation")
             .y_desc("dev accuracy")
-            .x_labels(last + 1)
+            // One label per generation, but never thousands (plotters computes each key point).
+            .x_labels((last + 1).min(MAX_X_LABELS))
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()?;
         let series: [Line; 4] = [

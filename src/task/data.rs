@@ -11,6 +11,10 @@ use crate::error::{Error, Result};
 pub struct Example {
     /// Stable id within its split: the 0-based line index among examples.
     pub id: usize,
+    /// 1-based line of the data file it was read from (blank lines are counted, so this can
+    /// differ from `id + 1`).
+    #[serde(skip)]
+    pub line: usize,
     /// The text substituted for `{input}`.
     pub input: String,
     /// The gold answer (a label for classification).
@@ -59,6 +63,7 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Example>> {
             .unwrap_or_else(|| vec![target.clone()]);
         out.push(Example {
             id: out.len(),
+            line: line_no,
             input,
             target,
             targets,
@@ -91,6 +96,7 @@ mod tests {
         let ex = load_jsonl(f.path()).unwrap();
         assert_eq!(ex.len(), 2);
         assert_eq!(ex[1].id, 1);
+        assert_eq!((ex[0].line, ex[1].line), (1, 3), "blank lines count");
         assert_eq!(ex[1].targets, vec!["y", "z"]);
         assert_eq!(ex[0].targets, vec!["x"]);
     }

@@ -165,13 +165,27 @@ pub struct Task {
     gold_test: Vec<usize>,
 }
 
+/// `text` on one line: its lines joined with "; " (empty ones dropped).
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl Task {
     /// Loads a task file and its data; relative data paths are relative to the task file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
         let file: TaskFile = toml::from_str(&text).map_err(|e| {
-            let msg = e.message().to_string();
-            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            // toml's messages can span lines (and quote the file's own text): keep one line.
+            let msg = one_line(e.message());
+            // The span's start is a byte offset: its line is one more than the newlines before it.
+            let line = e.span().map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                before.iter().filter(|&&b| b == b'\n').count() + 1
+            });
             Error::task(
                 path,
                 format!(
@@ -224,10 +238,10 @@ impl Task {
             split
                 .iter()
                 .map(|ex| {
-                    labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Jsonl {
+                    labels.iter().position(|l| *l == ex.target).ok_or_else(|| Error::Line {
                         path: base.join(p),
-                        line: ex.id + 1,
-                        message: format!("target \"{}\" is not one of the task's labels {:?}; fix the data or the task's `labels`", ex.target, labels),
+                        line: ex.line,
+                        message: format!("target {:?} is not one of the task's labels {:?}; fix the data or the task's `labels`", ex.target, labels),
                     })
                 })
                 .collect()

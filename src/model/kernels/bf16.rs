@@ -30,21 +30,39 @@ pub enum KernelKind {
 impl KernelKind {
     /// The best kernel this CPU runs (`PROMPTEVO_KERNEL=portable` forces the fallback).
     pub fn detect() -> Self {
-        if std::env::var("PROMPTEVO_KERNEL").is_ok_and(|v| v == "portable") {
-            return KernelKind::Portable;
+        if KernelKind::Avx512Bf16.available() {
+            KernelKind::Avx512Bf16
+        } else {
+            KernelKind::Portable
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-            {
-                return KernelKind::Avx512Bf16;
+    }
+
+    /// Whether this kernel may run here: the CPU has its instructions and, for a SIMD kernel,
+    /// `PROMPTEVO_KERNEL=portable` is not set.
+    pub fn available(self) -> bool {
+        match self {
+            KernelKind::Portable => true,
+            KernelKind::Avx512Bf16 => {
+                if super::portable_forced() {
+                    return false;
+                }
+                #[cfg(target_arch = "x86_64")]
+                {
+                    std::arch::is_x86_feature_detected!("avx512f")
+                        && std::arch::is_x86_feature_detected!("avx512bw")
+                        && std::arch::is_x86_feature_detected!("avx512bf16")
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                false
             }
         }
-        KernelKind::Portable
     }
 }
+
+/// [`Bf16Matrix::with_kind`] asked for a kernel this CPU (or `PROMPTEVO_KERNEL`) does not allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {0:?} kernel cannot run here (the CPU lacks its instructions or PROMPTEVO_KERNEL=portable is set); use KernelKind::detect()")]
+pub struct KernelUnavailable(pub KernelKind);
 
 /// Rounds an f32 to bf16 (round to nearest even), as `vcvtneps2bf16` does.
 #[inline]
@@ -138,10 +156,15 @@ impl Bf16Matrix {
         self.kind
     }
 
-    /// Forces a kernel (tests compare them).
-    pub fn with_kind(mut self, kind: KernelKind) -> Self {
+    /// Forces a kernel (tests and benchmarks compare them). Refused unless
+    /// [`KernelKind::available`]: the matrix's kind is what `matmul` executes, so an AVX-512 kind
+    /// on a CPU without those instructions would be undefined behaviour.
+    pub fn with_kind(mut self, kind: KernelKind) -> Result<Self, KernelUnavailable> {
+        if !kind.available() {
+            return Err(KernelUnavailable(kind));
+        }
         self.kind = kind;
-        self
+        Ok(self)
     }
 
     /// Bytes of weight data (packed, including the zero padding of `n` and `k`).
@@ -165,7 +188,8 @@ impl Bf16Matrix {
         let mut xb;
         match self.kind {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: this kind is only chosen (or forced by tests) where the CPU has AVX-512 BF16.
+            // SAFETY: `kind` is only ever set to a kind that `KernelKind::available` accepted
+            // (`from_f32` through `detect`, `with_kind` checks), so the CPU has AVX-512 BF16.
             KernelKind::Avx512Bf16 => {
                 xb = vec![0u32; m * 2 * kp];
                 unsafe { avx512::widen_rows(x, m, k, &mut xb) }
@@ -458,7 +482,10 @@ mod tests {
             let w: Vec<f32> = (0..n * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let want = naive(&x, &w, m, n, k);
             for kind in [KernelKind::Portable, KernelKind::detect()] {
-                let got = Bf16Matrix::from_f32(&w, n, k).with_kind(kind).matmul(&x, m);
+                let got = Bf16Matrix::from_f32(&w, n, k)
+                    .with_kind(kind)
+                    .expect("detected kinds are available")
+                    .matmul(&x, m);
                 for (a, b) in got.iter().zip(&want) {
                     assert!(
                         (a - b).abs() < 1e-3 * (1.0 + b.abs()),

@@ -84,13 +84,26 @@ pub fn exp(x: f32) -> f32 {
 /// `o = silu(g) · u = g / (1 + e^-g) · u`, as candle's `silu` then `mul`.
 pub fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512dq")
-    {
-        // SAFETY: the features were just detected.
+    if silu_vectorised() {
+        // SAFETY: `silu_vectorised` checked the CPU features.
         return unsafe { avx512::silu_mul(o, g, u) };
     }
     silu_mul_scalar(o, g, u)
+}
+
+/// Whether [`silu_mul`] runs its AVX-512 loop: the CPU has AVX-512 F and DQ and
+/// `PROMPTEVO_KERNEL=portable` is not set.
+pub fn silu_vectorised() -> bool {
+    if super::portable_forced() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// The scalar loop (also the tail of the vector one).
