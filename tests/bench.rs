@@ -30,6 +30,8 @@ max_evals = 48
 
 [[arm]]
 name = "ga"
+[arm.search]
+strategy = "ga"
 
 [[arm]]
 name = "random"
