@@ -12,6 +12,7 @@ pub mod limits;
 pub mod model;
 pub mod run;
 pub mod score;
+pub mod stats;
 pub mod task;
 
 pub use error::{Error, Result};

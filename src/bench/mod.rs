@@ -2,13 +2,12 @@
 //! evaluations, with one loaded model, resumable, summarised with paired statistics.
 //!
 //! [`config`] reads the benchmark file, [`runner`] brings every run folder to a result,
-//! [`stats`] holds the statistics and [`report`] writes `results.csv`, `results.json`,
+//! [`crate::stats`] holds the statistics and [`report`] writes `results.csv`, `results.json`,
 //! `bench.md` and the plots; [`run`] ties them together.
 
 pub mod config;
 pub mod report;
 pub mod runner;
-pub mod stats;
 
 use std::path::Path;
 

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 
 use super::config::BenchConfig;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
-use super::stats;
 use crate::error::Result;
 use crate::run::plots::accuracy_chart;
+use crate::stats;
 
 /// Columns of `results.csv`, in order.
 pub const CSV_COLUMNS: [&str; 12] = [
@@ -113,7 +113,7 @@ pub fn compare(rows: &[RunRow], arm: &str, baseline: &str, task: Option<&str>) -
         arm: arm.to_string(),
         n: diffs.len(),
         mean_diff: stats::mean(&diffs),
-        ci: stats::paired_bootstrap_ci(&diffs, BOOTSTRAP_SEED),
+        ci: stats::bootstrap_ci(&diffs, BOOTSTRAP_SEED),
         p: stats::wilcoxon_signed_rank(&diffs),
     }
 }

@@ -105,12 +105,7 @@ impl Results {
 
 /// Mean of the values; NaN for none.
 fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 {
-        f64::NAN
-    } else {
-        sum / n as f64
-    }
+    crate::stats::mean(&values.collect::<Vec<_>>())
 }
 
 #[cfg(test)]

@@ -423,6 +423,9 @@ impl<'e, 'g> Search<'e, 'g> {
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<Candidate>, EvolveError> {
         let genomes: Vec<&Genome> = parents.iter().map(|c| &c.genome).collect();
+        // A side output (a hypermutation's new mutation-prompt) belongs to this attempt only: a
+        // rejected attempt's must not reach the next child.
+        self.ops.new_mutation_prompt = None;
         let Some(genome) = op.apply(&genomes, &mut self.ops, rng)? else {
             return Ok(None);
         };
@@ -992,6 +995,61 @@ mod tests {
         assert!(choice.kept_initial, "{}", choice.reason);
         assert_eq!(outcome.best.candidate.operator, INITIAL_OPERATOR);
         assert_ne!(outcome.best.candidate.id, outcome.dev_best.candidate.id);
+    }
+
+    /// Sets a new mutation-prompt and returns its parent's genome plus `phrase`.
+    struct SideOutput(&'static str);
+
+    impl Operator for SideOutput {
+        fn name(&self) -> &'static str {
+            "delete"
+        }
+        fn family(&self) -> crate::evolve::Family {
+            crate::evolve::Family::Edit
+        }
+        fn arity(&self) -> usize {
+            1
+        }
+        fn apply(
+            &self,
+            parents: &[&Genome],
+            ctx: &mut OperatorContext<'_>,
+            _rng: &mut ChaCha8Rng,
+        ) -> Result<Option<Genome>, EvolveError> {
+            if self.0.is_empty() {
+                ctx.new_mutation_prompt = Some("leaked".into());
+                return Ok(Some(parents[0].clone()));
+            }
+            let mut g = parents[0].clone();
+            g.phrases.push(self.0.into());
+            Ok(Some(g))
+        }
+    }
+
+    #[test]
+    fn a_rejected_attempts_mutation_prompt_does_not_reach_the_next_child() {
+        let mut ev = ToyEvaluator::default();
+        let mut search = Search::new(&mut ev, context(), SearchLimits::default());
+        let rng = &mut rand::SeedableRng::seed_from_u64(0);
+        let parent = search
+            .propose(
+                Genome::parse("Classify it."),
+                Vec::new(),
+                INITIAL_OPERATOR,
+                0,
+            )
+            .unwrap();
+        // The first attempt makes a duplicate (rejected) and sets a mutation-prompt ...
+        assert!(search
+            .vary(&SideOutput(""), &[&parent], 1, rng)
+            .unwrap()
+            .is_none());
+        // ... the second makes a new child without one.
+        let child = search
+            .vary(&SideOutput("Be careful."), &[&parent], 1, rng)
+            .unwrap();
+        assert!(child.is_some());
+        assert_eq!(search.ops.new_mutation_prompt, None);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::log::EvaluationRecord;
@@ -227,25 +226,7 @@ pub fn headroom(records: &[EvaluationRecord], dev_n: usize) -> Option<Headroom> 
     })
 }
 
-/// Resamples used for bootstrap intervals.
-pub const BOOTSTRAP_RESAMPLES: usize = 2000;
-
-/// 95% percentile-bootstrap interval of the mean of `values` (e.g. 0/1 correctness), seeded.
-pub fn bootstrap_ci(values: &[f64], seed: u64) -> (f64, f64) {
-    if values.is_empty() {
-        return (f64::NAN, f64::NAN);
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let n = values.len();
-    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| (0..n).map(|_| values[rng.gen_range(0..n)]).sum::<f64>() / n as f64)
-        .collect();
-    means.sort_by(|a, b| a.total_cmp(b));
-    (
-        means[BOOTSTRAP_RESAMPLES * 25 / 1000],
-        means[BOOTSTRAP_RESAMPLES * 975 / 1000 - 1],
-    )
-}
+pub use crate::stats::{bootstrap_ci, RESAMPLES as BOOTSTRAP_RESAMPLES};
 
 #[cfg(test)]
 mod tests {

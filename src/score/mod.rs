@@ -202,7 +202,12 @@ impl<'m> Scorer<'m> {
             .zip(self.task.examples(split))
             .map(|(o, e)| spec.metric.score(o, &e.targets))
             .collect();
-        let mean = metrics::mean(&per_example);
+        // An empty evaluation scores 0, as `metrics::accuracy` does for classification.
+        let mean = if per_example.is_empty() {
+            0.0
+        } else {
+            crate::stats::mean(&per_example)
+        };
         Ok(Evaluation {
             accuracy: mean,
             macro_f1: mean,

@@ -6,21 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::STRATEGY_NAMES;
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::SearchLimits;
 use crate::task::Fitness;
-
-/// Names accepted by `--strategy`, the default first.
-pub const STRATEGY_NAMES: [&str; 8] = [
-    "fewshot",
-    "ga",
-    "de",
-    "hillclimb",
-    "promptbreeder",
-    "gepa",
-    "opro",
-    "random",
-];
 
 /// How parents are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -16,9 +16,7 @@ mod opro;
 mod promptbreeder;
 mod random;
 
-pub use config::{
-    Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN, STRATEGY_NAMES,
-};
+pub use config::{Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN};
 
 /// Names of the moves strategies make themselves (they need scores, so they are not
 /// [`super::Operator`]s); logged as a candidate's operator like an operator's name.
@@ -52,85 +50,147 @@ pub trait Strategy {
     ) -> Result<Vec<Scored>, EvolveError>;
 }
 
-/// Operator weights a strategy uses unless the config overrides them.
-pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
-    const GA: &[(&str, f64)] = &[
-        ("delete", 1.0),
-        ("swap", 1.0),
-        ("insert", 1.0),
-        ("one-point", 1.0),
-        ("uniform", 1.0),
-        ("sentence", 1.0),
-        ("persona", 0.5),
-        ("constraint", 0.5),
-        ("demo-add", 0.5),
-        ("demo-drop", 0.5),
-        ("demo-swap", 0.5),
-        ("paraphrase", 0.0),
-        ("evo-ga", 0.0),
-    ];
-    const HILLCLIMB: &[(&str, f64)] = &[
-        ("delete", 1.0),
-        ("swap", 1.0),
-        ("insert", 1.0),
-        ("paraphrase", 1.0),
-        ("persona", 0.5),
-        ("constraint", 0.5),
-        ("demo-add", 0.5),
-        ("demo-drop", 0.5),
-        ("demo-swap", 0.5),
-    ];
-    // The default: this model is far more sensitive to which demonstrations it sees than to
-    // wording (README, issue 12's measurements), so most children change the demonstrations.
-    // No two-parent operator: phrase crossovers of unrelated instructions broke the wording
-    // (e.g. "Given a statement," alone) more often than they helped.
-    const FEWSHOT: &[(&str, f64)] = &[
-        ("demo-set", 2.0),
-        ("demo-swap", 2.0),
-        ("demo-add", 1.0),
-        ("demo-drop", 1.0),
-        ("demo-order", 0.5),
-        ("delete", 0.5),
-        ("swap", 0.5),
-        ("insert", 0.5),
-        ("persona", 0.25),
-        ("constraint", 0.25),
-    ];
-    // GEPA's merge combines two front members; its reflective mutation is its own move.
-    const GEPA: &[(&str, f64)] = &[("uniform", 1.0), ("sentence", 1.0)];
-    const DE: &[(&str, f64)] = &[("evo-de", 1.0)];
-    const PROMPTBREEDER: &[(&str, f64)] = &[
-        ("pb-first-order", 1.0),
-        ("pb-zero-order", 1.0),
-        ("pb-hypermutation", 1.0),
-        ("pb-lineage", 1.0),
-        ("pb-lamarckian", 1.0),
-    ];
-    match strategy {
-        "fewshot" => FEWSHOT,
-        "gepa" => GEPA,
-        // OPRO writes every child with the model from the score trajectory; it uses no operator.
-        "opro" => &[],
-        "hillclimb" => HILLCLIMB,
-        "de" => DE,
-        "promptbreeder" => PROMPTBREEDER,
-        _ => GA,
+/// Default operator weights of the genetic strategies (ga, random).
+const GA: &[(&str, f64)] = &[
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("one-point", 1.0),
+    ("uniform", 1.0),
+    ("sentence", 1.0),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("demo-add", 0.5),
+    ("demo-drop", 0.5),
+    ("demo-swap", 0.5),
+    ("paraphrase", 0.0),
+    ("evo-ga", 0.0),
+];
+const HILLCLIMB: &[(&str, f64)] = &[
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("paraphrase", 1.0),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("demo-add", 0.5),
+    ("demo-drop", 0.5),
+    ("demo-swap", 0.5),
+];
+// The default: this model is far more sensitive to which demonstrations it sees than to
+// wording (README, issue 12's measurements), so most children change the demonstrations.
+// No two-parent operator: phrase crossovers of unrelated instructions broke the wording
+// (e.g. "Given a statement," alone) more often than they helped.
+const FEWSHOT: &[(&str, f64)] = &[
+    ("demo-set", 2.0),
+    ("demo-swap", 2.0),
+    ("demo-add", 1.0),
+    ("demo-drop", 1.0),
+    ("demo-order", 0.5),
+    ("delete", 0.5),
+    ("swap", 0.5),
+    ("insert", 0.5),
+    ("persona", 0.25),
+    ("constraint", 0.25),
+];
+// GEPA's merge combines two front members; its reflective mutation is its own move.
+const GEPA: &[(&str, f64)] = &[("uniform", 1.0), ("sentence", 1.0)];
+const DE: &[(&str, f64)] = &[("evo-de", 1.0)];
+const PROMPTBREEDER: &[(&str, f64)] = &[
+    ("pb-first-order", 1.0),
+    ("pb-zero-order", 1.0),
+    ("pb-hypermutation", 1.0),
+    ("pb-lineage", 1.0),
+    ("pb-lamarckian", 1.0),
+];
+
+/// One strategy's entry in the registry: its name, how to make it, its default operator
+/// weights, and whether it asks the model for text whatever its operators.
+struct Entry {
+    name: &'static str,
+    make: fn() -> Box<dyn Strategy>,
+    weights: &'static [(&'static str, f64)],
+    needs_model: bool,
+}
+
+/// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
+/// `--help` all read it).
+const REGISTRY: [Entry; 8] = [
+    Entry {
+        name: "fewshot",
+        make: || Box::new(ga::GeneticAlgorithm::FEWSHOT),
+        weights: FEWSHOT,
+        needs_model: false,
+    },
+    Entry {
+        name: "ga",
+        make: || Box::new(ga::GeneticAlgorithm::PLAIN),
+        weights: GA,
+        needs_model: false,
+    },
+    Entry {
+        name: "de",
+        make: || Box::new(de::DifferentialEvolution),
+        weights: DE,
+        needs_model: false,
+    },
+    Entry {
+        name: "hillclimb",
+        make: || Box::new(hillclimb::HillClimb),
+        weights: HILLCLIMB,
+        needs_model: false,
+    },
+    Entry {
+        name: "promptbreeder",
+        make: || Box::new(promptbreeder::Promptbreeder),
+        weights: PROMPTBREEDER,
+        needs_model: false,
+    },
+    Entry {
+        name: "gepa",
+        make: || Box::new(gepa::Gepa),
+        weights: GEPA,
+        needs_model: true,
+    },
+    // OPRO writes every child with the model from the score trajectory; it uses no operator.
+    Entry {
+        name: "opro",
+        make: || Box::new(opro::Opro),
+        weights: &[],
+        needs_model: true,
+    },
+    Entry {
+        name: "random",
+        make: || Box::new(random::RandomSearch),
+        weights: GA,
+        needs_model: false,
+    },
+];
+
+/// Names accepted by `--strategy`, the default first.
+pub const STRATEGY_NAMES: [&str; REGISTRY.len()] = {
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        names[i] = REGISTRY[i].name;
+        i += 1;
     }
+    names
+};
+
+fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
+
+/// Operator weights a strategy uses unless the config overrides them (none for an unknown
+/// name).
+pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
+    entry(strategy).map_or(&[], |e| e.weights)
 }
 
 /// The strategy with this name (see [`STRATEGY_NAMES`]).
 pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
-    Some(match name {
-        "fewshot" => Box::new(ga::GeneticAlgorithm::FEWSHOT),
-        "ga" => Box::new(ga::GeneticAlgorithm::PLAIN),
-        "gepa" => Box::new(gepa::Gepa),
-        "opro" => Box::new(opro::Opro),
-        "de" => Box::new(de::DifferentialEvolution),
-        "hillclimb" => Box::new(hillclimb::HillClimb),
-        "promptbreeder" => Box::new(promptbreeder::Promptbreeder),
-        "random" => Box::new(random::RandomSearch),
-        _ => return None,
-    })
+    entry(name).map(|e| (e.make)())
 }
 
 /// Runs the configured strategy from `initial_prompts` against `evaluator`, with `ops` for the
@@ -182,7 +242,7 @@ fn operator_set(config: &SearchConfig) -> Result<OperatorSet, EvolveError> {
 /// Whether a strategy asks the model for text whatever its operators (gepa reflects, opro
 /// writes every child).
 pub fn strategy_needs_model(name: &str) -> bool {
-    matches!(name, "gepa" | "opro")
+    entry(name).is_some_and(|e| e.needs_model)
 }
 
 /// Draws a parent with the configured selection.

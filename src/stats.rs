@@ -1,5 +1,6 @@
-//! Statistics of a benchmark, apart from presentation: summaries, a seeded paired bootstrap and
-//! the Wilcoxon signed-rank test.
+//! Statistics, apart from presentation, shared by run reports and benchmarks: summaries, a
+//! seeded percentile bootstrap and the Wilcoxon signed-rank test. Every function returns NaN for
+//! no values.
 
 use rand::{Rng, SeedableRng};
 
@@ -54,9 +55,10 @@ pub fn median(xs: &[f64]) -> f64 {
     quantile(xs, 0.5)
 }
 
-/// 95% percentile-bootstrap interval of the mean of paired differences `diffs`, resampling the
-/// pairs [`RESAMPLES`] times from a stream seeded with `seed`.
-pub fn paired_bootstrap_ci(diffs: &[f64], seed: u64) -> (f64, f64) {
+/// 95% percentile-bootstrap interval of the mean of `diffs` (paired differences, or per-example
+/// 0/1 correctness), resampling them [`RESAMPLES`] times from a stream seeded with `seed`; NaN
+/// bounds for no values.
+pub fn bootstrap_ci(diffs: &[f64], seed: u64) -> (f64, f64) {
     if diffs.is_empty() {
         return (f64::NAN, f64::NAN);
     }
@@ -237,9 +239,9 @@ mod tests {
     #[test]
     fn paired_bootstrap_is_seeded_and_brackets_the_mean() {
         let d = [0.1, 0.2, -0.05, 0.15, 0.0];
-        let (lo, hi) = paired_bootstrap_ci(&d, 7);
+        let (lo, hi) = bootstrap_ci(&d, 7);
         assert!(lo <= mean(&d) && mean(&d) <= hi);
-        assert_eq!(paired_bootstrap_ci(&d, 7), (lo, hi));
+        assert_eq!(bootstrap_ci(&d, 7), (lo, hi));
         assert!(lo >= -0.05 && hi <= 0.2);
     }
 }
