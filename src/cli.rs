@@ -113,8 +113,9 @@ struct OptimizeArgs {
     /// Search strategy [default: fewshot]. fewshot: a GA over the few-shot demonstrations
     /// (which train examples, how many, their order, label balance, and train examples the
     /// parent gets wrong) and the instruction; the default because this model is far more
-    /// sensitive to demonstrations than to wording, and it beat random search in the committed
-    /// benchmark (experiments/results/). ga: genetic algorithm over the wording; de: EvoPrompt
+    /// sensitive to demonstrations than to wording (README: "Strategies and operators"; the
+    /// benchmark comparing it with random search is in experiments/results/2026-12-01-generalise,
+    /// still running). ga: genetic algorithm over the wording; de: EvoPrompt
     /// differential evolution (model rewrites); hillclimb: GrIPS-like greedy edits;
     /// promptbreeder: co-evolving prompts and mutation-prompts; gepa: Pareto-front parents,
     /// reflective mutation from failing train examples, merges; opro: the model proposes from

@@ -125,7 +125,7 @@ pub fn choose_on_validation(
         )
     } else {
         format!(
-            "#{} had the best validation accuracy of the top {} on dev ({:.1}% vs the initial prompt's {:.1}%); #{} was best on dev but reached {:.1}% on validation",
+            "#{} had the best validation accuracy of the top {} on dev ({:.1}% vs the best initial prompt's {:.1}%); #{} was best on dev but reached {:.1}% on validation",
             w.id,
             finalists.len() - 1,
             100.0 * w.validation_accuracy,
