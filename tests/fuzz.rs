@@ -737,7 +737,7 @@ fn tokenizer_json_mutations_fail_cleanly() {
     for case in 0..n {
         let seed = base_seed() ^ (case << 8) ^ 0x70c3;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let bytes = if case % 2 == 0 {
+        let bytes = if case.is_multiple_of(2) {
             mutate_json(&json, &mut rng).into_bytes()
         } else {
             mutate_text(json.as_bytes(), &mut rng)
@@ -819,7 +819,7 @@ fn mutate_run_file(work: &Path, case: u64, rng: &mut ChaCha8Rng) -> &'static str
     const FILES: [&str; 3] = ["evaluations.jsonl", "checkpoint.json", "config.json"];
     let file = FILES[case as usize % FILES.len()];
     let original = std::fs::read(work.join(file)).unwrap_or_default();
-    let mutated = if case % 2 == 0 {
+    let mutated = if case.is_multiple_of(2) {
         mutate_json(&String::from_utf8_lossy(&original), rng).into_bytes()
     } else {
         mutate_text(&original, rng)
