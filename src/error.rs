@@ -7,20 +7,24 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be opened or read.
-    #[error("cannot read {}: {source}{}", shown(path), hint_for_io(source))]
+    ///
+    /// The I/O error is part of the message, not a separate cause (a cause would print twice).
+    #[error("cannot read {}: {error}{}", shown(path), hint_for_io(error))]
     Read {
         /// The file that failed.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file could not be written.
-    #[error("cannot write {}: {source}", shown(path))]
+    ///
+    /// The I/O error is part of the message, not a separate cause (a cause would print twice).
+    #[error("cannot write {}: {error}", shown(path))]
     Write {
         /// The file that failed.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line of a JSONL data file is not a JSON object with string `input` and `target`.
     #[error("{}:{line}: malformed JSONL line: {message} (each line must be {{\"input\": \"...\", \"target\": \"...\"}})", shown(path))]
@@ -131,14 +135,14 @@ impl Error {
     pub fn read(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Read {
             path: path.into(),
-            source,
+            error: source,
         }
     }
     /// Wraps an I/O error on writing `path`.
     pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Write {
             path: path.into(),
-            source,
+            error: source,
         }
     }
     /// A model-file error with its fix.

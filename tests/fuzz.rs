@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 use candle_core::Device;
 use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
 use promptevo::model::{ChatTemplate, Model, WeightFormat};
-use promptevo::task::Task;
+use promptevo::score::{EngineOptions, Scorer};
+use promptevo::task::{Split, Task};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -534,7 +535,23 @@ fn exercise_model(path: &Path, format: WeightFormat) -> String {
     if let Ok(t) = ChatTemplate::from_model(&model) {
         let _ = t.render(&[promptevo::evolve::ChatMessage::user("Hi")], true);
     }
+    // The batched scoring engine (padded or packed, with the shared prefix) on a tiny task.
+    if let Ok(mut scorer) = Scorer::new(&model, scoring_task(), EngineOptions::default()) {
+        let _ = scorer.evaluate("Is it positive?", Split::Dev, Some(3), false);
+    }
     "loaded".into()
+}
+
+/// A classification task for scoring fuzzed models (loaded once).
+fn scoring_task() -> &'static Task {
+    static TASK: OnceLock<Task> = OnceLock::new();
+    TASK.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t.toml"), TASK_TOML).unwrap();
+        std::fs::write(dir.path().join("dev.jsonl"), DATA).unwrap();
+        std::fs::write(dir.path().join("test.jsonl"), DATA).unwrap();
+        Task::load(&dir.path().join("t.toml")).unwrap()
+    })
 }
 
 /// A short class of an error message for the tally (the words before any number or quote).
@@ -737,7 +754,7 @@ fn tokenizer_json_mutations_fail_cleanly() {
     for case in 0..n {
         let seed = base_seed() ^ (case << 8) ^ 0x70c3;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let bytes = if case % 2 == 0 {
+        let bytes = if case.is_multiple_of(2) {
             mutate_json(&json, &mut rng).into_bytes()
         } else {
             mutate_text(json.as_bytes(), &mut rng)
@@ -819,7 +836,7 @@ fn mutate_run_file(work: &Path, case: u64, rng: &mut ChaCha8Rng) -> &'static str
     const FILES: [&str; 3] = ["evaluations.jsonl", "checkpoint.json", "config.json"];
     let file = FILES[case as usize % FILES.len()];
     let original = std::fs::read(work.join(file)).unwrap_or_default();
-    let mutated = if case % 2 == 0 {
+    let mutated = if case.is_multiple_of(2) {
         mutate_json(&String::from_utf8_lossy(&original), rng).into_bytes()
     } else {
         mutate_text(&original, rng)

@@ -257,7 +257,7 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
             ggml_dtype(ty).ok_or_else(|| format!("tensor '{name}' has unknown type {ty}"))?;
         let offset = w.u64(&name)?;
         let block = dtype.block_size() as u64;
-        if elems % block != 0 {
+        if !elems.is_multiple_of(block) {
             return Err(format!(
                 "tensor '{name}' has {elems} elements, not a whole number of {dtype:?} blocks of {block}"
             ));

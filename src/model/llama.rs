@@ -262,7 +262,7 @@ impl Llama {
         if config.n_kv_head == 0
             || !config.n_head.is_multiple_of(config.n_kv_head)
             || config.head_dim.checked_mul(config.n_head) != Some(config.hidden)
-            || config.head_dim % 2 != 0
+            || !config.head_dim.is_multiple_of(2)
         {
             return Err(bad_shape(format!(
                 "inconsistent attention shape in metadata: {config:?}"

@@ -123,8 +123,14 @@ impl RunFolder {
             f.write_all(contents)?;
             f.sync_all()
         };
-        write().map_err(|e| Error::write(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::write(&path, e))
+        // A failed write (a full disk) leaves the old file as it was and no temporary behind,
+        // and the error names the file the user knows.
+        write()
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                Error::write(&path, e)
+            })
     }
 
     /// Writes a value as pretty JSON.
