@@ -31,7 +31,7 @@ fn optimize(s: &Setup, out: &Path) -> Command {
             "--population",
             "8",
             "--generations",
-            "6",
+            "3",
         ])
         .arg("--task")
         .arg(s.root.join("t.toml"))

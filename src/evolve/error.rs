@@ -66,14 +66,19 @@ pub enum EvolveError {
     #[error("evaluation failed: {0}")]
     Evaluation(String),
 
-    /// The evaluator broke its contract of one score per candidate.
+    /// The run's record could not be written (full disk, permissions); carries the message,
+    /// which names the file.
+    #[error("{0}")]
+    Record(String),
+
+    /// The evaluator broke its contract of one result per example.
     #[error(
-        "the evaluator returned {got} scores for {expected} candidates; it must return exactly one score per candidate, in order"
+        "the evaluator returned {got} results for {expected} examples; it must return exactly one result per example asked for, in order"
     )]
     ScoreCount {
-        /// Number of candidates sent.
+        /// Number of examples asked for.
         expected: usize,
-        /// Number of scores returned.
+        /// Number of results returned.
         got: usize,
     },
 

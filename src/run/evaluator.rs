@@ -232,7 +232,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
         // being made.
         self.log
             .append(std::slice::from_ref(&record))
-            .map_err(EvolveError::evaluation)?;
+            .map_err(|e| EvolveError::Record(e.to_string()))?;
         if pool == Pool::Dev {
             self.best = self.best.max(record.score);
         }
@@ -273,7 +273,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
             });
             folder
                 .write_json(CHECKPOINT_FILE, &checkpoint)
-                .map_err(EvolveError::evaluation)?;
+                .map_err(|e| EvolveError::Record(e.to_string()))?;
         }
         if let Some(bar) = &self.progress {
             bar.set_prefix((generation + 1).to_string());
