@@ -110,7 +110,7 @@ struct OptimizeArgs {
     task: PathBuf,
     #[command(flatten)]
     model: ModelArgs,
-    /// Search strategy [default: fewshot]. fewshot: a GA over the few-shot demonstrations
+    /// Search strategy. fewshot: a GA over the few-shot demonstrations
     /// (which train examples, how many, their order, label balance, and train examples the
     /// parent gets wrong) and the instruction; the default because this model is far more
     /// sensitive to demonstrations than to wording (README: "Strategies and operators"; the
@@ -120,59 +120,59 @@ struct OptimizeArgs {
     /// promptbreeder: co-evolving prompts and mutation-prompts; gepa: Pareto-front parents,
     /// reflective mutation from failing train examples, merges; opro: the model proposes from
     /// the score trajectory; random: same operators, no selection (the baseline).
-    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(STRATEGY_NAMES))]
-    strategy: Option<String>,
-    /// Prompts per generation (neighbours per step for hillclimb) [default: 8].
-    #[arg(long, value_name = "N")]
-    population: Option<usize>,
+    #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(STRATEGY_NAMES), default_value = STRATEGY_NAMES[0])]
+    strategy: String,
+    /// Prompts per generation (neighbours per step for hillclimb).
+    #[arg(long, value_name = "N", default_value_t = defaults().population)]
+    population: usize,
     /// Generations after the initial population (an upper bound when a budget is set)
-    /// [default: 10].
-    #[arg(long, value_name = "N")]
-    generations: Option<usize>,
-    /// Best prompts kept unchanged each generation [default: 2].
-    #[arg(long, value_name = "N")]
-    elite: Option<usize>,
-    /// Parent selection [default: tournament].
-    #[arg(long, value_enum)]
-    selection: Option<SelectionKind>,
-    /// Tournament size for choosing parents [default: 2].
-    #[arg(long, value_name = "K")]
-    tournament_k: Option<usize>,
+    ///.
+    #[arg(long, value_name = "N", default_value_t = defaults().generations)]
+    generations: usize,
+    /// Best prompts kept unchanged each generation.
+    #[arg(long, value_name = "N", default_value_t = defaults().elite)]
+    elite: usize,
+    /// Parent selection.
+    #[arg(long, value_enum, default_value_t = defaults().selection)]
+    selection: SelectionKind,
+    /// Tournament size for choosing parents.
+    #[arg(long, value_name = "K", default_value_t = defaults().tournament_k)]
+    tournament_k: usize,
     /// Survivors: plus = (mu+lambda), parents and children compete; comma = (mu,lambda), only
-    /// children survive besides the elite [default: plus].
-    #[arg(long, value_enum)]
-    replacement: Option<Replacement>,
+    /// children survive besides the elite.
+    #[arg(long, value_enum, default_value_t = defaults().replacement)]
+    replacement: Replacement,
     /// Probability that a child is a crossover of two parents rather than an edit of one
-    /// [default: 0.5].
-    #[arg(long, value_name = "P")]
-    crossover_rate: Option<f64>,
+    ///.
+    #[arg(long, value_name = "P", default_value_t = defaults().crossover_rate)]
+    crossover_rate: f64,
     /// Operator weights, e.g. `paraphrase=1,evo-ga=1,persona=0` (0 disables; others keep the
     /// strategy's defaults). Names: delete swap insert paraphrase one-point uniform sentence
     /// persona constraint demo-add demo-drop demo-swap demo-set demo-order evo-ga evo-de
     /// pb-first-order pb-zero-order pb-hypermutation pb-lineage pb-lamarckian.
     #[arg(long, value_name = "NAME=W,...", value_parser = parse_weights)]
     operators: Option<std::collections::BTreeMap<String, f64>>,
-    /// Per-example fitness the search maximises [default: prob]: accuracy (0/1), margin (gold
+    /// Per-example fitness the search maximises: accuracy (0/1), margin (gold
     /// label log-prob minus the best other, clipped to +-5 nats) or prob (gold label probability
     /// over the labels). Continuous fitness tells apart prompts that 100 examples of 0/1 cannot;
     /// reports keep accuracy as the headline. Generation tasks use their metric.
-    #[arg(long, value_enum)]
-    fitness: Option<promptevo::task::Fitness>,
+    #[arg(long, value_enum, default_value_t = defaults().fitness)]
+    fitness: promptevo::task::Fitness,
     /// Paired screening: score a child on N dev examples its best parent was scored on first,
-    /// and on the rest of dev only if it is not worse there (0 turns it off) [default: 10].
-    #[arg(long, value_name = "N")]
-    screen: Option<usize>,
+    /// and on the rest of dev only if it is not worse there (0 turns it off).
+    #[arg(long, value_name = "N", default_value_t = defaults().screen)]
+    screen: usize,
     /// Race new candidates: score a quarter, then half of dev first, and stop those that
     /// cannot reach the top --racing-top (evaluations saved are reported).
     #[arg(long)]
     racing: bool,
-    /// How many of the best dev scores racing compares with [default: 2].
-    #[arg(long, value_name = "N")]
-    racing_top: Option<usize>,
+    /// How many of the best dev scores racing compares with.
+    #[arg(long, value_name = "N", default_value_t = defaults().racing_top)]
+    racing_top: usize,
     /// Candidates (the best on dev) re-scored on validation, with the best initial prompt, for
-    /// the final choice [default: 5].
-    #[arg(long, value_name = "N")]
-    finalists: Option<usize>,
+    /// the final choice.
+    #[arg(long, value_name = "N", default_value_t = defaults().finalists)]
+    finalists: usize,
     /// Budget: stop before the search spends more than N example evaluations (one per dev
     /// example a candidate is scored on, counted the same for every strategy).
     #[arg(long, value_name = "N")]
@@ -187,15 +187,15 @@ struct OptimizeArgs {
     /// path or hf:OWNER/REPO[:FILE.gguf].
     #[arg(long, value_name = "M")]
     mutator_model: Option<String>,
-    /// Sampling temperature of model-driven operators [default: 0.8].
-    #[arg(long, value_name = "T")]
-    temperature: Option<f64>,
-    /// Nucleus sampling threshold of model-driven operators [default: 0.95].
-    #[arg(long, value_name = "P")]
-    top_p: Option<f64>,
-    /// Longest reply (tokens) a model-driven operator may generate [default: 64].
-    #[arg(long, value_name = "N")]
-    max_new_tokens: Option<usize>,
+    /// Sampling temperature of model-driven operators.
+    #[arg(long, value_name = "T", default_value_t = defaults().temperature)]
+    temperature: f64,
+    /// Nucleus sampling threshold of model-driven operators.
+    #[arg(long, value_name = "P", default_value_t = defaults().top_p)]
+    top_p: f64,
+    /// Longest reply (tokens) a model-driven operator may generate.
+    #[arg(long, value_name = "N", default_value_t = defaults().max_new_tokens)]
+    max_new_tokens: usize,
     /// Start from only the task's first N initial prompts (each costs a full dev evaluation of
     /// the budget).
     #[arg(long, value_name = "N")]
@@ -255,6 +255,11 @@ struct EvalArgs {
     json: bool,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+/// The search settings' defaults: the one source of `optimize`'s flag defaults.
+fn defaults() -> SearchConfig {
+    SearchConfig::default()
 }
 
 /// Parses `name=weight,name=weight`.
@@ -426,28 +431,27 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 
 fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     let task = Task::load(&args.task)?;
-    let d = SearchConfig::default();
     let search = SearchConfig {
-        strategy: args.strategy.clone().unwrap_or(d.strategy),
-        population: args.population.unwrap_or(d.population),
-        generations: args.generations.unwrap_or(d.generations),
-        tournament_k: args.tournament_k.unwrap_or(d.tournament_k),
-        elite: args.elite.unwrap_or(d.elite),
-        crossover_rate: args.crossover_rate.unwrap_or(d.crossover_rate),
-        selection: args.selection.unwrap_or(d.selection),
-        replacement: args.replacement.unwrap_or(d.replacement),
+        strategy: args.strategy.clone(),
+        population: args.population,
+        generations: args.generations,
+        tournament_k: args.tournament_k,
+        elite: args.elite,
+        crossover_rate: args.crossover_rate,
+        selection: args.selection,
+        replacement: args.replacement,
         operators: args.operators.clone().unwrap_or_default(),
         racing: args.racing,
-        racing_top: args.racing_top.unwrap_or(d.racing_top),
-        screen: args.screen.unwrap_or(d.screen),
-        fitness: args.fitness.unwrap_or(d.fitness),
-        finalists: args.finalists.unwrap_or(d.finalists),
+        racing_top: args.racing_top,
+        screen: args.screen,
+        fitness: args.fitness,
+        finalists: args.finalists,
         max_evals: args.max_evals,
         max_seconds: args.max_seconds,
         patience: args.patience,
-        temperature: args.temperature.unwrap_or(d.temperature),
-        top_p: args.top_p.unwrap_or(d.top_p),
-        max_new_tokens: args.max_new_tokens.unwrap_or(d.max_new_tokens),
+        temperature: args.temperature,
+        top_p: args.top_p,
+        max_new_tokens: args.max_new_tokens,
     };
     search.validate()?;
     promptevo::evolve::strategies::check_operators(&search)?;
