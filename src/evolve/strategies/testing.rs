@@ -100,7 +100,7 @@ impl Evaluator for ToyEvaluator {
                 let careful = toy_score(&c.prompt()) > 0.5;
                 let right = match pool {
                     Pool::Validation => careful != self.flip_validation,
-                    _ => (e + c.prompt().len()) % 3 != 0,
+                    _ => !(e + c.prompt().len()).is_multiple_of(3),
                 };
                 ExampleResult {
                     example: e,
