@@ -58,6 +58,17 @@ struct BenchArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    /// Run only shard K of N (1 <= K <= N): run i of the grid (in run order: seed, task, arm)
+    /// belongs to shard i % N + 1. Its run folders go under --out as usual, its own rows to
+    /// <DIR>/shards/<K>-of-<N>/results.csv; no bench.md is written. Start every shard on the
+    /// same --out (a shared folder), then `--merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Run nothing: read the finished runs in --out (e.g. written by shards) and write
+    /// results.csv, results.json, bench.md and plots as an unsharded run would; fails naming
+    /// the runs that have not finished. Give the same model flags as the shards.
+    #[arg(long)]
+    merge: bool,
     /// No per-candidate progress on stderr (the one line per run stays).
     #[arg(long, short)]
     quiet: bool,
@@ -287,6 +298,14 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let shard = args
+        .shard
+        .as_deref()
+        .map(promptevo::bench::Shard::parse)
+        .transpose()?;
+    if args.merge && shard.is_some() {
+        anyhow::bail!("--merge reads every shard's runs; drop --shard");
+    }
     let config = promptevo::bench::BenchConfig::load(&args.config)?;
     let model_path = model_path(&args.model)?;
     let out = args
@@ -296,22 +315,47 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     // Tasks and pool are checked before the model is loaded.
     promptevo::bench::runner::load_tasks(&config)?;
     PhrasePool::from_toml_file(&config.pool)?;
-    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
-    let bench_model = promptevo::bench::BenchModel {
-        model: &model,
-        path: model_path,
+    let record = promptevo::bench::ModelRecord {
+        path: model_path.clone(),
         weights: args.model.weights,
         device: args.model.device.clone(),
         engine: engine_options(&args.model),
     };
+    if args.merge {
+        let results = promptevo::bench::merge(&config, &out, &record)?;
+        eprintln!("merged {} finished runs", results.len());
+        println!("{}", out.join("bench.md").display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
+    let bench_model = promptevo::bench::BenchModel {
+        model: &model,
+        record,
+    };
     let start = Instant::now();
-    let results = promptevo::bench::run(&config, &out, &bench_model, args.quiet)?;
+    let (results, written) = match shard {
+        Some(s) => (
+            promptevo::bench::run_shard(&config, &out, &bench_model, s, args.quiet)?,
+            promptevo::bench::shard_dir(&out, s).join("results.csv"),
+        ),
+        None => (
+            promptevo::bench::run(&config, &out, &bench_model, args.quiet)?,
+            out.join("bench.md"),
+        ),
+    };
     eprintln!(
         "{} runs in {:.0} s",
         results.len(),
         start.elapsed().as_secs_f64()
     );
-    println!("{}", out.join("bench.md").display());
+    if let Some(s) = shard {
+        eprintln!(
+            "shard {s} done; once every shard is, write the tables with: promptevo bench --config {} --out {} --merge (and the same model flags)",
+            args.config.display(),
+            out.display()
+        );
+    }
+    println!("{}", written.display());
     Ok(ExitCode::SUCCESS)
 }
 
