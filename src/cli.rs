@@ -264,6 +264,12 @@ struct EvalArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// With --json: add `labels` and `examples`, one entry per example in split order: `index`,
+    /// `target`, `predicted` and `label_logprobs` (one per label in `labels` order, uncalibrated;
+    /// with calibration also `calibrated_logprobs`, whose argmax is `predicted`); generation
+    /// tasks give `targets`, `output` and `score` (the metric) instead of the label fields.
+    #[arg(long)]
+    per_example: bool,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -397,6 +403,9 @@ fn engine_options(args: &ModelArgs) -> EngineOptions {
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
+    if args.per_example && !args.json {
+        anyhow::bail!("--per-example lists the examples in the JSON output; add --json");
+    }
     let task = Task::load(&args.task)?;
     let model = load_model(
         &model_path(&args.model)?,
@@ -418,7 +427,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels.len())
     });
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "task": task.name,
             "prompt": prompt,
             "split": args.split.to_string(),
@@ -433,6 +442,13 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "seconds": seconds,
             "examples_per_s": ev.n as f64 / seconds.max(1e-9),
         });
+        if args.per_example {
+            if !task.is_generation() {
+                // The order of every example's `label_logprobs`.
+                out["labels"] = serde_json::json!(task.labels);
+            }
+            out["examples"] = per_example(&mut scorer, &task, &prompt, args.split, &ev)?;
+        }
         println!("{out}");
     } else {
         match (&task.generation, majority) {
@@ -454,6 +470,63 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --per-example`: one JSON entry per example of `ev`, in split order (`index` is the
+/// example's position in the split, as `--limit` counts). The label
+/// log-probs come from the scorer's cache (filled by the evaluation), so nothing is recomputed.
+fn per_example(
+    scorer: &mut Scorer<'_>,
+    task: &Task,
+    prompt: &str,
+    split: Split,
+    ev: &promptevo::score::Evaluation,
+) -> Result<serde_json::Value> {
+    let examples = &task.examples(split)[..ev.n];
+    if task.is_generation() {
+        let entries = examples
+            .iter()
+            .zip(&ev.outputs)
+            .zip(&ev.per_example)
+            .enumerate()
+            .map(|(i, ((e, output), score))| {
+                serde_json::json!({
+                    "index": i,
+                    "target": e.target,
+                    "targets": e.targets,
+                    "output": output,
+                    "score": score,
+                })
+            })
+            .collect();
+        return Ok(serde_json::Value::Array(entries));
+    }
+    let (logprobs, _) = scorer.label_logprobs(prompt, split, Some(ev.n))?;
+    let content_free = if ev.calibrated {
+        Some(scorer.content_free_logprobs(prompt)?)
+    } else {
+        None
+    };
+    let entries = examples
+        .iter()
+        .zip(&logprobs)
+        .zip(&ev.predictions)
+        .enumerate()
+        .map(|(i, ((e, lp), &p))| {
+            let mut entry = serde_json::json!({
+                "index": i,
+                "target": e.target,
+                "predicted": task.labels[p],
+                "label_logprobs": lp,
+            });
+            if let Some(cf) = &content_free {
+                entry["calibrated_logprobs"] =
+                    serde_json::json!(promptevo::score::calibrate(lp, cf));
+            }
+            entry
+        })
+        .collect();
+    Ok(serde_json::Value::Array(entries))
 }
 
 fn default_out(task: &Task, seed: u64) -> PathBuf {
