@@ -58,6 +58,17 @@ struct BenchArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    /// Run only shard K of N (1 <= K <= N): run i of the grid (in run order: seed, task, arm)
+    /// belongs to shard i % N + 1. Its run folders go under --out as usual, its own rows to
+    /// <DIR>/shards/<K>-of-<N>/results.csv; no bench.md is written. Start every shard on the
+    /// same --out (a shared folder), then `--merge`.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Run nothing: read the finished runs in --out (e.g. written by shards) and write
+    /// results.csv, results.json, bench.md and plots as an unsharded run would; fails naming
+    /// the runs that have not finished. Give the same model flags as the shards.
+    #[arg(long)]
+    merge: bool,
     /// No per-candidate progress on stderr (the one line per run stays).
     #[arg(long, short)]
     quiet: bool,
@@ -253,6 +264,12 @@ struct EvalArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// With --json: add `labels` and `examples`, one entry per example in split order: `index`,
+    /// `target`, `predicted` and `label_logprobs` (one per label in `labels` order, uncalibrated;
+    /// with calibration also `calibrated_logprobs`, whose argmax is `predicted`); generation
+    /// tasks give `targets`, `output` and `score` (the metric) instead of the label fields.
+    #[arg(long)]
+    per_example: bool,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -292,6 +309,14 @@ pub fn run() -> Result<ExitCode> {
 }
 
 fn bench(args: BenchArgs) -> Result<ExitCode> {
+    let shard = args
+        .shard
+        .as_deref()
+        .map(promptevo::bench::Shard::parse)
+        .transpose()?;
+    if args.merge && shard.is_some() {
+        anyhow::bail!("--merge reads every shard's runs; drop --shard");
+    }
     let config = promptevo::bench::BenchConfig::load(&args.config)?;
     let model_path = model_path(&args.model)?;
     let out = args
@@ -301,22 +326,47 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     // Tasks and pool are checked before the model is loaded.
     promptevo::bench::runner::load_tasks(&config)?;
     PhrasePool::from_toml_file(&config.pool)?;
-    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
-    let bench_model = promptevo::bench::BenchModel {
-        model: &model,
-        path: model_path,
+    let record = promptevo::bench::ModelRecord {
+        path: model_path.clone(),
         weights: args.model.weights,
         device: args.model.device.clone(),
         engine: engine_options(&args.model),
     };
+    if args.merge {
+        let results = promptevo::bench::merge(&config, &out, &record)?;
+        eprintln!("merged {} finished runs", results.len());
+        println!("{}", out.join("bench.md").display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
+    let bench_model = promptevo::bench::BenchModel {
+        model: &model,
+        record,
+    };
     let start = Instant::now();
-    let results = promptevo::bench::run(&config, &out, &bench_model, args.quiet)?;
+    let (results, written) = match shard {
+        Some(s) => (
+            promptevo::bench::run_shard(&config, &out, &bench_model, s, args.quiet)?,
+            promptevo::bench::shard_dir(&out, s).join("results.csv"),
+        ),
+        None => (
+            promptevo::bench::run(&config, &out, &bench_model, args.quiet)?,
+            out.join("bench.md"),
+        ),
+    };
     eprintln!(
         "{} runs in {:.0} s",
         results.len(),
         start.elapsed().as_secs_f64()
     );
-    println!("{}", out.join("bench.md").display());
+    if let Some(s) = shard {
+        eprintln!(
+            "shard {s} done; once every shard is, write the tables with: promptevo bench --config {} --out {} --merge (and the same model flags)",
+            args.config.display(),
+            out.display()
+        );
+    }
+    println!("{}", written.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -358,6 +408,9 @@ fn engine_options(args: &ModelArgs) -> EngineOptions {
 }
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
+    if args.per_example && !args.json {
+        anyhow::bail!("--per-example lists the examples in the JSON output; add --json");
+    }
     let task = Task::load(&args.task)?;
     let model = load_model(
         &model_path(&args.model)?,
@@ -379,7 +432,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels.len())
     });
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "task": task.name,
             "prompt": prompt,
             "split": args.split.to_string(),
@@ -394,6 +447,13 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "seconds": seconds,
             "examples_per_s": ev.n as f64 / seconds.max(1e-9),
         });
+        if args.per_example {
+            if !task.is_generation() {
+                // The order of every example's `label_logprobs`.
+                out["labels"] = serde_json::json!(task.labels);
+            }
+            out["examples"] = per_example(&mut scorer, &task, &prompt, args.split, &ev)?;
+        }
         println!("{out}");
     } else {
         match (&task.generation, majority) {
@@ -415,6 +475,63 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `eval --per-example`: one JSON entry per example of `ev`, in split order (`index` is the
+/// example's position in the split, as `--limit` counts). The label
+/// log-probs come from the scorer's cache (filled by the evaluation), so nothing is recomputed.
+fn per_example(
+    scorer: &mut Scorer<'_>,
+    task: &Task,
+    prompt: &str,
+    split: Split,
+    ev: &promptevo::score::Evaluation,
+) -> Result<serde_json::Value> {
+    let examples = &task.examples(split)[..ev.n];
+    if task.is_generation() {
+        let entries = examples
+            .iter()
+            .zip(&ev.outputs)
+            .zip(&ev.per_example)
+            .enumerate()
+            .map(|(i, ((e, output), score))| {
+                serde_json::json!({
+                    "index": i,
+                    "target": e.target,
+                    "targets": e.targets,
+                    "output": output,
+                    "score": score,
+                })
+            })
+            .collect();
+        return Ok(serde_json::Value::Array(entries));
+    }
+    let (logprobs, _) = scorer.label_logprobs(prompt, split, Some(ev.n))?;
+    let content_free = if ev.calibrated {
+        Some(scorer.content_free_logprobs(prompt)?)
+    } else {
+        None
+    };
+    let entries = examples
+        .iter()
+        .zip(&logprobs)
+        .zip(&ev.predictions)
+        .enumerate()
+        .map(|(i, ((e, lp), &p))| {
+            let mut entry = serde_json::json!({
+                "index": i,
+                "target": e.target,
+                "predicted": task.labels[p],
+                "label_logprobs": lp,
+            });
+            if let Some(cf) = &content_free {
+                entry["calibrated_logprobs"] =
+                    serde_json::json!(promptevo::score::calibrate(lp, cf));
+            }
+            entry
+        })
+        .collect();
+    Ok(serde_json::Value::Array(entries))
 }
 
 fn default_out(task: &Task, seed: u64) -> PathBuf {

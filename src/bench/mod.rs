@@ -1,21 +1,55 @@
 //! Benchmarks: every arm (strategy or operator set) x task x seed at the same budget of example
-//! evaluations, with one loaded model, resumable, summarised with paired statistics.
+//! evaluations, with one loaded model, resumable, summarised with paired statistics, and
+//! splittable across machines.
 //!
 //! [`config`] reads the benchmark file, [`runner`] brings every run folder to a result,
-//! [`crate::stats`] holds the statistics and [`report`] writes `results.csv`, `results.json`,
-//! `bench.md` and the plots; [`run`] ties them together.
+//! [`shard`] splits the runs across machines, [`crate::stats`] holds the statistics and
+//! [`report`] writes `results.csv`, `results.json`, `bench.md` and the plots; [`run`],
+//! [`run_shard`] and [`merge`] tie them together.
 
 pub mod config;
 pub mod report;
 pub mod runner;
+pub mod shard;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use config::{Arm, BenchConfig};
-pub use runner::{BenchModel, RunResult, RunRow};
+pub use runner::{BenchModel, ModelRecord, RunResult, RunRow};
+pub use shard::Shard;
 
 use crate::error::Result;
 use crate::run::RunFolder;
+
+/// Folder (inside the benchmark's output folder) holding each shard's own tables.
+pub const SHARDS_DIR: &str = "shards";
+
+/// Where `shard` writes its own `results.csv` / `results.json`: `<out>/shards/<K>-of-<N>/`.
+pub fn shard_dir(out: &Path, shard: Shard) -> PathBuf {
+    out.join(SHARDS_DIR).join(shard.folder_name())
+}
+
+fn write_rows(folder: &RunFolder, results: &[RunResult]) -> Result<()> {
+    let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
+    folder.write("results.csv", report::to_csv(&rows).as_bytes())?;
+    folder.write("results.json", report::to_json(&rows).as_bytes())
+}
+
+/// Writes the whole benchmark's tables, plots and `bench.md` into `folder`.
+fn write_all(
+    folder: &RunFolder,
+    config: &BenchConfig,
+    results: &[RunResult],
+    model_name: &str,
+) -> Result<()> {
+    write_rows(folder, results)?;
+    let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
+    report::write_plots(folder.root(), config, results)?;
+    folder.write(
+        "bench.md",
+        report::to_markdown(config, &rows, model_name).as_bytes(),
+    )
+}
 
 /// Runs (or finishes) the benchmark into `out` and writes its results; returns every run's
 /// result. `results.csv` and `results.json` are rewritten after every run, so an interrupted
@@ -28,17 +62,39 @@ pub fn run(
 ) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
-    let write_rows = |results: &[RunResult]| -> Result<()> {
-        let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
-        folder.write("results.csv", report::to_csv(&rows).as_bytes())?;
-        folder.write("results.json", report::to_json(&rows).as_bytes())
-    };
-    let results = runner::run_all(config, out, model, quiet, write_rows)?;
-    let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
-    report::write_plots(out, config, &results)?;
-    folder.write(
-        "bench.md",
-        report::to_markdown(config, &rows, &model.model.name).as_bytes(),
-    )?;
+    let results = runner::run_all(config, out, model, None, quiet, |r| write_rows(&folder, r))?;
+    write_all(&folder, config, &results, &model.model.name)?;
+    Ok(results)
+}
+
+/// Runs (or finishes) only `shard`'s share of the benchmark: its run folders go to the usual
+/// `<out>/runs/<arm>/<task>/seed<k>/`, and its own rows to `results.csv` / `results.json` in
+/// [`shard_dir`], rewritten after every run. Nothing is written at the top of `out`, so no file
+/// there claims a complete benchmark; [`merge`] writes those once every shard has finished.
+/// Shards of one benchmark may run at the same time on the same `out` (each run folder has its
+/// own lock).
+pub fn run_shard(
+    config: &BenchConfig,
+    out: &Path,
+    model: &BenchModel<'_>,
+    shard: Shard,
+    quiet: bool,
+) -> Result<Vec<RunResult>> {
+    let folder = RunFolder::create(&shard_dir(out, shard))?;
+    let _lock = folder.lock()?;
+    runner::run_all(config, out, model, Some(shard), quiet, |r| {
+        write_rows(&folder, r)
+    })
+}
+
+/// Reads every finished run of the benchmark in `out` (typically written by its shards) and
+/// writes `results.csv`, `results.json`, `bench.md` and the plots, as an unsharded run of the
+/// same benchmark would. Runs nothing and loads no model; fails with one line naming the runs
+/// that have not finished, or a run whose config.json disagrees with `model` and the file.
+pub fn merge(config: &BenchConfig, out: &Path, model: &ModelRecord) -> Result<Vec<RunResult>> {
+    let (results, name) = runner::read_finished(config, out, model)?;
+    let folder = RunFolder::create(out)?;
+    let _lock = folder.lock()?;
+    write_all(&folder, config, &results, &name)?;
     Ok(results)
 }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::config::BenchConfig;
+use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::evolve::{PhrasePool, TextGenerator};
 use crate::model::{Model, WeightFormat};
@@ -19,18 +20,26 @@ use crate::task::Task;
 /// Share of a run's final best dev score at which `evals_to_95` is read off.
 pub const CONVERGED_FRACTION: f64 = 0.95;
 
+/// What every run's config.json records about the scoring model and how it is run (a
+/// finished run is only reused, or merged, when these agree with its config.json).
+#[derive(Clone, Debug)]
+pub struct ModelRecord {
+    /// The model's file.
+    pub path: PathBuf,
+    /// How its weights are held.
+    pub weights: WeightFormat,
+    /// Where it runs (`cpu`, `cuda:N`, ...).
+    pub device: String,
+    /// Batching and prefix reuse.
+    pub engine: EngineOptions,
+}
+
 /// The scoring model, loaded once for the whole benchmark, and how it is run.
 pub struct BenchModel<'m> {
     /// The loaded model.
     pub model: &'m Model,
-    /// Its file (recorded in every run's config.json).
-    pub path: PathBuf,
-    /// How its weights are held.
-    pub weights: WeightFormat,
-    /// Where it runs (`cpu`, `cuda:N`, ...), recorded in every run's config.json.
-    pub device: String,
-    /// Batching and prefix reuse.
-    pub engine: EngineOptions,
+    /// Its file, weights, device and engine options, as recorded in every run's config.json.
+    pub record: ModelRecord,
 }
 
 /// One run's row of `results.csv` / `results.json`.
@@ -155,28 +164,35 @@ pub fn load_tasks(config: &BenchConfig) -> Result<Vec<Task>> {
     Ok(tasks)
 }
 
-/// Runs (or skips, or resumes) every run of the benchmark into `out`, calling `each` after each
-/// run with the results so far; returns every run's result in run order (seed, task, arm).
-pub fn run_all(
+/// One run of the grid, before it is run.
+#[derive(Clone, Debug)]
+pub struct PlannedRun {
+    /// Its position in run order (seed, task, arm), 0-based; shards split on it.
+    pub index: usize,
+    /// Index of its arm in the benchmark file.
+    pub arm: usize,
+    /// Index of its task in the benchmark file.
+    pub task: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// The settings its config.json records.
+    pub settings: RunSettings,
+    /// Its run folder.
+    pub dir: PathBuf,
+}
+
+/// Every run of the benchmark in run order (seed, task, arm), with its settings and folder
+/// under `out`. `tasks` are the benchmark's tasks as [`load_tasks`] returns them.
+pub fn plan(
     config: &BenchConfig,
+    tasks: &[Task],
     out: &Path,
-    model: &BenchModel<'_>,
-    quiet: bool,
-    mut each: impl FnMut(&[RunResult]) -> Result<()>,
-) -> Result<Vec<RunResult>> {
-    PhrasePool::from_toml_file(&config.pool)?;
-    let tasks = load_tasks(config)?;
-    // One scorer per task, shared by every run of it: its cache makes repeated prompts free in
-    // wall time; the budget still charges every evaluation.
-    let mut scorers = tasks
-        .iter()
-        .map(|t| Scorer::new(model.model, t, model.engine))
-        .collect::<Result<Vec<_>>>()?;
-    let total = config.run_count();
-    let mut results = Vec::with_capacity(total);
+    model: &ModelRecord,
+) -> Vec<PlannedRun> {
+    let mut runs = Vec::with_capacity(config.run_count());
     for &seed in &config.seeds {
         for (ti, (task, task_path)) in tasks.iter().zip(&config.tasks).enumerate() {
-            for arm in &config.arms {
+            for (ai, arm) in config.arms.iter().enumerate() {
                 let settings = RunSettings {
                     task: absolute(task_path),
                     model: absolute(&model.path),
@@ -194,50 +210,181 @@ pub fn run_all(
                     version: env!("CARGO_PKG_VERSION").into(),
                     max_initial_prompts: config.max_initial_prompts,
                 };
-                let dir = run_dir(out, &arm.name, &task.name, seed);
-                let start = Instant::now();
-                let (report, state) =
-                    run_one(&settings, task, &mut scorers[ti], model.model, &dir, quiet)?;
-                let records = EvaluationLog::read(&dir.join(EVALUATIONS_FILE))?;
-                let curve = analysis::progress(&records);
-                let row = RunRow {
-                    arm: arm.name.clone(),
-                    strategy: arm.search.strategy.clone(),
-                    task: task.name.clone(),
+                runs.push(PlannedRun {
+                    index: runs.len(),
+                    arm: ai,
+                    task: ti,
                     seed,
-                    initial_dev: report.initial.dev_accuracy,
-                    initial_test: report.initial.test_accuracy,
-                    best_dev: report.best.dev_accuracy,
-                    best_test: report.best.test_accuracy,
-                    evals_used: report.evals_used,
-                    candidates: report.candidates,
-                    seconds: report.search_seconds,
-                    evals_to_95: evals_to_fraction(&curve, CONVERGED_FRACTION),
-                };
-                eprintln!(
-                    "[{}/{total}] {} {} seed {seed}: dev {:.1}% test {:.1}% {}",
-                    results.len() + 1,
-                    arm.name,
-                    task.name,
-                    100.0 * row.best_dev,
-                    100.0 * row.best_test,
-                    match state {
-                        RunState::Finished => "(finished earlier, skipped)".to_string(),
-                        RunState::Resumed =>
-                            format!("in {:.0} s (resumed)", start.elapsed().as_secs_f64()),
-                        RunState::Fresh => format!("in {:.0} s", start.elapsed().as_secs_f64()),
-                    }
-                );
-                results.push(RunResult { row, curve });
-                each(&results)?;
+                    dir: run_dir(out, &arm.name, &task.name, seed),
+                    settings,
+                });
             }
         }
+    }
+    runs
+}
+
+/// A finished run's row and curve, from its report and evaluation log.
+fn result_of(
+    config: &BenchConfig,
+    tasks: &[Task],
+    run: &PlannedRun,
+    report: &Report,
+) -> Result<RunResult> {
+    let arm = &config.arms[run.arm];
+    let records = EvaluationLog::read(&run.dir.join(EVALUATIONS_FILE))?;
+    let curve = analysis::progress(&records);
+    let row = RunRow {
+        arm: arm.name.clone(),
+        strategy: arm.search.strategy.clone(),
+        task: tasks[run.task].name.clone(),
+        seed: run.seed,
+        initial_dev: report.initial.dev_accuracy,
+        initial_test: report.initial.test_accuracy,
+        best_dev: report.best.dev_accuracy,
+        best_test: report.best.test_accuracy,
+        evals_used: report.evals_used,
+        candidates: report.candidates,
+        seconds: report.search_seconds,
+        evals_to_95: evals_to_fraction(&curve, CONVERGED_FRACTION),
+    };
+    Ok(RunResult { row, curve })
+}
+
+/// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
+/// of them, calling `each` after each run with the results so far; returns the results of the
+/// runs it was given, in run order (seed, task, arm).
+pub fn run_all(
+    config: &BenchConfig,
+    out: &Path,
+    model: &BenchModel<'_>,
+    shard: Option<Shard>,
+    quiet: bool,
+    mut each: impl FnMut(&[RunResult]) -> Result<()>,
+) -> Result<Vec<RunResult>> {
+    PhrasePool::from_toml_file(&config.pool)?;
+    let tasks = load_tasks(config)?;
+    let runs: Vec<PlannedRun> = plan(config, &tasks, out, &model.record)
+        .into_iter()
+        .filter(|r| shard.is_none_or(|s| s.owns(r.index)))
+        .collect();
+    // One scorer per task, shared by every run of it: its cache makes repeated prompts free in
+    // wall time; the budget still charges every evaluation.
+    let mut scorers = tasks
+        .iter()
+        .map(|t| Scorer::new(model.model, t, model.record.engine))
+        .collect::<Result<Vec<_>>>()?;
+    let total = runs.len();
+    let of = shard.map_or_else(String::new, |s| {
+        format!(" of shard {s} ({} runs in all)", config.run_count())
+    });
+    let mut results = Vec::with_capacity(total);
+    for run in &runs {
+        let task = &tasks[run.task];
+        let start = Instant::now();
+        let (report, state) = run_one(
+            &run.settings,
+            task,
+            &mut scorers[run.task],
+            model.model,
+            &run.dir,
+            quiet,
+        )?;
+        let result = result_of(config, &tasks, run, &report)?;
+        eprintln!(
+            "[{}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
+            results.len() + 1,
+            result.row.arm,
+            task.name,
+            run.seed,
+            100.0 * result.row.best_dev,
+            100.0 * result.row.best_test,
+            match state {
+                RunState::Finished => "(finished earlier, skipped)".to_string(),
+                RunState::Resumed => format!("in {:.0} s (resumed)", start.elapsed().as_secs_f64()),
+                RunState::Fresh => format!("in {:.0} s", start.elapsed().as_secs_f64()),
+            }
+        );
+        results.push(result);
+        each(&results)?;
     }
     Ok(results)
 }
 
+/// Runs listed in an error message before the rest are counted.
+const MISSING_SHOWN: usize = 6;
+
+/// Reads every run of the benchmark from `out` without running anything (the merge of a
+/// sharded benchmark): each must have finished with the settings `model` gives. Fails with one
+/// line naming the runs that have not finished. Returns the results in run order and the
+/// model's name as the runs' reports give it.
+pub fn read_finished(
+    config: &BenchConfig,
+    out: &Path,
+    model: &ModelRecord,
+) -> Result<(Vec<RunResult>, String)> {
+    let tasks = load_tasks(config)?;
+    let runs = plan(config, &tasks, out, model);
+    let missing: Vec<&PlannedRun> = runs
+        .iter()
+        .filter(|r| !r.dir.join(RESULT_FILE).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let mut names: Vec<String> = missing
+            .iter()
+            .take(MISSING_SHOWN)
+            .map(|r| {
+                r.dir
+                    .strip_prefix(out)
+                    .unwrap_or(&r.dir)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        if missing.len() > MISSING_SHOWN {
+            names.push(format!("and {} more", missing.len() - MISSING_SHOWN));
+        }
+        return Err(Error::Bench {
+            path: out.to_path_buf(),
+            message: format!(
+                "{} of {} runs have not finished ({}); run the shards that own them (--shard K/N), or `promptevo bench` without --merge to finish them here",
+                missing.len(),
+                runs.len(),
+                names.join(", ")
+            ),
+        });
+    }
+    let mut results = Vec::with_capacity(runs.len());
+    let mut name = String::new();
+    for run in &runs {
+        let folder = RunFolder::open(&run.dir)?;
+        check_settings(&folder, &run.settings)?;
+        let report = read_report(&run.dir)?;
+        if name.is_empty() {
+            name = report.model.clone();
+        }
+        results.push(result_of(config, &tasks, run, &report)?);
+    }
+    Ok((results, name))
+}
+
+/// A finished run's result file.
+const RESULT_FILE: &str = "result.json";
+
+/// Reads a finished run's result.json.
+fn read_report(dir: &Path) -> Result<Report> {
+    let result = dir.join(RESULT_FILE);
+    let text = std::fs::read_to_string(&result).map_err(|e| Error::read(&result, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Bench {
+        path: result.clone(),
+        message: format!("is not a promptevo result ({e}); delete it to redo the run"),
+    })
+}
+
 /// Brings one run folder to a finished report: reads a finished one, resumes a started one,
-/// or runs a fresh one.
+/// or runs a fresh one. The folder's lock is taken before its state is read, so a second
+/// process given the same run (the same shard started twice) never redoes it: while the run is
+/// being written it fails naming the holder, and afterwards it reads the result.
 fn run_one(
     settings: &RunSettings,
     task: &Task,
@@ -246,30 +393,22 @@ fn run_one(
     dir: &Path,
     quiet: bool,
 ) -> Result<(Report, RunState)> {
-    let result = dir.join("result.json");
-    if result.is_file() {
-        let folder = RunFolder::open(dir)?;
+    let folder = RunFolder::at(dir)?;
+    let _lock = folder.lock()?;
+    if dir.join(RESULT_FILE).is_file() {
         check_settings(&folder, settings)?;
-        let text = std::fs::read_to_string(&result).map_err(|e| Error::read(&result, e))?;
-        let report: Report = serde_json::from_str(&text).map_err(|e| Error::Bench {
-            path: result.clone(),
-            message: format!("is not a promptevo result ({e}); delete it to redo the run"),
-        })?;
-        return Ok((report, RunState::Finished));
+        return Ok((read_report(dir)?, RunState::Finished));
     }
     let started = dir.join(EVALUATIONS_FILE).is_file();
-    let (folder, logged, state) = if started {
+    let (logged, state) = if started {
         let folder = RunFolder::open(dir)?;
         check_settings(&folder, settings)?;
         let (records, _) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
-        (folder, records, RunState::Resumed)
+        (records, RunState::Resumed)
     } else {
-        (RunFolder::create(dir)?, Vec::new(), RunState::Fresh)
-    };
-    let _lock = folder.lock()?;
-    if !started {
         folder.write_json(CONFIG_FILE, settings)?;
-    }
+        (Vec::new(), RunState::Fresh)
+    };
     let mut generator = chat_generator(model, &settings.search)?;
     let report = execute(
         settings,

@@ -47,6 +47,15 @@ impl RunFolder {
         })
     }
 
+    /// Creates `root` if needed and names it, whatever it holds: for callers that take the
+    /// lock before deciding whether the run there is new, half-finished or finished.
+    pub fn at(root: &Path) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(|e| Error::write(root, e))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+        })
+    }
+
     /// Opens the folder of an existing run (for `resume`).
     pub fn open(root: &Path) -> Result<Self> {
         for f in [CONFIG_FILE, EVALUATIONS_FILE] {

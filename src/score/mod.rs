@@ -395,6 +395,14 @@ fn first_ids(len: usize, limit: Option<usize>) -> Vec<usize> {
     (0..limit.map_or(len, |l| l.min(len))).collect()
 }
 
+/// Calibrated label scores of one example, as the prediction of a calibrated evaluation uses
+/// them: `logps` (the label log-probs) normalised over the labels, minus the normalised
+/// `content_free` log-probs of the same prompt ([`Scorer::content_free_logprobs`]). Its argmax
+/// is the calibrated prediction.
+pub fn calibrate(logps: &[f32], content_free: &[f32]) -> Vec<f32> {
+    calibrated(logps, Some(&normalise(content_free)))
+}
+
 /// Contextual calibration (Zhao et al. 2021): divide the label distribution by the one the
 /// prompt gives a content-free input (`cf`, normalised); in logs, subtract. Unchanged without.
 fn calibrated(logps: &[f32], cf: Option<&[f32]>) -> Vec<f32> {
