@@ -98,7 +98,7 @@ impl Default for SearchConfig {
             racing: false,
             racing_top: 2,
             screen: DEFAULT_SCREEN,
-            fitness: Fitness::Prob,
+            fitness: Fitness::default(),
             finalists: DEFAULT_FINALISTS,
             max_evals: None,
             max_seconds: None,
