@@ -215,3 +215,15 @@ fn load_errors_stay_one_line_under_rust_backtrace() {
         assert!(err.contains("bad.gguf"), "{err}");
     }
 }
+
+#[test]
+fn a_missing_phrase_pool_prints_its_cause_once() {
+    let err: anyhow::Error = promptevo::evolve::PhrasePool::from_toml_file(std::path::Path::new(
+        "/nonexistent/pool.toml",
+    ))
+    .unwrap_err()
+    .into();
+    let shown = format!("{err:#}");
+    assert!(shown.contains("/nonexistent/pool.toml"), "{shown}");
+    assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
+}

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 pub enum EvolveError {
     /// The phrase pool file could not be read.
     #[error(
-        "cannot read phrase pool file {path}: {source}; check that the path exists and is readable"
+        "cannot read phrase pool file {path}: {error}; check that the path exists and is readable"
     )]
     PoolRead {
         /// The file that was asked for.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (in the message, not chained: printing the chain would
+        /// repeat it).
+        error: std::io::Error,
     },
 
     /// The phrase pool file is not valid TOML or has an unexpected shape.

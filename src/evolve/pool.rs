@@ -44,9 +44,9 @@ impl PhrasePool {
     /// Loads a pool from a TOML file with the optional string arrays `instructions`,
     /// `personas` and `constraints` (taken in that order; each entry is one phrase).
     pub fn from_toml_file(path: &Path) -> Result<PhrasePool, EvolveError> {
-        let text = std::fs::read_to_string(path).map_err(|source| EvolveError::PoolRead {
+        let text = std::fs::read_to_string(path).map_err(|error| EvolveError::PoolRead {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         PhrasePool::from_toml_str(&text, path)
     }

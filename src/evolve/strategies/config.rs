@@ -114,6 +114,10 @@ impl Default for SearchConfig {
 /// children on top of the task's initial prompts, within minutes on a 2-core CPU.
 pub const DEFAULT_GENERATIONS: usize = 10;
 
+/// Largest population accepted: far beyond any useful search, small enough that a typo (or a
+/// crafted config.json) cannot make one generation run for days.
+pub const MAX_POPULATION: usize = 10_000;
+
 /// Dev examples a child is screened on by default: a tenth of the default dev set, so a child
 /// worse than its parent costs 10 evaluations instead of 100.
 pub const DEFAULT_SCREEN: usize = 10;
@@ -150,6 +154,18 @@ impl SearchConfig {
             return fail(format!(
                 "--population must be at least 2 (got {})",
                 self.population
+            ));
+        }
+        if self.population > MAX_POPULATION {
+            return fail(format!(
+                "--population must be at most {MAX_POPULATION} (got {}); each generation scores that many prompts",
+                self.population
+            ));
+        }
+        if self.tournament_k > self.population {
+            return fail(format!(
+                "--tournament-k must be at most --population (got {} with population {}); a larger tournament only draws the same members again",
+                self.tournament_k, self.population
             ));
         }
         if self.elite >= self.population {
@@ -201,5 +217,35 @@ impl SearchConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_that_would_make_a_generation_endless_are_refused_with_the_flag() {
+        let ok = SearchConfig::default();
+        assert!(ok.validate().is_ok());
+        for (cfg, flag) in [
+            (
+                SearchConfig {
+                    population: 1 << 32,
+                    ..ok.clone()
+                },
+                "--population must be at most",
+            ),
+            (
+                SearchConfig {
+                    tournament_k: 1 << 32,
+                    ..ok.clone()
+                },
+                "--tournament-k must be at most --population",
+            ),
+        ] {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
     }
 }
