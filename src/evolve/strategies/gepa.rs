@@ -188,10 +188,7 @@ mod tests {
         let text: String = asked.iter().flatten().map(|m| m.content.clone()).collect();
         assert!(text.contains("Correct answer: positive"), "{text}");
         assert!(!text.contains("dev"));
-        assert!(ev
-            .pools
-            .iter()
-            .any(|p| *p == crate::evolve::results::Pool::Train));
+        assert!(ev.pools.contains(&crate::evolve::results::Pool::Train));
         assert!(outcome.best.score >= best_initial(&outcome));
         assert_eq!(trace_with_generator(&cfg, 4), trace_with_generator(&cfg, 4));
     }
