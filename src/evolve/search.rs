@@ -602,10 +602,9 @@ impl<'e, 'g> Search<'e, 'g> {
                     // Successive halving: continue only while an optimistic bound on the
                     // full-dev score could still reach the top.
                     let r = &self.dev[&candidate.id];
-                    let (m, k) = (r.mean_fitness(), r.len() as f64);
-                    let var =
-                        r.iter().map(|x| (x.fitness - m).powi(2)).sum::<f64>() / (k - 1.0).max(1.0);
-                    let upper = m + var.sqrt().max(MIN_RACING_SD) / k.sqrt();
+                    let fitness: Vec<f64> = r.iter().map(|x| x.fitness).collect();
+                    let sd = crate::stats::std_dev(&fitness);
+                    let upper = r.mean_fitness() + sd.max(MIN_RACING_SD) / (r.len() as f64).sqrt();
                     go_on = upper >= threshold.unwrap_or(f64::NEG_INFINITY);
                 }
             }

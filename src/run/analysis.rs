@@ -202,9 +202,7 @@ pub fn headroom(records: &[EvaluationRecord], dev_n: usize) -> Option<Headroom> 
         return None;
     }
     acc.sort_by(|a, b| a.total_cmp(b));
-    let n = acc.len() as f64;
-    let m = acc.iter().sum::<f64>() / n;
-    let spread_sd = (acc.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    let spread_sd = crate::stats::std_dev(&acc);
     let best = acc[acc.len() - 1];
     let median = acc[acc.len() / 2];
     let best_dev_se = (best * (1.0 - best) / dev_n as f64).sqrt();

@@ -161,13 +161,12 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
 
 impl Evaluator for RunEvaluator<'_, '_> {
     fn pool_size(&self, pool: Pool) -> usize {
-        let task = self.scorer.task();
-        let (limit, split) = match pool {
-            Pool::Dev => (self.sizes.dev, Split::Dev),
-            Pool::Validation => (self.sizes.validation, Split::Validation),
-            Pool::Train => (self.sizes.train, Split::Train),
+        let limit = match pool {
+            Pool::Dev => self.sizes.dev,
+            Pool::Validation => self.sizes.validation,
+            Pool::Train => self.sizes.train,
         };
-        limit.min(task.examples(split).len())
+        limit.min(self.scorer.task().examples(Self::split(pool)).len())
     }
 
     fn evaluate(
