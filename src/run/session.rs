@@ -252,7 +252,7 @@ pub fn execute(
     let mut report = Report {
         task: task.name.clone(),
         description: task.description.clone(),
-        model: scorer.model().name.clone(),
+        model: scorer.model_name(),
         seed: settings.seed,
         strategy: cfg.strategy.clone(),
         calibrate,
