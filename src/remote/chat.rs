@@ -79,4 +79,8 @@ impl TextGenerator for ServerChat {
     fn tokens_generated(&self) -> u64 {
         self.tokens_generated
     }
+
+    fn reproducibility_note(&self) -> Option<String> {
+        Some(self.note())
+    }
 }

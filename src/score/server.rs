@@ -126,20 +126,24 @@ impl ServerBackend {
         let next_token = self
             .next_token_logprobs(CHECK_CONTEXT)?
             .and_then(|top| top.get(CHECK_CONTINUATION).copied());
-        let echo = self
-            .echo_logprob(CHECK_CONTEXT, &full)
-            .ok()
-            .flatten();
-        let prompt_logprobs = self
-            .prompt_logprobs(&full, 1)
-            .ok()
-            .flatten();
-        // Shifted: the value given for the last prompt token is the probability of that token
-        // coming again after the whole text.
-        let after_full = self
-            .next_token_logprobs(&full)?
-            .and_then(|top| top.get(CHECK_CONTINUATION).copied());
-        let echo_shifted = matches!((echo, after_full), (Some(e), Some(a)) if (e - a).abs() <= CHECK_TOLERANCE);
+        let echoed = self
+            .complete(json!({
+                "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
+            }))
+            .ok();
+        let context = CHECK_CONTEXT.chars().count();
+        let echo = echoed
+            .as_ref()
+            .and_then(|v| echo_sum(v, context, full.chars().count()));
+        // Shifted: the top log-probs listed at the context's last token are those that predict
+        // the continuation, i.e. every value sits one position early.
+        let echo_shifted = match (echoed.as_ref(), next_token) {
+            (Some(v), Some(reference)) => echo_top_at(v, context)
+                .and_then(|top| top.get(CHECK_CONTINUATION).copied())
+                .is_some_and(|x| (x - reference).abs() <= CHECK_TOLERANCE),
+            _ => false,
+        };
+        let prompt_logprobs = self.prompt_logprobs(&full, 1).ok().flatten();
         Ok(Probe {
             next_token,
             echo,
@@ -161,14 +165,6 @@ impl ServerBackend {
             "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
         }))?;
         Ok(top_logprobs(&v))
-    }
-
-    /// Sum of echo log-probs of the tokens of `full` after `context` (None: no echo values).
-    fn echo_logprob(&self, context: &str, full: &str) -> Result<Option<f64>> {
-        let v = self.complete(json!({
-            "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
-        }))?;
-        Ok(echo_sum(&v, context.chars().count(), full.chars().count()))
     }
 
     /// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens of `full` (None: the server
@@ -273,7 +269,7 @@ impl ServerBackend {
         }
         let echo_problem = match (probe.echo, probe.echo_shifted) {
             (None, _) => "the server gives no echo log-probs".to_string(),
-            (Some(_), true) => "its echo log-probs are shifted by one position (the value for a token is the probability of that token again after it, as llama-cpp-python 0.3.36's server gives), so echo is not used".to_string(),
+            (Some(_), true) => "its echo log-probs are shifted by one position (the log-probs listed at a token are those that predict the next one, as llama-cpp-python 0.3.36's server gives them), so echo is not used".to_string(),
             (Some(_), false) => "its echo log-probs disagree with its next-token log-probs, so echo is not used".to_string(),
         };
         if probe.agrees(probe.prompt_logprobs) && counts.iter().all(Option::is_some) {
@@ -334,6 +330,22 @@ fn echo_sum(v: &Value, context: usize, full: usize) -> Option<f64> {
         }
     }
     any.then_some(sum)
+}
+
+/// The echo top log-probs listed at the token that ends at character `end`.
+fn echo_top_at(v: &Value, end: usize) -> Option<BTreeMap<String, f64>> {
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array()?;
+    let offsets = lp["text_offset"].as_array()?;
+    let j = tokens.iter().zip(offsets).position(|(t, o)| {
+        matches!((t.as_str(), o.as_u64()), (Some(t), Some(o)) if o as usize + t.chars().count() == end)
+    })?;
+    let top = lp["top_logprobs"].get(j)?.as_object()?;
+    Some(
+        top.iter()
+            .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+            .collect(),
+    )
 }
 
 /// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens: each entry maps token ids to
