@@ -73,11 +73,20 @@ fn python() -> Result<PathBuf> {
 }
 
 fn start_server(python: &Path) -> Result<(Started, String)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let log = std::fs::File::create("target/bench-llama-server.log")?;
     let child = Command::new(python)
         .arg("tests/support/llama_server.py")
-        .args(["--model", MODEL, "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--model",
+            MODEL,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
         .args(["--n_ctx", "2048"])
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -154,12 +163,18 @@ fn main() -> Result<()> {
             .output()
             .context("running python3 benches/peers/openai_client.py")?;
         if !out.status.success() {
-            bail!("the Python client failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "the Python client failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let peer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let seconds = peer["seconds"].as_f64().context("no seconds")?;
         let mut diff: f64 = 0.0;
-        for (mine, theirs) in ours.iter().zip(peer["label_logprobs"].as_array().context("no log-probs")?) {
+        for (mine, theirs) in ours
+            .iter()
+            .zip(peer["label_logprobs"].as_array().context("no log-probs")?)
+        {
             for (a, b) in mine.iter().zip(theirs.as_array().context("a row")?) {
                 if let Some(b) = b.as_f64() {
                     diff = diff.max((f64::from(*a) - b).abs());
@@ -184,8 +199,13 @@ fn main() -> Result<()> {
             serde_json::json!({"url": url, "model": client.model(), "rows": rows})
         );
     } else {
-        println!("server {url} ({}), {n} SST-2 examples, one request each\n", client.model());
-        println!("| client | in flight | examples | seconds | examples/s | max abs diff vs promptevo |");
+        println!(
+            "server {url} ({}), {n} SST-2 examples, one request each\n",
+            client.model()
+        );
+        println!(
+            "| client | in flight | examples | seconds | examples/s | max abs diff vs promptevo |"
+        );
         println!("|---|---|---|---|---|---|");
         for r in &rows {
             println!(

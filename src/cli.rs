@@ -673,7 +673,9 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
             (Some(PathBuf::from(&config.url)), Some(config))
         }
         Some(m) => (
-            Some(absolute(&ModelSpec::resolve_default(Some(m))?.local_path()?)),
+            Some(absolute(
+                &ModelSpec::resolve_default(Some(m))?.local_path()?,
+            )),
             None,
         ),
         None => (None, None),
@@ -822,15 +824,20 @@ fn search_and_report(
     use promptevo::run::session::{chat_generator, needs_generator, server_generator};
     let model = match &settings.server {
         Some(_) => None,
-        None => Some(load_model(&settings.model, settings.weights, &settings.device)?),
+        None => Some(load_model(
+            &settings.model,
+            settings.weights,
+            &settings.device,
+        )?),
     };
     let needs_text = needs_generator(&settings.search)?;
     // Where operators' text comes from: the mutator server, else a mutator file, else the
     // scoring server or model.
-    let mutator_server = settings
-        .mutator_server
-        .as_ref()
-        .or(settings.mutator_model.is_none().then_some(settings.server.as_ref()).flatten());
+    let mutator_server = settings.mutator_server.as_ref().or(settings
+        .mutator_model
+        .is_none()
+        .then_some(settings.server.as_ref())
+        .flatten());
     let mutator = match (&settings.mutator_model, mutator_server) {
         (Some(path), None) if model.is_none() || *path != settings.model => {
             Some(load_model(path, settings.weights, &settings.device)?)
@@ -863,7 +870,9 @@ fn search_and_report(
         settings,
         task,
         &mut scorer,
-        generator.as_mut().map(|g| g.as_mut() as &mut dyn TextGenerator),
+        generator
+            .as_mut()
+            .map(|g| g.as_mut() as &mut dyn TextGenerator),
         folder,
         logged,
         quiet,

@@ -165,7 +165,15 @@ fn eval_test200(model: &str) -> serde_json::Value {
     let out = bin()
         .current_dir(root())
         .args(["eval", "--task", "experiments/tasks/sst2.toml"])
-        .args(["--split", "test", "--limit", "200", "--json", "--concurrency", "4"])
+        .args([
+            "--split",
+            "test",
+            "--limit",
+            "200",
+            "--json",
+            "--concurrency",
+            "4",
+        ])
         .args(["--model", model])
         .output()
         .unwrap();
@@ -262,7 +270,10 @@ fn optimize_through_the_server_with_a_model_driven_operator() {
         .collect();
     assert!(!paraphrases.is_empty(), "{evaluations:?}");
     // The server wrote new wording: no paraphrase is an initial prompt again.
-    assert!(paraphrases.iter().all(|p| !initial.contains(p)), "{paraphrases:?}");
+    assert!(
+        paraphrases.iter().all(|p| !initial.contains(p)),
+        "{paraphrases:?}"
+    );
     let backend: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("backend.json")).unwrap()).unwrap();
     assert_eq!(backend["kind"], "server");
@@ -279,7 +290,11 @@ fn a_run_whose_server_dies_stops_with_one_line_and_resumes_to_the_uninterrupted_
     let dir = tempfile::tempdir().unwrap();
     let mut server = LlamaServer::start(&python, dir.path());
     let whole = dir.path().join("whole");
-    assert_ok(&small_server_optimize(&server.url(), &whole).output().unwrap());
+    assert_ok(
+        &small_server_optimize(&server.url(), &whole)
+            .output()
+            .unwrap(),
+    );
     let want = evaluations(&whole);
     assert!(want.len() >= 6, "{want:?}");
 
@@ -362,7 +377,7 @@ fn fake_server(
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (c, s) = (count.clone(), seen.clone());
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
+        for stream in listener.incoming().take(400) {
             let Ok(mut stream) = stream else { break };
             let request = read_request(&mut stream);
             let n = c.fetch_add(1, Ordering::SeqCst);
@@ -394,9 +409,15 @@ fn http(status: &str, body: &str) -> String {
 fn a_server_answering_503_twice_is_retried_until_it_answers() {
     let (url, count, _) = fake_server(|n, _| {
         Some(if n < 2 {
-            http("503 Service Unavailable", r#"{"error": {"message": "loading"}}"#)
+            http(
+                "503 Service Unavailable",
+                r#"{"error": {"message": "loading"}}"#,
+            )
         } else {
-            http("200 OK", r#"{"object": "list", "data": [{"id": "fake-model"}]}"#)
+            http(
+                "200 OK",
+                r#"{"object": "list", "data": [{"id": "fake-model"}]}"#,
+            )
         })
     });
     let client = Client::connect(&ServerConfig {
@@ -423,8 +444,21 @@ fn a_server_that_never_answers_stops_eval_with_one_line_and_keeps_the_key_secret
     let (url, count, seen) = fake_server(|_, _| None);
     let out = bin()
         .current_dir(root())
-        .args(["eval", "--task", "experiments/tasks/sst2.toml", "--limit", "2"])
-        .args(["--model", &url, "--server-timeout", "1", "--server-attempts", "2"])
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args([
+            "--model",
+            &url,
+            "--server-timeout",
+            "1",
+            "--server-attempts",
+            "2",
+        ])
         .env("PROMPTEVO_API_KEY", "sekrit-key-123")
         .output()
         .unwrap();
@@ -450,12 +484,127 @@ fn a_closed_port_is_a_clear_error() {
     let url = format!("http://127.0.0.1:{}/v1", free_port());
     let out = bin()
         .current_dir(root())
-        .args(["eval", "--task", "experiments/tasks/sst2.toml", "--limit", "2"])
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
         .args(["--model", &url, "--server-attempts", "2"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains(&url) && stderr.contains("connection"), "{stderr}");
+    assert!(
+        stderr.contains(&url) && stderr.contains("connection"),
+        "{stderr}"
+    );
+}
+
+/// The toy language model of [`echo_server`]: log p(token | context), a deterministic function
+/// of the two texts' lengths and the token's first byte.
+fn toy_logprob(context: &str, token: &str) -> f64 {
+    let k = (context.len() * 7 + token.len() * 3 + usize::from(token.as_bytes()[0])) % 11;
+    -0.25 - k as f64 / 4.0
+}
+
+/// Splits text into word tokens with their leading space (" is", " Paris"), as a BPE would.
+fn toy_tokens(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if i > start && (c == ' ' || c == '\n') {
+            out.push((start, &text[start..i]));
+            start = i;
+        }
+    }
+    out.push((start, &text[start..]));
+    out
+}
+
+/// A fake vLLM-like server whose echo log-probs are right (each prompt token's value is the
+/// toy model's given the text before it): `/v1/models`, `/v1/completions` with and without
+/// echo; no tokenize endpoint.
+fn echo_server() -> String {
+    let (url, _, _) = fake_server(|_, request| {
+        let first = request.lines().next().unwrap_or_default().to_string();
+        if first.starts_with("GET /v1/models") {
+            return Some(http("200 OK", r#"{"data": [{"id": "toy"}]}"#));
+        }
+        if !first.starts_with("POST /v1/completions") {
+            return Some(http("404 Not Found", r#"{"detail": "Not Found"}"#));
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(&request[request.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let prompt = body["prompt"].as_str().unwrap();
+        let candidates = [" Paris", " positive", " negative"];
+        let top: serde_json::Map<String, serde_json::Value> = candidates
+            .iter()
+            .map(|c| (c.to_string(), serde_json::json!(toy_logprob(prompt, c))))
+            .collect();
+        let logprobs = if body["echo"] == true {
+            let tokens = toy_tokens(prompt);
+            serde_json::json!({
+                "tokens": tokens.iter().map(|t| t.1).chain([" x"]).collect::<Vec<_>>(),
+                "text_offset": tokens.iter().map(|t| t.0).chain([prompt.len()]).collect::<Vec<_>>(),
+                "token_logprobs": tokens.iter().enumerate().map(|(i, (o, t))| {
+                    (i > 0).then(|| toy_logprob(&prompt[..*o], t))
+                }).chain([Some(-1.0)]).collect::<Vec<_>>(),
+                "top_logprobs": tokens.iter().map(|_| serde_json::Value::Null).chain([serde_json::json!(top)]).collect::<Vec<_>>(),
+            })
+        } else {
+            serde_json::json!({"tokens": [" x"], "text_offset": [prompt.len()], "token_logprobs": [-1.0], "top_logprobs": [top]})
+        };
+        let answer = serde_json::json!({
+            "choices": [{"text": " x", "logprobs": logprobs}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        });
+        Some(http("200 OK", &answer.to_string()))
+    });
+    url
+}
+
+#[test]
+fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
+    let url = echo_server();
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--split",
+            "test",
+        ])
+        .args(["--limit", "4", "--json", "--per-example", "--model", &url])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let method = v["backend"]["scoring_method"].as_str().unwrap();
+    assert!(
+        method.starts_with("echo: echo passed the self-check"),
+        "{method}"
+    );
+    // Each label's log-prob is the toy model's for that label after the rendered example.
+    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
+    let prompt = &task.initial_prompts[0];
+    let (before, after) = task.template.split(prompt);
+    for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
+        let text = format!("{before}{}{after}", example.input);
+        let want: Vec<f64> = task
+            .verbalizers
+            .iter()
+            .map(|l| f64::from(toy_logprob(&text, l) as f32))
+            .collect();
+        let got: Vec<f64> = e["label_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(got, want, "{text:?}");
+    }
 }

@@ -160,14 +160,18 @@ impl Client {
     /// GET `path` (relative to the base URL) as JSON.
     pub fn get(&self, path: &str) -> Result<Value> {
         let url = format!("{}/{path}", self.base);
-        self.send(&url, |agent| self.authorised(agent.get(&url)).call())
+        self.send(&url, |agent| {
+            self.authorised(agent.get(&url)).call().map_err(Box::new)
+        })
     }
 
     /// POST `body` to `path` (relative to the base URL) and read the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
         let url = format!("{}/{path}", self.base);
         self.send(&url, |agent| {
-            self.authorised(agent.post(&url)).send_json(body.clone())
+            self.authorised(agent.post(&url))
+                .send_json(body.clone())
+                .map_err(Box::new)
         })
     }
 
@@ -177,7 +181,9 @@ impl Client {
     pub fn post_optional(&self, path: &str, body: &Value) -> Option<Value> {
         let root = self.base.strip_suffix("/v1").unwrap_or(&self.base);
         let url = format!("{root}/{path}");
-        let response = self.authorised(self.agent.post(&url)).send_json(body.clone());
+        let response = self
+            .authorised(self.agent.post(&url))
+            .send_json(body.clone());
         response.ok()?.into_json().ok()
     }
 
@@ -193,33 +199,35 @@ impl Client {
     fn send(
         &self,
         url: &str,
-        request: impl Fn(&ureq::Agent) -> std::result::Result<ureq::Response, ureq::Error>,
+        request: impl Fn(&ureq::Agent) -> std::result::Result<ureq::Response, Box<ureq::Error>>,
     ) -> Result<Value> {
-        let outcome = self.backoff.run(|| match request(&self.agent) {
-            Ok(response) => match response.into_json::<Value>() {
-                Ok(v) => retry::Attempt::Done(v),
-                // A body cut off mid-way (the server died while answering) is worth retrying.
-                Err(e) => retry::Attempt::Retry(format!("unreadable answer ({e})"), None),
-            },
-            Err(ureq::Error::Status(code, response)) => {
-                let wait = response
-                    .header("Retry-After")
-                    .and_then(|s| s.trim().parse::<f64>().ok());
-                let body = response.into_string().unwrap_or_default();
-                let detail = server_message(&body);
-                if code == 429 || (500..=599).contains(&code) {
-                    retry::Attempt::Retry(format!("HTTP {code} {detail}"), wait)
-                } else {
-                    retry::Attempt::Fail(format!("HTTP {code} {detail}"))
+        let outcome = self
+            .backoff
+            .run(|| match request(&self.agent).map_err(|e| *e) {
+                Ok(response) => match response.into_json::<Value>() {
+                    Ok(v) => retry::Attempt::Done(v),
+                    // A body cut off mid-way (the server died while answering) is worth retrying.
+                    Err(e) => retry::Attempt::Retry(format!("unreadable answer ({e})"), None),
+                },
+                Err(ureq::Error::Status(code, response)) => {
+                    let wait = response
+                        .header("Retry-After")
+                        .and_then(|s| s.trim().parse::<f64>().ok());
+                    let body = response.into_string().unwrap_or_default();
+                    let detail = server_message(&body);
+                    if code == 429 || (500..=599).contains(&code) {
+                        retry::Attempt::Retry(format!("HTTP {code} {detail}"), wait)
+                    } else {
+                        retry::Attempt::Fail(format!("HTTP {code} {detail}"))
+                    }
                 }
-            }
-            Err(ureq::Error::Transport(t)) => match t.kind() {
-                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                    retry::Attempt::Fail(format!("{t}"))
-                }
-                _ => retry::Attempt::Retry(transport_message(&t), None),
-            },
-        });
+                Err(ureq::Error::Transport(t)) => match t.kind() {
+                    ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
+                        retry::Attempt::Fail(format!("{t}"))
+                    }
+                    _ => retry::Attempt::Retry(transport_message(&t), None),
+                },
+            });
         outcome.map_err(|failure| {
             let hint = if failure.attempts > 1 {
                 format!(

@@ -216,7 +216,10 @@ impl Report {
                 "## Backend\n\n- {} {}{}\n- scoring method: {}\n",
                 b.kind,
                 b.model,
-                b.url.as_ref().map(|u| format!(" at {u}")).unwrap_or_default(),
+                b.url
+                    .as_ref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default(),
                 b.scoring_method
             );
             for n in &b.notes {

@@ -88,10 +88,14 @@ pub struct RunSettings {
 
 /// Whether the strategy or an enabled operator asks a model for text.
 pub fn needs_generator(search: &SearchConfig) -> Result<bool> {
-    Ok(crate::evolve::strategies::strategy_needs_model(&search.strategy)
-        || crate::evolve::strategies::check_operators(search)?
-            .iter()
-            .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model())))
+    Ok(
+        crate::evolve::strategies::strategy_needs_model(&search.strategy)
+            || crate::evolve::strategies::check_operators(search)?
+                .iter()
+                .any(|name| {
+                    crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model())
+                }),
+    )
 }
 
 /// How model-driven operators decode: the search's temperature, top-p and length limit.

@@ -198,7 +198,11 @@ impl ServerBackend {
 
     /// Runs `job(i)` for `i` in `0..n` with up to `concurrency` in flight; results in order, the
     /// first error (by index) if any fails. Once one fails no new job starts.
-    fn in_flight<T: Send>(&self, n: usize, job: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    fn in_flight<T: Send>(
+        &self,
+        n: usize,
+        job: impl Fn(usize) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
@@ -305,7 +309,9 @@ impl ServerBackend {
 
 /// The first generated position's top log-probs in a `/completions` answer.
 fn top_logprobs(v: &Value) -> Option<BTreeMap<String, f64>> {
-    let top = v["choices"][0]["logprobs"]["top_logprobs"].get(0)?.as_object()?;
+    let top = v["choices"][0]["logprobs"]["top_logprobs"]
+        .get(0)?
+        .as_object()?;
     let map: BTreeMap<String, f64> = top
         .iter()
         .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
