@@ -608,3 +608,51 @@ fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
         assert_eq!(got, want, "{text:?}");
     }
 }
+
+#[test]
+fn a_multi_token_label_without_usable_echo_is_refused_with_the_fix() {
+    // No echo log-probs, top log-probs after the text, and a tokenizer that makes " positive"
+    // two tokens: the top_logprobs method cannot score it.
+    let (url, _, _) = fake_server(|_, request| {
+        let first = request.lines().next().unwrap_or_default().to_string();
+        Some(if first.starts_with("GET /v1/models") {
+            http("200 OK", r#"{"data": [{"id": "toy"}]}"#)
+        } else if first.starts_with("POST /extras/tokenize") {
+            let tokens = if request.contains(r#""input":" positive""#) {
+                "[7, 8]"
+            } else if request.contains(r#""input":"""#) {
+                "[]"
+            } else {
+                "[7]"
+            };
+            http("200 OK", &format!(r#"{{"tokens": {tokens}}}"#))
+        } else if first.starts_with("POST /v1/completions") {
+            http(
+                "200 OK",
+                r#"{"choices": [{"text": " x", "logprobs": {"tokens": [" x"], "text_offset": [0], "token_logprobs": [null], "top_logprobs": [{" Paris": -0.5, " negative": -1.0, " positive": -2.0}]}}]}"#,
+            )
+        } else {
+            http("404 Not Found", r#"{"detail": "Not Found"}"#)
+        })
+    });
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args(["--model", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(r#"verbaliser " positive" is 2 tokens"#),
+        "{stderr}"
+    );
+    assert!(stderr.contains("one-token verbalisers"), "{stderr}");
+}
