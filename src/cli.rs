@@ -87,6 +87,10 @@ struct ResumeArgs {
     /// The run folder (holding config.json and evaluations.jsonl).
     #[arg(value_name = "RUN_DIR")]
     run_dir: PathBuf,
+    /// For a run through an inference server that came back at another address: its new base
+    /// URL (it must serve the same model; config.json keeps the URL the run started with).
+    #[arg(long, value_name = "URL")]
+    server_url: Option<String>,
     /// No per-candidate progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -715,8 +719,31 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let config = folder.file(CONFIG_FILE);
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("cannot read {}", config.display()))?;
-    let settings: RunSettings = serde_json::from_str(&text)
+    let mut settings: RunSettings = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
+    if let Some(url) = &args.server_url {
+        if !promptevo::remote::is_server_url(url) {
+            anyhow::bail!(
+                "--server-url must be a server's base URL, like http://127.0.0.1:8000/v1"
+            );
+        }
+        let new = ServerConfig::new(url).url;
+        let Some(old) = settings.server.as_ref().map(|s| s.url.clone()) else {
+            anyhow::bail!(
+                "{} was not scored through a server; drop --server-url",
+                folder.root().display()
+            );
+        };
+        for server in [&mut settings.server, &mut settings.mutator_server]
+            .into_iter()
+            .flatten()
+        {
+            if server.url == old {
+                server.url = new.clone();
+            }
+        }
+        settings.model = PathBuf::from(&new);
+    }
     let task = Task::load(&settings.task)?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
     eprintln!(

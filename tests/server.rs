@@ -328,10 +328,12 @@ fn a_run_whose_server_dies_stops_with_one_line_and_resumes_to_the_uninterrupted_
     assert!(logged.len() >= 3 && logged.len() < want.len(), "{logged:?}");
     assert_eq!(logged[..], want[..logged.len()]);
 
+    // The server comes back at another port, as a restarted job on a cluster might.
+    server.port = free_port();
     server.restart();
     let resumed = bin()
         .current_dir(root())
-        .args(["resume", "--quiet"])
+        .args(["resume", "--quiet", "--server-url", &server.url()])
         .arg(&cut)
         .output()
         .unwrap();
