@@ -497,7 +497,9 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     let mut scorer = match (&server, &model) {
         (Some(config), _) => server_scorer(config, &task)?,
         (None, Some(model)) => Scorer::new(model, &task, engine_options(&args.model))?,
-        (None, None) => unreachable!("a model is loaded when no server is given"),
+        (None, None) => {
+            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
+        }
     };
     let start = Instant::now();
     let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
@@ -891,7 +893,9 @@ fn search_and_report(
     let mut scorer = match (&settings.server, &model) {
         (Some(config), _) => server_scorer(config, task)?,
         (None, Some(model)) => Scorer::new(model, task, settings.engine)?,
-        (None, None) => unreachable!("a model is loaded when no server is given"),
+        (None, None) => {
+            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
+        }
     };
     let report = promptevo::run::execute(
         settings,

@@ -229,14 +229,11 @@ impl ServerBackend {
         let all = results
             .into_inner()
             .map_err(|_| self.client.error("a request thread panicked".into()))?;
+        // Jobs left unstarted (None) follow a failure, which this returns: the failed job with
+        // the lowest index.
         let mut out = Vec::with_capacity(n);
-        for r in all {
-            match r {
-                Some(r) => out.push(r?),
-                // Not started because an earlier job failed: that error comes first above
-                // unless it had a later index, so find it.
-                None => continue,
-            }
+        for r in all.into_iter().flatten() {
+            out.push(r?);
         }
         if out.len() < n {
             return Err(self
@@ -246,7 +243,7 @@ impl ServerBackend {
         Ok(out)
     }
 
-    /// Chooses the scoring method for `labels` from the probe.
+    /// Chooses the scoring method for the task's labels from the probe.
     fn choose(&mut self, task: &Task) -> Result<()> {
         let probe = self.probe()?;
         let url = self.client.url().to_string();
