@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
+use promptevo::remote::ServerConfig;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
 use promptevo::score::{EngineOptions, Scorer};
@@ -86,6 +87,10 @@ struct ResumeArgs {
     /// The run folder (holding config.json and evaluations.jsonl).
     #[arg(value_name = "RUN_DIR")]
     run_dir: PathBuf,
+    /// For a run through an inference server that came back at another address: its new base
+    /// URL (it must serve the same model; config.json keeps the URL the run started with).
+    #[arg(long, value_name = "URL")]
+    server_url: Option<String>,
     /// No per-candidate progress on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -94,10 +99,25 @@ struct ResumeArgs {
 /// Which model to load and how to run it.
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Model: a GGUF path, or hf:OWNER/REPO[:FILE.gguf]. Default: $PROMPTEVO_MODEL, else
+    /// Model: a GGUF path, hf:OWNER/REPO[:FILE.gguf], or an OpenAI-compatible server's base
+    /// URL (http://127.0.0.1:8000/v1: vLLM, SGLang, llama.cpp's server; the API key, if any,
+    /// from $PROMPTEVO_API_KEY or $OPENAI_API_KEY). Default: $PROMPTEVO_MODEL, else
     /// models/SmolLM2-135M-Instruct.Q4_1.gguf (fetch it with ./models/fetch-default.sh).
     #[arg(long, value_name = "M")]
     model: Option<String>,
+    /// With a server URL: the served model's name (default: the first /v1/models lists).
+    #[arg(long, value_name = "NAME")]
+    server_model: Option<String>,
+    /// With a server URL: requests in flight at once, so its continuous batching is fed.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
+    /// With a server URL: seconds one request may take before it is retried.
+    #[arg(long, value_name = "S", default_value_t = promptevo::remote::DEFAULT_TIMEOUT_S)]
+    server_timeout: f64,
+    /// With a server URL: attempts per request (429, 5xx and connection errors are retried
+    /// with exponential backoff and jitter) before the run stops.
+    #[arg(long, value_name = "N", default_value_t = promptevo::remote::DEFAULT_ATTEMPTS)]
+    server_attempts: u32,
     /// How weights are held in memory: bf16 runs promptevo's own CPU kernel (the fastest here);
     /// native keeps the file's quantisation; q8-0 re-quantises; f16/f32 use candle's gemm.
     #[arg(long, value_enum, default_value = "bf16")]
@@ -196,7 +216,7 @@ struct OptimizeArgs {
     #[arg(long, value_name = "N")]
     patience: Option<usize>,
     /// Model that writes text for model-driven operators (default: the scoring model); a GGUF
-    /// path or hf:OWNER/REPO[:FILE.gguf].
+    /// path, hf:OWNER/REPO[:FILE.gguf], or a server's base URL (its /chat/completions is used).
     #[arg(long, value_name = "M")]
     mutator_model: Option<String>,
     /// Sampling temperature of model-driven operators.
@@ -319,6 +339,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         anyhow::bail!("--merge reads every shard's runs; drop --shard");
     }
     let config = promptevo::bench::BenchConfig::load(&args.config)?;
+    if server_config(&args.model)?.is_some() {
+        anyhow::bail!("bench scores in process for now; give --model a GGUF file (a server URL works with optimize and eval)");
+    }
     let model_path = model_path(&args.model)?;
     let out = args
         .out
@@ -371,6 +394,50 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The server `--model` names (None: a model file), with the server flags checked.
+fn server_config(args: &ModelArgs) -> Result<Option<ServerConfig>> {
+    let Some(url) = args
+        .model
+        .clone()
+        .or_else(|| std::env::var("PROMPTEVO_MODEL").ok())
+        .filter(|m| promptevo::remote::is_server_url(m))
+    else {
+        if args.server_model.is_some() {
+            anyhow::bail!("--server-model names a served model; give --model a server URL too (e.g. http://127.0.0.1:8000/v1)");
+        }
+        return Ok(None);
+    };
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency must be at least 1");
+    }
+    if args.server_attempts == 0 {
+        anyhow::bail!("--server-attempts must be at least 1");
+    }
+    if !(args.server_timeout.is_finite() && args.server_timeout > 0.0) {
+        anyhow::bail!("--server-timeout must be a positive number of seconds");
+    }
+    Ok(Some(ServerConfig {
+        model: args.server_model.clone(),
+        concurrency: args.concurrency,
+        timeout_s: args.server_timeout,
+        attempts: args.server_attempts,
+        ..ServerConfig::new(&url)
+    }))
+}
+
+/// A scorer through the server `config` names, with its scoring method said on stderr.
+fn server_scorer<'m>(config: &ServerConfig, task: &'m Task) -> Result<Scorer<'m>> {
+    let client = promptevo::remote::Client::connect(config)?;
+    let backend = promptevo::score::server::ServerBackend::new(client, config.concurrency);
+    let scorer = Scorer::with_backend(task, Box::new(backend))?;
+    let info = scorer.backend_info();
+    eprintln!(
+        "scoring through {} ({}), {} requests in flight; method {}",
+        config.url, info.model, config.concurrency, info.scoring_method
+    );
+    Ok(scorer)
+}
+
 /// Checks the model flags and finds the model file (`--model`, `$PROMPTEVO_MODEL`, the default).
 fn model_path(args: &ModelArgs) -> Result<PathBuf> {
     if args.batch_size == Some(0) {
@@ -413,17 +480,27 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         anyhow::bail!("--per-example lists the examples in the JSON output; add --json");
     }
     let task = Task::load(&args.task)?;
-    let model = load_model(
-        &model_path(&args.model)?,
-        args.model.weights,
-        &args.model.device,
-    )?;
+    let server = server_config(&args.model)?;
+    let model = match &server {
+        Some(_) => None,
+        None => Some(load_model(
+            &model_path(&args.model)?,
+            args.model.weights,
+            &args.model.device,
+        )?),
+    };
     let prompt = args
         .prompt
         .clone()
         .unwrap_or_else(|| task.initial_prompts[0].clone());
     let calibrate = args.calibrate || task.calibrate;
-    let mut scorer = Scorer::new(&model, &task, engine_options(&args.model))?;
+    let mut scorer = match (&server, &model) {
+        (Some(config), _) => server_scorer(config, &task)?,
+        (None, Some(model)) => Scorer::new(model, &task, engine_options(&args.model))?,
+        (None, None) => {
+            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
+        }
+    };
     let start = Instant::now();
     let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -444,7 +521,8 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "majority_rate": majority,
             "metric": task.generation.as_ref().map(|g| g.metric.to_string()),
             "outputs": ev.outputs,
-            "model": model.name,
+            "model": scorer.model_name(),
+            "backend": scorer.backend_info(),
             "seconds": seconds,
             "examples_per_s": ev.n as f64 / seconds.max(1e-9),
         });
@@ -580,13 +658,33 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         anyhow::bail!("--max-initial-prompts must be at least 1");
     }
     PhrasePool::from_toml_file(&args.pool)?;
-    let model_path = model_path(&args.model)?;
+    let server = server_config(&args.model)?;
+    let model_path = match &server {
+        Some(config) => PathBuf::from(&config.url),
+        None => absolute(&model_path(&args.model)?),
+    };
     promptevo::model::parse_device(&args.model.device)?;
-    let mutator_model = match &args.mutator_model {
-        Some(m) => Some(absolute(
-            &ModelSpec::resolve_default(Some(m))?.local_path()?,
-        )),
-        None => None,
+    let (mutator_model, mutator_server) = match &args.mutator_model {
+        Some(m) if promptevo::remote::is_server_url(m) => {
+            let config = ServerConfig {
+                // The served model is named for the scoring server; the same URL serves it.
+                model: server
+                    .as_ref()
+                    .filter(|s| s.url == ServerConfig::new(m).url)
+                    .and_then(|s| s.model.clone()),
+                timeout_s: args.model.server_timeout,
+                attempts: args.model.server_attempts,
+                ..ServerConfig::new(m)
+            };
+            (Some(PathBuf::from(&config.url)), Some(config))
+        }
+        Some(m) => (
+            Some(absolute(
+                &ModelSpec::resolve_default(Some(m))?.local_path()?,
+            )),
+            None,
+        ),
+        None => (None, None),
     };
     let out = args
         .out
@@ -596,8 +694,10 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     let _lock = folder.lock()?;
     let settings = RunSettings {
         task: absolute(&args.task),
-        model: absolute(&model_path),
+        model: model_path,
         mutator_model,
+        server,
+        mutator_server,
         weights: args.model.weights,
         device: args.model.device.clone(),
         engine: engine_options(&args.model),
@@ -621,8 +721,31 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let config = folder.file(CONFIG_FILE);
     let text = std::fs::read_to_string(&config)
         .with_context(|| format!("cannot read {}", config.display()))?;
-    let settings: RunSettings = serde_json::from_str(&text)
+    let mut settings: RunSettings = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
+    if let Some(url) = &args.server_url {
+        if !promptevo::remote::is_server_url(url) {
+            anyhow::bail!(
+                "--server-url must be a server's base URL, like http://127.0.0.1:8000/v1"
+            );
+        }
+        let new = ServerConfig::new(url).url;
+        let Some(old) = settings.server.as_ref().map(|s| s.url.clone()) else {
+            anyhow::bail!(
+                "{} was not scored through a server; drop --server-url",
+                folder.root().display()
+            );
+        };
+        for server in [&mut settings.server, &mut settings.mutator_server]
+            .into_iter()
+            .flatten()
+        {
+            if server.url == old {
+                server.url = new.clone();
+            }
+        }
+        settings.model = PathBuf::from(&new);
+    }
     let task = Task::load(&settings.task)?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
     eprintln!(
@@ -727,23 +850,60 @@ fn search_and_report(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let model = load_model(&settings.model, settings.weights, &settings.device)?;
-    let mutator = match &settings.mutator_model {
-        Some(path) if *path != settings.model => {
+    use promptevo::run::session::{chat_generator, needs_generator, server_generator};
+    let model = match &settings.server {
+        Some(_) => None,
+        None => Some(load_model(
+            &settings.model,
+            settings.weights,
+            &settings.device,
+        )?),
+    };
+    let needs_text = needs_generator(&settings.search)?;
+    // Where operators' text comes from: the mutator server, else a mutator file, else the
+    // scoring server or model.
+    let mutator_server = settings.mutator_server.as_ref().or(settings
+        .mutator_model
+        .is_none()
+        .then_some(settings.server.as_ref())
+        .flatten());
+    let mutator = match (&settings.mutator_model, mutator_server) {
+        (Some(path), None) if model.is_none() || *path != settings.model => {
             Some(load_model(path, settings.weights, &settings.device)?)
         }
         _ => None,
     };
-    let mut generator = promptevo::run::session::chat_generator(
-        mutator.as_ref().unwrap_or(&model),
-        &settings.search,
-    )?;
-    let mut scorer = Scorer::new(&model, task, settings.engine)?;
+    let mut generator: Option<Box<dyn TextGenerator + '_>> = match mutator_server {
+        _ if !needs_text => None,
+        Some(config) => {
+            let client = promptevo::remote::Client::connect(config)?;
+            eprintln!(
+                "model-driven operators write through {} ({})",
+                config.url,
+                client.model()
+            );
+            Some(Box::new(server_generator(client, &settings.search)))
+        }
+        None => match mutator.as_ref().or(model.as_ref()) {
+            Some(m) => chat_generator(m, &settings.search)?
+                .map(|g| Box::new(g) as Box<dyn TextGenerator + '_>),
+            None => None,
+        },
+    };
+    let mut scorer = match (&settings.server, &model) {
+        (Some(config), _) => server_scorer(config, task)?,
+        (None, Some(model)) => Scorer::new(model, task, settings.engine)?,
+        (None, None) => {
+            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
+        }
+    };
     let report = promptevo::run::execute(
         settings,
         task,
         &mut scorer,
-        generator.as_mut().map(|g| g as &mut dyn TextGenerator),
+        generator
+            .as_mut()
+            .map(|g| g.as_mut() as &mut dyn TextGenerator),
         folder,
         logged,
         quiet,

@@ -93,6 +93,15 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// An inference server failed, stayed down, or cannot score the task; the message says
+    /// what it answered and the fix.
+    #[error("inference server {url}: {message}")]
+    Server {
+        /// The URL that failed.
+        url: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
     /// A flag or option has an invalid value.
     #[error("{0}")]
     Usage(String),

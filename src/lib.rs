@@ -10,6 +10,7 @@ pub mod error;
 pub mod evolve;
 pub mod limits;
 pub mod model;
+pub mod remote;
 pub mod run;
 pub mod score;
 pub mod stats;

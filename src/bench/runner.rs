@@ -197,6 +197,8 @@ pub fn plan(
                     task: absolute(task_path),
                     model: absolute(&model.path),
                     mutator_model: None,
+                    server: None,
+                    mutator_server: None,
                     weights: model.weights,
                     device: model.device.clone(),
                     engine: model.engine,

@@ -56,4 +56,9 @@ pub trait TextGenerator {
     fn tokens_generated(&self) -> u64 {
         0
     }
+    /// What the report should say about this generator's reproducibility (None: replies are a
+    /// function of the messages and the stream).
+    fn reproducibility_note(&self) -> Option<String> {
+        None
+    }
 }

@@ -101,6 +101,9 @@ pub struct Report {
     /// Dev sampling noise beside the spread of candidate scores (from the log).
     #[serde(default)]
     pub headroom: Option<Headroom>,
+    /// How an inference server scored and wrote (None: everything ran in process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::score::BackendInfo>,
 }
 
 /// The plots a report links to.
@@ -208,6 +211,22 @@ impl Report {
             "- validation: {} example evaluations for the final choice (not charged to the budget)\n\n",
             self.validation_evals
         );
+        if let Some(b) = &self.backend {
+            s += &format!(
+                "## Backend\n\n- {} {}{}\n- scoring method: {}\n",
+                b.kind,
+                b.model,
+                b.url
+                    .as_ref()
+                    .map(|u| format!(" at {u}"))
+                    .unwrap_or_default(),
+                b.scoring_method
+            );
+            for n in &b.notes {
+                s += &format!("- not guaranteed: {n}\n");
+            }
+            s += "\n";
+        }
         s += "## Result\n\n";
         s += "| | dev acc | dev acc (calibrated) | test acc [95% CI] | test macro-F1 | test acc (calibrated) |\n|---|---|---|---|---|---|\n";
         for (name, r) in [("initial", i), ("best", b)] {

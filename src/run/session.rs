@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::evolve::{run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator};
 use crate::model::generate::{ChatGenerator, GenerateOptions};
 use crate::model::{Model, WeightFormat};
-use crate::score::{EngineOptions, Scorer};
+use crate::remote::chat::ServerChat;
+use crate::remote::{Client, ServerConfig};
+use crate::score::{BackendInfo, EngineOptions, Scorer};
 use crate::task::{metrics, Split, Task};
 
 /// Train examples offered to the demonstration genes (and probed by error-driven moves): enough
@@ -45,6 +47,14 @@ pub struct RunSettings {
     /// The model that writes text for model-driven operators (None: the scoring model).
     #[serde(default)]
     pub mutator_model: Option<PathBuf>,
+    /// The inference server that scores (None: the model file `model` runs in process; Some:
+    /// `model` holds its URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
+    /// The inference server model-driven operators write through (None: `mutator_model` is a
+    /// file, or the scoring model writes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutator_server: Option<ServerConfig>,
     /// How weights are held in memory.
     pub weights: WeightFormat,
     /// Where the model runs (`cpu`, `cuda`, `cuda:N`, `metal`).
@@ -76,6 +86,34 @@ pub struct RunSettings {
     pub max_initial_prompts: Option<usize>,
 }
 
+/// Whether the strategy or an enabled operator asks a model for text.
+pub fn needs_generator(search: &SearchConfig) -> Result<bool> {
+    Ok(
+        crate::evolve::strategies::strategy_needs_model(&search.strategy)
+            || crate::evolve::strategies::check_operators(search)?
+                .iter()
+                .any(|name| {
+                    crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model())
+                }),
+    )
+}
+
+/// How model-driven operators decode: the search's temperature, top-p and length limit.
+fn operator_decoding(search: &SearchConfig) -> GenerateOptions {
+    GenerateOptions {
+        max_new_tokens: search.max_new_tokens,
+        temperature: search.temperature,
+        top_p: search.top_p,
+        stop: Vec::new(),
+    }
+}
+
+/// The text generator model-driven operators use when a server writes: its chat endpoint with
+/// the search's decoding settings and a seed per request from the run's stream.
+pub fn server_generator(client: Client, search: &SearchConfig) -> ServerChat {
+    ServerChat::new(client, operator_decoding(search))
+}
+
 /// The text generator model-driven operators use: the model's own chat template and a seeded
 /// sampler. None when no enabled operator needs the model; an error when one does and the
 /// model cannot chat (no chat template).
@@ -83,19 +121,10 @@ pub fn chat_generator<'m>(
     model: &'m Model,
     search: &SearchConfig,
 ) -> Result<Option<ChatGenerator<'m>>> {
-    let needs_model = crate::evolve::strategies::strategy_needs_model(&search.strategy)
-        || crate::evolve::strategies::check_operators(search)?
-            .iter()
-            .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model()));
-    if !needs_model {
+    if !needs_generator(search)? {
         return Ok(None);
     }
-    let options = GenerateOptions {
-        max_new_tokens: search.max_new_tokens,
-        temperature: search.temperature,
-        top_p: search.top_p,
-        stop: Vec::new(),
-    };
+    let options = operator_decoding(search);
     let generator = ChatGenerator::new(model, options).map_err(|e| {
         Error::Usage(format!(
             "the {} strategy's operators ask {} for text, but it cannot chat ({e}); pass --mutator-model with an instruct GGUF or disable the model-driven operators",
@@ -103,6 +132,20 @@ pub fn chat_generator<'m>(
         ))
     })?;
     Ok(Some(generator))
+}
+
+/// The file a run through an inference server records its backend in.
+pub const BACKEND_FILE: &str = "backend.json";
+
+/// The backend's description when a server scores or writes (None for a run wholly in
+/// process, whose folder stays as it was), with the generator's reproducibility note.
+fn backend_info(scorer: &Scorer<'_>, mutator_note: &Option<String>) -> Option<BackendInfo> {
+    let mut info = scorer.backend_info();
+    if info.kind != "server" && mutator_note.is_none() {
+        return None;
+    }
+    info.notes.extend(mutator_note.clone());
+    Some(info)
 }
 
 /// What operators may use from a task: the pool (plus the initial prompts' phrases), train
@@ -196,6 +239,12 @@ pub fn execute(
         ((initial_prompts(settings, task).len() + cfg.generations * cfg.population) * dev_n) as u64,
     );
     let prompts = initial_prompts(settings, task);
+    // What a server backend chose and cannot promise, in the folder before the first request.
+    let mutator_note = generator.as_deref().and_then(|g| g.reproducibility_note());
+    let backend = backend_info(scorer, &mutator_note);
+    if let Some(info) = &backend {
+        folder.write_json(BACKEND_FILE, info)?;
+    }
     let ops = operator_context(task, prompts, pool, generator);
     let (outcome, records, search_seconds) = {
         let sizes = PoolSizes {
@@ -252,7 +301,7 @@ pub fn execute(
     let mut report = Report {
         task: task.name.clone(),
         description: task.description.clone(),
-        model: scorer.model().name.clone(),
+        model: scorer.model_name(),
         seed: settings.seed,
         strategy: cfg.strategy.clone(),
         calibrate,
@@ -284,6 +333,8 @@ pub fn execute(
         dev_best_id: outcome.dev_best.candidate.id,
         final_choice: outcome.final_choice.clone(),
         headroom: None,
+        // Re-read: counts such as labels outside the top log-probs grow during the run.
+        backend: backend.and_then(|_| backend_info(scorer, &mutator_note)),
     };
     report.write(folder, &records)?;
     Ok(report)

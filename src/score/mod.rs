@@ -1,16 +1,22 @@
-//! Scoring prompts on a task: label log-likelihoods from the [`engine`] (classification) or
-//! greedily decoded answers (generation), contextual calibration, metrics, and a cache so that
-//! no (prompt, example) pair is ever computed twice.
+//! Scoring prompts on a task: label log-likelihoods (classification) or greedily decoded
+//! answers (generation) from a [`ScoringBackend`] (the in-process [`engine`], or an
+//! OpenAI-compatible [`server`]), contextual calibration, metrics, and a cache so that no
+//! (prompt, example) pair is ever computed twice.
 
+pub mod backend;
 pub mod engine;
+pub mod local;
+pub mod server;
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+pub use backend::{BackendInfo, ScoringBackend};
 pub use engine::{Engine, EngineOptions};
+pub use local::LocalBackend;
 
 use crate::error::Result;
-use crate::model::{GenerateOptions, Generator, Model};
+use crate::model::Model;
 use crate::task::{metrics, Fitness, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
@@ -51,35 +57,30 @@ pub struct ExampleScore {
     pub predicted: String,
 }
 
-/// Scores prompts on one task with one model, caching label log-probs per (prompt, example).
+/// Scores prompts on one task with one backend, caching label log-probs per (prompt, example).
 pub struct Scorer<'m> {
     task: &'m Task,
-    engine: Engine<'m>,
-    label_ids: Vec<Vec<u32>>,
+    backend: Box<dyn ScoringBackend + 'm>,
     cache: HashMap<(String, Split, usize), Vec<f32>>,
     calibration: HashMap<String, Vec<f32>>,
-    generator: Generator<'m>,
     answers: HashMap<(String, Split, usize), String>,
-    answers_generated: u64,
 }
 
 impl<'m> Scorer<'m> {
-    /// A scorer for `task` on `model`.
+    /// A scorer for `task` on `model`, run in process.
     pub fn new(model: &'m Model, task: &'m Task, options: EngineOptions) -> Result<Self> {
-        let label_ids = task
-            .verbalizers
-            .iter()
-            .map(|v| model.encode(v))
-            .collect::<Result<Vec<_>>>()?;
+        Self::with_backend(task, Box::new(LocalBackend::new(model, options)))
+    }
+
+    /// A scorer for `task` on any backend (prepared for the task here).
+    pub fn with_backend(task: &'m Task, mut backend: Box<dyn ScoringBackend + 'm>) -> Result<Self> {
+        backend.prepare(task)?;
         Ok(Self {
             task,
-            engine: Engine::new(model, options),
-            label_ids,
+            backend,
             cache: HashMap::new(),
             calibration: HashMap::new(),
-            generator: Generator::new(model),
             answers: HashMap::new(),
-            answers_generated: 0,
         })
     }
 
@@ -88,31 +89,34 @@ impl<'m> Scorer<'m> {
         self.task
     }
 
-    /// The model.
-    pub fn model(&self) -> &'m Model {
-        self.engine.model()
+    /// The scoring model's name.
+    pub fn model_name(&self) -> String {
+        self.backend.model_name()
+    }
+
+    /// How the backend scores (for the run folder and report).
+    pub fn backend_info(&self) -> BackendInfo {
+        self.backend.info()
     }
 
     /// Total examples run through the model so far (one per example scored or answered).
     pub fn forward_passes(&self) -> u64 {
-        self.engine.texts_scored + self.answers_generated
+        self.backend.forward_passes()
     }
 
     /// Total tokens run through the model so far (prompt and generated tokens).
     pub fn tokens_processed(&self) -> u64 {
-        self.engine.tokens_processed
-            + self.generator.tokens_prefilled
-            + self.generator.tokens_generated
+        self.backend.tokens_processed()
     }
 
     /// Tokens generated so far (generation tasks).
     pub fn tokens_generated(&self) -> u64 {
-        self.generator.tokens_generated
+        self.backend.tokens_generated()
     }
 
     /// Greedy answers of the first `limit` examples of `split` after `prompt`, decoding only the
-    /// pairs not yet cached. The prompt's text up to `{input}` is run once and its KV cache
-    /// reused for every example whose tokens start with it (others are run whole).
+    /// pairs not yet cached (in process, the prompt's text up to `{input}` is run once and its
+    /// KV cache reused).
     pub fn answers(
         &mut self,
         prompt: &str,
@@ -140,44 +144,14 @@ impl<'m> Scorer<'m> {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
-            let model = self.engine.model();
-            let options = GenerateOptions {
-                max_new_tokens: spec.max_new_tokens,
-                temperature: 0.0,
-                top_p: 1.0,
-                stop: spec.stop.clone(),
-            };
             let (before, after) = self.task.template.split(prompt);
-            let lead = model.leading_ids();
-            // As in the engine: the prefix is tokenised without its trailing whitespace, which
-            // BPE merges into the next word.
-            let mut prefix_ids = lead.clone();
-            prefix_ids.extend(model.encode(before.trim_end())?);
-            let reuse = self.engine.options().prefix_reuse && prefix_ids.len() > lead.len();
-            let mut prefix_cache = None;
-            for &i in &missing {
-                let input = &self.task.examples(split)[i].input;
-                let mut ids = lead.clone();
-                ids.extend(model.encode(&format!("{before}{input}{after}"))?);
-                let g = if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids) {
-                    let (cache, done) = match &prefix_cache {
-                        Some(c) => c,
-                        None => {
-                            let mut cache = model.llama.new_cache();
-                            self.generator.prefill(&mut cache, &prefix_ids)?;
-                            prefix_cache.insert((cache, prefix_ids.len()))
-                        }
-                    };
-                    let mut cache = cache.clone();
-                    self.generator
-                        .generate_after(&mut cache, &ids[*done..], &options, None)?
-                } else {
-                    let mut cache = model.llama.new_cache();
-                    self.generator
-                        .generate_after(&mut cache, &ids, &options, None)?
-                };
-                self.answers_generated += 1;
-                self.answers.insert((prompt.to_string(), split, i), g.text);
+            let suffixes: Vec<String> = missing
+                .iter()
+                .map(|&i| format!("{}{after}", self.task.examples(split)[i].input))
+                .collect();
+            let outputs = self.backend.answers(&before, &suffixes, spec)?;
+            for (&i, text) in missing.iter().zip(outputs) {
+                self.answers.insert((prompt.to_string(), split, i), text);
             }
         }
         let out = ids
@@ -254,7 +228,7 @@ impl<'m> Scorer<'m> {
                 .iter()
                 .map(|&i| format!("{}{after}", self.task.examples(split)[i].input))
                 .collect();
-            let scores = self.engine.score(&before, &suffixes, &self.label_ids)?;
+            let scores = self.backend.label_logprobs(&before, &suffixes)?;
             for (&i, s) in missing.iter().zip(scores) {
                 self.cache.insert((prompt.to_string(), split, i), s);
             }
@@ -273,10 +247,7 @@ impl<'m> Scorer<'m> {
         }
         let (before, after) = self.task.template.split(prompt);
         let suffix = format!("{}{after}", self.task.content_free_input);
-        let v = self
-            .engine
-            .score(&before, &[suffix], &self.label_ids)?
-            .remove(0);
+        let v = self.backend.label_logprobs(&before, &[suffix])?.remove(0);
         self.calibration.insert(prompt.to_string(), v.clone());
         Ok(v)
     }

@@ -1,0 +1,577 @@
+//! The OpenAI-compatible server backend: label log-probs and greedy answers through
+//! `/completions`, many requests in flight so the server's continuous batching is fed.
+//!
+//! Servers differ in how (and whether) they give the log-probs of a prompt's own tokens, so
+//! [`ServerBackend::prepare`] probes and says which method it uses:
+//!
+//! - `echo`: `echo: true, logprobs` returns the prompt's tokens with their log-probs (vLLM,
+//!   SGLang); any label, one request per (example, label).
+//! - `prompt_logprobs`: vLLM's extension, the same information in another field.
+//! - `top_logprobs`: the first generated position's top-k log-probs after the example's text
+//!   (`max_tokens: 1`); one request per example, one-token labels only.
+//!
+//! A self-check on a known string decides whether a prompt-token method can be trusted: the
+//! value a server gives for " Paris" in "The capital of France is Paris" must equal the next-token
+//! log-prob of " Paris" after "The capital of France is". llama-cpp-python 0.3.36 fails it (its
+//! echo values are shifted by one position: the value for " capital" is p(" capital" | "The
+//! capital")), so its echo is never used.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+
+use super::backend::{BackendInfo, ScoringBackend};
+use crate::error::{Error, Result};
+use crate::remote::Client;
+use crate::task::{GenerationSpec, Task};
+
+/// The self-check's context and continuation: a fact every language model finds likely, so
+/// the continuation is in any server's top-k and a shifted value differs by nats.
+const CHECK_CONTEXT: &str = "The capital of France is";
+/// See [`CHECK_CONTEXT`].
+const CHECK_CONTINUATION: &str = " Paris";
+/// Largest difference (nats) between two ways of computing the same log-prob that the
+/// self-check accepts: batched and unbatched GPU kernels differ by about 1e-3; a shifted value
+/// is off by several nats.
+const CHECK_TOLERANCE: f64 = 0.05;
+/// How many top log-probs the `top_logprobs` method asks for: vLLM's default `max_logprobs`.
+pub const TOP_K: usize = 20;
+
+/// How label log-probs are read from the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// `/completions` with `echo` and `logprobs`: the prompt's own token log-probs.
+    Echo,
+    /// vLLM's `prompt_logprobs`.
+    PromptLogprobs,
+    /// The first generated position's `top_logprobs`.
+    TopLogprobs,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Echo => "echo",
+            Method::PromptLogprobs => "prompt_logprobs",
+            Method::TopLogprobs => "top_logprobs",
+        })
+    }
+}
+
+/// What the start-up probe found.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Probe {
+    /// log p(" Paris" | "The capital of France is") from the first generated position's
+    /// top log-probs (None: the server gives no top log-probs).
+    pub next_token: Option<f64>,
+    /// The value echo gives the same token (None: no echo log-probs).
+    pub echo: Option<f64>,
+    /// The value `prompt_logprobs` gives it (None: not supported).
+    pub prompt_logprobs: Option<f64>,
+    /// Whether echo's value is p(" Paris" | "... Paris"): shifted by one position.
+    pub echo_shifted: bool,
+}
+
+impl Probe {
+    /// Whether a prompt-token value agrees with the next-token reference.
+    fn agrees(&self, value: Option<f64>) -> bool {
+        matches!((value, self.next_token), (Some(v), Some(r)) if (v - r).abs() <= CHECK_TOLERANCE)
+    }
+}
+
+/// Scores through an OpenAI-compatible server.
+pub struct ServerBackend {
+    client: Client,
+    concurrency: usize,
+    method: Option<Method>,
+    reason: String,
+    notes: Vec<String>,
+    labels: Vec<String>,
+    label_tokens: Vec<usize>,
+    texts: u64,
+    tokens: u64,
+    generated: u64,
+    outside_top: u64,
+}
+
+impl ServerBackend {
+    /// A backend over `client` with `concurrency` requests in flight.
+    pub fn new(client: Client, concurrency: usize) -> Self {
+        Self {
+            client,
+            concurrency: concurrency.max(1),
+            method: None,
+            reason: String::new(),
+            notes: Vec::new(),
+            labels: Vec::new(),
+            label_tokens: Vec::new(),
+            texts: 0,
+            tokens: 0,
+            generated: 0,
+            outside_top: 0,
+        }
+    }
+
+    /// The method chosen by [`ScoringBackend::prepare`] (None before, or for generation tasks).
+    pub fn method(&self) -> Option<Method> {
+        self.method
+    }
+
+    /// Runs the self-check on the known string.
+    pub fn probe(&self) -> Result<Probe> {
+        let full = format!("{CHECK_CONTEXT}{CHECK_CONTINUATION}");
+        let next_token = self
+            .next_token_logprobs(CHECK_CONTEXT)?
+            .and_then(|top| top.get(CHECK_CONTINUATION).copied());
+        let echoed = self
+            .complete(json!({
+                "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
+            }))
+            .ok();
+        let context = CHECK_CONTEXT.chars().count();
+        let echo = echoed
+            .as_ref()
+            .and_then(|v| echo_sum(v, context, full.chars().count()));
+        // Shifted: the top log-probs listed at the context's last token are those that predict
+        // the continuation, i.e. every value sits one position early.
+        let echo_shifted = match (echoed.as_ref(), next_token) {
+            (Some(v), Some(reference)) => echo_top_at(v, context)
+                .and_then(|top| top.get(CHECK_CONTINUATION).copied())
+                .is_some_and(|x| (x - reference).abs() <= CHECK_TOLERANCE),
+            _ => false,
+        };
+        let prompt_logprobs = self.prompt_logprobs(&full, 1).ok().flatten();
+        Ok(Probe {
+            next_token,
+            echo,
+            prompt_logprobs,
+            echo_shifted,
+        })
+    }
+
+    /// One `/completions` request.
+    fn complete(&self, body: Value) -> Result<Value> {
+        let mut body = body;
+        body["model"] = json!(self.client.model());
+        self.client.post("completions", &body)
+    }
+
+    /// The first generated position's top log-probs after `text` (None: the server gives none).
+    fn next_token_logprobs(&self, text: &str) -> Result<Option<BTreeMap<String, f64>>> {
+        let v = self.complete(json!({
+            "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
+        }))?;
+        Ok(top_logprobs(&v))
+    }
+
+    /// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens of `full` (None: the server
+    /// gives none).
+    fn prompt_logprobs(&self, full: &str, n: usize) -> Result<Option<f64>> {
+        let v = self.complete(json!({
+            "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
+        }))?;
+        Ok(prompt_logprobs_sum(&v, n))
+    }
+
+    /// Tokens of `text` on the server (its `/tokenize` or llama-cpp-python's
+    /// `/extras/tokenize`), special tokens it adds not counted; None when it has neither.
+    fn token_count(&self, text: &str) -> Option<usize> {
+        let count = |t: &str| -> Option<usize> {
+            let vllm = self.client.post_optional(
+                "tokenize",
+                &json!({"model": self.client.model(), "prompt": t, "add_special_tokens": false}),
+            );
+            let v = vllm.filter(|v| v["tokens"].is_array()).or_else(|| {
+                self.client.post_optional(
+                    "extras/tokenize",
+                    &json!({"model": self.client.model(), "input": t}),
+                )
+            })?;
+            v["tokens"].as_array().map(Vec::len)
+        };
+        // What tokenising nothing gives (a BOS the server adds) is not the text's.
+        Some(count(text)?.saturating_sub(count("").unwrap_or(0)))
+    }
+
+    /// Runs `job(i)` for `i` in `0..n` with up to `concurrency` in flight; results in order, the
+    /// first error (by index) if any fails. Once one fails no new job starts.
+    fn in_flight<T: Send>(
+        &self,
+        n: usize,
+        job: impl Fn(usize) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..self.concurrency.min(n) {
+                s.spawn(|| loop {
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    let r = job(i);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                });
+            }
+        });
+        let all = results
+            .into_inner()
+            .map_err(|_| self.client.error("a request thread panicked".into()))?;
+        // Jobs left unstarted (None) follow a failure, which this returns: the failed job with
+        // the lowest index.
+        let mut out = Vec::with_capacity(n);
+        for r in all.into_iter().flatten() {
+            out.push(r?);
+        }
+        if out.len() < n {
+            return Err(self
+                .client
+                .error("a request failed and the batch was abandoned".into()));
+        }
+        Ok(out)
+    }
+
+    /// Chooses the scoring method for the task's labels from the probe.
+    fn choose(&mut self, task: &Task) -> Result<()> {
+        let probe = self.probe()?;
+        let url = self.client.url().to_string();
+        let fmt = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.4}"));
+        let check = format!(
+            "self-check on {:?}: next-token log-prob of {:?} {}, echo {}, prompt_logprobs {}",
+            format!("{CHECK_CONTEXT}{CHECK_CONTINUATION}"),
+            CHECK_CONTINUATION,
+            fmt(probe.next_token),
+            fmt(probe.echo),
+            fmt(probe.prompt_logprobs)
+        );
+        let counts: Vec<Option<usize>> = task
+            .verbalizers
+            .iter()
+            .map(|v| self.token_count(v))
+            .collect();
+        self.labels = task.verbalizers.clone();
+        self.label_tokens = counts.iter().map(|c| c.unwrap_or(1)).collect();
+        if probe.agrees(probe.echo) {
+            self.method = Some(Method::Echo);
+            self.reason = format!("echo passed the {check}");
+            return Ok(());
+        }
+        let echo_problem = match (probe.echo, probe.echo_shifted) {
+            (None, _) => "the server gives no echo log-probs".to_string(),
+            (Some(_), true) => "its echo log-probs are shifted by one position (the log-probs listed at a token are those that predict the next one, as llama-cpp-python 0.3.36's server gives them), so echo is not used".to_string(),
+            (Some(_), false) => "its echo log-probs disagree with its next-token log-probs, so echo is not used".to_string(),
+        };
+        if probe.agrees(probe.prompt_logprobs) && counts.iter().all(Option::is_some) {
+            self.method = Some(Method::PromptLogprobs);
+            self.reason = format!("{echo_problem}; prompt_logprobs passed the {check}");
+            return Ok(());
+        }
+        if probe.next_token.is_none() {
+            return Err(Error::Server {
+                url,
+                message: format!("cannot score labels: {echo_problem}, and it returns no top_logprobs for a generated token; use a server with echo log-probs (vLLM, SGLang) or top_logprobs (llama.cpp, llama-cpp-python)"),
+            });
+        }
+        if let Some((label, n)) = task
+            .verbalizers
+            .iter()
+            .zip(&counts)
+            .find_map(|(v, c)| c.filter(|&n| n != 1).map(|n| (v, n)))
+        {
+            return Err(Error::Server {
+                url,
+                message: format!("the verbaliser {label:?} is {n} tokens on this server, and only one-token labels can be scored from the first generated position's top_logprobs ({echo_problem}); use one-token verbalisers in the task file, or a server whose echo log-probs pass the self-check (vLLM, SGLang)"),
+            });
+        }
+        self.method = Some(Method::TopLogprobs);
+        self.reason = format!("{echo_problem}; the first generated position's top_logprobs (top {TOP_K}) are used ({check})");
+        if counts.iter().any(Option::is_none) {
+            self.notes.push("the server has no tokenize endpoint, so the labels could not be checked to be one token each; a label is matched by its text among the top log-probs".into());
+        }
+        Ok(())
+    }
+}
+
+/// The first generated position's top log-probs in a `/completions` answer.
+fn top_logprobs(v: &Value) -> Option<BTreeMap<String, f64>> {
+    let top = v["choices"][0]["logprobs"]["top_logprobs"]
+        .get(0)?
+        .as_object()?;
+    let map: BTreeMap<String, f64> = top
+        .iter()
+        .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+        .collect();
+    (!map.is_empty()).then_some(map)
+}
+
+/// Sum of echo log-probs of the tokens that end after character `context` and start before
+/// character `full` (the continuation's tokens; generated tokens start at or after `full`).
+fn echo_sum(v: &Value, context: usize, full: usize) -> Option<f64> {
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array()?;
+    let offsets = lp["text_offset"].as_array()?;
+    let values = lp["token_logprobs"].as_array()?;
+    let mut sum = 0.0;
+    let mut any = false;
+    for ((t, o), x) in tokens.iter().zip(offsets).zip(values) {
+        let (t, o) = (t.as_str()?, o.as_u64()? as usize);
+        if o < full && o + t.chars().count() > context {
+            sum += x.as_f64()?;
+            any = true;
+        }
+    }
+    any.then_some(sum)
+}
+
+/// The echo top log-probs listed at the token that ends at character `end`.
+fn echo_top_at(v: &Value, end: usize) -> Option<BTreeMap<String, f64>> {
+    let lp = &v["choices"][0]["logprobs"];
+    let tokens = lp["tokens"].as_array()?;
+    let offsets = lp["text_offset"].as_array()?;
+    let j = tokens.iter().zip(offsets).position(|(t, o)| {
+        matches!((t.as_str(), o.as_u64()), (Some(t), Some(o)) if o as usize + t.chars().count() == end)
+    })?;
+    let top = lp["top_logprobs"].get(j)?.as_object()?;
+    Some(
+        top.iter()
+            .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+            .collect(),
+    )
+}
+
+/// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens: each entry maps token ids to
+/// `{logprob, ...}`; with `prompt_logprobs: 0` the prompt's own token is the only entry.
+fn prompt_logprobs_sum(v: &Value, n: usize) -> Option<f64> {
+    let entries = v["choices"][0]["prompt_logprobs"]
+        .as_array()
+        .or_else(|| v["prompt_logprobs"].as_array())?;
+    if n == 0 || entries.len() < n {
+        return None;
+    }
+    let mut sum = 0.0;
+    for e in &entries[entries.len() - n..] {
+        let (_, x) = e.as_object()?.iter().next()?;
+        sum += x["logprob"].as_f64().or_else(|| x.as_f64())?;
+    }
+    Some(sum)
+}
+
+/// The answer cut before the earliest stop string (a server may return it whole).
+fn cut_at_stop(text: &str, stop: &[String]) -> String {
+    let at = stop
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+        .unwrap_or(text.len());
+    text[..at].to_string()
+}
+
+/// Prompt plus completion tokens of an answer's usage (0 when it has none).
+fn usage(v: &Value) -> u64 {
+    v["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
+        + v["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+}
+
+impl ScoringBackend for ServerBackend {
+    fn prepare(&mut self, task: &Task) -> Result<()> {
+        self.notes.clear();
+        self.notes.push(format!(
+            "{} requests in flight: a server that batches concurrent requests (continuous batching) may change log-probs in their last digits, so a rerun can differ where two labels nearly tie",
+            self.concurrency
+        ));
+        if task.is_generation() {
+            self.method = None;
+            self.reason = "generation task: greedy /completions (temperature 0)".into();
+            return Ok(());
+        }
+        self.choose(task)
+    }
+
+    fn label_logprobs(&mut self, prefix: &str, suffixes: &[String]) -> Result<Vec<Vec<f32>>> {
+        let method = self.method.ok_or_else(|| {
+            self.client
+                .error("the backend was not prepared for a classification task".into())
+        })?;
+        let tokens = AtomicU64::new(0);
+        let outside = AtomicU64::new(0);
+        let labels = &self.labels;
+        let out: Vec<Vec<f32>> = match method {
+            Method::TopLogprobs => self.in_flight(suffixes.len(), |i| {
+                let text = format!("{prefix}{}", suffixes[i]);
+                let v = self.complete(json!({
+                    "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
+                }))?;
+                tokens.fetch_add(usage(&v), Ordering::Relaxed);
+                let top = top_logprobs(&v).ok_or_else(|| {
+                    self.client
+                        .error("an answer had no top_logprobs (it had them at start-up)".into())
+                })?;
+                // A label outside the top k is at most as likely as the least likely of them:
+                // that bound keeps every label inside the top k ranked above it.
+                let floor = top.values().copied().fold(f64::INFINITY, f64::min);
+                Ok(labels
+                    .iter()
+                    .map(|l| {
+                        top.get(l).copied().unwrap_or_else(|| {
+                            outside.fetch_add(1, Ordering::Relaxed);
+                            floor
+                        }) as f32
+                    })
+                    .collect())
+            })?,
+            Method::Echo | Method::PromptLogprobs => {
+                let k = labels.len();
+                let flat = self.in_flight(suffixes.len() * k, |j| {
+                    let (i, l) = (j / k, j % k);
+                    let context = format!("{prefix}{}", suffixes[i]);
+                    let full = format!("{context}{}", labels[l]);
+                    let value = if method == Method::Echo {
+                        let v = self.complete(json!({
+                            "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
+                        }))?;
+                        tokens.fetch_add(usage(&v), Ordering::Relaxed);
+                        echo_sum(&v, context.chars().count(), full.chars().count())
+                    } else {
+                        let v = self.complete(json!({
+                            "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
+                        }))?;
+                        tokens.fetch_add(usage(&v), Ordering::Relaxed);
+                        prompt_logprobs_sum(&v, self.label_tokens[l])
+                    };
+                    value.map(|x| x as f32).ok_or_else(|| {
+                        self.client.error(format!(
+                            "an answer had no {method} log-probs for {:?} (it had them at start-up)",
+                            labels[l]
+                        ))
+                    })
+                })?;
+                flat.chunks(k).map(<[f32]>::to_vec).collect()
+            }
+        };
+        self.texts += suffixes.len() as u64;
+        self.tokens += tokens.into_inner();
+        self.outside_top += outside.into_inner();
+        Ok(out)
+    }
+
+    fn answers(
+        &mut self,
+        prefix: &str,
+        suffixes: &[String],
+        spec: &GenerationSpec,
+    ) -> Result<Vec<String>> {
+        let tokens = AtomicU64::new(0);
+        let generated = AtomicU64::new(0);
+        let out = self.in_flight(suffixes.len(), |i| {
+            let mut body = json!({
+                "prompt": format!("{prefix}{}", suffixes[i]),
+                "max_tokens": spec.max_new_tokens,
+                "temperature": 0.0,
+            });
+            let stop: Vec<&String> = spec.stop.iter().filter(|s| !s.is_empty()).collect();
+            if !stop.is_empty() {
+                body["stop"] = json!(stop);
+            }
+            let v = self.complete(body)?;
+            tokens.fetch_add(usage(&v), Ordering::Relaxed);
+            generated.fetch_add(
+                v["usage"]["completion_tokens"].as_u64().unwrap_or(0),
+                Ordering::Relaxed,
+            );
+            let text = v["choices"][0]["text"].as_str().ok_or_else(|| {
+                self.client
+                    .error("a /completions answer had no choices[0].text".into())
+            })?;
+            Ok(cut_at_stop(text, &spec.stop))
+        })?;
+        self.texts += suffixes.len() as u64;
+        self.tokens += tokens.into_inner();
+        self.generated += generated.into_inner();
+        Ok(out)
+    }
+
+    fn model_name(&self) -> String {
+        self.client.model().to_string()
+    }
+
+    fn info(&self) -> BackendInfo {
+        let mut notes = self.notes.clone();
+        if self.outside_top > 0 {
+            notes.push(format!(
+                "{} label log-probs were outside the server's top {TOP_K} and took the smallest of them (an upper bound)",
+                self.outside_top
+            ));
+        }
+        BackendInfo {
+            kind: "server".into(),
+            model: self.model_name(),
+            url: Some(self.client.url().to_string()),
+            scoring_method: match self.method {
+                Some(m) => format!("{m}: {}", self.reason),
+                None => self.reason.clone(),
+            },
+            notes,
+        }
+    }
+
+    fn forward_passes(&self) -> u64 {
+        self.texts
+    }
+
+    fn tokens_processed(&self) -> u64 {
+        self.tokens
+    }
+
+    fn tokens_generated(&self) -> u64 {
+        self.generated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// llama-cpp-python 0.3.36's answers for "The capital of France is Paris" (echo) and its
+    /// next-token log-probs, as measured: the echo value of " Paris" is the shifted one.
+    #[test]
+    fn echo_sums_only_the_continuation_tokens() {
+        let v = json!({"choices": [{"logprobs": {
+            "text_offset": [0, 3, 11, 14, 21, 24],
+            "token_logprobs": [null, -9.6, -10.46, -11.23, -11.79, -8.686],
+            "tokens": ["The", " capital", " of", " France", " is", " Paris"],
+        }}]});
+        assert_eq!(echo_sum(&v, 24, 30), Some(-8.686));
+        assert_eq!(echo_sum(&v, 14, 30), Some(-11.79 + -8.686 + -11.23));
+        // A null log-prob inside the continuation makes the value unknown, not zero.
+        assert_eq!(echo_sum(&v, 0, 30), None);
+    }
+
+    #[test]
+    fn prompt_logprobs_take_the_last_tokens() {
+        let v = json!({"choices": [{"prompt_logprobs": [null,
+            {"5": {"logprob": -1.5, "rank": 1, "decoded_token": " a"}},
+            {"7": {"logprob": -0.25, "rank": 2, "decoded_token": " b"}}]}]});
+        assert_eq!(prompt_logprobs_sum(&v, 1), Some(-0.25));
+        assert_eq!(prompt_logprobs_sum(&v, 2), Some(-1.75));
+        assert_eq!(prompt_logprobs_sum(&v, 4), None);
+    }
+
+    #[test]
+    fn answers_are_cut_at_the_first_stop() {
+        assert_eq!(cut_at_stop("hot\ncold.", &["\n".into(), ".".into()]), "hot");
+        assert_eq!(cut_at_stop("hot", &[]), "hot");
+    }
+}

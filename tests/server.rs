@@ -1,0 +1,660 @@
+//! Scoring and writing through an OpenAI-compatible server, against a real llama-cpp-python
+//! server on 127.0.0.1 (started and stopped by each test) and tiny fake servers: accuracy agrees
+//! with the in-process engine, the shifted echo of llama-cpp-python 0.3.36 is caught, an
+//! `optimize` runs with a model-driven operator, a run whose server dies stops with one line and
+//! resumes to the uninterrupted log, and transient failures are retried with a bounded number of
+//! attempts.
+//!
+//! The server comes from `$PROMPTEVO_LLAMA_PYTHON` (a python with `llama-cpp-python[server]`)
+//! or is installed by `tests/support/llama-server-venv.sh` into `target/llama-server-venv`
+//! (pip compiles llama.cpp: minutes, once). Only when Python's venv or pip is missing are the
+//! real-server tests skipped, with a message that says so.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{bin, default_model, root};
+use promptevo::remote::{Client, ServerConfig};
+
+/// Real-server tests run one at a time: each starts a server, and the machine may have 2 cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A python that can run llama-cpp-python's server, installing it on first use; None (after a
+/// loud message) only when Python's venv or pip is unavailable.
+fn llama_python() -> Option<PathBuf> {
+    static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("PROMPTEVO_LLAMA_PYTHON") {
+                return Some(PathBuf::from(p));
+            }
+            let venv = root().join("target/llama-server-venv");
+            let out = Command::new("sh")
+                .arg(root().join("tests/support/llama-server-venv.sh"))
+                .arg(&venv)
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("sh runs");
+            match out.status.code() {
+                Some(0) => Some(PathBuf::from(
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                )),
+                Some(3) => {
+                    eprintln!(
+                        "\n\n*** SKIPPED: the real-server tests of tests/server.rs need Python's venv and pip to install llama-cpp-python[server]; install python3-venv and python3-pip ***\n\n"
+                    );
+                    None
+                }
+                _ => panic!("installing llama-cpp-python[server] failed (see the pip output above)"),
+            }
+        })
+        .clone()
+}
+
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A llama-cpp-python server on 127.0.0.1 serving the default model; killed on drop.
+struct LlamaServer {
+    child: Option<Child>,
+    python: PathBuf,
+    port: u16,
+    log: PathBuf,
+}
+
+impl LlamaServer {
+    /// Starts a server on a free port and waits (at most 3 minutes) until it answers.
+    fn start(python: &Path, logs: &Path) -> Self {
+        let mut server = Self {
+            child: None,
+            python: python.to_path_buf(),
+            port: free_port(),
+            log: logs.join("llama-server.log"),
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// (Re)starts the server on its port.
+    fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(&self.python)
+            .arg(root().join("tests/support/llama_server.py"))
+            .arg("--model")
+            .arg(default_model())
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--n_ctx", "2048"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the llama-cpp-python server starts");
+        self.child = Some(child);
+        let config = ServerConfig {
+            attempts: 1,
+            timeout_s: 5.0,
+            ..ServerConfig::new(&self.url())
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(180) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the server exited ({status}): {}", self.log_tail());
+            }
+            if Client::connect(&config).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!("the server did not answer in 180 s: {}", self.log_tail());
+    }
+
+    /// Kills the server (as a crash would) and waits for it to be gone.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `eval --json` of the task's first prompt on test@200, through `model` (a file or a URL).
+fn eval_test200(model: &str) -> serde_json::Value {
+    let out = bin()
+        .current_dir(root())
+        .args(["eval", "--task", "experiments/tasks/sst2.toml"])
+        .args([
+            "--split",
+            "test",
+            "--limit",
+            "200",
+            "--json",
+            "--concurrency",
+            "4",
+        ])
+        .args(["--model", model])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn server_accuracy_matches_in_process_and_the_shifted_echo_is_caught() {
+    let _one = serial();
+    let Some(python) = llama_python() else { return };
+    let logs = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&python, logs.path());
+    let local = eval_test200(default_model().to_str().unwrap());
+    let remote = eval_test200(&server.url());
+    let (a, b) = (
+        local["accuracy"].as_f64().unwrap(),
+        remote["accuracy"].as_f64().unwrap(),
+    );
+    println!(
+        "SST-2 test@200, same prompt and template: in-process {:.1}%, through llama-cpp-python {:.1}%",
+        100.0 * a,
+        100.0 * b
+    );
+    assert_eq!(remote["n"], 200);
+    assert!((a - b).abs() <= 0.02, "in-process {a} vs server {b}");
+    let method = remote["backend"]["scoring_method"].as_str().unwrap();
+    assert!(method.starts_with("top_logprobs"), "{method}");
+    assert!(method.contains("shifted by one position"), "{method}");
+    assert_eq!(remote["backend"]["kind"], "server");
+}
+
+/// A small optimisation through `url` whose only wording operator is the model's paraphrase.
+fn small_server_optimize(url: &str, out: &Path) -> Command {
+    let mut c = bin();
+    c.current_dir(root())
+        .args(["optimize", "--task", "experiments/tasks/sst2.toml", "--quiet"])
+        .args(["--strategy", "hillclimb", "--population", "3", "--generations", "2"])
+        .args([
+            "--operators",
+            "paraphrase=1,delete=0,swap=0,insert=0,persona=0,constraint=0,demo-add=0,demo-drop=0,demo-swap=0,demo-set=0,demo-order=0",
+        ])
+        .args(["--dev-limit", "10", "--test-limit", "10", "--validation-limit", "10"])
+        .args(["--max-initial-prompts", "2", "--seed", "3", "--concurrency", "4"])
+        .args(["--model", url])
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+fn log_lines(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("evaluations.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// (id, operator, prompt, score, pool and per-example results) of every logged evaluation.
+fn evaluations(dir: &Path) -> Vec<(u64, String, String, f64, String)> {
+    log_lines(dir)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_u64().unwrap(),
+                v["operator"].as_str().unwrap().to_string(),
+                v["prompt"].as_str().unwrap().to_string(),
+                v["score"].as_f64().unwrap(),
+                format!("{} {}", v["pool"], v["results"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn optimize_through_the_server_with_a_model_driven_operator() {
+    let _one = serial();
+    let Some(python) = llama_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start(&python, dir.path());
+    let run = dir.path().join("run");
+    assert_ok(&small_server_optimize(&server.url(), &run).output().unwrap());
+    let evaluations = evaluations(&run);
+    let initial: Vec<&String> = evaluations
+        .iter()
+        .filter(|e| e.1 == "initial")
+        .map(|e| &e.2)
+        .collect();
+    let paraphrases: Vec<&String> = evaluations
+        .iter()
+        .filter(|e| e.1 == "paraphrase")
+        .map(|e| &e.2)
+        .collect();
+    assert!(!paraphrases.is_empty(), "{evaluations:?}");
+    // The server wrote new wording: no paraphrase is an initial prompt again.
+    assert!(
+        paraphrases.iter().all(|p| !initial.contains(p)),
+        "{paraphrases:?}"
+    );
+    let backend: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("backend.json")).unwrap()).unwrap();
+    assert_eq!(backend["kind"], "server");
+    assert_eq!(backend["url"], server.url());
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("## Backend"), "{report}");
+    assert!(report.contains("top_logprobs"), "{report}");
+}
+
+#[test]
+fn a_run_whose_server_dies_stops_with_one_line_and_resumes_to_the_uninterrupted_log() {
+    let _one = serial();
+    let Some(python) = llama_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = LlamaServer::start(&python, dir.path());
+    let whole = dir.path().join("whole");
+    assert_ok(
+        &small_server_optimize(&server.url(), &whole)
+            .output()
+            .unwrap(),
+    );
+    let want = evaluations(&whole);
+    assert!(want.len() >= 6, "{want:?}");
+
+    let cut = dir.path().join("cut");
+    let mut run = small_server_optimize(&server.url(), &cut)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while log_lines(&cut).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the run logged nothing in 300 s"
+        );
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // Start-up lines say how it scores and writes; the failure is one line, the last.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert_eq!(stderr.lines().last(), Some(errors[0]), "{stderr}");
+    assert!(errors[0].contains(&server.url()), "{stderr}");
+    assert!(errors[0].contains("promptevo resume"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Every logged evaluation is whole, and it is the uninterrupted run's.
+    let logged = evaluations(&cut);
+    assert!(logged.len() >= 3 && logged.len() < want.len(), "{logged:?}");
+    assert_eq!(logged[..], want[..logged.len()]);
+
+    // The server comes back at another port, as a restarted job on a cluster might.
+    server.port = free_port();
+    server.restart();
+    let resumed = bin()
+        .current_dir(root())
+        .args(["resume", "--quiet", "--server-url", &server.url()])
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert_ok(&resumed);
+    assert_eq!(evaluations(&cut), want);
+    assert_eq!(
+        std::fs::read_to_string(cut.join("best.txt")).unwrap(),
+        std::fs::read_to_string(whole.join("best.txt")).unwrap()
+    );
+}
+
+/// Reads one HTTP request (headers and a Content-Length body); its text.
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// A fake server on a free port that answers requests in turn with `answer(n, request)` (None:
+/// hold the connection open without answering, for at most 30 s); its URL and a request count.
+fn fake_server(
+    answer: impl Fn(usize, &str) -> Option<String> + Send + 'static,
+) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, s) = (count.clone(), seen.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(400) {
+            let Ok(mut stream) = stream else { break };
+            let request = read_request(&mut stream);
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            s.lock().unwrap().push(request.clone());
+            match answer(n, &request) {
+                Some(response) => {
+                    let _ = stream.write_all(response.as_bytes());
+                }
+                None => {
+                    std::thread::spawn(move || {
+                        std::thread::sleep(Duration::from_secs(30));
+                        drop(stream);
+                    });
+                }
+            }
+        }
+    });
+    (url, count, seen)
+}
+
+fn http(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_server_answering_503_twice_is_retried_until_it_answers() {
+    let (url, count, _) = fake_server(|n, _| {
+        Some(if n < 2 {
+            http(
+                "503 Service Unavailable",
+                r#"{"error": {"message": "loading"}}"#,
+            )
+        } else {
+            http(
+                "200 OK",
+                r#"{"object": "list", "data": [{"id": "fake-model"}]}"#,
+            )
+        })
+    });
+    let client = Client::connect(&ServerConfig {
+        attempts: 4,
+        ..ServerConfig::new(&url)
+    })
+    .unwrap();
+    assert_eq!(client.model(), "fake-model");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    // With fewer attempts than failures, the error names the URL, the status and the count.
+    let (url, _, _) = fake_server(|_, _| Some(http("503 Service Unavailable", "{}")));
+    let err = Client::connect(&ServerConfig {
+        attempts: 2,
+        ..ServerConfig::new(&url)
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains(&url) && err.contains("HTTP 503"), "{err}");
+    assert!(err.contains("no answer after 2 attempts"), "{err}");
+}
+
+#[test]
+fn a_server_that_never_answers_stops_eval_with_one_line_and_keeps_the_key_secret() {
+    let (url, count, seen) = fake_server(|_, _| None);
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args([
+            "--model",
+            &url,
+            "--server-timeout",
+            "1",
+            "--server-attempts",
+            "2",
+        ])
+        .env("PROMPTEVO_API_KEY", "sekrit-key-123")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(&url), "{stderr}");
+    assert!(lines[0].contains("no answer after 2 attempts"), "{stderr}");
+    assert!(!stderr.contains("sekrit"), "{stderr}");
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    // The key went to the server, as a bearer token.
+    let requests = seen.lock().unwrap();
+    assert!(
+        requests[0].contains("Authorization: Bearer sekrit-key-123"),
+        "{}",
+        requests[0]
+    );
+}
+
+#[test]
+fn a_closed_port_is_a_clear_error() {
+    let url = format!("http://127.0.0.1:{}/v1", free_port());
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args(["--model", &url, "--server-attempts", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&url) && stderr.contains("connection"),
+        "{stderr}"
+    );
+}
+
+/// The toy language model of [`echo_server`]: log p(token | context), a deterministic function
+/// of the two texts' lengths and the token's first byte.
+fn toy_logprob(context: &str, token: &str) -> f64 {
+    let k = (context.len() * 7 + token.len() * 3 + usize::from(token.as_bytes()[0])) % 11;
+    -0.25 - k as f64 / 4.0
+}
+
+/// Splits text into word tokens with their leading space (" is", " Paris"), as a BPE would.
+fn toy_tokens(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        if i > start && (c == ' ' || c == '\n') {
+            out.push((start, &text[start..i]));
+            start = i;
+        }
+    }
+    out.push((start, &text[start..]));
+    out
+}
+
+/// A fake vLLM-like server whose echo log-probs are right (each prompt token's value is the
+/// toy model's given the text before it): `/v1/models`, `/v1/completions` with and without
+/// echo; no tokenize endpoint.
+fn echo_server() -> String {
+    let (url, _, _) = fake_server(|_, request| {
+        let first = request.lines().next().unwrap_or_default().to_string();
+        if first.starts_with("GET /v1/models") {
+            return Some(http("200 OK", r#"{"data": [{"id": "toy"}]}"#));
+        }
+        if !first.starts_with("POST /v1/completions") {
+            return Some(http("404 Not Found", r#"{"detail": "Not Found"}"#));
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(&request[request.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+        let prompt = body["prompt"].as_str().unwrap();
+        let candidates = [" Paris", " positive", " negative"];
+        let top: serde_json::Map<String, serde_json::Value> = candidates
+            .iter()
+            .map(|c| (c.to_string(), serde_json::json!(toy_logprob(prompt, c))))
+            .collect();
+        let logprobs = if body["echo"] == true {
+            let tokens = toy_tokens(prompt);
+            serde_json::json!({
+                "tokens": tokens.iter().map(|t| t.1).chain([" x"]).collect::<Vec<_>>(),
+                "text_offset": tokens.iter().map(|t| t.0).chain([prompt.len()]).collect::<Vec<_>>(),
+                "token_logprobs": tokens.iter().enumerate().map(|(i, (o, t))| {
+                    (i > 0).then(|| toy_logprob(&prompt[..*o], t))
+                }).chain([Some(-1.0)]).collect::<Vec<_>>(),
+                "top_logprobs": tokens.iter().map(|_| serde_json::Value::Null).chain([serde_json::json!(top)]).collect::<Vec<_>>(),
+            })
+        } else {
+            serde_json::json!({"tokens": [" x"], "text_offset": [prompt.len()], "token_logprobs": [-1.0], "top_logprobs": [top]})
+        };
+        let answer = serde_json::json!({
+            "choices": [{"text": " x", "logprobs": logprobs}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+        });
+        Some(http("200 OK", &answer.to_string()))
+    });
+    url
+}
+
+#[test]
+fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
+    let url = echo_server();
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--split",
+            "test",
+        ])
+        .args(["--limit", "4", "--json", "--per-example", "--model", &url])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let method = v["backend"]["scoring_method"].as_str().unwrap();
+    assert!(
+        method.starts_with("echo: echo passed the self-check"),
+        "{method}"
+    );
+    // Each label's log-prob is the toy model's for that label after the rendered example.
+    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
+    let prompt = &task.initial_prompts[0];
+    let (before, after) = task.template.split(prompt);
+    for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
+        let text = format!("{before}{}{after}", example.input);
+        let want: Vec<f64> = task
+            .verbalizers
+            .iter()
+            .map(|l| f64::from(toy_logprob(&text, l) as f32))
+            .collect();
+        let got: Vec<f64> = e["label_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(got, want, "{text:?}");
+    }
+}
+
+#[test]
+fn a_multi_token_label_without_usable_echo_is_refused_with_the_fix() {
+    // No echo log-probs, top log-probs after the text, and a tokenizer that makes " positive"
+    // two tokens: the top_logprobs method cannot score it.
+    let (url, _, _) = fake_server(|_, request| {
+        let first = request.lines().next().unwrap_or_default().to_string();
+        Some(if first.starts_with("GET /v1/models") {
+            http("200 OK", r#"{"data": [{"id": "toy"}]}"#)
+        } else if first.starts_with("POST /extras/tokenize") {
+            let tokens = if request.contains(r#""input":" positive""#) {
+                "[7, 8]"
+            } else if request.contains(r#""input":"""#) {
+                "[]"
+            } else {
+                "[7]"
+            };
+            http("200 OK", &format!(r#"{{"tokens": {tokens}}}"#))
+        } else if first.starts_with("POST /v1/completions") {
+            http(
+                "200 OK",
+                r#"{"choices": [{"text": " x", "logprobs": {"tokens": [" x"], "text_offset": [0], "token_logprobs": [null], "top_logprobs": [{" Paris": -0.5, " negative": -1.0, " positive": -2.0}]}}]}"#,
+            )
+        } else {
+            http("404 Not Found", r#"{"detail": "Not Found"}"#)
+        })
+    });
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args(["--model", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(r#"verbaliser " positive" is 2 tokens"#),
+        "{stderr}"
+    );
+    assert!(stderr.contains("one-token verbalisers"), "{stderr}");
+}
