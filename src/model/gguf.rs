@@ -11,9 +11,6 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 
-/// Architectures whose forward pass promptevo implements.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
-
 /// An opened, validated GGUF file: its header and a reader for its tensors.
 pub struct GgufFile {
     path: PathBuf,
@@ -62,17 +59,11 @@ impl GgufFile {
         &self.path
     }
 
-    /// `general.architecture`, checked against [`SUPPORTED_ARCHITECTURES`].
+    /// `general.architecture`, checked against the registry ([`super::arch::ARCHITECTURES`]).
     pub fn architecture(&self) -> Result<String> {
         let arch = self.string("general.architecture")?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(Error::model(
-                &self.path,
-                format!(
-                    "unsupported model architecture '{arch}' (supported: {}); use a model of a supported architecture",
-                    SUPPORTED_ARCHITECTURES.join(", ")
-                ),
-            ));
+        if !super::arch::ARCHITECTURES.iter().any(|a| a.name == arch) {
+            return Err(super::arch::unsupported(&self.path, &arch));
         }
         Ok(arch)
     }
@@ -203,7 +194,7 @@ impl GgufFile {
     /// Reads one tensor onto `device`.
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         if !self.has_tensor(name) {
-            return Err(Error::model(&self.path, format!("tensor '{name}' is missing; the file is incomplete or not a llama-architecture model")));
+            return Err(Error::model(&self.path, format!("tensor '{name}' is missing; the file is incomplete or not a model of its declared architecture")));
         }
         self.content
             .tensor(&mut self.reader, name, device)

@@ -1,25 +1,26 @@
-//! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
+//! Language models: GGUF loading, the tokenizer, and the architectures' forward passes with an
+//! owned KV cache.
 
+pub mod arch;
 pub mod attention;
 pub mod generate;
 pub mod gguf;
 mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
-pub mod llama;
 mod native;
 pub mod source;
 pub mod tiny;
 pub mod tokenizer;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+pub use arch::{Architecture, ModelConfig, PackedRow, WeightFormat};
 pub use generate::{ChatGenerator, ChatTemplate, GenerateOptions, Generation, Generator};
 pub use kv_cache::KvCache;
-pub use llama::{Llama, LlamaConfig, WeightFormat};
-pub(crate) use native::PackedRow;
 pub use source::ModelSpec;
 pub use tokenizer::SpecialTokens;
 
@@ -66,8 +67,8 @@ pub fn parse_device(name: &str) -> Result<Device> {
 
 /// A loaded model: weights, tokenizer and the facts about it that runs record.
 pub struct Model {
-    /// The transformer.
-    pub llama: Llama,
+    /// The transformer, of the architecture the file declares.
+    pub arch: Box<dyn Architecture>,
     /// Its tokenizer.
     pub tokenizer: tokenizers::Tokenizer,
     /// BOS/EOS ids and whether BOS is prepended.
@@ -84,10 +85,10 @@ impl Model {
     /// Loads a GGUF file.
     pub fn load(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
         let mut gguf = gguf::GgufFile::open(path)?;
-        let llama = Llama::load(&mut gguf, format, device)?;
+        let arch = arch::load(&mut gguf, format, device)?;
         let (tokenizer, special) = tokenizer::load(&gguf)?;
         // A token id past the embedding matrix would index outside it in every forward pass.
-        let vocab = llama.config().vocab;
+        let vocab = arch.config().vocab;
         let ids = tokenizer.get_vocab_size(true);
         let specials = [special.bos, special.eos].into_iter().flatten();
         if ids > vocab || specials.clone().any(|id| id as usize >= vocab) {
@@ -105,7 +106,7 @@ impl Model {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(Self {
-            llama,
+            arch,
             tokenizer,
             special,
             name,
