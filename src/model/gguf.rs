@@ -148,6 +148,21 @@ impl GgufFile {
         }
     }
 
+    /// A required array of floats.
+    pub fn floats(&self, key: &str) -> Result<Vec<f32>> {
+        match self.require(key)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::F32(x) => Ok(*x),
+                    Value::F64(x) => Ok(*x as f32),
+                    _ => Err(self.wrong_type(key, "an array of floats")),
+                })
+                .collect(),
+            _ => Err(self.wrong_type(key, "an array of floats")),
+        }
+    }
+
     /// An optional array of integers.
     pub fn ints_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
         match self.get(key) {

@@ -1,10 +1,19 @@
-//! Builds a `tokenizers::Tokenizer` from a GGUF file's own vocabulary (byte-level BPE), so that no
-//! `tokenizer.json` is needed; a `tokenizer.json` beside the model takes precedence.
+//! Builds a `tokenizers::Tokenizer` from a GGUF file's own vocabulary, so that no
+//! `tokenizer.json` is needed: byte-level BPE (`tokenizer.ggml.model = "gpt2"`, with the
+//! pre-tokenizer `tokenizer.ggml.pre` names) or SentencePiece BPE (`"llama"`, as Llama 2 and
+//! Gemma use), each giving the ids llama.cpp gives. A `tokenizer.json` beside the model takes
+//! precedence.
 
 use std::path::Path;
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -43,9 +52,12 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
         eos: gguf
             .usize_opt("tokenizer.ggml.eos_token_id")?
             .map(|x| x as u32),
-        add_bos: gguf
-            .bool_opt("tokenizer.ggml.add_bos_token")
-            .unwrap_or(false),
+        // llama.cpp's default: SentencePiece vocabularies prepend BOS unless the file says not.
+        add_bos: gguf.bool_opt("tokenizer.ggml.add_bos_token").unwrap_or(
+            gguf.get("tokenizer.ggml.model")
+                .and_then(|v| v.to_string().ok())
+                .is_some_and(|m| m == "llama"),
+        ),
     };
     let beside = gguf.path().with_file_name("tokenizer.json");
     if beside.is_file() {
@@ -102,16 +114,124 @@ fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String>
     Ok(())
 }
 
-/// Builds the tokenizer from `tokenizer.ggml.*` metadata (model `gpt2`: byte-level BPE).
+/// The GGUF tokenizer models (`tokenizer.ggml.model`) built here.
+pub const SUPPORTED_TOKENIZERS: &[&str] = &["gpt2", "llama"];
+
+/// Builds the tokenizer from `tokenizer.ggml.*` metadata: `gpt2` (byte-level BPE) or `llama`
+/// (SentencePiece BPE).
 pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     let path = gguf.path();
     let kind = gguf.string("tokenizer.ggml.model")?;
-    if kind != "gpt2" {
+    match kind.as_str() {
+        "gpt2" => byte_level_bpe(gguf),
+        "llama" => sentencepiece(gguf),
+        _ => Err(Error::model(
+            path,
+            format!("tokenizer model '{kind}' is not supported from GGUF metadata (supported: {}); put the model's tokenizer.json beside the GGUF file", SUPPORTED_TOKENIZERS.join(", ")),
+        )),
+    }
+}
+
+/// SentencePiece BPE from `tokenizer.ggml.tokens` and `.scores`, as llama.cpp's SPM tokenizer
+/// runs it: spaces become `▁` (one is prepended to each text run when
+/// `tokenizer.ggml.add_space_prefix`, default true), then adjacent pieces merge while their
+/// concatenation is a token, the highest-scoring first (leftmost on ties), and characters that
+/// are no token fall back to `<0xXX>` byte tokens. Control and user-defined tokens are matched
+/// whole first. The merges list `tokenizers` needs is derived from the scores, as Hugging Face's
+/// SentencePiece converter does: every split of a token into two tokens, ranked by the whole
+/// token's score.
+fn sentencepiece(gguf: &GgufFile) -> Result<Tokenizer> {
+    let path = gguf.path();
+    let tokens = gguf.strings("tokenizer.ggml.tokens")?;
+    let scores = gguf.floats("tokenizer.ggml.scores")?;
+    if scores.len() != tokens.len() {
         return Err(Error::model(
             path,
-            format!("tokenizer model '{kind}' is not supported from GGUF metadata (only byte-level BPE 'gpt2'); put the model's tokenizer.json beside the GGUF file"),
+            format!(
+                "tokenizer.ggml.scores has {} entries for {} tokens; the file is corrupt",
+                scores.len(),
+                tokens.len()
+            ),
         ));
     }
+    let types = gguf
+        .ints_opt("tokenizer.ggml.token_type")?
+        .unwrap_or_default();
+    let add_space_prefix = gguf
+        .bool_opt("tokenizer.ggml.add_space_prefix")
+        .unwrap_or(true);
+    let mut vocab = Vocab::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        // The first id of a duplicated piece wins, as llama.cpp's text-to-token map keeps it.
+        vocab.entry(tok.clone()).or_insert(id as u32);
+    }
+    // (whole token's score, its id, left, right): the highest score merges first; the stable
+    // sort keeps the splits of one token in position order.
+    let mut merges: Vec<(f32, u32, String, String)> = Vec::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        if vocab.get(tok) != Some(&(id as u32)) {
+            continue;
+        }
+        for (at, _) in tok.char_indices().skip(1) {
+            let (l, r) = tok.split_at(at);
+            if vocab.contains_key(l) && vocab.contains_key(r) {
+                merges.push((scores[id], id as u32, l.to_string(), r.to_string()));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (l, r)).collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .build()
+        .map_err(|e| {
+            Error::model(
+                path,
+                format!("cannot build SentencePiece BPE from GGUF vocabulary: {e}"),
+            )
+        })?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    let replace = Replace::new(" ", "▁").map_err(|e| Error::Tokenizer(e.to_string()))?;
+    if add_space_prefix {
+        tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
+            Prepend::new("▁".into()).into(),
+            replace.into(),
+        ])));
+    } else {
+        tokenizer.with_normalizer(Some(replace));
+    }
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("▁", " ")
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if add_space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
+    add_whole_tokens(&mut tokenizer, &tokens, &types);
+    Ok(tokenizer)
+}
+
+/// Registers the control and user-defined tokens, which are matched whole before the model runs
+/// (llama.cpp matches user-defined ones even when special tokens are not parsed).
+fn add_whole_tokens(tokenizer: &mut Tokenizer, tokens: &[String], types: &[i64]) {
+    let specials: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types.iter())
+        .filter(|(_, t)| **t == TOKEN_TYPE_CONTROL || **t == TOKEN_TYPE_USER_DEFINED)
+        .map(|(tok, _)| AddedToken::from(tok.clone(), true))
+        .collect();
+    tokenizer.add_special_tokens(&specials);
+}
+
+/// Byte-level BPE from `tokenizer.ggml.tokens` and `.merges`, with the pre-tokenizer llama.cpp
+/// uses for `tokenizer.ggml.pre`.
+fn byte_level_bpe(gguf: &GgufFile) -> Result<Tokenizer> {
+    let path = gguf.path();
     let tokens = gguf.strings("tokenizer.ggml.tokens")?;
     let merges = gguf.strings("tokenizer.ggml.merges")?;
     let types = gguf
@@ -142,14 +262,7 @@ pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer(&pre, path)?));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-
-    let specials: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types.iter())
-        .filter(|(_, t)| **t == TOKEN_TYPE_CONTROL || **t == TOKEN_TYPE_USER_DEFINED)
-        .map(|(tok, _)| AddedToken::from(tok.clone(), true))
-        .collect();
-    tokenizer.add_special_tokens(&specials);
+    add_whole_tokens(&mut tokenizer, &tokens, &types);
     Ok(tokenizer)
 }
 
