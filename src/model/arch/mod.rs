@@ -13,6 +13,8 @@
 pub(crate) mod decoder;
 pub mod gemma3;
 pub mod llama;
+pub mod qwen2;
+pub mod qwen3;
 
 use candle_core::{Device, Tensor};
 
@@ -144,6 +146,16 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
         name: "gemma3",
         models: "Gemma 3 (text)",
         load: gemma3::load,
+    },
+    ArchEntry {
+        name: "qwen2",
+        models: "Qwen 2, Qwen 2.5",
+        load: qwen2::load,
+    },
+    ArchEntry {
+        name: "qwen3",
+        models: "Qwen 3 (dense)",
+        load: qwen3::load,
     },
 ];
 
