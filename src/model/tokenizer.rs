@@ -1,8 +1,8 @@
 //! Builds a `tokenizers::Tokenizer` from a GGUF file's own vocabulary, so that no
 //! `tokenizer.json` is needed: byte-level BPE (`tokenizer.ggml.model = "gpt2"`, with the
 //! pre-tokenizer `tokenizer.ggml.pre` names) or SentencePiece BPE (`"llama"`, as Llama 2 and
-//! Gemma use), each giving the ids llama.cpp gives. A `tokenizer.json` beside the model takes
-//! precedence.
+//! Gemma use), each giving the ids llama.cpp gives. A `tokenizer.json` of the same model takes
+//! precedence (see [`load`]).
 
 use std::path::Path;
 
@@ -42,8 +42,12 @@ pub struct SpecialTokens {
     pub add_bos: bool,
 }
 
-/// Loads the tokenizer for a GGUF model: `tokenizer.json` beside the file if present, else the
-/// GGUF's embedded vocabulary.
+/// Loads the tokenizer for a GGUF model. A `tokenizer.json` only applies to the model it belongs
+/// to: `<stem>.tokenizer.json` beside `<stem>.gguf` is that model's (and must match its
+/// vocabulary); a plain `tokenizer.json` in the folder is used only when it has the GGUF's
+/// vocabulary (same size, same ids), so that in a folder of several models it is not applied to
+/// the others (a `--mutator-model` of another family, say). Otherwise the GGUF's embedded
+/// vocabulary.
 pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
     let special = SpecialTokens {
         bos: gguf
@@ -59,11 +63,61 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
                 .is_some_and(|m| m == "llama"),
         ),
     };
+    if let Some(own) = own_tokenizer_json(gguf.path()) {
+        let tokenizer = from_json_file(&own)?;
+        if let Err(e) = belongs(&tokenizer, gguf) {
+            return Err(Error::model(
+                &own,
+                format!("{e}, so it is not the tokenizer of {}: remove it or replace it with that model's tokenizer.json", gguf.path().display()),
+            ));
+        }
+        return Ok((tokenizer, special));
+    }
     let beside = gguf.path().with_file_name("tokenizer.json");
     if beside.is_file() {
-        return Ok((from_json_file(&beside)?, special));
+        let tokenizer = from_json_file(&beside)?;
+        if belongs(&tokenizer, gguf).is_ok() {
+            return Ok((tokenizer, special));
+        }
     }
     Ok((from_gguf(gguf)?, special))
+}
+
+/// `<stem>.tokenizer.json` beside `<stem>.gguf`, if present.
+pub fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
+    let stem = model.file_stem()?.to_string_lossy();
+    let p = model.with_file_name(format!("{stem}.tokenizer.json"));
+    p.is_file().then_some(p)
+}
+
+/// Whether `tokenizer` has the GGUF's vocabulary: the same number of tokens, and the GGUF's
+/// tokens (a sample of about 512 ids plus BOS and EOS) at the same ids. A GGUF without an
+/// embedded vocabulary accepts any tokenizer. The error says what differs.
+fn belongs(tokenizer: &Tokenizer, gguf: &GgufFile) -> std::result::Result<(), String> {
+    let Ok(tokens) = gguf.strings("tokenizer.ggml.tokens") else {
+        return Ok(());
+    };
+    let n = tokenizer.get_vocab_size(true);
+    if n != tokens.len() {
+        return Err(format!(
+            "it has {n} tokens, the model's vocabulary {}",
+            tokens.len()
+        ));
+    }
+    let step = (tokens.len() / 512).max(1);
+    let specials = ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
+        .iter()
+        .filter_map(|k| gguf.usize_opt(k).ok().flatten());
+    for id in (0..tokens.len()).step_by(step).chain(specials) {
+        let Some(tok) = tokens.get(id) else { continue };
+        let got = tokenizer.token_to_id(tok);
+        if got != Some(id as u32) {
+            return Err(format!(
+                "it maps token {tok:?} to {got:?}, the model to id {id}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a HF `tokenizer.json`.
