@@ -145,3 +145,68 @@ fn gemma_sst2_label_logprobs_match_llama_cpp() {
     }
     assert!(worst < 0.75, "max |Δ log-prob| {worst} vs llama.cpp");
 }
+
+/// Gemma scores and SmolLM2 (another family, another tokenizer type: byte-level BPE vs
+/// SentencePiece) writes the mutations; each model keeps its own tokenizer.
+#[test]
+fn gemma_scores_while_smollm2_mutates() {
+    let smollm = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        smollm.is_file(),
+        "the default model is missing: run ./models/fetch-default.sh first"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("run");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_promptevo"))
+        .current_dir(root())
+        .args([
+            "optimize",
+            "--quiet",
+            "--task",
+            "experiments/tasks/sst2.toml",
+        ])
+        .args([
+            "--strategy",
+            "promptbreeder",
+            "--population",
+            "2",
+            "--elite",
+            "1",
+        ])
+        .args(["--generations", "1", "--max-initial-prompts", "2"])
+        .args([
+            "--dev-limit",
+            "6",
+            "--test-limit",
+            "6",
+            "--validation-limit",
+            "6",
+        ])
+        .arg("--model")
+        .arg(gemma_path())
+        .arg("--mutator-model")
+        .arg(&smollm)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert!(config["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("gemma-3-270m-q4_k_m.gguf"));
+    assert!(config["mutator_model"]
+        .as_str()
+        .unwrap()
+        .ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
+    let log = std::fs::read_to_string(out_dir.join("evaluations.jsonl")).unwrap();
+    assert!(log.contains("\"operator\":\"pb-"), "{log}");
+    assert!(out_dir.join("report.md").is_file());
+}

@@ -188,6 +188,11 @@ impl GgufFile {
         self.content.tensor_infos.get(name).map(|i| i.shape.dims())
     }
 
+    /// The names of the stored tensors (in no particular order).
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.content.tensor_infos.keys().cloned().collect()
+    }
+
     /// How many tensors the file holds.
     pub fn tensor_count(&self) -> usize {
         self.content.tensor_infos.len()
