@@ -94,6 +94,14 @@ struct FixtureModel {
     architecture: String,
     fnv1a: String,
     sequences: Vec<Sequence>,
+    /// Token ids of the reference strings.
+    tokens: Vec<TokenCase>,
+}
+
+#[derive(Deserialize)]
+struct TokenCase {
+    text: String,
+    ids: Vec<u32>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +159,18 @@ fn tiny_models_of_every_architecture_match_llama_cpp() {
             fnv1a(path),
             want.fnv1a,
             "{name}: the tiny model changed; regenerate with tests/reference/make_tiny_fixtures.py"
+        );
+        // The byte-level BPE with the pre-tokenizer the file declares (qwen2 for the qwen models).
+        let model = Model::load(path, WeightFormat::Native, &Device::Cpu).unwrap();
+        let differ: Vec<String> = want
+            .tokens
+            .iter()
+            .filter(|c| model.encode(&c.text).unwrap() != c.ids)
+            .map(|c| format!("{:?}", c.text))
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{name}: ids differ from llama.cpp on {differ:?}"
         );
         let f32_bound = if *name == "gemma3" { 5e-3 } else { 1e-4 };
         for (format, bound) in [(WeightFormat::F32, f32_bound), (WeightFormat::Bf16, 0.5)] {

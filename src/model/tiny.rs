@@ -225,7 +225,14 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
             Value::F32(1e-5),
         ),
         ("tokenizer.ggml.model".into(), s("gpt2")),
-        ("tokenizer.ggml.pre".into(), s("smollm")),
+        (
+            "tokenizer.ggml.pre".into(),
+            s(if arch.starts_with("qwen") {
+                "qwen2"
+            } else {
+                "smollm"
+            }),
+        ),
         (
             "tokenizer.ggml.tokens".into(),
             Value::Array(tokens.iter().map(|t| s(t)).collect()),

@@ -31,6 +31,10 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// The regex of llama-3-style byte-level BPE (llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The regex of Qwen 2/3's byte-level BPE (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2: llama 3's
+/// with single digits).
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// Token ids and strings the scorer and the generator need beyond plain encoding.
 #[derive(Clone, Debug)]
 pub struct SpecialTokens {
@@ -331,8 +335,9 @@ fn pre_tokenizer(pre: &str, path: &Path) -> Result<PreTokenizerWrapper> {
         "smollm" | "starcoder" | "refact" | "codeshell" | "command-r" => {
             PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)]))
         }
-        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" => {
-            let split = Split::new(SplitPattern::Regex(LLAMA3_REGEX.to_string()), SplitDelimiterBehavior::Isolated, false)
+        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "qwen2" | "deepseek-r1-qwen" => {
+            let regex = if pre.starts_with("llama") || pre.starts_with("smaug") { LLAMA3_REGEX } else { QWEN2_REGEX };
+            let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Split(split), byte_level(false)]))
         }

@@ -4,8 +4,10 @@
 The models are written by the Rust test suite (tests/architectures.rs, `write_tiny_models`,
 deterministic seed), so this script first runs that test into a temporary folder, then evaluates
 fixed token sequences with llama.cpp (f32 weights, f32 KV cache) and writes
-tests/reference/tiny/logprobs.json: per architecture the file's FNV-1a hash and, per sequence,
-the float64 log-softmax over the whole vocabulary after every prefix.
+tests/reference/tiny/logprobs.json: per architecture the file's FNV-1a hash, per sequence the
+float64 log-softmax over the whole vocabulary after every prefix, and the token ids of the
+reference strings of make_fixtures.py (the qwen models declare the `qwen2` pre-tokenizer, the
+others `smollm`).
 
 Usage (from the repository root):
 
@@ -38,6 +40,9 @@ llama_cpp.llama_model_default_params = _model_params_without_amx
 llama_cpp.llama.llama_cpp.llama_model_default_params = _model_params_without_amx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from make_fixtures import tokenizer_cases  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 VOCAB = 266  # tiny.rs: 3 specials, 256 bytes, 7 merges
 
@@ -85,7 +90,10 @@ def main():
             llm.eval(ids)
             lp = log_softmax64(llm.scores[: len(ids), :])
             seqs.append({"ids": ids, "logprobs": [[round(float(v), 6) for v in row] for row in lp]})
-        models.append({"architecture": arch, "fnv1a": digest, "sequences": seqs})
+        texts = tokenizer_cases(os.path.join(ROOT, "experiments", "data", "sst2", "test.jsonl"))
+        tokens = [{"text": t, "ids": [int(i) for i in llm.tokenize(t.encode("utf-8"), add_bos=False, special=True)]}
+                  for t in texts]
+        models.append({"architecture": arch, "fnv1a": digest, "sequences": seqs, "tokens": tokens})
         print(f"{arch}: {len(seqs)} sequences")
     with open(os.path.join(HERE, "tiny", "logprobs.json"), "w") as f:
         json.dump({
