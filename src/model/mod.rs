@@ -9,6 +9,7 @@ mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
 mod native;
+pub mod safetensors;
 pub mod source;
 pub mod tiny;
 pub mod tokenizer;
@@ -82,11 +83,29 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a GGUF file.
+    /// Loads a GGUF file, or a Hugging Face model folder (`config.json`, `tokenizer.json`,
+    /// `*.safetensors`).
     pub fn load(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        if path.is_dir() {
+            let arch = arch::load_safetensors(path, format, device)?;
+            let (tokenizer, special, chat_template) = tokenizer::load_folder(path)?;
+            return Self::assemble(path, arch, tokenizer, special, chat_template);
+        }
         let mut gguf = gguf::GgufFile::open(path)?;
         let arch = arch::load(&mut gguf, format, device)?;
         let (tokenizer, special) = tokenizer::load(&gguf)?;
+        let chat_template = gguf.string("tokenizer.chat_template").ok();
+        Self::assemble(path, arch, tokenizer, special, chat_template)
+    }
+
+    /// Checks that the tokenizer fits the embedding matrix and puts the model together.
+    fn assemble(
+        path: &Path,
+        arch: Box<dyn Architecture>,
+        tokenizer: tokenizers::Tokenizer,
+        special: SpecialTokens,
+        chat_template: Option<String>,
+    ) -> Result<Self> {
         // A token id past the embedding matrix would index outside it in every forward pass.
         let vocab = arch.config().vocab;
         let ids = tokenizer.get_vocab_size(true);
@@ -100,7 +119,6 @@ impl Model {
                 ),
             ));
         }
-        let chat_template = gguf.string("tokenizer.chat_template").ok();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -279,3 +279,126 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
     gguf_file::write(&mut file, &md, &ts)?;
     Ok(())
 }
+
+/// Writes the same weights as the tiny GGUF at `gguf` (made by [`write_tiny_llama`] with `cfg`)
+/// as a Hugging Face model folder in `dir`: `model.safetensors` under the transformers names
+/// (llama's q/k un-permuted back to the NEOX layout, Gemma's norm weights stored as `w` for
+/// `1 + w`), `config.json`, `tokenizer.json` (the GGUF's own vocabulary) and
+/// `tokenizer_config.json`. Both loads must give the same scores.
+pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result<()> {
+    use std::collections::HashMap;
+    let dev = Device::Cpu;
+    std::fs::create_dir_all(dir).map_err(|e| Error::write(dir, e))?;
+    let mut file = std::fs::File::open(gguf).map_err(|e| Error::read(gguf, e))?;
+    let content = gguf_file::Content::read(&mut file)?;
+    let arch = cfg.architecture.as_str();
+    let gemma = arch == "gemma3";
+    let head_dim = cfg.head_dim.unwrap_or(cfg.hidden / cfg.heads);
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    for name in content.tensor_infos.keys() {
+        let t = content.tensor(&mut file, name, &dev)?.dequantize(&dev)?;
+        let hf = match name.as_str() {
+            "token_embd.weight" => "model.embed_tokens.weight".to_string(),
+            "output_norm.weight" => "model.norm.weight".to_string(),
+            "output.weight" => "lm_head.weight".to_string(),
+            other => {
+                let rest = other.strip_prefix("blk.").unwrap_or(other);
+                let (i, rest) = rest.split_once('.').unwrap_or(("0", rest));
+                let (what, kind) = rest.rsplit_once('.').unwrap_or((rest, "weight"));
+                let hf = match what {
+                    "attn_norm" => "input_layernorm",
+                    "attn_q" => "self_attn.q_proj",
+                    "attn_k" => "self_attn.k_proj",
+                    "attn_v" => "self_attn.v_proj",
+                    "attn_output" => "self_attn.o_proj",
+                    "attn_q_norm" => "self_attn.q_norm",
+                    "attn_k_norm" => "self_attn.k_norm",
+                    "ffn_norm" if gemma => "pre_feedforward_layernorm",
+                    "ffn_norm" => "post_attention_layernorm",
+                    "post_attention_norm" => "post_attention_layernorm",
+                    "post_ffw_norm" => "post_feedforward_layernorm",
+                    "ffn_gate" => "mlp.gate_proj",
+                    "ffn_up" => "mlp.up_proj",
+                    "ffn_down" => "mlp.down_proj",
+                    _ => what,
+                };
+                format!("model.layers.{i}.{hf}.{kind}")
+            }
+        };
+        let is_norm = hf.ends_with("norm.weight");
+        let heads = if name.ends_with("attn_q.weight") {
+            Some(cfg.heads)
+        } else if name.ends_with("attn_k.weight") {
+            Some(cfg.kv_heads)
+        } else {
+            None
+        };
+        let t = match heads {
+            // llama.cpp's converter permutes llama's q/k rows for interleaved RoPE; undo it.
+            Some(n) if arch == "llama" => {
+                let (rows, cols) = t.dims2()?;
+                t.reshape((n, head_dim / 2, 2, cols))?
+                    .transpose(1, 2)?
+                    .contiguous()?
+                    .reshape((rows, cols))?
+            }
+            _ if is_norm && gemma => (t - 1.0)?,
+            _ => t,
+        };
+        out.insert(hf, t);
+    }
+    let st = dir.join("model.safetensors");
+    candle_core::safetensors::save(&out, &st)?;
+    let model_type = match arch {
+        "gemma3" => "gemma3_text",
+        other => other,
+    };
+    let mut config = serde_json::json!({
+        "model_type": model_type,
+        "hidden_size": cfg.hidden,
+        "num_hidden_layers": cfg.layers,
+        "num_attention_heads": cfg.heads,
+        "num_key_value_heads": cfg.kv_heads,
+        "head_dim": head_dim,
+        "intermediate_size": cfg.ffn,
+        "max_position_embeddings": 512,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": if gemma { 1_000_000.0 } else { 10_000.0 },
+        "tie_word_embeddings": true,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    });
+    if let (true, Some(w)) = (gemma, cfg.window) {
+        config["sliding_window"] = w.into();
+        config["layer_types"] = (0..cfg.layers)
+            .map(|l| {
+                if l % 2 == 0 {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                }
+            })
+            .collect::<Vec<_>>()
+            .into();
+        config["rope_local_base_freq"] = 10_000.0.into();
+        config["query_pre_attn_scalar"] = head_dim.into();
+    }
+    let write = |name: &str, text: String| -> Result<()> {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| Error::write(&p, e))
+    };
+    write("config.json", config.to_string())?;
+    let tokenizer = super::tokenizer::from_gguf(&super::gguf::GgufFile::open(gguf)?)?;
+    write(
+        "tokenizer.json",
+        tokenizer
+            .to_string(false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?,
+    )?;
+    write(
+        "tokenizer_config.json",
+        serde_json::json!({"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "add_bos_token": false})
+            .to_string(),
+    )?;
+    Ok(())
+}

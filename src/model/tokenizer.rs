@@ -87,6 +87,36 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
     Ok((from_gguf(gguf)?, special))
 }
 
+/// The tokenizer of a Hugging Face model folder: `tokenizer.json`, BOS/EOS and `add_bos_token`
+/// from `tokenizer_config.json` (else `config.json`'s ids), and its chat template.
+pub fn load_folder(dir: &Path) -> Result<(Tokenizer, SpecialTokens, Option<String>)> {
+    let tokenizer = from_json_file(&dir.join("tokenizer.json"))?;
+    let read = |name: &str| -> serde_json::Value {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let (tc, config) = (read("tokenizer_config.json"), read("config.json"));
+    let id_of = |key: &str| -> Option<u32> {
+        let token = &tc[key];
+        let text = token.as_str().or(token["content"].as_str());
+        text.and_then(|t| tokenizer.token_to_id(t)).or_else(|| {
+            config[format!("{key}_id")]
+                .as_u64()
+                .or(config["text_config"][format!("{key}_id")].as_u64())
+                .map(|v| v as u32)
+        })
+    };
+    let special = SpecialTokens {
+        bos: id_of("bos_token"),
+        eos: id_of("eos_token"),
+        add_bos: tc["add_bos_token"].as_bool().unwrap_or(false),
+    };
+    let chat_template = tc["chat_template"].as_str().map(str::to_string);
+    Ok((tokenizer, special, chat_template))
+}
+
 /// `<stem>.tokenizer.json` beside `<stem>.gguf`, if present.
 pub fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
     let stem = model.file_stem()?.to_string_lossy();

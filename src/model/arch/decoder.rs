@@ -186,6 +186,47 @@ pub(crate) fn read_config(gguf: &crate::model::gguf::GgufFile, arch: &str) -> Re
     Ok(config)
 }
 
+/// Reads the hyper-parameters every architecture shares from a Hugging Face `config.json`.
+pub(crate) fn read_hf_config(
+    cfg: &crate::model::safetensors::HfConfig,
+    arch: &str,
+) -> Result<ModelConfig> {
+    let n_head = cfg.usize("num_attention_heads")?;
+    let hidden = cfg.usize("hidden_size")?;
+    let path = cfg.dir.join("config.json");
+    if n_head == 0 || hidden == 0 {
+        return Err(bad_file(
+            &path,
+            arch,
+            "num_attention_heads or hidden_size is 0".into(),
+        ));
+    }
+    let config = ModelConfig {
+        architecture: arch.to_string(),
+        n_layer: cfg.usize("num_hidden_layers")?,
+        n_head,
+        n_kv_head: cfg.usize_opt("num_key_value_heads").unwrap_or(n_head),
+        hidden,
+        head_dim: cfg.usize_opt("head_dim").unwrap_or(hidden / n_head),
+        vocab: 0,
+        context_length: cfg.usize_opt("max_position_embeddings").unwrap_or(2048),
+        rms_eps: cfg.f64_opt("rms_norm_eps").unwrap_or(1e-6),
+        rope_base: cfg.f64_opt("rope_theta").unwrap_or(10_000.0) as f32,
+    };
+    if config.n_kv_head == 0
+        || !config.n_head.is_multiple_of(config.n_kv_head)
+        || config.head_dim == 0
+        || !config.head_dim.is_multiple_of(2)
+    {
+        return Err(bad_file(
+            &path,
+            arch,
+            format!("inconsistent attention shape: {config:?}"),
+        ));
+    }
+    Ok(config)
+}
+
 /// An error for a file whose metadata or tensors do not make a valid model of `arch`.
 pub(crate) fn bad_file(path: &std::path::Path, arch: &str, what: String) -> Error {
     Error::model(

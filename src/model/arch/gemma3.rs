@@ -11,11 +11,13 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::Device;
 
 use super::decoder::{
-    bad_file, read_config, Activation, Decoder, DecoderSpec, RopeStyle, WeightFormat,
+    bad_file, read_config, read_hf_config, Activation, Decoder, DecoderSpec, RopeStyle,
+    WeightFormat,
 };
-use super::Architecture;
+use super::{Architecture, ModelConfig};
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
+use crate::model::safetensors::HfConfig;
 
 /// Every `PATTERN`-th layer is global when the file does not say (llama.cpp's default).
 const PATTERN: usize = 6;
@@ -94,7 +96,29 @@ pub fn load(
     } else {
         1.0 / (config.head_dim as f64).sqrt()
     };
-    let spec = DecoderSpec {
+    let spec = spec(
+        config,
+        window,
+        sliding,
+        local_base,
+        global_scale,
+        softcap,
+        attn_scale,
+    );
+    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+}
+
+/// Gemma 3's departures from llama, whatever file they were read from.
+fn spec(
+    config: ModelConfig,
+    window: Option<usize>,
+    sliding: Vec<bool>,
+    local_base: f32,
+    global_scale: f32,
+    softcap: Option<f32>,
+    attn_scale: f64,
+) -> DecoderSpec {
+    DecoderSpec {
         rope: RopeStyle::Neox,
         rope_tables: vec![(config.rope_base, global_scale), (local_base, 1.0)],
         rope_freq_factors: None,
@@ -109,6 +133,54 @@ pub fn load(
         qkv_bias: false,
         softcap,
         ..DecoderSpec::llama(config)
+    }
+}
+
+/// The spec of a Hugging Face Gemma 3 folder (`gemma3_text`, or a `gemma3` one's
+/// `text_config`): `layer_types` or `sliding_window_pattern`, `rope_local_base_freq`,
+/// `query_pre_attn_scalar`, linear `rope_scaling` of the global layers. Its norm weights are
+/// stored as `w` (the folder's weight source adds 1).
+pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
+    let config = read_hf_config(cfg, "gemma3")?;
+    let n = config.n_layer;
+    let window = cfg.usize_opt("sliding_window").filter(|&w| w > 0);
+    let sliding: Vec<bool> = match (window, cfg.json["layer_types"].as_array()) {
+        (None, _) => vec![false; n],
+        (Some(_), Some(types)) if types.len() == n => types
+            .iter()
+            .map(|t| t.as_str() == Some("sliding_attention"))
+            .collect(),
+        (Some(_), _) => {
+            let pattern = cfg.usize_opt("sliding_window_pattern").unwrap_or(PATTERN);
+            (0..n)
+                .map(|il| pattern == 0 || il % pattern < pattern - 1)
+                .collect()
+        }
     };
-    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+    let local_base = cfg
+        .f64_opt("rope_local_base_freq")
+        .map_or(LOCAL_ROPE_BASE, |b| b as f32);
+    let scaling = &cfg.json["rope_scaling"];
+    let global_scale = match scaling["rope_type"].as_str().or(scaling["type"].as_str()) {
+        Some("linear") => 1.0 / scaling["factor"].as_f64().unwrap_or(1.0) as f32,
+        _ => 1.0,
+    };
+    let softcap = cfg
+        .f64_opt("final_logit_softcapping")
+        .map(|c| c as f32)
+        .filter(|&c| c > 0.0);
+    let attn_scale = 1.0
+        / cfg
+            .f64_opt("query_pre_attn_scalar")
+            .unwrap_or(config.head_dim as f64)
+            .sqrt();
+    Ok(spec(
+        config,
+        window,
+        sliding,
+        local_base,
+        global_scale,
+        softcap,
+        attn_scale,
+    ))
 }

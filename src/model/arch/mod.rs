@@ -20,6 +20,7 @@ use candle_core::{Device, Tensor};
 
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
+use super::safetensors::{HfConfig, SafetensorsFolder};
 use crate::error::{Error, Result};
 
 pub use decoder::WeightFormat;
@@ -126,13 +127,19 @@ pub trait Architecture: Send + Sync {
 /// Loads the architecture's weights from an opened GGUF file.
 type Loader = fn(&mut GgufFile, WeightFormat, &Device) -> Result<Box<dyn Architecture>>;
 
-/// One supported architecture: its `general.architecture` name and its loader.
+/// Reads the architecture's spec from a Hugging Face `config.json`.
+type HfSpec = fn(&HfConfig) -> Result<decoder::DecoderSpec>;
+
+/// One supported architecture: its `general.architecture` name and its loaders.
 pub struct ArchEntry {
     /// The name GGUF files give it.
     pub name: &'static str,
     /// What models of it are (for `--help` and docs).
     pub models: &'static str,
+    /// The `model_type`s of Hugging Face `config.json` files of it.
+    pub hf_model_types: &'static [&'static str],
     load: Loader,
+    from_hf: HfSpec,
 }
 
 /// Every architecture promptevo implements, in the order error messages list them.
@@ -140,22 +147,30 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
     ArchEntry {
         name: "llama",
         models: "Llama 2/3, SmolLM, Mistral",
+        hf_model_types: &["llama", "mistral"],
         load: llama::load,
+        from_hf: llama::spec_from_hf,
     },
     ArchEntry {
         name: "gemma3",
         models: "Gemma 3 (text)",
+        hf_model_types: &["gemma3_text", "gemma3"],
         load: gemma3::load,
+        from_hf: gemma3::spec_from_hf,
     },
     ArchEntry {
         name: "qwen2",
         models: "Qwen 2, Qwen 2.5",
+        hf_model_types: &["qwen2"],
         load: qwen2::load,
+        from_hf: qwen2::spec_from_hf,
     },
     ArchEntry {
         name: "qwen3",
         models: "Qwen 3 (dense)",
+        hf_model_types: &["qwen3"],
         load: qwen3::load,
+        from_hf: qwen3::spec_from_hf,
     },
 ];
 
@@ -180,6 +195,41 @@ pub fn load(
         .find(|a| a.name == arch)
         .ok_or_else(|| unsupported(gguf.path(), &arch))?;
     (entry.load)(gguf, format, device)
+}
+
+/// Loads a Hugging Face model folder (`config.json` + `*.safetensors`) of a supported
+/// `model_type`, weights through [`SafetensorsFolder`].
+pub fn load_safetensors(
+    dir: &std::path::Path,
+    format: WeightFormat,
+    device: &Device,
+) -> Result<Box<dyn Architecture>> {
+    let cfg = HfConfig::read(dir)?;
+    let entry = ARCHITECTURES
+        .iter()
+        .find(|a| a.hf_model_types.contains(&cfg.model_type.as_str()))
+        .ok_or_else(|| {
+            let types: Vec<&str> = ARCHITECTURES
+                .iter()
+                .flat_map(|a| a.hf_model_types.iter().copied())
+                .collect();
+            Error::model(
+                &dir.join("config.json"),
+                format!(
+                    "unsupported model_type '{}' (supported: {}); use a model of a supported architecture",
+                    cfg.model_type,
+                    types.join(", ")
+                ),
+            )
+        })?;
+    let spec = (entry.from_hf)(&cfg)?;
+    let mut source = SafetensorsFolder::open(dir, entry.name == "gemma3")?;
+    Ok(Box::new(decoder::Decoder::load(
+        &mut source,
+        spec,
+        format,
+        device,
+    )?))
 }
 
 /// The error for an architecture not in [`ARCHITECTURES`].

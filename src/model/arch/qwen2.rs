@@ -5,10 +5,11 @@
 
 use candle_core::Device;
 
-use super::decoder::{read_config, Decoder, DecoderSpec, RopeStyle, WeightFormat};
+use super::decoder::{read_config, read_hf_config, Decoder, DecoderSpec, RopeStyle, WeightFormat};
 use super::Architecture;
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
+use crate::model::safetensors::HfConfig;
 
 /// Loads a Qwen 2 GGUF model onto `device`.
 pub fn load(
@@ -25,4 +26,14 @@ pub fn load(
         ..DecoderSpec::llama(config)
     };
     Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+}
+
+/// The spec of a Hugging Face qwen2 folder.
+pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
+    let config = read_hf_config(cfg, "qwen2")?;
+    Ok(DecoderSpec {
+        rope: RopeStyle::Neox,
+        qkv_bias: true,
+        ..DecoderSpec::llama(config)
+    })
 }
