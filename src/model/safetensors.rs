@@ -73,7 +73,7 @@ impl HfConfig {
 
     fn missing(&self, key: &str, what: &str) -> Error {
         Error::model(
-            &self.dir.join("config.json"),
+            self.dir.join("config.json"),
             format!("'{key}' is missing or not {what}; the folder's config.json does not describe a supported model"),
         )
     }

@@ -214,7 +214,7 @@ pub fn load_safetensors(
                 .flat_map(|a| a.hf_model_types.iter().copied())
                 .collect();
             Error::model(
-                &dir.join("config.json"),
+                dir.join("config.json"),
                 format!(
                     "unsupported model_type '{}' (supported: {}); use a model of a supported architecture",
                     cfg.model_type,
