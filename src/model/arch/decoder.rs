@@ -150,9 +150,21 @@ pub(crate) fn read_config(gguf: &crate::model::gguf::GgufFile, arch: &str) -> Re
             .unwrap_or(hidden / n_head),
     };
     let rope_base = gguf.f32_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+    let n_layer = gguf.usize(&key("block_count"))?;
+    // Refused before any per-layer table is sized by it (9 tensors per block at least).
+    if n_layer == 0 || n_layer > gguf.tensor_count() / 9 {
+        return Err(bad_file(
+            gguf.path(),
+            arch,
+            format!(
+                "block_count is {n_layer} but the file holds {} tensors (9 per block)",
+                gguf.tensor_count()
+            ),
+        ));
+    }
     let config = ModelConfig {
         architecture: arch.to_string(),
-        n_layer: gguf.usize(&key("block_count"))?,
+        n_layer,
         n_head,
         n_kv_head: gguf
             .usize_opt(&key("attention.head_count_kv"))?

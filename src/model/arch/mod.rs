@@ -21,6 +21,7 @@ use candle_core::{Device, Tensor};
 use super::gguf::GgufFile;
 use super::kv_cache::KvCache;
 use super::safetensors::{HfConfig, SafetensorsFolder};
+use super::weights::WeightSource;
 use crate::error::{Error, Result};
 
 pub use decoder::WeightFormat;
@@ -222,8 +223,19 @@ pub fn load_safetensors(
                 ),
             )
         })?;
-    let spec = (entry.from_hf)(&cfg)?;
     let mut source = SafetensorsFolder::open(dir, entry.name == "gemma3")?;
+    // Refused before any per-layer table is sized by it (9 tensors per block at least).
+    let n_layer = cfg.usize("num_hidden_layers")?;
+    if n_layer == 0 || n_layer > source.tensor_count() / 9 {
+        return Err(Error::model(
+            dir.join("config.json"),
+            format!(
+                "num_hidden_layers is {n_layer} but the folder holds {} tensors (9 per block); the folder is incomplete",
+                source.tensor_count()
+            ),
+        ));
+    }
+    let spec = (entry.from_hf)(&cfg)?;
     Ok(Box::new(decoder::Decoder::load(
         &mut source,
         spec,
