@@ -6,7 +6,14 @@
 //! prompt; labels " negative"/" positive". Each row runs in its own process so that its peak RSS
 //! is its own.
 //!
-//! `cargo bench --bench scoring [-- --json] [-- --examples N] [-- --device cuda]`
+//! `cargo bench --bench scoring [-- --json] [-- --examples N] [-- --device cuda] [-- --model gemma|PATH]`
+//!
+//! `--model gemma` benchmarks `models/gemma-3-270m-q4_k_m.gguf` (./models/fetch-gemma.sh), any
+//! other value a GGUF path; the naive candle row exists for the default (llama) model only, so
+//! for others the differences are measured against llama.cpp. The llama.cpp peer runs under
+//! `$PROMPTEVO_PYTHON` (default `python3`). GFLOP/s counts the matrix products of the blocks
+//! for every token run plus one output projection per example (attention's own products and the
+//! element-wise steps are left out), the same work for every row.
 //!
 //! With `--device cuda` (a build with `--features cuda`) the naive baseline and promptevo's rows
 //! run on the GPU (after one untimed warm-up that loads the kernels); llama.cpp stays on the CPU.
@@ -24,6 +31,34 @@ use serde::{Deserialize, Serialize};
 
 const PROMPT: &str = "Is the sentiment of this movie review positive or negative?";
 const MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA: &str = "models/gemma-3-270m-q4_k_m.gguf";
+
+/// The model file `--model` names (relative to the crate root unless absolute).
+fn model_file(flag: Option<&str>) -> String {
+    match flag {
+        None => MODEL.to_string(),
+        Some("gemma") => GEMMA.to_string(),
+        Some(p) => p.to_string(),
+    }
+}
+
+/// Multiply-adds of the blocks' matrix products per token, and of the output projection per
+/// scored row, from the file's tensor shapes.
+fn macs(model: &str) -> Result<(f64, f64)> {
+    let gguf = promptevo::model::gguf::GgufFile::open(&root().join(model))?;
+    let mut per_token = 0f64;
+    let mut vocab_row = 0f64;
+    for name in gguf.tensor_names() {
+        let dims = gguf.tensor_dims(&name).unwrap_or(&[]);
+        let n: f64 = dims.iter().map(|&d| d as f64).product();
+        if name.starts_with("blk.") && dims.len() == 2 {
+            per_token += n;
+        } else if name == "output.weight" || (name == "token_embd.weight" && vocab_row == 0.0) {
+            vocab_row = n;
+        }
+    }
+    Ok((per_token, vocab_row))
+}
 const TASK: &str = "experiments/tasks/sst2.toml";
 
 /// What one row measured.
@@ -81,7 +116,7 @@ fn row_name(device: &Device, (format, prefix_reuse, batch): (WeightFormat, bool,
         (WeightFormat::F32, false) => "f32 (candle)",
         (WeightFormat::F16, _) => "f16",
         (WeightFormat::Q8_0, _) => "Q8_0",
-        (WeightFormat::Native, _) => "Q4_1 native",
+        (WeightFormat::Native, _) => "file quantisation (candle)",
     };
     let reuse = if prefix_reuse {
         "prefix reuse"
@@ -172,11 +207,11 @@ fn device_label(device: &Device) -> &'static str {
     }
 }
 
-fn run_ours(n: usize, row: usize, device: &Device) -> Result<RowResult> {
+fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<RowResult> {
     let spec = our_rows(device)[row];
     let (format, prefix_reuse, batch_size) = spec;
     let (task, inputs) = workload(n)?;
-    let model = Model::load(&root().join(MODEL), format, device)?;
+    let model = Model::load(&root().join(model_file), format, device)?;
     let labels: Vec<Vec<u32>> = task
         .verbalizers
         .iter()
@@ -222,13 +257,14 @@ fn run_ours(n: usize, row: usize, device: &Device) -> Result<RowResult> {
     })
 }
 
-fn run_peer(n: usize) -> Result<Option<RowResult>> {
-    let ok = Command::new("python3")
+fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
+    let python = std::env::var("PROMPTEVO_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
         .args(["-c", "import llama_cpp"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("llama.cpp peer skipped: `python3 -c \"import llama_cpp\"` failed; install it with `pip install llama-cpp-python==0.3.16 numpy`");
+        eprintln!("llama.cpp peer skipped: `{python} -c \"import llama_cpp\"` failed; install it with `pip install llama-cpp-python==0.3.36 numpy` or point $PROMPTEVO_PYTHON at a Python that has it");
         return Ok(None);
     }
     let (task, _) = workload(n)?;
@@ -237,11 +273,11 @@ fn run_peer(n: usize) -> Result<Option<RowResult>> {
         .parent()
         .unwrap_or(Path::new("."))
         .join("../data/sst2/test.jsonl");
-    let out = Command::new("python3")
+    let out = Command::new(&python)
         .arg(root().join("benches/peers/llama_cpp_score.py"))
         .args([
             "--model",
-            MODEL,
+            model_file,
             "--n",
             &n.to_string(),
             "--prompt",
@@ -277,7 +313,7 @@ fn run_peer(n: usize) -> Result<Option<RowResult>> {
 }
 
 /// Runs one row in a child process (this same binary with `--row`).
-fn child(row: &str, n: usize, device: &str) -> Result<RowResult> {
+fn child(row: &str, n: usize, device: &str, model_file: &str) -> Result<RowResult> {
     let exe = std::env::current_exe()?;
     let out = Command::new(exe)
         .args([
@@ -287,6 +323,8 @@ fn child(row: &str, n: usize, device: &str) -> Result<RowResult> {
             &n.to_string(),
             "--device",
             device,
+            "--model",
+            model_file,
         ])
         .output()?;
     if !out.status.success() {
@@ -309,30 +347,49 @@ fn main() -> Result<()> {
         .unwrap_or(64);
     let device_name = flag("--device").unwrap_or_else(|| "cpu".into());
     let device = promptevo::model::parse_device(&device_name)?;
+    let model_file = model_file(flag("--model").as_deref());
     if let Some(row) = flag("--row") {
         let result = if row == "naive" {
             run_naive(n, &device)?
         } else {
-            run_ours(n, row.parse()?, &device)?
+            run_ours(n, row.parse()?, &device, &model_file)?
         };
         println!("{}", serde_json::to_string(&result)?);
         return Ok(());
     }
     let json = args.iter().any(|a| a == "--json");
-    if !root().join(MODEL).is_file() {
-        bail!("{MODEL} is missing: run ./models/fetch-default.sh");
+    if !root().join(&model_file).is_file() {
+        bail!(
+            "{model_file} is missing: run ./models/fetch-default.sh (or ./models/fetch-gemma.sh)"
+        );
     }
-    let mut rows = vec![child("naive", n, &device_name)?];
+    let with_naive = model_file == MODEL;
+    let mut rows = Vec::new();
+    if with_naive {
+        rows.push(child("naive", n, &device_name, &model_file)?);
+    }
     for (i, &spec) in our_rows(&device).iter().enumerate() {
         eprintln!("running {}", row_name(&device, spec));
-        rows.push(child(&i.to_string(), n, &device_name)?);
+        rows.push(child(&i.to_string(), n, &device_name, &model_file)?);
     }
-    rows.extend(run_peer(n)?);
-    let naive = rows[0].clone();
+    rows.extend(run_peer(n, &model_file)?);
     let peer = rows
         .iter()
         .find(|r| r.engine.contains("llama.cpp"))
         .cloned();
+    // Differences are measured against the naive row, or llama.cpp where there is none.
+    let Some(naive) = (if with_naive {
+        rows.first().cloned()
+    } else {
+        peer.clone()
+    }) else {
+        bail!("no reference row: the llama.cpp peer is needed for models other than the default");
+    };
+    let reference = if with_naive { "naive" } else { "llama.cpp" };
+    let (per_token, vocab_row) = macs(&model_file)?;
+    let gflops = |r: &RowResult| {
+        2.0 * (per_token * r.tokens as f64 + vocab_row * r.examples as f64) / r.seconds / 1e9
+    };
     let eps = |r: &RowResult| r.examples as f64 / r.seconds;
     let diff = |r: &RowResult| {
         r.scores
@@ -353,29 +410,39 @@ fn main() -> Result<()> {
     if json {
         let out: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r)}))
+            .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "gflop_per_s": gflops(r), "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r), "reference": reference}))
             .collect();
         println!("{}", serde_json::json!({ "rows": out }));
         return Ok(());
     }
     println!(
-        "workload: {n} SST-2 test sentences, prompt {PROMPT:?}, labels {:?}",
+        "workload: {n} SST-2 test sentences, model {model_file}, prompt {PROMPT:?}, labels {:?}",
         [" negative", " positive"]
     );
-    println!("| engine | tokens/s | examples/s | peak RSS MB | x naive | x llama.cpp | max abs diff to naive (nats) | same label as naive |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let speedups = if with_naive {
+        "x naive | x llama.cpp"
+    } else {
+        "x llama.cpp"
+    };
+    let bars = if with_naive { "---|---" } else { "---" };
+    println!("| engine | tokens/s | examples/s | GFLOP/s | peak RSS MB | {speedups} | max abs diff to {reference} (nats) | same label as {reference} |");
+    println!("|---|---|---|---|---|{bars}|---|---|");
     for r in &rows {
         let vs_peer = peer
             .as_ref()
             .map_or("n/a".to_string(), |p| format!("{:.2}", eps(r) / eps(p)));
+        let ratios = if with_naive {
+            format!("{:.2} | {vs_peer}", eps(r) / eps(&naive))
+        } else {
+            vs_peer
+        };
         println!(
-            "| {} | {:.0} | {:.2} | {:.0} | {:.2} | {} | {:.4} | {}/{} |",
+            "| {} | {:.0} | {:.2} | {:.1} | {:.0} | {ratios} | {:.4} | {}/{} |",
             r.engine,
             r.tokens as f64 / r.seconds,
             eps(r),
+            gflops(r),
             r.peak_rss_mb,
-            eps(r) / eps(&naive),
-            vs_peer,
             diff(r),
             agree(r),
             r.examples

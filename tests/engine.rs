@@ -26,7 +26,7 @@ fn brute_force(model: &Model, text: &str, cont: &[u32]) -> f32 {
     let mut ids = model.encode(text).unwrap();
     let n = ids.len();
     ids.extend_from_slice(cont);
-    let logp = model.llama.causal_log_probs(&ids).unwrap();
+    let logp = model.arch.causal_log_probs(&ids).unwrap();
     cont.iter()
         .enumerate()
         .map(|(j, &t)| logp[n - 1 + j][t as usize])

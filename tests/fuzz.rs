@@ -529,7 +529,7 @@ fn exercise_model(path: &Path, format: WeightFormat) -> String {
     };
     if let Ok(ids) = model.encode("the cat sat") {
         if !ids.is_empty() {
-            let _ = model.llama.causal_log_probs(&ids);
+            let _ = model.arch.causal_log_probs(&ids);
         }
     }
     if let Ok(t) = ChatTemplate::from_model(&model) {

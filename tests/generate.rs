@@ -55,7 +55,7 @@ fn greedy_generation_equals_repeated_argmax_of_a_causal_pass() {
     ids.extend(m.encode(prompt).unwrap());
     let n = ids.len();
     for _ in 0..8 {
-        let logp = m.llama.causal_log_probs(&ids).unwrap();
+        let logp = m.arch.causal_log_probs(&ids).unwrap();
         let next = argmax(logp.last().unwrap());
         if g.stop_ids().contains(&next) {
             break;

@@ -93,7 +93,7 @@ fn check_logprobs(format: WeightFormat) {
     let (mut diffs, mut agree, mut total) = (Vec::new(), 0usize, 0usize);
     let mut label_checked = false;
     for text in &refs.texts {
-        let ours = model.llama.causal_log_probs(&text.ids).unwrap();
+        let ours = model.arch.causal_log_probs(&text.ids).unwrap();
         for p in &text.positions {
             let row = &ours[p.pos];
             let argmax = row

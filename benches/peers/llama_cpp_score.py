@@ -6,7 +6,8 @@ template is rendered, log P(label | text) is computed for every label (sum over 
 label's tokens), and the argmax label is the prediction.
 
 Tokenization: text and label are tokenized separately and the ids concatenated
-(no BPE merge across the boundary), add_bos=False (the GGUF says add_bos_token=false).
+(no BPE merge across the boundary); BOS before the text when the GGUF says add_bos_token
+(Gemma yes, SmolLM2 no).
 
 Prefix reuse: the rendered template text before "{input}" is the same for every
 example. Its tokens are evaluated once; for each example we keep the KV cache for the
@@ -33,6 +34,20 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
+# llama.cpp's AMX matmul (an "extra buffer type") faults on machines whose kernel grants no AMX
+# tile state (ldtilecfg -> SIGSEGV in decode); the plain CPU path is used instead.
+_default_model_params = llama_cpp.llama_model_default_params
+
+
+def _model_params_without_amx():
+    p = _default_model_params()
+    p.use_extra_bufts = False
+    return p
+
+
+llama_cpp.llama_model_default_params = _model_params_without_amx
+llama_cpp.llama.llama_cpp.llama_model_default_params = _model_params_without_amx
+
 
 def log_softmax64(x):
     x = np.asarray(x, dtype=np.float64)
@@ -47,8 +62,9 @@ class Scorer:
         self.n_vocab = self.llm.n_vocab()
         self.evaluated = 0  # tokens passed through the model
 
-    def tok(self, s):
-        return self.llm.tokenize(s.encode("utf-8"), add_bos=False, special=True)
+    def tok(self, s, bos=False):
+        # add_bos=True prepends BOS only when the GGUF asks for it (Gemma; not SmolLM2).
+        return self.llm.tokenize(s.encode("utf-8"), add_bos=bos, special=True)
 
     def _eval_from(self, keep, ids):
         """Keep the first `keep` cached tokens, evaluate ids[keep:], return last-token logprobs."""
@@ -118,7 +134,7 @@ def main():
 
     t0 = time.perf_counter()
     if reuse:
-        pids = sc.tok(prefix)
+        pids = sc.tok(prefix, bos=True)
         # Drop the last prefix token: it may merge with the start of the input
         # (e.g. "Review: " + "it" -> "Review:" + " it"); the LCP check handles the rest.
         pids = pids[:-1]
@@ -129,7 +145,7 @@ def main():
     scores, correct = [], 0
     for row in rows:
         text = template.replace("{prompt}", args.prompt).replace("{input}", row["input"])
-        s = sc.score(sc.tok(text), label_ids, reuse)
+        s = sc.score(sc.tok(text, bos=True), label_ids, reuse)
         scores.append(s)
         pred = int(np.argmax(s))
         correct += int(targets[pred] == row["target"])

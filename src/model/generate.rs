@@ -301,7 +301,7 @@ impl<'m> Generator<'m> {
             ids.clear();
         }
         ids.extend(self.model.encode(text)?);
-        let mut cache = self.model.llama.new_cache();
+        let mut cache = self.model.arch.new_cache();
         self.generate_after(&mut cache, &ids, options, rng)
     }
 
@@ -330,7 +330,7 @@ impl<'m> Generator<'m> {
                 "nothing to continue: the prompt encodes to no tokens".into(),
             ));
         }
-        let max_pos = self.model.llama.max_positions();
+        let max_pos = self.model.arch.max_positions();
         let mut generated: Vec<u32> = Vec::new();
         let mut text = String::new();
         let mut reason = StopReason::Length;
@@ -387,11 +387,11 @@ impl<'m> Generator<'m> {
         if ids.is_empty() {
             return Ok(());
         }
-        if cache.len() + ids.len() > self.model.llama.max_positions() {
+        if cache.len() + ids.len() > self.model.arch.max_positions() {
             return Err(Error::Usage(format!(
                 "the prompt has {} tokens, more than the model's {} positions; shorten it",
                 cache.len() + ids.len(),
-                self.model.llama.max_positions()
+                self.model.arch.max_positions()
             )));
         }
         self.tokens_prefilled += ids.len() as u64;
@@ -401,8 +401,8 @@ impl<'m> Generator<'m> {
 
     /// Runs `ids` after `cache` (batch 1) and returns the next-token log-probs after the last.
     fn step(&self, cache: &mut KvCache, ids: &[u32]) -> Result<Vec<f32>> {
-        let llama = &self.model.llama;
-        let device = llama.device();
+        let arch = &self.model.arch;
+        let device = arch.device();
         let p = cache.len();
         let s = ids.len();
         let kv = p + s;
@@ -414,9 +414,9 @@ impl<'m> Generator<'m> {
         let tokens = Tensor::new(ids, device)?.unsqueeze(0)?;
         let positions = Tensor::new(positions.as_slice(), device)?.unsqueeze(0)?;
         let mask = Tensor::from_vec(mask, (1, 1, s, kv), device)?;
-        let hidden = llama.forward(&tokens, &positions, &mask, cache)?;
+        let hidden = arch.forward(&tokens, &positions, &mask, cache)?;
         let last = hidden.squeeze(0)?.narrow(0, s - 1, 1)?;
-        Ok(llama.log_probs(&last)?.squeeze(0)?.to_vec1()?)
+        Ok(arch.log_probs(&last)?.squeeze(0)?.to_vec1()?)
     }
 }
 

@@ -11,9 +11,6 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 
-/// Architectures whose forward pass promptevo implements.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
-
 /// An opened, validated GGUF file: its header and a reader for its tensors.
 pub struct GgufFile {
     path: PathBuf,
@@ -62,17 +59,11 @@ impl GgufFile {
         &self.path
     }
 
-    /// `general.architecture`, checked against [`SUPPORTED_ARCHITECTURES`].
+    /// `general.architecture`, checked against the registry ([`super::arch::ARCHITECTURES`]).
     pub fn architecture(&self) -> Result<String> {
         let arch = self.string("general.architecture")?;
-        if !SUPPORTED_ARCHITECTURES.contains(&arch.as_str()) {
-            return Err(Error::model(
-                &self.path,
-                format!(
-                    "unsupported model architecture '{arch}' (supported: {}); use a model of a supported architecture",
-                    SUPPORTED_ARCHITECTURES.join(", ")
-                ),
-            ));
+        if !super::arch::ARCHITECTURES.iter().any(|a| a.name == arch) {
+            return Err(super::arch::unsupported(&self.path, &arch));
         }
         Ok(arch)
     }
@@ -157,6 +148,21 @@ impl GgufFile {
         }
     }
 
+    /// A required array of floats.
+    pub fn floats(&self, key: &str) -> Result<Vec<f32>> {
+        match self.require(key)? {
+            Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    Value::F32(x) => Ok(*x),
+                    Value::F64(x) => Ok(*x as f32),
+                    _ => Err(self.wrong_type(key, "an array of floats")),
+                })
+                .collect(),
+            _ => Err(self.wrong_type(key, "an array of floats")),
+        }
+    }
+
     /// An optional array of integers.
     pub fn ints_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
         match self.get(key) {
@@ -182,6 +188,11 @@ impl GgufFile {
         self.content.tensor_infos.get(name).map(|i| i.shape.dims())
     }
 
+    /// The names of the stored tensors (in no particular order).
+    pub fn tensor_names(&self) -> Vec<String> {
+        self.content.tensor_infos.keys().cloned().collect()
+    }
+
     /// How many tensors the file holds.
     pub fn tensor_count(&self) -> usize {
         self.content.tensor_infos.len()
@@ -203,7 +214,7 @@ impl GgufFile {
     /// Reads one tensor onto `device`.
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         if !self.has_tensor(name) {
-            return Err(Error::model(&self.path, format!("tensor '{name}' is missing; the file is incomplete or not a llama-architecture model")));
+            return Err(Error::model(&self.path, format!("tensor '{name}' is missing; the file is incomplete or not a model of its declared architecture")));
         }
         self.content
             .tensor(&mut self.reader, name, device)

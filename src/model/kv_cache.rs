@@ -30,6 +30,8 @@ enum LayerKv {
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
     len: usize,
+    /// Position of every cached token, per batch row (what sliding windows are measured in).
+    positions: Vec<Vec<u32>>,
 }
 
 fn mixed() -> candle_core::Error {
@@ -42,7 +44,31 @@ impl KvCache {
         Self {
             layers: vec![None; n_layers],
             len: 0,
+            positions: Vec::new(),
         }
+    }
+
+    /// Records the positions of a step's new tokens (`batch × s`, row major), once per step.
+    pub(crate) fn push_positions(&mut self, batch: usize, new: &[u32]) -> Result<()> {
+        if self.positions.is_empty() {
+            self.positions = vec![Vec::new(); batch];
+        }
+        if self.positions.len() != batch || !new.len().is_multiple_of(batch.max(1)) {
+            candle_core::bail!(
+                "KV cache holds positions of {} rows, the step has {batch}",
+                self.positions.len()
+            );
+        }
+        let s = new.len() / batch.max(1);
+        for (row, chunk) in self.positions.iter_mut().zip(new.chunks(s.max(1))) {
+            row.extend_from_slice(chunk);
+        }
+        Ok(())
+    }
+
+    /// Positions of the cached tokens of batch row `row` (empty when none were recorded).
+    pub(crate) fn positions(&self, row: usize) -> &[u32] {
+        self.positions.get(row).map_or(&[], Vec::as_slice)
     }
 
     /// Number of cached positions.
@@ -168,9 +194,14 @@ impl KvCache {
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
+        let positions = match self.positions.as_slice() {
+            [row] => vec![row.clone(); batch],
+            _ => self.positions.clone(),
+        };
         Ok(Self {
             layers,
             len: self.len,
+            positions,
         })
     }
 
@@ -193,6 +224,9 @@ impl KvCache {
                     }
                 }
             }
+        }
+        for row in &mut self.positions {
+            row.truncate(len);
         }
         self.len = len;
         Ok(())

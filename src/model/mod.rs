@@ -1,25 +1,27 @@
-//! Language models: GGUF loading, the tokenizer, and the llama forward pass with an owned KV cache.
+//! Language models: GGUF loading, the tokenizer, and the architectures' forward passes with an
+//! owned KV cache.
 
+pub mod arch;
 pub mod attention;
 pub mod generate;
 pub mod gguf;
 mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
-pub mod llama;
 mod native;
+pub mod safetensors;
 pub mod source;
 pub mod tiny;
 pub mod tokenizer;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+pub use arch::{Architecture, ModelConfig, PackedRow, WeightFormat};
 pub use generate::{ChatGenerator, ChatTemplate, GenerateOptions, Generation, Generator};
 pub use kv_cache::KvCache;
-pub use llama::{Llama, LlamaConfig, WeightFormat};
-pub(crate) use native::PackedRow;
 pub use source::ModelSpec;
 pub use tokenizer::SpecialTokens;
 
@@ -66,8 +68,8 @@ pub fn parse_device(name: &str) -> Result<Device> {
 
 /// A loaded model: weights, tokenizer and the facts about it that runs record.
 pub struct Model {
-    /// The transformer.
-    pub llama: Llama,
+    /// The transformer, of the architecture the file declares.
+    pub arch: Box<dyn Architecture>,
     /// Its tokenizer.
     pub tokenizer: tokenizers::Tokenizer,
     /// BOS/EOS ids and whether BOS is prepended.
@@ -81,13 +83,31 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads a GGUF file.
+    /// Loads a GGUF file, or a Hugging Face model folder (`config.json`, `tokenizer.json`,
+    /// `*.safetensors`).
     pub fn load(path: &Path, format: WeightFormat, device: &Device) -> Result<Self> {
+        if path.is_dir() {
+            let arch = arch::load_safetensors(path, format, device)?;
+            let (tokenizer, special, chat_template) = tokenizer::load_folder(path)?;
+            return Self::assemble(path, arch, tokenizer, special, chat_template);
+        }
         let mut gguf = gguf::GgufFile::open(path)?;
-        let llama = Llama::load(&mut gguf, format, device)?;
+        let arch = arch::load(&mut gguf, format, device)?;
         let (tokenizer, special) = tokenizer::load(&gguf)?;
+        let chat_template = gguf.string("tokenizer.chat_template").ok();
+        Self::assemble(path, arch, tokenizer, special, chat_template)
+    }
+
+    /// Checks that the tokenizer fits the embedding matrix and puts the model together.
+    fn assemble(
+        path: &Path,
+        arch: Box<dyn Architecture>,
+        tokenizer: tokenizers::Tokenizer,
+        special: SpecialTokens,
+        chat_template: Option<String>,
+    ) -> Result<Self> {
         // A token id past the embedding matrix would index outside it in every forward pass.
-        let vocab = llama.config().vocab;
+        let vocab = arch.config().vocab;
         let ids = tokenizer.get_vocab_size(true);
         let specials = [special.bos, special.eos].into_iter().flatten();
         if ids > vocab || specials.clone().any(|id| id as usize >= vocab) {
@@ -99,13 +119,12 @@ impl Model {
                 ),
             ));
         }
-        let chat_template = gguf.string("tokenizer.chat_template").ok();
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         Ok(Self {
-            llama,
+            arch,
             tokenizer,
             special,
             name,

@@ -1,16 +1,20 @@
-//! The llama forward pass on the CPU for bf16 weights, without candle in the hot loop:
+//! The decoder forward pass on the CPU for bf16 weights, without candle in the hot loop:
 //! activations stay in `Vec<f32>` through each layer, the linears run promptevo's bf16 kernel
 //! (q/k/v fused into one product, gate/up into another: each output column is still its own dot
-//! product in the same order), the element-wise steps (RMS norm, interleaved RoPE, SiLU, residual
+//! product in the same order), the element-wise steps (RMS norms, RoPE, SiLU or GELU, residual
 //! adds) are plain loops over rows on rayon's threads, and attention reads the CPU rows of the
-//! [`KvCache`]. So every core runs one pool (rayon's) and candle's thread pool sits idle.
+//! [`KvCache`]. So every core runs one pool (rayon's) and candle's thread pool sits idle. What
+//! differs between architectures (q/k norms, post-norms, biases, NEOX RoPE, sliding windows) is
+//! a field of [`NativeLayer`] or [`NativeShape`]; for llama the steps are the ones it always had.
 //!
 //! Every step computes a row from that row alone, in a fixed order, with the same expressions as
-//! candle's CPU ops (`rms_norm`, `rope_i`, `silu`), so a token's result does not depend on the
+//! candle's CPU ops (`rms_norm`, `rope_i`/`rope`, `silu`, `gelu`), so a token's result does not depend on the
 //! batch, the padding or the cache it was computed with.
 
 use rayon::prelude::*;
 
+use super::arch::decoder::{Activation, RopeStyle};
+use super::arch::PackedRow;
 use super::attention::{attention_ctx, KvSeg, QueryCtx};
 use super::kernels::{exp, wide_vectors, Bf16Matrix};
 use super::kv_cache::KvCache;
@@ -24,24 +28,77 @@ pub(crate) struct NativeLayer {
     pub attn_norm: Vec<f32>,
     /// `[W_q; W_k; W_v]` stacked by output row.
     pub qkv: Bf16Matrix,
+    /// `[b_q; b_k; b_v]`, added after the product (qwen2).
+    pub qkv_bias: Option<Vec<f32>>,
+    /// Per-head RMS-norm weights of queries and keys, before RoPE (gemma3, qwen3).
+    pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     /// Attention output projection.
     pub wo: Bf16Matrix,
+    /// RMS-norm weight of the attention output before the residual add (gemma3).
+    pub post_attn_norm: Option<Vec<f32>>,
     /// RMS-norm weight before the MLP.
     pub ffn_norm: Vec<f32>,
     /// `[W_gate; W_up]` stacked by output row.
     pub gate_up: Bf16Matrix,
     /// MLP down projection.
     pub down: Bf16Matrix,
+    /// RMS-norm weight of the MLP output before the residual add (gemma3).
+    pub post_ffn_norm: Option<Vec<f32>>,
+    /// Which RoPE table this layer uses (local and global layers differ in gemma3).
+    pub rope: usize,
+    /// Whether attention is limited to the sliding window ([`NativeShape::window`]).
+    pub sliding: bool,
 }
 
 impl NativeLayer {
     /// The rest of the block once attention gave `y` (`m` rows): adds the output projection to
-    /// the residual `x`, then the gated MLP of its RMS norm.
-    fn attention_out_and_mlp(&self, x: &mut [f32], y: &[f32], m: usize, eps: f32) {
-        add_in_place(x, &self.wo.matmul(y, m));
+    /// the residual `x`, then the gated MLP of its RMS norm (each output RMS-normed first when
+    /// the layer has post-norms).
+    fn attention_out_and_mlp(&self, x: &mut [f32], y: &[f32], m: usize, shape: &NativeShape) {
+        let eps = shape.eps;
+        let mut o = self.wo.matmul(y, m);
+        if let Some(w) = &self.post_attn_norm {
+            o = rms_norm(&o, w, eps);
+        }
+        add_in_place(x, &o);
         let h = rms_norm(x, &self.ffn_norm, eps);
-        let act = silu_mul(&self.gate_up.matmul(&h, m), self.down.cols());
-        add_in_place(x, &self.down.matmul(&act, m));
+        let gu = self.gate_up.matmul(&h, m);
+        let act = match shape.activation {
+            Activation::Silu => silu_mul(&gu, self.down.cols()),
+            Activation::GeluTanh => gelu_mul(&gu, self.down.cols()),
+        };
+        let mut d = self.down.matmul(&act, m);
+        if let Some(w) = &self.post_ffn_norm {
+            d = rms_norm(&d, w, eps);
+        }
+        add_in_place(x, &d);
+    }
+
+    /// Bias, per-head q/k norms and RoPE on rows of `qkv` (`[q | k | v]`, width
+    /// `shape.qkv_width()`) at `positions`.
+    fn qkv_steps(&self, native: &Native, qkv: &mut [f32], positions: &[u32]) {
+        let shape = &native.shape;
+        let width = shape.qkv_width();
+        if let Some(b) = &self.qkv_bias {
+            qkv.par_chunks_mut(width)
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|row| row.iter_mut().zip(b).for_each(|(x, b)| *x += b));
+        }
+        if let Some((qn, kn)) = &self.qk_norm {
+            let (q_width, d, eps) = (shape.heads * shape.head_dim, shape.head_dim, shape.eps);
+            let kv_width = shape.kv_heads * d;
+            qkv.par_chunks_mut(width)
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|row| {
+                    for head in row[..q_width].chunks_exact_mut(d) {
+                        rms_in_place(head, qn, eps);
+                    }
+                    for head in row[q_width..q_width + kv_width].chunks_exact_mut(d) {
+                        rms_in_place(head, kn, eps);
+                    }
+                });
+        }
+        native.rope(qkv, positions, self.rope);
     }
 }
 
@@ -58,6 +115,22 @@ pub(crate) struct NativeShape {
     pub head_dim: usize,
     /// RMS-norm epsilon.
     pub eps: f32,
+    /// Factor of the attention scores.
+    pub scale: f32,
+    /// How RoPE pairs a head's dimensions.
+    pub rope: RopeStyle,
+    /// The MLP's gate activation.
+    pub activation: Activation,
+    /// Sliding-window length of the layers marked `sliding`: a query at position `q` sees a key
+    /// at `k` only when `q - k < window` (llama.cpp's `LLAMA_SWA_TYPE_STANDARD`).
+    pub window: Option<usize>,
+}
+
+impl NativeShape {
+    /// Width of a `[q | k | v]` row.
+    fn qkv_width(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
 }
 
 /// The model's weights in the native path's form.
@@ -66,10 +139,10 @@ pub(crate) struct Native {
     pub layers: Vec<NativeLayer>,
     /// Final RMS-norm weight.
     pub norm: Vec<f32>,
-    /// `cos(p · f_i)`, `max_positions × head_dim / 2`.
-    pub cos: Vec<f32>,
-    /// `sin(p · f_i)`, same shape.
-    pub sin: Vec<f32>,
+    /// Per RoPE table: `cos(p · f_i)`, `max_positions × head_dim / 2`.
+    pub cos: Vec<Vec<f32>>,
+    /// Per RoPE table: `sin(p · f_i)`, same shape.
+    pub sin: Vec<Vec<f32>>,
     /// Shapes.
     pub shape: NativeShape,
 }
@@ -142,6 +215,37 @@ fn silu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
     out
 }
 
+/// `gelu(gate) · up` (tanh approximation, candle's `gelu` expression) for rows of
+/// `[gate, up]` (each `ff` wide); returns rows of `ff`.
+fn gelu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    let mut out = vec![0f32; gu.len() / 2];
+    out.par_chunks_mut(ff)
+        .zip(gu.par_chunks(2 * ff))
+        .with_min_len(2)
+        .for_each(|(o, row)| {
+            let (g, u) = row.split_at(ff);
+            for ((o, &v), &u) in o.iter_mut().zip(g).zip(u) {
+                let gelu =
+                    0.5 * v * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)));
+                *o = gelu * u;
+            }
+        });
+    out
+}
+
+/// RMS norm of one row in place, with [`rms_rows`]' arithmetic.
+fn rms_in_place(x: &mut [f32], alpha: &[f32], eps: f32) {
+    let mut sum2 = 0f32;
+    for &v in x.iter() {
+        sum2 += v * v;
+    }
+    let m = (sum2 / alpha.len() as f32 + eps).sqrt();
+    for (v, &a) in x.iter_mut().zip(alpha) {
+        *v = *v / m * a;
+    }
+}
+
 impl Native {
     /// Interleaved RoPE (candle's `rope_i`) of `heads` heads starting at column `start` of a
     /// row, for the position whose tables start at `cos`/`sin`.
@@ -156,16 +260,37 @@ impl Native {
         }
     }
 
+    /// NEOX RoPE (candle's `rope`: dimension `i` pairs with `i + d/2`) of `heads` heads starting
+    /// at column `start` of a row.
+    fn rope_row_neox(
+        row: &mut [f32],
+        start: usize,
+        heads: usize,
+        d: usize,
+        cos: &[f32],
+        sin: &[f32],
+    ) {
+        let half = d / 2;
+        for h in 0..heads {
+            let x = &mut row[start + h * d..start + (h + 1) * d];
+            for i in 0..half {
+                let (a, b) = (x[i], x[i + half]);
+                x[i] = a * cos[i] - b * sin[i];
+                x[i + half] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+
     /// Fails (instead of reading past the RoPE tables) when a position is beyond them.
     fn check_positions(&self, positions: &[u32]) -> candle_core::Result<()> {
-        let max_pos = self.cos.len() / (self.shape.head_dim / 2).max(1);
+        let max_pos = self.cos.first().map_or(0, Vec::len) / (self.shape.head_dim / 2).max(1);
         if let Some(&bad) = positions.iter().find(|&&q| q as usize >= max_pos) {
             candle_core::bail!("position {bad} is past the model's {max_pos} RoPE positions");
         }
         Ok(())
     }
 
-    /// Runs `b × s` token embeddings `x` (rows of `hidden`) after what `cache` holds, with RoPE
+    /// Runs `b × s` token embeddings `x` (rows of `hidden`) after what `cache` holds, with
     /// `positions` (`b × s`) and an additive `mask` (`b × s × (cache.len() + s)`); returns the
     /// final-normed hidden states (`b × s × hidden`) and extends the cache.
     pub(crate) fn forward(
@@ -181,25 +306,55 @@ impl Native {
             heads,
             kv_heads,
             head_dim: d,
-            eps,
+            scale,
+            ..
         } = self.shape;
         let m = b * s;
+        let q_width = heads * d;
         let kv_width = kv_heads * d;
-        let qkv_width = hidden + 2 * kv_width;
+        let qkv_width = self.shape.qkv_width();
         self.check_positions(positions)?;
-        let kv_len = cache.len() + s;
+        let p = cache.len();
+        let kv_len = p + s;
         if mask.len() != m * kv_len || x.len() != m * hidden || positions.len() != m {
             candle_core::bail!("native forward: inputs do not match batch {b} × {s}");
         }
-        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        // The sliding-window mask, once for every windowed layer: the cached tokens' positions
+        // and the new ones', as llama.cpp measures windows.
+        let swa = match self.window() {
+            Some(w) => {
+                let mut out = mask.to_vec();
+                for r in 0..b {
+                    let cached = cache.positions(r);
+                    if cached.len() != p {
+                        candle_core::bail!("native forward: the KV cache lacks its positions");
+                    }
+                    let new = &positions[r * s..(r + 1) * s];
+                    for i in 0..s {
+                        let row = &mut out[(r * s + i) * kv_len..][..kv_len];
+                        window_row(row, new[i], cached.iter().chain(new), w);
+                    }
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        cache.push_positions(b, positions)?;
         for (li, layer) in self.layers.iter().enumerate() {
-            let h = rms_norm(&x, &layer.attn_norm, eps);
+            let h = rms_norm(&x, &layer.attn_norm, self.shape.eps);
             let mut qkv = layer.qkv.matmul(&h, m);
-            self.rope(&mut qkv, positions, qkv_width);
+            layer.qkv_steps(self, &mut qkv, positions);
             let rows = cache.append_rows(li, (b, s, kv_width), |r, i| {
                 let row = &qkv[(r * s + i) * qkv_width..][..qkv_width];
-                (&row[hidden..hidden + kv_width], &row[hidden + kv_width..])
+                (
+                    &row[q_width..q_width + kv_width],
+                    &row[q_width + kv_width..],
+                )
             })?;
+            let lmask: &[f32] = match (&swa, layer.sliding) {
+                (Some(w), true) => w,
+                _ => mask,
+            };
             let y = attention_ctx(&qkv, qkv_width, m, (heads, kv_heads, d), scale, |t| {
                 let row = &rows[t / s];
                 QueryCtx {
@@ -212,17 +367,24 @@ impl Native {
                         },
                         KvSeg::EMPTY,
                     ],
-                    mask: &mask[t * kv_len..(t + 1) * kv_len],
+                    mask: &lmask[t * kv_len..(t + 1) * kv_len],
                 }
             });
-            layer.attention_out_and_mlp(&mut x, &y, m, eps);
+            layer.attention_out_and_mlp(&mut x, &y, m, &self.shape);
         }
-        Ok(rms_norm(&x, &self.norm, eps))
+        Ok(rms_norm(&x, &self.norm, self.shape.eps))
+    }
+
+    /// The sliding window, when some layer uses one.
+    fn window(&self) -> Option<usize> {
+        self.shape
+            .window
+            .filter(|_| self.layers.iter().any(|l| l.sliding))
     }
 
     /// Runs packed rows of different lengths (no padding) after a shared `prefix` cache of one
     /// row (or an empty one), which it leaves as is: `x` holds the token embeddings of every row
-    /// back to back (`Σ len × hidden`), `positions` their RoPE positions, and row `r`'s `mask` is
+    /// back to back (`Σ len × hidden`), `positions` their positions, and row `r`'s `mask` is
     /// `len × (prefix.len() + len)` over the prefix and the row's own tokens. Returns the
     /// final-normed hidden states of the packed tokens listed in `keep` (ascending), in that
     /// order: the last layer runs its attention output and MLP for those tokens only. A token's
@@ -240,12 +402,14 @@ impl Native {
             heads,
             kv_heads,
             head_dim: d,
-            eps,
+            scale,
+            ..
         } = self.shape;
         let m: usize = rows.iter().map(|r| r.len).sum();
         let p = prefix.len();
+        let q_width = heads * d;
         let kv_width = kv_heads * d;
-        let qkv_width = hidden + 2 * kv_width;
+        let qkv_width = self.shape.qkv_width();
         self.check_positions(positions)?;
         if x.len() != m * hidden
             || positions.len() != m
@@ -266,7 +430,30 @@ impl Native {
             start.push(owner.len());
             owner.extend(std::iter::repeat_n(r, row.len));
         }
-        let scale = (1.0 / (d as f64).sqrt()) as f32;
+        // Each row's sliding-window mask, over the prefix's positions and its own.
+        let swa: Option<Vec<Vec<f32>>> = match self.window() {
+            Some(w) => {
+                let cached = prefix.positions(0);
+                if cached.len() != p {
+                    candle_core::bail!("packed forward: the prefix cache lacks its positions");
+                }
+                Some(
+                    rows.iter()
+                        .zip(&start)
+                        .map(|(row, &s0)| {
+                            let own = &positions[s0..s0 + row.len];
+                            let kv = p + row.len;
+                            let mut out = row.mask.to_vec();
+                            for (i, mrow) in out.chunks_exact_mut(kv).enumerate() {
+                                window_row(mrow, own[i], cached.iter().chain(own), w);
+                            }
+                            out
+                        })
+                        .collect(),
+                )
+            }
+            None => None,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             let pre = match prefix.rows(li) {
                 Some([row]) => KvSeg {
@@ -278,9 +465,9 @@ impl Native {
                 _ if p == 0 => KvSeg::EMPTY,
                 _ => candle_core::bail!("packed forward: the prefix cache is not a CPU cache"),
             };
-            let h = rms_norm(&x, &layer.attn_norm, eps);
+            let h = rms_norm(&x, &layer.attn_norm, self.shape.eps);
             let mut qkv = layer.qkv.matmul(&h, m);
-            self.rope(&mut qkv, positions, qkv_width);
+            layer.qkv_steps(self, &mut qkv, positions);
             // The last layer needs keys and values of every token but outputs only for `keep`.
             let last = li + 1 == self.layers.len();
             let queries: Vec<usize> = if last {
@@ -294,6 +481,7 @@ impl Native {
                 Vec::new()
             };
             let q: &[f32] = if last { &q_rows } else { &qkv };
+            let windowed = swa.as_ref().filter(|_| layer.sliding);
             let y = attention_ctx(
                 q,
                 qkv_width,
@@ -305,7 +493,11 @@ impl Native {
                     let r = owner[t];
                     let (row, s0) = (&rows[r], start[r]);
                     let i = t - s0;
-                    let base = s0 * qkv_width + hidden;
+                    let base = s0 * qkv_width + q_width;
+                    let mask: &[f32] = match windowed {
+                        Some(w) => &w[r],
+                        None => row.mask,
+                    };
                     QueryCtx {
                         segs: [
                             pre,
@@ -316,40 +508,60 @@ impl Native {
                                 len: row.len,
                             },
                         ],
-                        mask: &row.mask[i * (p + row.len)..(i + 1) * (p + row.len)],
+                        mask: &mask[i * (p + row.len)..(i + 1) * (p + row.len)],
                     }
                 },
             );
             if last {
                 x = gather(&x, hidden, keep);
             }
-            layer.attention_out_and_mlp(&mut x, &y, queries.len(), eps);
+            layer.attention_out_and_mlp(&mut x, &y, queries.len(), &self.shape);
         }
         if self.layers.is_empty() {
             x = gather(&x, hidden, keep);
         }
-        Ok(rms_norm(&x, &self.norm, eps))
+        Ok(rms_norm(&x, &self.norm, self.shape.eps))
     }
 
-    /// RoPE on the query and key columns of rows of `qkv` (width `qkv_width`) at `positions`.
-    fn rope(&self, qkv: &mut [f32], positions: &[u32], qkv_width: usize) {
+    /// RoPE (table `table`) on the query and key columns of rows of `qkv` at `positions`.
+    fn rope(&self, qkv: &mut [f32], positions: &[u32], table: usize) {
         let NativeShape {
-            hidden,
             heads,
             kv_heads,
             head_dim: d,
+            rope,
             ..
         } = self.shape;
         let half = d / 2;
-        qkv.par_chunks_mut(qkv_width)
+        let q_width = heads * d;
+        let (cos_t, sin_t) = (&self.cos[table], &self.sin[table]);
+        qkv.par_chunks_mut(self.shape.qkv_width())
             .zip(positions.par_iter())
             .with_min_len(ROWS_PER_TASK)
             .for_each(|(row, &p)| {
                 let p = p as usize;
-                let (cos, sin) = (&self.cos[p * half..][..half], &self.sin[p * half..][..half]);
-                Self::rope_row(row, 0, heads, d, cos, sin);
-                Self::rope_row(row, hidden, kv_heads, d, cos, sin);
+                let (cos, sin) = (&cos_t[p * half..][..half], &sin_t[p * half..][..half]);
+                match rope {
+                    RopeStyle::Interleaved => {
+                        Self::rope_row(row, 0, heads, d, cos, sin);
+                        Self::rope_row(row, q_width, kv_heads, d, cos, sin);
+                    }
+                    RopeStyle::Neox => {
+                        Self::rope_row_neox(row, 0, heads, d, cos, sin);
+                        Self::rope_row_neox(row, q_width, kv_heads, d, cos, sin);
+                    }
+                }
             });
+    }
+}
+
+/// Closes, in one query's additive mask row, the keys at least `window` positions before the
+/// query's position `q` (`keys` yields every key's position in mask order).
+fn window_row<'a>(row: &mut [f32], q: u32, keys: impl Iterator<Item = &'a u32>, window: usize) {
+    for (m, &k) in row.iter_mut().zip(keys) {
+        if i64::from(q) - i64::from(k) >= window as i64 {
+            *m = f32::NEG_INFINITY;
+        }
     }
 }
 
@@ -360,12 +572,4 @@ fn gather(x: &[f32], width: usize, idx: &[usize]) -> Vec<f32> {
         out.extend_from_slice(&x[i * width..(i + 1) * width]);
     }
     out
-}
-
-/// One row of a packed batch.
-pub(crate) struct PackedRow<'a> {
-    /// Its tokens.
-    pub len: usize,
-    /// `len × (prefix + len)` additive mask.
-    pub mask: &'a [f32],
 }

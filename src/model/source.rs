@@ -15,7 +15,7 @@ pub const FETCH_COMMAND: &str = "./models/fetch-default.sh";
 /// Where a model comes from, before it is resolved to a local file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelSpec {
-    /// A local GGUF file.
+    /// A local GGUF file or Hugging Face model folder.
     Path(PathBuf),
     /// A file of a Hugging Face hub repository (`hf:REPO[:FILE]`).
     Hub {
@@ -72,7 +72,8 @@ impl ModelSpec {
     pub fn local_path(&self) -> Result<PathBuf> {
         match self {
             ModelSpec::Path(p) => {
-                if !p.is_file() {
+                // A GGUF file, or a Hugging Face folder (config.json, *.safetensors).
+                if !p.is_file() && !p.join("config.json").is_file() {
                     let hint = if p.file_name().is_some_and(|n| n == DEFAULT_MODEL_FILE) {
                         format!(" (fetch it with `{FETCH_COMMAND}`)")
                     } else {

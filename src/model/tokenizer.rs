@@ -1,10 +1,19 @@
-//! Builds a `tokenizers::Tokenizer` from a GGUF file's own vocabulary (byte-level BPE), so that no
-//! `tokenizer.json` is needed; a `tokenizer.json` beside the model takes precedence.
+//! Builds a `tokenizers::Tokenizer` from a GGUF file's own vocabulary, so that no
+//! `tokenizer.json` is needed: byte-level BPE (`tokenizer.ggml.model = "gpt2"`, with the
+//! pre-tokenizer `tokenizer.ggml.pre` names) or SentencePiece BPE (`"llama"`, as Llama 2 and
+//! Gemma use), each giving the ids llama.cpp gives. A `tokenizer.json` of the same model takes
+//! precedence (see [`load`]).
 
 use std::path::Path;
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{Prepend, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
@@ -22,6 +31,10 @@ const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 /// The regex of llama-3-style byte-level BPE (llama.cpp's LLAMA_VOCAB_PRE_TYPE_LLAMA3).
 const LLAMA3_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// The regex of Qwen 2/3's byte-level BPE (llama.cpp's LLAMA_VOCAB_PRE_TYPE_QWEN2: llama 3's
+/// with single digits).
+const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// Token ids and strings the scorer and the generator need beyond plain encoding.
 #[derive(Clone, Debug)]
 pub struct SpecialTokens {
@@ -33,8 +46,12 @@ pub struct SpecialTokens {
     pub add_bos: bool,
 }
 
-/// Loads the tokenizer for a GGUF model: `tokenizer.json` beside the file if present, else the
-/// GGUF's embedded vocabulary.
+/// Loads the tokenizer for a GGUF model. A `tokenizer.json` only applies to the model it belongs
+/// to: `<stem>.tokenizer.json` beside `<stem>.gguf` is that model's (and must match its
+/// vocabulary); a plain `tokenizer.json` in the folder is used only when it has the GGUF's
+/// vocabulary (same size, same ids), so that in a folder of several models it is not applied to
+/// the others (a `--mutator-model` of another family, say). Otherwise the GGUF's embedded
+/// vocabulary.
 pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
     let special = SpecialTokens {
         bos: gguf
@@ -43,15 +60,98 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
         eos: gguf
             .usize_opt("tokenizer.ggml.eos_token_id")?
             .map(|x| x as u32),
-        add_bos: gguf
-            .bool_opt("tokenizer.ggml.add_bos_token")
-            .unwrap_or(false),
+        // llama.cpp's default: SentencePiece vocabularies prepend BOS unless the file says not.
+        add_bos: gguf.bool_opt("tokenizer.ggml.add_bos_token").unwrap_or(
+            gguf.get("tokenizer.ggml.model")
+                .and_then(|v| v.to_string().ok())
+                .is_some_and(|m| m == "llama"),
+        ),
     };
+    if let Some(own) = own_tokenizer_json(gguf.path()) {
+        let tokenizer = from_json_file(&own)?;
+        if let Err(e) = belongs(&tokenizer, gguf) {
+            return Err(Error::model(
+                &own,
+                format!("{e}, so it is not the tokenizer of {}: remove it or replace it with that model's tokenizer.json", gguf.path().display()),
+            ));
+        }
+        return Ok((tokenizer, special));
+    }
     let beside = gguf.path().with_file_name("tokenizer.json");
     if beside.is_file() {
-        return Ok((from_json_file(&beside)?, special));
+        let tokenizer = from_json_file(&beside)?;
+        if belongs(&tokenizer, gguf).is_ok() {
+            return Ok((tokenizer, special));
+        }
     }
     Ok((from_gguf(gguf)?, special))
+}
+
+/// The tokenizer of a Hugging Face model folder: `tokenizer.json`, BOS/EOS and `add_bos_token`
+/// from `tokenizer_config.json` (else `config.json`'s ids), and its chat template.
+pub fn load_folder(dir: &Path) -> Result<(Tokenizer, SpecialTokens, Option<String>)> {
+    let tokenizer = from_json_file(&dir.join("tokenizer.json"))?;
+    let read = |name: &str| -> serde_json::Value {
+        std::fs::read_to_string(dir.join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let (tc, config) = (read("tokenizer_config.json"), read("config.json"));
+    let id_of = |key: &str| -> Option<u32> {
+        let token = &tc[key];
+        let text = token.as_str().or(token["content"].as_str());
+        text.and_then(|t| tokenizer.token_to_id(t)).or_else(|| {
+            config[format!("{key}_id")]
+                .as_u64()
+                .or(config["text_config"][format!("{key}_id")].as_u64())
+                .map(|v| v as u32)
+        })
+    };
+    let special = SpecialTokens {
+        bos: id_of("bos_token"),
+        eos: id_of("eos_token"),
+        add_bos: tc["add_bos_token"].as_bool().unwrap_or(false),
+    };
+    let chat_template = tc["chat_template"].as_str().map(str::to_string);
+    Ok((tokenizer, special, chat_template))
+}
+
+/// `<stem>.tokenizer.json` beside `<stem>.gguf`, if present.
+pub fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
+    let stem = model.file_stem()?.to_string_lossy();
+    let p = model.with_file_name(format!("{stem}.tokenizer.json"));
+    p.is_file().then_some(p)
+}
+
+/// Whether `tokenizer` has the GGUF's vocabulary: the same number of tokens, and the GGUF's
+/// tokens (a sample of about 512 ids plus BOS and EOS) at the same ids. A GGUF without an
+/// embedded vocabulary accepts any tokenizer. The error says what differs.
+fn belongs(tokenizer: &Tokenizer, gguf: &GgufFile) -> std::result::Result<(), String> {
+    let Ok(tokens) = gguf.strings("tokenizer.ggml.tokens") else {
+        return Ok(());
+    };
+    let n = tokenizer.get_vocab_size(true);
+    if n != tokens.len() {
+        return Err(format!(
+            "it has {n} tokens, the model's vocabulary {}",
+            tokens.len()
+        ));
+    }
+    let step = (tokens.len() / 512).max(1);
+    let specials = ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
+        .iter()
+        .filter_map(|k| gguf.usize_opt(k).ok().flatten());
+    for id in (0..tokens.len()).step_by(step).chain(specials) {
+        let Some(tok) = tokens.get(id) else { continue };
+        let got = tokenizer.token_to_id(tok);
+        if got != Some(id as u32) {
+            return Err(format!(
+                "it maps token {tok:?} to {got:?}, the model to id {id}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a HF `tokenizer.json`.
@@ -102,16 +202,124 @@ fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String>
     Ok(())
 }
 
-/// Builds the tokenizer from `tokenizer.ggml.*` metadata (model `gpt2`: byte-level BPE).
+/// The GGUF tokenizer models (`tokenizer.ggml.model`) built here.
+pub const SUPPORTED_TOKENIZERS: &[&str] = &["gpt2", "llama"];
+
+/// Builds the tokenizer from `tokenizer.ggml.*` metadata: `gpt2` (byte-level BPE) or `llama`
+/// (SentencePiece BPE).
 pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     let path = gguf.path();
     let kind = gguf.string("tokenizer.ggml.model")?;
-    if kind != "gpt2" {
+    match kind.as_str() {
+        "gpt2" => byte_level_bpe(gguf),
+        "llama" => sentencepiece(gguf),
+        _ => Err(Error::model(
+            path,
+            format!("tokenizer model '{kind}' is not supported from GGUF metadata (supported: {}); put the model's tokenizer.json beside the GGUF file", SUPPORTED_TOKENIZERS.join(", ")),
+        )),
+    }
+}
+
+/// SentencePiece BPE from `tokenizer.ggml.tokens` and `.scores`, as llama.cpp's SPM tokenizer
+/// runs it: spaces become `▁` (one is prepended to each text run when
+/// `tokenizer.ggml.add_space_prefix`, default true), then adjacent pieces merge while their
+/// concatenation is a token, the highest-scoring first (leftmost on ties), and characters that
+/// are no token fall back to `<0xXX>` byte tokens. Control and user-defined tokens are matched
+/// whole first. The merges list `tokenizers` needs is derived from the scores, as Hugging Face's
+/// SentencePiece converter does: every split of a token into two tokens, ranked by the whole
+/// token's score.
+fn sentencepiece(gguf: &GgufFile) -> Result<Tokenizer> {
+    let path = gguf.path();
+    let tokens = gguf.strings("tokenizer.ggml.tokens")?;
+    let scores = gguf.floats("tokenizer.ggml.scores")?;
+    if scores.len() != tokens.len() {
         return Err(Error::model(
             path,
-            format!("tokenizer model '{kind}' is not supported from GGUF metadata (only byte-level BPE 'gpt2'); put the model's tokenizer.json beside the GGUF file"),
+            format!(
+                "tokenizer.ggml.scores has {} entries for {} tokens; the file is corrupt",
+                scores.len(),
+                tokens.len()
+            ),
         ));
     }
+    let types = gguf
+        .ints_opt("tokenizer.ggml.token_type")?
+        .unwrap_or_default();
+    let add_space_prefix = gguf
+        .bool_opt("tokenizer.ggml.add_space_prefix")
+        .unwrap_or(true);
+    let mut vocab = Vocab::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        // The first id of a duplicated piece wins, as llama.cpp's text-to-token map keeps it.
+        vocab.entry(tok.clone()).or_insert(id as u32);
+    }
+    // (whole token's score, its id, left, right): the highest score merges first; the stable
+    // sort keeps the splits of one token in position order.
+    let mut merges: Vec<(f32, u32, String, String)> = Vec::new();
+    for (id, tok) in tokens.iter().enumerate() {
+        if vocab.get(tok) != Some(&(id as u32)) {
+            continue;
+        }
+        for (at, _) in tok.char_indices().skip(1) {
+            let (l, r) = tok.split_at(at);
+            if vocab.contains_key(l) && vocab.contains_key(r) {
+                merges.push((scores[id], id as u32, l.to_string(), r.to_string()));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, l, r)| (l, r)).collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .byte_fallback(true)
+        .build()
+        .map_err(|e| {
+            Error::model(
+                path,
+                format!("cannot build SentencePiece BPE from GGUF vocabulary: {e}"),
+            )
+        })?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    let replace = Replace::new(" ", "▁").map_err(|e| Error::Tokenizer(e.to_string()))?;
+    if add_space_prefix {
+        tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
+            Prepend::new("▁".into()).into(),
+            replace.into(),
+        ])));
+    } else {
+        tokenizer.with_normalizer(Some(replace));
+    }
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new("▁", " ")
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
+    ];
+    if add_space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
+    add_whole_tokens(&mut tokenizer, &tokens, &types);
+    Ok(tokenizer)
+}
+
+/// Registers the control and user-defined tokens, which are matched whole before the model runs
+/// (llama.cpp matches user-defined ones even when special tokens are not parsed).
+fn add_whole_tokens(tokenizer: &mut Tokenizer, tokens: &[String], types: &[i64]) {
+    let specials: Vec<AddedToken> = tokens
+        .iter()
+        .zip(types.iter())
+        .filter(|(_, t)| **t == TOKEN_TYPE_CONTROL || **t == TOKEN_TYPE_USER_DEFINED)
+        .map(|(tok, _)| AddedToken::from(tok.clone(), true))
+        .collect();
+    tokenizer.add_special_tokens(&specials);
+}
+
+/// Byte-level BPE from `tokenizer.ggml.tokens` and `.merges`, with the pre-tokenizer llama.cpp
+/// uses for `tokenizer.ggml.pre`.
+fn byte_level_bpe(gguf: &GgufFile) -> Result<Tokenizer> {
+    let path = gguf.path();
     let tokens = gguf.strings("tokenizer.ggml.tokens")?;
     let merges = gguf.strings("tokenizer.ggml.merges")?;
     let types = gguf
@@ -142,14 +350,7 @@ pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     let mut tokenizer = Tokenizer::new(bpe);
     tokenizer.with_pre_tokenizer(Some(pre_tokenizer(&pre, path)?));
     tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
-
-    let specials: Vec<AddedToken> = tokens
-        .iter()
-        .zip(types.iter())
-        .filter(|(_, t)| **t == TOKEN_TYPE_CONTROL || **t == TOKEN_TYPE_USER_DEFINED)
-        .map(|(tok, _)| AddedToken::from(tok.clone(), true))
-        .collect();
-    tokenizer.add_special_tokens(&specials);
+    add_whole_tokens(&mut tokenizer, &tokens, &types);
     Ok(tokenizer)
 }
 
@@ -164,8 +365,9 @@ fn pre_tokenizer(pre: &str, path: &Path) -> Result<PreTokenizerWrapper> {
         "smollm" | "starcoder" | "refact" | "codeshell" | "command-r" => {
             PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Digits(Digits::new(true)), byte_level(true)]))
         }
-        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" => {
-            let split = Split::new(SplitPattern::Regex(LLAMA3_REGEX.to_string()), SplitDelimiterBehavior::Isolated, false)
+        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "qwen2" | "deepseek-r1-qwen" => {
+            let regex = if pre.starts_with("llama") || pre.starts_with("smaug") { LLAMA3_REGEX } else { QWEN2_REGEX };
+            let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
                 .map_err(|e| Error::Tokenizer(e.to_string()))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Split(split), byte_level(false)]))
         }

@@ -141,7 +141,7 @@ impl<'m> Engine<'m> {
         }
         let mut out = vec![Vec::new(); suffixes.len()];
         if !shared.is_empty() {
-            let mut cache = model.llama.new_cache();
+            let mut cache = model.arch.new_cache();
             let p = prefix_ids.len();
             let rows = [Row {
                 index: 0,
@@ -155,7 +155,7 @@ impl<'m> Engine<'m> {
             self.run_rows(shared, &cache, &mut out)?;
         }
         if !alone.is_empty() {
-            let cache = model.llama.new_cache();
+            let cache = model.arch.new_cache();
             self.run_rows(alone, &cache, &mut out)?;
         }
         self.texts_scored += suffixes.len() as u64;
@@ -173,7 +173,7 @@ impl<'m> Engine<'m> {
         rows.sort_by_key(|r| (r.tokens.len(), r.index));
         let model = self.model;
         let chunks: Vec<&[Row]> = rows.chunks(self.options.batch_size.max(1)).collect();
-        let scored: Vec<Result<Vec<Vec<f32>>>> = if model.llama.packs() {
+        let scored: Vec<Result<Vec<Vec<f32>>>> = if model.arch.packs() {
             // Native CPU path: batches run side by side on rayon's threads (each forward pass
             // also splits its own work), so no core waits at the end of a step.
             chunks
@@ -198,8 +198,8 @@ impl<'m> Engine<'m> {
 
 /// Scores one batch of rows after `prefix`: for each row, each continuation's log-probability.
 fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec<f32>>> {
-    let device = model.llama.device();
-    let packs = model.llama.packs();
+    let device = model.arch.device();
+    let packs = model.arch.packs();
     // Where each text's tokens start among the batch's hidden rows: packed back to back,
     // or padded to the longest text.
     let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
@@ -254,7 +254,7 @@ fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec
         let flat = hidden.reshape((chunk.len() * s, d))?;
         flat.index_select(&Tensor::new(picks.as_slice(), device)?, 0)?
     };
-    let logp = model.llama.log_probs(&picked)?;
+    let logp = model.arch.log_probs(&picked)?;
     let slots = Tensor::new(slots.as_slice(), device)?;
     let ids = Tensor::new(token_ids.as_slice(), device)?.unsqueeze(1)?;
     let lp: Vec<f32> = logp
@@ -311,15 +311,15 @@ fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize])
             mask,
         })
         .collect();
-    let llama = &model.llama;
-    let hidden = llama.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
-    let d = llama.config().hidden;
-    Ok(Tensor::from_vec(hidden, (keep.len(), d), llama.device())?)
+    let arch = &model.arch;
+    let hidden = arch.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
+    let d = arch.config().hidden;
+    Ok(Tensor::from_vec(hidden, (keep.len(), d), arch.device())?)
 }
 
 /// One forward pass over right-padded rows after `cache`; returns hidden states `(b, s, d)`.
 fn forward_rows(model: &Model, rows: &[Row], cache: &mut KvCache) -> Result<Tensor> {
-    let device: &Device = model.llama.device();
+    let device: &Device = model.arch.device();
     let b = rows.len();
     let s = rows.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
     let p = cache.len();
@@ -347,5 +347,5 @@ fn forward_rows(model: &Model, rows: &[Row], cache: &mut KvCache) -> Result<Tens
     let tokens = Tensor::from_vec(tokens, (b, s), device)?;
     let positions = Tensor::from_vec(positions, (b, s), device)?;
     let mask = Tensor::from_vec(mask, (b, 1, s, kv), device)?;
-    model.llama.forward(&tokens, &positions, &mask, cache)
+    model.arch.forward(&tokens, &positions, &mask, cache)
 }

@@ -77,7 +77,7 @@ impl ScoringBackend for LocalBackend<'_> {
                 let (cache, done) = match &prefix_cache {
                     Some(c) => c,
                     None => {
-                        let mut cache = model.llama.new_cache();
+                        let mut cache = model.arch.new_cache();
                         self.generator.prefill(&mut cache, &prefix_ids)?;
                         prefix_cache.insert((cache, prefix_ids.len()))
                     }
@@ -86,7 +86,7 @@ impl ScoringBackend for LocalBackend<'_> {
                 self.generator
                     .generate_after(&mut cache, &ids[*done..], &options, None)?
             } else {
-                let mut cache = model.llama.new_cache();
+                let mut cache = model.arch.new_cache();
                 self.generator
                     .generate_after(&mut cache, &ids, &options, None)?
             };

@@ -1,0 +1,186 @@
+//! Gemma 3 (text), as llama.cpp's `gemma3` graph runs it: the embedding scaled by
+//! `sqrt(hidden)`, RMS norms whose weights the GGUF converter already stored as `1 + w`,
+//! per-head q/k RMS norms before NEOX RoPE, post-attention and post-MLP norms, a GELU-tanh gated
+//! MLP, five local sliding-window layers (RoPE base 10k) to every global one (the file's base,
+//! 1M), attention scaled by `1/sqrt(head_dim)` (`query_pre_attn_scalar`; `hidden / n_head` for
+//! 27B), tied output embeddings and, when the file says so, final logit soft-capping.
+//!
+//! Gemma Team, "Gemma 3 Technical Report", 2025.
+
+use candle_core::quantized::gguf_file::Value;
+use candle_core::Device;
+
+use super::decoder::{
+    bad_file, read_config, read_hf_config, Activation, Decoder, DecoderSpec, RopeStyle,
+    WeightFormat,
+};
+use super::{Architecture, ModelConfig};
+use crate::error::Result;
+use crate::model::gguf::GgufFile;
+use crate::model::safetensors::HfConfig;
+
+/// Every `PATTERN`-th layer is global when the file does not say (llama.cpp's default).
+const PATTERN: usize = 6;
+/// RoPE base of the local layers when the file does not say (`rope_local_base_freq`).
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+/// Layers of Gemma 3 27B, whose queries are scaled by `hidden / n_head` instead of `head_dim`.
+const LAYERS_27B: usize = 62;
+
+/// Loads a Gemma 3 GGUF model onto `device`.
+pub fn load(
+    gguf: &mut GgufFile,
+    format: WeightFormat,
+    device: &Device,
+) -> Result<Box<dyn Architecture>> {
+    let arch = "gemma3";
+    let key = |k: &str| format!("{arch}.{k}");
+    let config = read_config(gguf, arch)?;
+    let n = config.n_layer;
+    let window = gguf
+        .usize_opt(&key("attention.sliding_window"))?
+        .filter(|&w| w > 0);
+    let sliding: Vec<bool> = match (window, gguf.get(&key("attention.sliding_window_pattern"))) {
+        (None, _) => vec![false; n],
+        (Some(_), Some(Value::Array(flags))) => {
+            let flags: Vec<bool> = flags
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Bool(b) => Some(*b),
+                    _ => None,
+                })
+                .collect();
+            if flags.len() != n {
+                return Err(bad_file(
+                    gguf.path(),
+                    arch,
+                    format!(
+                        "{arch}.attention.sliding_window_pattern has {} flags for {n} layers",
+                        flags.len()
+                    ),
+                ));
+            }
+            flags
+        }
+        (Some(_), _) => {
+            let pattern = gguf
+                .usize_opt(&key("attention.sliding_window_pattern"))?
+                .unwrap_or(PATTERN);
+            (0..n)
+                .map(|il| pattern == 0 || il % pattern < pattern - 1)
+                .collect()
+        }
+    };
+    let local_base = gguf
+        .f32_opt(&key("rope.freq_base_swa"))?
+        .unwrap_or(LOCAL_ROPE_BASE);
+    // Linear RoPE scaling (the 4B-27B models) applies to the global layers only.
+    let global_scale = match gguf.get(&key("rope.scaling.type")) {
+        Some(Value::String(t)) if t == "linear" => {
+            let factor = gguf.f32_opt(&key("rope.scaling.factor"))?.unwrap_or(1.0);
+            if !(factor.is_finite() && factor > 0.0) {
+                return Err(bad_file(
+                    gguf.path(),
+                    arch,
+                    format!("{arch}.rope.scaling.factor is {factor}"),
+                ));
+            }
+            1.0 / factor
+        }
+        _ => 1.0,
+    };
+    let softcap = gguf
+        .f32_opt(&key("final_logit_softcapping"))?
+        .filter(|&c| c > 0.0);
+    let attn_scale = if n == LAYERS_27B {
+        1.0 / ((config.hidden / config.n_head) as f64).sqrt()
+    } else {
+        1.0 / (config.head_dim as f64).sqrt()
+    };
+    let spec = spec(
+        config,
+        window,
+        sliding,
+        local_base,
+        global_scale,
+        softcap,
+        attn_scale,
+    );
+    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+}
+
+/// Gemma 3's departures from llama, whatever file they were read from.
+fn spec(
+    config: ModelConfig,
+    window: Option<usize>,
+    sliding: Vec<bool>,
+    local_base: f32,
+    global_scale: f32,
+    softcap: Option<f32>,
+    attn_scale: f64,
+) -> DecoderSpec {
+    DecoderSpec {
+        rope: RopeStyle::Neox,
+        rope_tables: vec![(config.rope_base, global_scale), (local_base, 1.0)],
+        rope_freq_factors: None,
+        layer_rope: sliding.iter().map(|&s| usize::from(s)).collect(),
+        sliding,
+        window,
+        attn_scale,
+        embed_scale: Some((config.hidden as f32).sqrt()),
+        activation: Activation::GeluTanh,
+        qk_norm: true,
+        post_norms: true,
+        qkv_bias: false,
+        softcap,
+        ..DecoderSpec::llama(config)
+    }
+}
+
+/// The spec of a Hugging Face Gemma 3 folder (`gemma3_text`, or a `gemma3` one's
+/// `text_config`): `layer_types` or `sliding_window_pattern`, `rope_local_base_freq`,
+/// `query_pre_attn_scalar`, linear `rope_scaling` of the global layers. Its norm weights are
+/// stored as `w` (the folder's weight source adds 1).
+pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
+    let config = read_hf_config(cfg, "gemma3")?;
+    let n = config.n_layer;
+    let window = cfg.usize_opt("sliding_window").filter(|&w| w > 0);
+    let sliding: Vec<bool> = match (window, cfg.json["layer_types"].as_array()) {
+        (None, _) => vec![false; n],
+        (Some(_), Some(types)) if types.len() == n => types
+            .iter()
+            .map(|t| t.as_str() == Some("sliding_attention"))
+            .collect(),
+        (Some(_), _) => {
+            let pattern = cfg.usize_opt("sliding_window_pattern").unwrap_or(PATTERN);
+            (0..n)
+                .map(|il| pattern == 0 || il % pattern < pattern - 1)
+                .collect()
+        }
+    };
+    let local_base = cfg
+        .f64_opt("rope_local_base_freq")
+        .map_or(LOCAL_ROPE_BASE, |b| b as f32);
+    let scaling = &cfg.json["rope_scaling"];
+    let global_scale = match scaling["rope_type"].as_str().or(scaling["type"].as_str()) {
+        Some("linear") => 1.0 / scaling["factor"].as_f64().unwrap_or(1.0) as f32,
+        _ => 1.0,
+    };
+    let softcap = cfg
+        .f64_opt("final_logit_softcapping")
+        .map(|c| c as f32)
+        .filter(|&c| c > 0.0);
+    let attn_scale = 1.0
+        / cfg
+            .f64_opt("query_pre_attn_scalar")
+            .unwrap_or(config.head_dim as f64)
+            .sqrt();
+    Ok(spec(
+        config,
+        window,
+        sliding,
+        local_base,
+        global_scale,
+        softcap,
+        attn_scale,
+    ))
+}
