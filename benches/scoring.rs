@@ -11,7 +11,7 @@
 //! `--model gemma` benchmarks `models/gemma-3-270m-q4_k_m.gguf` (./models/fetch-gemma.sh), any
 //! other value a GGUF path; the naive candle row exists for the default (llama) model only, so
 //! for others the differences are measured against llama.cpp. The llama.cpp peer runs under
-//! `$PROMPTEVO_PYTHON` (default `python3`). GFLOP/s counts the matrix products of the blocks
+//! `$PROMPTEVO_LLAMA_PYTHON` (as for the server test and bench; `$PROMPTEVO_PYTHON` still read; default `python3`). GFLOP/s counts the matrix products of the blocks
 //! for every token run plus one output projection per example (attention's own products and the
 //! element-wise steps are left out), the same work for every row.
 //!
@@ -284,13 +284,16 @@ fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<R
 }
 
 fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
-    let python = std::env::var("PROMPTEVO_PYTHON").unwrap_or_else(|_| "python3".into());
+    // The same variable as the server test and bench (PROMPTEVO_PYTHON is the older name).
+    let python = std::env::var("PROMPTEVO_LLAMA_PYTHON")
+        .or_else(|_| std::env::var("PROMPTEVO_PYTHON"))
+        .unwrap_or_else(|_| "python3".into());
     let ok = Command::new(&python)
         .args(["-c", "import llama_cpp"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("llama.cpp peer skipped: `{python} -c \"import llama_cpp\"` failed; install it with `pip install llama-cpp-python==0.3.36 numpy` or point $PROMPTEVO_PYTHON at a Python that has it");
+        eprintln!("llama.cpp peer skipped: `{python} -c \"import llama_cpp\"` failed; install it with `pip install llama-cpp-python==0.3.36 numpy` or point $PROMPTEVO_LLAMA_PYTHON at a Python that has it");
         return Ok(None);
     }
     let (task, _) = workload(n)?;
@@ -439,7 +442,10 @@ fn main() -> Result<()> {
             .iter()
             .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "gflop_per_s": gflops(r), "fraction_of_kernel_peak": gflops(r) / peak, "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r), "reference": reference}))
             .collect();
-        println!("{}", serde_json::json!({ "bf16_kernel_peak_gflop_per_s": peak, "rows": out }));
+        println!(
+            "{}",
+            serde_json::json!({ "bf16_kernel_peak_gflop_per_s": peak, "rows": out })
+        );
         return Ok(());
     }
     println!(
