@@ -1,8 +1,8 @@
 //! Where a model's tensors come from, behind one trait: the architectures ask for tensors by
 //! role, named as GGUF names them (`token_embd.weight`, `blk.{i}.attn_q.weight`, ...), and a
-//! source answers from its own layout. A GGUF file is one source; a safetensors folder would be
-//! another, mapping Hugging Face names (`model.layers.{i}.self_attn.q_proj.weight`) onto the same
-//! roles.
+//! source answers from its own layout. A GGUF file is one source; a Hugging Face safetensors
+//! folder (`safetensors.rs`) is another, mapping its names
+//! (`model.layers.{i}.self_attn.q_proj.weight`) onto the same roles.
 
 use std::path::Path;
 
