@@ -14,7 +14,7 @@ use promptevo::model::{Model, WeightFormat};
 use promptevo::score::{Engine, EngineOptions};
 use serde::Deserialize;
 
-/// The tiny model of each architecture: f32 weights (so llama.cpp's products are plain f32
+/// The tiny model of each architecture (and of Llama 3.1's RoPE scaling): f32 weights (so llama.cpp's products are plain f32
 /// dot products, no activation quantisation), a head width other than `hidden / heads` where the
 /// architecture allows one, a 4-token sliding window for Gemma 3.
 fn tiny_configs() -> Vec<(&'static str, TinyConfig)> {
@@ -25,6 +25,16 @@ fn tiny_configs() -> Vec<(&'static str, TinyConfig)> {
     };
     vec![
         ("llama", base.clone()),
+        (
+            "llama3",
+            // The llama model's weights (same seed): only the RoPE factors and the pre-tokenizer
+            // differ, so llama.cpp's log-probs differing from the llama model's show the factors
+            // are applied, and ours matching them show they are applied the same way.
+            TinyConfig {
+                llama3: true,
+                ..base.clone()
+            },
+        ),
         (
             "gemma3",
             TinyConfig {
@@ -293,7 +303,7 @@ fn safetensors_folders_of_every_architecture_score_as_their_gguf() {
             let a = Model::load(&gguf, format, &Device::Cpu).unwrap();
             let b = Model::load(&folder, format, &Device::Cpu)
                 .unwrap_or_else(|e| panic!("{name} {format:?}: {e}"));
-            assert_eq!(b.arch.config().architecture, name);
+            assert_eq!(b.arch.config().architecture, cfg.architecture);
             let mut worst = 0f32;
             for seq in &want.sequences {
                 let (x, y) = (

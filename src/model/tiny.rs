@@ -36,7 +36,15 @@ pub struct TinyConfig {
     pub head_dim: Option<usize>,
     /// gemma3: the sliding window, written with a pattern of 2 (even layers local, odd global).
     pub window: Option<usize>,
+    /// llama: Llama 3.1 style, with RoPE frequency factors (`rope_freqs.weight`, from
+    /// [`TINY_LLAMA3_ROPE`]) and the `llama-bpe` pre-tokenizer.
+    pub llama3: bool,
 }
+
+/// The Llama 3.1 `rope_scaling` of a tiny `llama3` model: (factor, low_freq_factor,
+/// high_freq_factor, original_max_position_embeddings), chosen so that a 16-wide head has pairs in
+/// all three regimes (unscaled, interpolated, fully scaled).
+pub const TINY_LLAMA3_ROPE: (f64, f64, f64, f64) = (8.0, 1.0, 4.0, 64.0);
 
 impl Default for TinyConfig {
     fn default() -> Self {
@@ -52,6 +60,7 @@ impl Default for TinyConfig {
             chat_template: None,
             head_dim: None,
             window: None,
+            llama3: false,
         }
     }
 }
@@ -187,6 +196,17 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
             vector(format!("blk.{l}.attn_v.bias"), kv, 0.0, 0.3)?;
         }
     }
+    if cfg.llama3 {
+        let (factor, low, high, old) = TINY_LLAMA3_ROPE;
+        let factors = crate::model::arch::llama::llama3_rope_factors(
+            head_dim, 10_000.0, factor, low, high, old,
+        );
+        let n = factors.len();
+        named.push((
+            "rope_freqs.weight".into(),
+            QTensor::quantize(&Tensor::from_vec(factors, n, &dev)?, GgmlDType::F32)?,
+        ));
+    }
     let s = |x: &str| Value::String(x.to_string());
     let metadata: Vec<(String, Value)> = vec![
         ("general.architecture".into(), s(arch)),
@@ -229,6 +249,8 @@ pub fn write_tiny_llama(path: &Path, cfg: &TinyConfig) -> Result<()> {
             "tokenizer.ggml.pre".into(),
             s(if arch.starts_with("qwen") {
                 "qwen2"
+            } else if cfg.llama3 {
+                "llama-bpe"
             } else {
                 "smollm"
             }),
@@ -296,6 +318,10 @@ pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result
     let head_dim = cfg.head_dim.unwrap_or(cfg.hidden / cfg.heads);
     let mut out: HashMap<String, Tensor> = HashMap::new();
     for name in content.tensor_infos.keys() {
+        // Llama 3's RoPE factors are `rope_scaling` in config.json, not a tensor.
+        if name == "rope_freqs.weight" {
+            continue;
+        }
         let t = content.tensor(&mut file, name, &dev)?.dequantize(&dev)?;
         let hf = match name.as_str() {
             "token_embd.weight" => "model.embed_tokens.weight".to_string(),
@@ -368,6 +394,16 @@ pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result
         "bos_token_id": 0,
         "eos_token_id": 0,
     });
+    if cfg.llama3 {
+        let (factor, low, high, old) = TINY_LLAMA3_ROPE;
+        config["rope_scaling"] = serde_json::json!({
+            "rope_type": "llama3",
+            "factor": factor,
+            "low_freq_factor": low,
+            "high_freq_factor": high,
+            "original_max_position_embeddings": old,
+        });
+    }
     if let (true, Some(w)) = (gemma, cfg.window) {
         config["sliding_window"] = w.into();
         config["layer_types"] = (0..cfg.layers)

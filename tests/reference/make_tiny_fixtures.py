@@ -7,7 +7,7 @@ fixed token sequences with llama.cpp (f32 weights, f32 KV cache) and writes
 tests/reference/tiny/logprobs.json: per architecture the file's FNV-1a hash, per sequence the
 float64 log-softmax over the whole vocabulary after every prefix, and the token ids of the
 reference strings of make_fixtures.py (the qwen models declare the `qwen2` pre-tokenizer, the
-others `smollm`).
+llama3 model `llama-bpe` and RoPE frequency factors, the others `smollm`).
 
 Usage (from the repository root):
 

@@ -63,23 +63,35 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
         let old = num("original_max_position_embeddings", 8192.0);
         let d = spec.config.head_dim;
         let base = f64::from(spec.config.rope_base);
-        spec.rope_freq_factors = Some(
-            (0..d / 2)
-                .map(|i| {
-                    let freq = 1.0 / base.powf(2.0 * i as f64 / d as f64);
-                    let wavelen = 2.0 * std::f64::consts::PI / freq;
-                    let f = if wavelen < old / high {
-                        1.0
-                    } else if wavelen > old / low {
-                        factor
-                    } else {
-                        let smooth = (old / wavelen - low) / (high - low);
-                        1.0 / ((1.0 - smooth) / factor + smooth)
-                    };
-                    f as f32
-                })
-                .collect(),
-        );
+        spec.rope_freq_factors = Some(llama3_rope_factors(d, base, factor, low, high, old));
     }
     Ok(spec)
+}
+
+/// Llama 3.1's RoPE scaling as per-pair frequency divisors (what llama.cpp's converter writes as
+/// `rope_freqs.weight`): 1 for wavelengths shorter than `old / high`, `factor` for those longer
+/// than `old / low`, interpolated smoothly between.
+pub(crate) fn llama3_rope_factors(
+    head_dim: usize,
+    base: f64,
+    factor: f64,
+    low: f64,
+    high: f64,
+    old: f64,
+) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|i| {
+            let freq = 1.0 / base.powf(2.0 * i as f64 / head_dim as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            let f = if wavelen < old / high {
+                1.0
+            } else if wavelen > old / low {
+                factor
+            } else {
+                let smooth = (old / wavelen - low) / (high - low);
+                1.0 / ((1.0 - smooth) / factor + smooth)
+            };
+            f as f32
+        })
+        .collect()
 }
