@@ -2,8 +2,8 @@
 //! server on 127.0.0.1 (started and stopped by each test) and tiny fake servers: accuracy agrees
 //! with the in-process engine, the shifted echo of llama-cpp-python 0.3.36 is caught, an
 //! `optimize` runs with a model-driven operator, a run whose server dies stops with one line and
-//! resumes to the uninterrupted log, and transient failures are retried with a bounded number of
-//! attempts.
+//! resumes to the uninterrupted log, a mutator whose every reply is rejected is warned about, and
+//! transient failures are retried with a bounded number of attempts.
 //!
 //! The server comes from `$PROMPTEVO_LLAMA_PYTHON` (a python with `llama-cpp-python[server]`)
 //! or is installed by `tests/support/llama-server-venv.sh` into `target/llama-server-venv`
@@ -256,7 +256,11 @@ fn optimize_through_the_server_with_a_model_driven_operator() {
     let dir = tempfile::tempdir().unwrap();
     let server = LlamaServer::start(&python, dir.path());
     let run = dir.path().join("run");
-    assert_ok(&small_server_optimize(&server.url(), &run).output().unwrap());
+    let out = small_server_optimize(&server.url(), &run).output().unwrap();
+    assert_ok(&out);
+    // A working writer is not warned about.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning:"), "{stderr}");
     let evaluations = evaluations(&run);
     let initial: Vec<&String> = evaluations
         .iter()
@@ -657,4 +661,53 @@ fn a_multi_token_label_without_usable_echo_is_refused_with_the_fix() {
         "{stderr}"
     );
     assert!(stderr.contains("one-token verbalisers"), "{stderr}");
+}
+
+#[test]
+fn a_mutator_whose_replies_are_all_rejected_is_warned_about_in_the_terminal_and_the_report() {
+    // Scoring runs in-process on the default model; the mutator is a fake server whose every
+    // reply holds the `{input}` placeholder, which cleaning rejects.
+    let (url, count, _) = fake_server(|_, request| {
+        Some(if request.starts_with("GET") {
+            http(
+                "200 OK",
+                r#"{"object": "list", "data": [{"id": "fake-writer"}]}"#,
+            )
+        } else {
+            http(
+                "200 OK",
+                r#"{"choices": [{"message": {"role": "assistant", "content": "Classify {input} now."}}], "usage": {"completion_tokens": 4}}"#,
+            )
+        })
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let out = bin()
+        .current_dir(root())
+        .args(["optimize", "--task", "experiments/tasks/sst2.toml", "--quiet"])
+        .args(["--strategy", "hillclimb", "--population", "3", "--generations", "1"])
+        .args([
+            "--operators",
+            "paraphrase=1,delete=0,swap=0,insert=0,persona=0,constraint=0,demo-add=0,demo-drop=0,demo-swap=0,demo-set=0,demo-order=0",
+        ])
+        .args(["--dev-limit", "4", "--test-limit", "4", "--validation-limit", "4"])
+        .args(["--max-initial-prompts", "1", "--seed", "3"])
+        .arg("--model")
+        .arg(default_model())
+        .args(["--mutator-model", &url])
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let asked = count.load(Ordering::SeqCst) - 1; // the first request lists the models
+    assert!(asked >= 3, "{asked} chat requests; {stderr}");
+    let warning = format!("{asked} of {asked} replies from the mutator model were rejected");
+    assert!(stderr.contains(&format!("warning: {warning}")), "{stderr}");
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        report.contains(&format!("**Warning:** {warning}")),
+        "{report}"
+    );
 }

@@ -175,6 +175,8 @@ pub struct SearchOutcome {
     pub generations: usize,
     /// Why it ended.
     pub stop: StopReason,
+    /// Replies the model gave to operators.
+    pub model_replies: u64,
     /// Model replies rejected by cleaning.
     pub rejected_replies: u64,
     /// Children that paired screening stopped (worse than their parent on the minibatch).
@@ -810,6 +812,7 @@ impl<'e, 'g> Search<'e, 'g> {
             evals_used: self.evals_used,
             generations: self.generations,
             stop: self.stop.unwrap_or(StopReason::Generations),
+            model_replies: self.ops.model_replies,
             rejected_replies: self.ops.rejected_replies,
             screened_out: self.screened_out,
             validation_evals: self.validation_evals,

@@ -80,6 +80,9 @@ pub struct Report {
     /// Why the search ended.
     #[serde(default)]
     pub stop: String,
+    /// Replies the model gave to operators.
+    #[serde(default)]
+    pub model_replies: u64,
     /// Model replies that operators rejected (empty, too long, placeholders).
     #[serde(default)]
     pub rejected_replies: u64,
@@ -105,6 +108,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::score::BackendInfo>,
 }
+
+/// Rejected model replies below which no warning is given, however few replies there were.
+const MIN_REJECTED_TO_WARN: u64 = 3;
 
 /// The plots a report links to.
 pub const PLOTS: [&str; 3] = ["generations.svg", "progress.svg", "operators.svg"];
@@ -200,13 +206,16 @@ impl Report {
             },
             if self.rejected_replies > 0 {
                 format!(
-                    "; {} model replies rejected by cleaning",
-                    self.rejected_replies
+                    "; {} of {} model replies rejected by cleaning",
+                    self.rejected_replies, self.model_replies
                 )
             } else {
                 String::new()
             }
         );
+        if let Some(warning) = self.rejected_replies_warning() {
+            s += &format!("\n> **Warning:** {warning}\n\n");
+        }
         s += &format!(
             "- validation: {} example evaluations for the final choice (not charged to the budget)\n\n",
             self.validation_evals
@@ -305,6 +314,19 @@ impl Report {
 }
 
 impl Report {
+    /// A warning when most of the model's replies were unusable, so that the model-driven
+    /// operators barely searched (None when they mostly worked or the model was not asked).
+    pub fn rejected_replies_warning(&self) -> Option<String> {
+        (self.rejected_replies >= MIN_REJECTED_TO_WARN
+            && self.rejected_replies * 2 >= self.model_replies)
+            .then(|| {
+                format!(
+                    "{} of {} replies from the mutator model were rejected (empty, too long, or holding {{input}}/{{prompt}}), so its operators made few or no children; use an instruction-tuned --mutator-model or a strategy without model-driven operators",
+                    self.rejected_replies, self.model_replies
+                )
+            })
+    }
+
     /// The "final choice" section: the finalists on dev and validation and why the answer won.
     fn choice_markdown(&self) -> String {
         let Some(c) = &self.final_choice else {

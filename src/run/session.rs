@@ -326,6 +326,7 @@ pub fn execute(
         lineage: Vec::new(),
         evals_used: outcome.evals_used,
         stop: outcome.stop.to_string(),
+        model_replies: outcome.model_replies,
         rejected_replies: outcome.rejected_replies,
         fitness: cfg.fitness.to_string(),
         screened_out: outcome.screened_out,
@@ -337,5 +338,9 @@ pub fn execute(
         backend: backend.and_then(|_| backend_info(scorer, &mutator_note)),
     };
     report.write(folder, &records)?;
+    // Shown even with --quiet: a mutator that writes nothing usable wastes the whole search.
+    if let Some(warning) = report.rejected_replies_warning() {
+        eprintln!("warning: {warning}");
+    }
     Ok(report)
 }

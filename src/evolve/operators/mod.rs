@@ -109,6 +109,8 @@ pub struct OperatorContext<'a> {
     pub thinking_style: Option<String>,
     /// Promptbreeder: a new mutation-prompt set by hypermutation, taken by the strategy.
     pub new_mutation_prompt: Option<String>,
+    /// Replies the model gave (for reports and the rejected-replies warning).
+    pub model_replies: u64,
     /// Replies the model gave that were rejected by cleaning (for reports).
     pub rejected_replies: u64,
 }
@@ -135,7 +137,11 @@ impl<'a> OperatorContext<'a> {
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<String>, EvolveError> {
         match self.generator.as_deref_mut() {
-            Some(g) => g.chat(messages, rng).map(Some),
+            Some(g) => {
+                let reply = g.chat(messages, rng)?;
+                self.model_replies += 1;
+                Ok(Some(reply))
+            }
             None => Ok(None),
         }
     }
