@@ -14,6 +14,7 @@ use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
 use promptevo::model::{Model, ModelSpec, WeightFormat};
 use promptevo::remote::ServerConfig;
+use promptevo::run::checkpoint::Checkpoint;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
 use promptevo::score::{EngineOptions, Scorer};
@@ -748,8 +749,23 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
     }
     let task = Task::load(&settings.task)?;
     let (records, dropped) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
+    // The log is what resume replays; the checkpoint only says where the run stood, so a
+    // damaged one is reported and set aside rather than blocking the resume.
+    let (at, lost) = match Checkpoint::read(&folder) {
+        Ok(Some(checkpoint)) => {
+            let (at, lost) = checkpoint.describe(records.len());
+            (format!("; {at}"), lost)
+        }
+        Ok(None) => ("; no generation had finished".to_string(), None),
+        Err(reason) => (
+            String::new(),
+            Some(format!(
+                "{reason}; it is ignored (the evaluation log is the record)"
+            )),
+        ),
+    };
     eprintln!(
-        "resuming {}: {} evaluations logged{}",
+        "resuming {}: {} evaluations logged{}{at}",
         folder.root().display(),
         records.len(),
         if dropped {
@@ -758,6 +774,9 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
             ""
         }
     );
+    if let Some(warning) = lost {
+        eprintln!("warning: {warning}");
+    }
     search_and_report(&settings, &task, &folder, records, args.quiet)
 }
 

@@ -99,6 +99,7 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
                 .unwrap();
             std::io::Write::write_all(&mut f, b"{\"id\": 99, \"generation\": 1, \"pro").unwrap();
         }
+        let had_checkpoint = run.join("checkpoint.json").exists();
         let resumed = bin()
             .arg("resume")
             .arg(&run)
@@ -107,6 +108,15 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
             .output()
             .unwrap();
         assert_ok(&resumed);
+        // Resume says where the run stood, from checkpoint.json, and finds nothing lost.
+        let said = String::from_utf8_lossy(&resumed.stderr);
+        let stood = if had_checkpoint {
+            "last checkpoint after generation"
+        } else {
+            "no generation had finished"
+        };
+        assert!(said.contains(stood), "{said}");
+        assert!(!said.contains("warning:"), "{said}");
         let got = evaluations(&run);
         assert_eq!(
             got, want,

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use crate::evolve::results::{ExampleResult, Pool, Results};
 use crate::evolve::{Candidate, Evaluator, EvolveError, Scored};
-use crate::run::folder::{RunFolder, CHECKPOINT_FILE};
+use crate::run::checkpoint::{Checkpoint, Member};
+use crate::run::folder::RunFolder;
 use crate::run::log::{EvaluationLog, EvaluationRecord};
 use crate::score::Scorer;
 use crate::task::{metrics, Fitness, Split};
@@ -263,15 +264,21 @@ impl Evaluator for RunEvaluator<'_, '_> {
         population: &[Scored],
     ) -> Result<(), EvolveError> {
         if let Some(folder) = &self.checkpoints {
-            let checkpoint = serde_json::json!({
-                "generation": generation,
-                "population": population.iter().map(|p| serde_json::json!({"id": p.candidate.id, "score": p.score})).collect::<Vec<_>>(),
-                "candidates": self.records.len(),
-                "forward_passes": self.records.iter().map(|r| r.forward_passes).sum::<usize>(),
-                "evals_used": self.evals_used,
-            });
-            folder
-                .write_json(CHECKPOINT_FILE, &checkpoint)
+            let checkpoint = Checkpoint {
+                generation,
+                population: population
+                    .iter()
+                    .map(|p| Member {
+                        id: p.candidate.id,
+                        score: p.score,
+                    })
+                    .collect(),
+                candidates: self.records.len(),
+                forward_passes: self.records.iter().map(|r| r.forward_passes).sum(),
+                evals_used: self.evals_used,
+            };
+            checkpoint
+                .write(folder)
                 .map_err(|e| EvolveError::Record(e.to_string()))?;
         }
         if let Some(bar) = &self.progress {

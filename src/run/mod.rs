@@ -1,6 +1,8 @@
-//! Run folders: the resolved config, the append-only evaluation log, and the final report.
+//! Run folders: the resolved config, the append-only evaluation log, the per-generation
+//! checkpoint, and the final report.
 
 pub mod analysis;
+pub mod checkpoint;
 pub mod evaluator;
 pub mod folder;
 pub mod log;
