@@ -558,8 +558,10 @@ impl Native {
 /// Closes, in one query's additive mask row, the keys at least `window` positions before the
 /// query's position `q` (`keys` yields every key's position in mask order).
 fn window_row<'a>(row: &mut [f32], q: u32, keys: impl Iterator<Item = &'a u32>, window: usize) {
+    // A window wider than i64 closes nothing (a plain `as` cast would wrap and close all).
+    let window = i64::try_from(window).unwrap_or(i64::MAX);
     for (m, &k) in row.iter_mut().zip(keys) {
-        if i64::from(q) - i64::from(k) >= window as i64 {
+        if i64::from(q) - i64::from(k) >= window {
             *m = f32::NEG_INFINITY;
         }
     }

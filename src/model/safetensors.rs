@@ -48,6 +48,26 @@ impl HfConfig {
         })
     }
 
+    /// This config with `defaults` filled in where a key is absent (integers where the value is
+    /// whole; an explicit `null` stays): for architectures whose config.json leaves out default
+    /// values.
+    pub fn with_defaults(&self, defaults: &[(&str, f64)]) -> Self {
+        let mut out = self.clone();
+        if let Some(map) = out.json.as_object_mut() {
+            for (key, value) in defaults {
+                if !map.contains_key(*key) {
+                    let v = if value.fract() == 0.0 && *value >= 0.0 {
+                        serde_json::json!(*value as u64)
+                    } else {
+                        serde_json::json!(*value)
+                    };
+                    map.insert((*key).to_string(), v);
+                }
+            }
+        }
+        out
+    }
+
     /// A required unsigned integer.
     pub fn usize(&self, key: &str) -> Result<usize> {
         self.json[key]

@@ -404,6 +404,10 @@ pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result
             "original_max_position_embeddings": old,
         });
     }
+    if gemma && cfg.window.is_none() {
+        // Gemma3TextConfig's default is a 4096 window: no window must be said.
+        config["sliding_window"] = serde_json::Value::Null;
+    }
     if let (true, Some(w)) = (gemma, cfg.window) {
         config["sliding_window"] = w.into();
         config["layer_types"] = (0..cfg.layers)
@@ -416,6 +420,8 @@ pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result
             })
             .collect::<Vec<_>>()
             .into();
+    }
+    if gemma {
         config["rope_local_base_freq"] = 10_000.0.into();
         config["query_pre_attn_scalar"] = head_dim.into();
     }

@@ -176,25 +176,7 @@ pub(crate) fn read_config(gguf: &crate::model::gguf::GgufFile, arch: &str) -> Re
         rms_eps: gguf.f32(&key("attention.layer_norm_rms_epsilon"))? as f64,
         rope_base,
     };
-    if config.n_kv_head == 0
-        || !config.n_head.is_multiple_of(config.n_kv_head)
-        || config.head_dim == 0
-        || !config.head_dim.is_multiple_of(2)
-        || config.hidden == 0
-    {
-        return Err(bad_file(
-            gguf.path(),
-            arch,
-            format!("inconsistent attention shape in metadata: {config:?}"),
-        ));
-    }
-    if !(rope_base.is_finite() && rope_base > 0.0) {
-        return Err(bad_file(
-            gguf.path(),
-            arch,
-            format!("{arch}.rope.freq_base is {rope_base}, not a positive number"),
-        ));
-    }
+    check_config(&config, gguf.path(), arch)?;
     Ok(config)
 }
 
@@ -225,18 +207,108 @@ pub(crate) fn read_hf_config(
         rms_eps: cfg.f64_opt("rms_norm_eps").unwrap_or(1e-6),
         rope_base: cfg.f64_opt("rope_theta").unwrap_or(10_000.0) as f32,
     };
+    check_config(&config, &path, arch)?;
+    Ok(config)
+}
+
+/// Most blocks a model may declare (the largest open models have about 130): a count past it
+/// is a damaged or hostile file, refused before any per-layer table is sized by it.
+const MAX_LAYERS: usize = 1024;
+
+/// The consistency checks both metadata readers share: one error naming `path` and the value.
+fn check_config(config: &ModelConfig, path: &std::path::Path, arch: &str) -> Result<()> {
+    let width = |heads: usize| heads.checked_mul(config.head_dim);
     if config.n_kv_head == 0
         || !config.n_head.is_multiple_of(config.n_kv_head)
         || config.head_dim == 0
         || !config.head_dim.is_multiple_of(2)
+        || config.hidden == 0
+        || width(config.n_head).is_none()
+        || width(config.n_kv_head).is_none()
     {
         return Err(bad_file(
-            &path,
+            path,
             arch,
-            format!("inconsistent attention shape: {config:?}"),
+            format!("inconsistent attention shape in metadata: {config:?}"),
         ));
     }
-    Ok(config)
+    if config.n_layer == 0 || config.n_layer > MAX_LAYERS {
+        return Err(bad_file(
+            path,
+            arch,
+            format!(
+                "the model declares {} blocks; a model has 1 to {MAX_LAYERS}",
+                config.n_layer
+            ),
+        ));
+    }
+    let base = config.rope_base;
+    if !(base.is_finite() && base > 0.0) {
+        return Err(bad_file(
+            path,
+            arch,
+            format!("the RoPE base (rope.freq_base / rope_theta) is {base}, not a positive number"),
+        ));
+    }
+    if !(config.rms_eps.is_finite() && config.rms_eps >= 0.0) {
+        return Err(bad_file(
+            path,
+            arch,
+            format!(
+                "the RMS-norm epsilon is {}, not a number >= 0",
+                config.rms_eps
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses RoPE scaling the decoder would not apply: GGUF `{arch}.rope.scaling.type` other than
+/// `none` (or linear by 1), so that no file runs with silently wrong positions. Llama 3's
+/// `rope_freqs` and Gemma 3's linear scaling are read by their own architectures.
+pub(crate) fn refuse_gguf_rope_scaling(
+    gguf: &crate::model::gguf::GgufFile,
+    arch: &str,
+) -> Result<()> {
+    let kind = match gguf.get(&format!("{arch}.rope.scaling.type")) {
+        None => return Ok(()),
+        Some(candle_core::quantized::gguf_file::Value::String(t)) => t.clone(),
+        Some(other) => format!("{other:?}"),
+    };
+    let factor = gguf.f32_opt(&format!("{arch}.rope.scaling.factor"))?;
+    let harmless = kind == "none" || (kind == "linear" && factor.is_none_or(|f| f == 1.0));
+    if harmless {
+        return Ok(());
+    }
+    Err(bad_file(
+        gguf.path(),
+        arch,
+        format!("{arch}.rope.scaling.type is '{kind}', which promptevo does not apply to {arch} models; use a file converted without RoPE scaling"),
+    ))
+}
+
+/// Refuses a Hugging Face `rope_scaling` other than none/default, for architectures whose
+/// decoder applies none (the llama and Gemma 3 readers handle theirs).
+pub(crate) fn refuse_hf_rope_scaling(
+    cfg: &crate::model::safetensors::HfConfig,
+    arch: &str,
+) -> Result<()> {
+    let scaling = &cfg.json["rope_scaling"];
+    if scaling.is_null() {
+        return Ok(());
+    }
+    let kind = scaling["rope_type"]
+        .as_str()
+        .or(scaling["type"].as_str())
+        .unwrap_or("unnamed");
+    if kind == "default" || kind == "none" {
+        return Ok(());
+    }
+    Err(bad_file(
+        &cfg.dir.join("config.json"),
+        arch,
+        format!("rope_scaling type '{kind}' is not supported for {arch}; remove rope_scaling from config.json to run the model at its trained context"),
+    ))
 }
 
 /// An error for a file whose metadata or tensors do not make a valid model of `arch`.
@@ -709,7 +781,8 @@ impl Decoder {
             for i in 0..s {
                 let row = &mut out[(r * s + i) * kv..][..kv];
                 for (m, &k) in row.iter_mut().zip(cached.iter().chain(new)) {
-                    if i64::from(new[i]) - i64::from(k) >= window as i64 {
+                    if i64::from(new[i]) - i64::from(k) >= i64::try_from(window).unwrap_or(i64::MAX)
+                    {
                         *m = f32::NEG_INFINITY;
                     }
                 }

@@ -26,6 +26,30 @@ const LOCAL_ROPE_BASE: f32 = 10_000.0;
 /// Layers of Gemma 3 27B, whose queries are scaled by `hidden / n_head` instead of `head_dim`.
 const LAYERS_27B: usize = 62;
 
+/// Gemma3TextConfig's defaults for the keys the decoder reads (transformers leaves a key out
+/// of config.json when it has its default value).
+const HF_DEFAULTS: &[(&str, f64)] = &[
+    ("num_hidden_layers", 26.0),
+    ("num_attention_heads", 8.0),
+    ("num_key_value_heads", 4.0),
+    ("hidden_size", 2304.0),
+    ("head_dim", 256.0),
+    ("rms_norm_eps", 1e-6),
+    ("rope_theta", 1_000_000.0),
+    ("rope_local_base_freq", 10_000.0),
+    ("query_pre_attn_scalar", 256.0),
+    ("sliding_window", 4096.0),
+    ("sliding_window_pattern", 6.0),
+    ("max_position_embeddings", 131_072.0),
+];
+
+/// Which of `n` layers are local (sliding-window): all but every `pattern`-th (0: all).
+fn sliding_from_pattern(n: usize, pattern: usize) -> Vec<bool> {
+    (0..n)
+        .map(|il| pattern == 0 || il % pattern < pattern - 1)
+        .collect()
+}
+
 /// Loads a Gemma 3 GGUF model onto `device`.
 pub fn load(
     gguf: &mut GgufFile,
@@ -65,9 +89,7 @@ pub fn load(
             let pattern = gguf
                 .usize_opt(&key("attention.sliding_window_pattern"))?
                 .unwrap_or(PATTERN);
-            (0..n)
-                .map(|il| pattern == 0 || il % pattern < pattern - 1)
-                .collect()
+            sliding_from_pattern(n, pattern)
         }
     };
     let local_base = gguf
@@ -86,7 +108,15 @@ pub fn load(
             }
             1.0 / factor
         }
-        _ => 1.0,
+        Some(Value::String(t)) if t == "none" => 1.0,
+        None => 1.0,
+        Some(other) => return Err(bad_file(
+            gguf.path(),
+            arch,
+            format!(
+                "{arch}.rope.scaling.type is {other:?}; only linear scaling is applied to Gemma 3"
+            ),
+        )),
     };
     let softcap = gguf
         .f32_opt(&key("final_logit_softcapping"))?
@@ -141,7 +171,10 @@ fn spec(
 /// `query_pre_attn_scalar`, linear `rope_scaling` of the global layers. Its norm weights are
 /// stored as `w` (the folder's weight source adds 1).
 pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
+    // transformers writes only the values that differ from Gemma3TextConfig's defaults.
+    let cfg = &cfg.with_defaults(HF_DEFAULTS);
     let config = read_hf_config(cfg, "gemma3")?;
+    let path = cfg.dir.join("config.json");
     let n = config.n_layer;
     let window = cfg.usize_opt("sliding_window").filter(|&w| w > 0);
     let sliding: Vec<bool> = match (window, cfg.json["layer_types"].as_array()) {
@@ -150,20 +183,53 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
             .iter()
             .map(|t| t.as_str() == Some("sliding_attention"))
             .collect(),
-        (Some(_), _) => {
-            let pattern = cfg.usize_opt("sliding_window_pattern").unwrap_or(PATTERN);
-            (0..n)
-                .map(|il| pattern == 0 || il % pattern < pattern - 1)
-                .collect()
+        (Some(_), Some(types)) => {
+            return Err(bad_file(
+                &path,
+                "gemma3",
+                format!(
+                    "layer_types lists {} layers for num_hidden_layers {n}",
+                    types.len()
+                ),
+            ))
         }
+        (Some(_), None) => sliding_from_pattern(
+            n,
+            cfg.usize_opt("sliding_window_pattern").unwrap_or(PATTERN),
+        ),
     };
     let local_base = cfg
         .f64_opt("rope_local_base_freq")
         .map_or(LOCAL_ROPE_BASE, |b| b as f32);
+    if !(local_base.is_finite() && local_base > 0.0) {
+        return Err(bad_file(
+            &path,
+            "gemma3",
+            format!("rope_local_base_freq is {local_base}, not a positive number"),
+        ));
+    }
     let scaling = &cfg.json["rope_scaling"];
     let global_scale = match scaling["rope_type"].as_str().or(scaling["type"].as_str()) {
-        Some("linear") => 1.0 / scaling["factor"].as_f64().unwrap_or(1.0) as f32,
-        _ => 1.0,
+        _ if scaling.is_null() => 1.0,
+        Some("linear") => {
+            let factor = scaling["factor"].as_f64().unwrap_or(1.0);
+            if !(factor.is_finite() && factor > 0.0) {
+                return Err(bad_file(
+                    &path,
+                    "gemma3",
+                    format!("rope_scaling.factor is {factor}, not a positive number"),
+                ));
+            }
+            (1.0 / factor) as f32
+        }
+        Some("default") | Some("none") => 1.0,
+        other => {
+            return Err(bad_file(
+                &path,
+                "gemma3",
+                format!("rope_scaling type {other:?} is not supported for Gemma 3 (only linear)"),
+            ))
+        }
     };
     let softcap = cfg
         .f64_opt("final_logit_softcapping")
@@ -183,4 +249,72 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
         softcap,
         attn_scale,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(json: serde_json::Value) -> HfConfig {
+        HfConfig {
+            dir: "gemma-folder".into(),
+            model_type: "gemma3_text".into(),
+            json,
+        }
+    }
+
+    #[test]
+    fn a_config_json_without_default_values_gets_gemma3s_defaults() {
+        // The keys transformers leaves out when they equal Gemma3TextConfig's defaults.
+        let spec = spec_from_hf(&folder(serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 12,
+            "num_attention_heads": 4, "num_key_value_heads": 1,
+        })))
+        .unwrap();
+        assert_eq!(spec.config.head_dim, 256);
+        assert_eq!(spec.config.rope_base, 1_000_000.0);
+        assert_eq!(spec.window, Some(4096));
+        // Five local layers (base 10k) to every global one (the file's base).
+        let local: Vec<usize> = (0..12).filter(|&l| spec.sliding[l]).collect();
+        assert_eq!(local, [0, 1, 2, 3, 4, 6, 7, 8, 9, 10]);
+        assert_eq!(spec.rope_tables[spec.layer_rope[5]].0, 1_000_000.0);
+        assert_eq!(spec.rope_tables[spec.layer_rope[0]].0, 10_000.0);
+        assert!((spec.attn_scale - 1.0 / 16.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn inconsistent_gemma3_folders_are_refused_with_the_key() {
+        let base = serde_json::json!({
+            "model_type": "gemma3_text", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32,
+        });
+        let with = |k: &str, v: serde_json::Value| {
+            let mut j = base.clone();
+            j[k] = v;
+            spec_from_hf(&folder(j)).err().map(|e| e.to_string())
+        };
+        let err = with("layer_types", serde_json::json!(["full_attention"])).unwrap();
+        assert!(err.contains("layer_types lists 1 layers"), "{err}");
+        let err = with(
+            "rope_scaling",
+            serde_json::json!({"rope_type": "linear", "factor": 0.0}),
+        )
+        .unwrap();
+        assert!(err.contains("rope_scaling.factor is 0"), "{err}");
+        let err = with(
+            "rope_scaling",
+            serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
+        )
+        .unwrap();
+        assert!(err.contains("yarn"), "{err}");
+        let err = with(
+            "num_hidden_layers",
+            serde_json::json!(1_000_000_000_000_000_000u64),
+        )
+        .unwrap();
+        assert!(err.contains("declares 1000000000000000000 blocks"), "{err}");
+        let err = with("rope_theta", serde_json::json!(-1.0)).unwrap();
+        assert!(err.contains("RoPE base"), "{err}");
+        assert_eq!(with("rope_scaling", serde_json::Value::Null), None);
+    }
 }

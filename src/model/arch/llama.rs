@@ -7,7 +7,8 @@
 use candle_core::Device;
 
 use super::decoder::{
-    bad_file, read_config, read_hf_config, Decoder, DecoderSpec, RopeStyle, WeightFormat,
+    bad_file, read_config, read_hf_config, refuse_gguf_rope_scaling, Decoder, DecoderSpec,
+    RopeStyle, WeightFormat,
 };
 use super::Architecture;
 use crate::error::Result;
@@ -22,6 +23,7 @@ pub fn load(
     device: &Device,
 ) -> Result<Box<dyn Architecture>> {
     let config = read_config(gguf, "llama")?;
+    refuse_gguf_rope_scaling(gguf, "llama")?;
     let mut spec = DecoderSpec::llama(config);
     // Llama 3.1+: per-dimension divisors of the RoPE frequencies (llama.cpp's `rope_freqs`).
     if WeightSource::has_tensor(gguf, "rope_freqs.weight") {

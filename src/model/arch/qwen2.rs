@@ -5,7 +5,10 @@
 
 use candle_core::Device;
 
-use super::decoder::{read_config, read_hf_config, Decoder, DecoderSpec, RopeStyle, WeightFormat};
+use super::decoder::{
+    read_config, read_hf_config, refuse_gguf_rope_scaling, refuse_hf_rope_scaling, Decoder,
+    DecoderSpec, RopeStyle, WeightFormat,
+};
 use super::Architecture;
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
@@ -18,6 +21,7 @@ pub fn load(
     device: &Device,
 ) -> Result<Box<dyn Architecture>> {
     let config = read_config(gguf, "qwen2")?;
+    refuse_gguf_rope_scaling(gguf, "qwen2")?;
     let spec = DecoderSpec {
         rope: RopeStyle::Neox,
         // Converted Qwen 2 files always carry the biases; a file without them is refused by the
@@ -31,6 +35,7 @@ pub fn load(
 /// The spec of a Hugging Face qwen2 folder.
 pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
     let config = read_hf_config(cfg, "qwen2")?;
+    refuse_hf_rope_scaling(cfg, "qwen2")?;
     Ok(DecoderSpec {
         rope: RopeStyle::Neox,
         qkv_bias: true,

@@ -6,7 +6,10 @@
 
 use candle_core::Device;
 
-use super::decoder::{read_config, read_hf_config, Decoder, DecoderSpec, RopeStyle, WeightFormat};
+use super::decoder::{
+    read_config, read_hf_config, refuse_gguf_rope_scaling, refuse_hf_rope_scaling, Decoder,
+    DecoderSpec, RopeStyle, WeightFormat,
+};
 use super::Architecture;
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
@@ -19,6 +22,7 @@ pub fn load(
     device: &Device,
 ) -> Result<Box<dyn Architecture>> {
     let config = read_config(gguf, "qwen3")?;
+    refuse_gguf_rope_scaling(gguf, "qwen3")?;
     let spec = DecoderSpec {
         rope: RopeStyle::Neox,
         qk_norm: true,
@@ -30,6 +34,7 @@ pub fn load(
 /// The spec of a Hugging Face qwen3 folder.
 pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
     let config = read_hf_config(cfg, "qwen3")?;
+    refuse_hf_rope_scaling(cfg, "qwen3")?;
     Ok(DecoderSpec {
         rope: RopeStyle::Neox,
         qk_norm: true,
