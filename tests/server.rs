@@ -615,6 +615,108 @@ fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
     }
 }
 
+/// A fake llama.cpp `llama-server`: echo refused with its own 400, `prompt_logprobs` ignored,
+/// the first generated position's top log-probs in its `logprobs.content` shape (the toy model's
+/// values), and `/tokenize` that reads only `content` (an empty list without it, as llama.cpp's
+/// does); `seen` holds every request.
+fn llama_cpp_server() -> (String, Arc<Mutex<Vec<String>>>) {
+    let (url, _, seen) = fake_server(|_, request| {
+        let first = request.lines().next().unwrap_or_default().to_string();
+        let body: serde_json::Value = request
+            .find("\r\n\r\n")
+            .and_then(|i| serde_json::from_str(&request[i + 4..]).ok())
+            .unwrap_or_default();
+        Some(if first.starts_with("GET /v1/models") {
+            http(
+                "200 OK",
+                r#"{"object": "list", "data": [{"id": "toy.gguf"}]}"#,
+            )
+        } else if first.starts_with("POST /tokenize") {
+            let text = body["content"].as_str().unwrap_or_default();
+            let tokens = vec![5; toy_tokens(text).iter().filter(|t| !t.1.is_empty()).count()];
+            http(
+                "200 OK",
+                &serde_json::json!({ "tokens": tokens }).to_string(),
+            )
+        } else if first.starts_with("POST /v1/completions") && body["echo"] == true {
+            http(
+                "400 Bad Request",
+                r#"{"error": {"code": 400, "message": "Only no echo is supported", "type": "invalid_request_error"}}"#,
+            )
+        } else if first.starts_with("POST /v1/completions") {
+            let prompt = body["prompt"].as_str().unwrap_or_default();
+            let top: Vec<serde_json::Value> = [" Paris", " positive", " negative", " the"]
+                .iter()
+                .map(|c| serde_json::json!({"id": 9, "token": c, "bytes": c.as_bytes(), "logprob": toy_logprob(prompt, c)}))
+                .collect();
+            let logprobs = if body["logprobs"].as_u64().unwrap_or(0) > 0 {
+                serde_json::json!({"content": [{"id": 9, "token": " Paris", "bytes": [], "logprob": -0.5, "top_logprobs": top}]})
+            } else {
+                serde_json::Value::Null
+            };
+            let answer = serde_json::json!({
+                "choices": [{"text": " Paris", "index": 0, "logprobs": logprobs, "finish_reason": "length"}],
+                "object": "text_completion",
+                "usage": {"prompt_tokens": 6, "completion_tokens": 1, "total_tokens": 7},
+            });
+            http("200 OK", &answer.to_string())
+        } else {
+            http(
+                "404 Not Found",
+                r#"{"error": {"code": 404, "message": "File Not Found"}}"#,
+            )
+        })
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_llama_cpp_server_is_scored_from_its_top_logprobs_and_its_tokenize() {
+    let (url, seen) = llama_cpp_server();
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--split",
+            "test",
+        ])
+        .args(["--limit", "4", "--json", "--per-example", "--model", &url])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let method = v["backend"]["scoring_method"].as_str().unwrap();
+    assert!(method.starts_with("top_logprobs"), "{method}");
+    // The labels were counted on the server (one token each), so no note says they could not be.
+    let notes = v["backend"]["notes"].to_string();
+    assert!(!notes.contains("no tokenize endpoint"), "{notes}");
+    assert!(seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("POST /tokenize") && r.contains(r#""content":"Answer: positive""#)));
+    // Each label's log-prob is the toy model's first-position value after the example's text.
+    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
+    let (before, after) = task.template.split(&task.initial_prompts[0]);
+    for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
+        let text = format!("{before}{}{after}", example.input);
+        let want: Vec<f64> = task
+            .verbalizers
+            .iter()
+            .map(|l| f64::from(toy_logprob(&text, l) as f32))
+            .collect();
+        let got: Vec<f64> = e["label_logprobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(got, want, "{text:?}");
+    }
+}
+
 #[test]
 fn a_multi_token_label_without_usable_echo_is_refused_with_the_fix() {
     // No echo log-probs, top log-probs after the text, and a tokenizer that makes " positive"
@@ -624,14 +726,15 @@ fn a_multi_token_label_without_usable_echo_is_refused_with_the_fix() {
         Some(if first.starts_with("GET /v1/models") {
             http("200 OK", r#"{"data": [{"id": "toy"}]}"#)
         } else if first.starts_with("POST /extras/tokenize") {
-            let tokens = if request.contains(r#""input":" positive""#) {
-                "[7, 8]"
-            } else if request.contains(r#""input":"""#) {
-                "[]"
-            } else {
-                "[7]"
-            };
-            http("200 OK", &format!(r#"{{"tokens": {tokens}}}"#))
+            // A word per token, except that " positive" is two.
+            let body: serde_json::Value =
+                serde_json::from_str(&request[request.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+            let text = body["input"].as_str().unwrap_or_default();
+            let n = text.split_whitespace().count() + usize::from(text.ends_with(" positive"));
+            http(
+                "200 OK",
+                &serde_json::json!({"tokens": vec![7; n]}).to_string(),
+            )
         } else if first.starts_with("POST /v1/completions") {
             http(
                 "200 OK",

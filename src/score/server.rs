@@ -8,7 +8,8 @@
 //!   SGLang); any label, one request per (example, label).
 //! - `prompt_logprobs`: vLLM's extension, the same information in another field.
 //! - `top_logprobs`: the first generated position's top-k log-probs after the example's text
-//!   (`max_tokens: 1`); one request per example, one-token labels only.
+//!   (`max_tokens: 1`); one request per example, one-token labels only. Read from OpenAI's legacy
+//!   shape or llama.cpp's server's `logprobs.content` (which also refuses `echo`).
 //!
 //! A self-check on a known string decides whether a prompt-token method can be trusted: the
 //! value a server gives for " Paris" in "The capital of France is Paris" must equal the next-token
@@ -36,6 +37,9 @@ const CHECK_CONTINUATION: &str = " Paris";
 /// self-check accepts: batched and unbatched GPU kernels differ by about 1e-3; a shifted value
 /// is off by several nats.
 const CHECK_TOLERANCE: f64 = 0.05;
+/// What a label is tokenised after when the server counts its tokens: a label follows text that
+/// ends like this in every task template.
+const LABEL_ANCHOR: &str = "Answer:";
 /// How many top log-probs the `top_logprobs` method asks for: vLLM's default `max_logprobs`.
 pub const TOP_K: usize = 20;
 
@@ -176,15 +180,21 @@ impl ServerBackend {
         Ok(prompt_logprobs_sum(&v, n))
     }
 
-    /// Tokens of `text` on the server (its `/tokenize` or llama-cpp-python's
-    /// `/extras/tokenize`), special tokens it adds not counted; None when it has neither.
-    fn token_count(&self, text: &str) -> Option<usize> {
+    /// Tokens `label` adds after a context on the server, counted with its `/tokenize` (vLLM's
+    /// and llama.cpp's, sent both's field names) or llama-cpp-python's `/extras/tokenize`; None
+    /// when it has neither. The label is counted after [`LABEL_ANCHOR`], not alone: a
+    /// SentencePiece tokenizer with a dummy prefix splits " positive" alone into two tokens,
+    /// and a BOS the server adds cancels out.
+    fn label_token_count(&self, label: &str) -> Option<usize> {
         let count = |t: &str| -> Option<usize> {
-            let vllm = self.client.post_optional(
+            let tokenize = self.client.post_optional(
                 "tokenize",
-                &json!({"model": self.client.model(), "prompt": t, "add_special_tokens": false}),
+                &json!({
+                    "model": self.client.model(), "prompt": t, "content": t,
+                    "add_special_tokens": false, "add_special": false,
+                }),
             );
-            let v = vllm.filter(|v| v["tokens"].is_array()).or_else(|| {
+            let v = tokenize.filter(|v| v["tokens"].is_array()).or_else(|| {
                 self.client.post_optional(
                     "extras/tokenize",
                     &json!({"model": self.client.model(), "input": t}),
@@ -192,8 +202,10 @@ impl ServerBackend {
             })?;
             v["tokens"].as_array().map(Vec::len)
         };
-        // What tokenising nothing gives (a BOS the server adds) is not the text's.
-        Some(count(text)?.saturating_sub(count("").unwrap_or(0)))
+        let with = count(&format!("{LABEL_ANCHOR}{label}"))?;
+        let without = count(LABEL_ANCHOR)?;
+        // A server that ignored the text (an empty list for both) has no usable tokenizer.
+        (with > without || label.is_empty()).then(|| with - without)
     }
 
     /// Runs `job(i)` for `i` in `0..n` with up to `concurrency` in flight; results in order, the
@@ -259,7 +271,7 @@ impl ServerBackend {
         let counts: Vec<Option<usize>> = task
             .verbalizers
             .iter()
-            .map(|v| self.token_count(v))
+            .map(|v| self.label_token_count(v))
             .collect();
         self.labels = task.verbalizers.clone();
         self.label_tokens = counts.iter().map(|c| c.unwrap_or(1)).collect();
@@ -304,15 +316,30 @@ impl ServerBackend {
     }
 }
 
-/// The first generated position's top log-probs in a `/completions` answer.
+/// The first generated position's top log-probs in a `/completions` answer: OpenAI's legacy
+/// shape (`logprobs.top_logprobs[0]` maps token text to log-prob: vLLM, SGLang,
+/// llama-cpp-python) or llama.cpp's server's (`logprobs.content[0].top_logprobs` lists
+/// `{token, logprob}`). Two entries with the same text keep the larger value.
 fn top_logprobs(v: &Value) -> Option<BTreeMap<String, f64>> {
-    let top = v["choices"][0]["logprobs"]["top_logprobs"]
-        .get(0)?
-        .as_object()?;
-    let map: BTreeMap<String, f64> = top
-        .iter()
-        .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
-        .collect();
+    let logprobs = &v["choices"][0]["logprobs"];
+    let mut map = BTreeMap::new();
+    let mut put = |token: &str, x: f64| {
+        let e = map.entry(token.to_string()).or_insert(x);
+        *e = e.max(x);
+    };
+    if let Some(top) = logprobs["top_logprobs"].get(0).and_then(Value::as_object) {
+        for (k, x) in top {
+            if let Some(x) = x.as_f64() {
+                put(k, x);
+            }
+        }
+    } else if let Some(top) = logprobs["content"][0]["top_logprobs"].as_array() {
+        for e in top {
+            if let (Some(t), Some(x)) = (e["token"].as_str(), e["logprob"].as_f64()) {
+                put(t, x);
+            }
+        }
+    }
     (!map.is_empty()).then_some(map)
 }
 

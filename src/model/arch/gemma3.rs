@@ -110,13 +110,15 @@ pub fn load(
         }
         Some(Value::String(t)) if t == "none" => 1.0,
         None => 1.0,
-        Some(other) => return Err(bad_file(
-            gguf.path(),
-            arch,
-            format!(
+        Some(other) => {
+            return Err(bad_file(
+                gguf.path(),
+                arch,
+                format!(
                 "{arch}.rope.scaling.type is {other:?}; only linear scaling is applied to Gemma 3"
             ),
-        )),
+            ))
+        }
     };
     let softcap = gguf
         .f32_opt(&key("final_logit_softcapping"))?
