@@ -26,6 +26,7 @@ Example:
 
 import argparse
 import json
+import os
 import resource
 import sys
 import time
@@ -34,19 +35,9 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
-# llama.cpp's AMX matmul (an "extra buffer type") faults on machines whose kernel grants no AMX
-# tile state (ldtilecfg -> SIGSEGV in decode); the plain CPU path is used instead.
-_default_model_params = llama_cpp.llama_model_default_params
-
-
-def _model_params_without_amx():
-    p = _default_model_params()
-    p.use_extra_bufts = False
-    return p
-
-
-llama_cpp.llama_model_default_params = _model_params_without_amx
-llama_cpp.llama.llama_cpp.llama_model_default_params = _model_params_without_amx
+# llama.cpp's extra buffer types off (AMX crashes where the kernel grants no tile state).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/support"))
+import llama_cpp_no_amx  # noqa: E402,F401
 
 
 def log_softmax64(x):

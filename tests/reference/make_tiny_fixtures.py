@@ -25,19 +25,9 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
-# llama.cpp's AMX path faults where the kernel grants no AMX tile state (see
-# make_gemma_fixtures.py); f32 weights do not use it, but keep the loads alike.
-_default_model_params = llama_cpp.llama_model_default_params
-
-
-def _model_params_without_amx():
-    p = _default_model_params()
-    p.use_extra_bufts = False
-    return p
-
-
-llama_cpp.llama_model_default_params = _model_params_without_amx
-llama_cpp.llama.llama_cpp.llama_model_default_params = _model_params_without_amx
+# llama.cpp's extra buffer types off (AMX crashes where the kernel grants no tile state).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../support"))
+import llama_cpp_no_amx  # noqa: E402,F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)

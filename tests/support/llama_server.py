@@ -2,28 +2,15 @@
 
 Usage: python llama_server.py --model M.gguf --host 127.0.0.1 --port P [server flags...]
 
-Why a wrapper: a llama-cpp-python wheel built on a CPU that reports AMX puts Q4_1 weights in
-llama.cpp's AMX buffer type, and on a machine (or VM) where the kernel does not grant AMX tile
-state the first matrix product dies with a general protection fault in `ldtilecfg`. The server
-has no flag for `llama_model_params.use_extra_bufts`, so this sets it to false before the model
-is loaded; the plain CPU kernels are used and the log-probs are those of llama.cpp's reference
-CPU path.
+Why a wrapper: the server has no flag for llama.cpp's `use_extra_bufts`, and AMX builds crash
+without it off on machines that do not grant AMX; see llama_cpp_no_amx.py.
 """
 
+import os
 import sys
 
-import llama_cpp.llama_cpp as lib
-
-_default_params = lib.llama_model_default_params
-
-
-def _params_without_extra_bufts():
-    params = _default_params()
-    params.use_extra_bufts = False
-    return params
-
-
-lib.llama_model_default_params = _params_without_extra_bufts
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import llama_cpp_no_amx  # noqa: E402,F401  (patches the model defaults before the server loads)
 
 from llama_cpp.server.__main__ import main  # noqa: E402  (after the patch on purpose)
 
