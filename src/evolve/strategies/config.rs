@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::STRATEGY_NAMES;
+use super::{strategy_uses_elite, STRATEGY_NAMES};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::SearchLimits;
 use crate::task::Fitness;
@@ -168,7 +168,7 @@ impl SearchConfig {
                 self.tournament_k, self.population
             ));
         }
-        if self.elite >= self.population {
+        if strategy_uses_elite(&self.strategy) && self.elite >= self.population {
             return fail(format!(
                 "--elite must be less than --population (got elite {} with population {}); lower --elite or raise --population",
                 self.elite, self.population
@@ -246,6 +246,27 @@ mod tests {
         ] {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn elite_is_checked_against_the_population_only_where_it_is_used() {
+        let small = |strategy: &str| SearchConfig {
+            strategy: strategy.into(),
+            population: 2,
+            elite: 2,
+            tournament_k: 2,
+            ..SearchConfig::default()
+        };
+        for strategy in ["fewshot", "ga"] {
+            let err = small(strategy).validate().unwrap_err().to_string();
+            assert!(
+                err.contains("--elite must be less than --population"),
+                "{err}"
+            );
+        }
+        for strategy in ["hillclimb", "random", "gepa", "opro", "de", "promptbreeder"] {
+            assert!(small(strategy).validate().is_ok(), "{strategy}");
         }
     }
 }

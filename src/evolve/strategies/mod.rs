@@ -105,12 +105,14 @@ const PROMPTBREEDER: &[(&str, f64)] = &[
 ];
 
 /// One strategy's entry in the registry: its name, how to make it, its default operator
-/// weights, and whether it asks the model for text whatever its operators.
+/// weights, whether it asks the model for text whatever its operators, and whether it keeps
+/// `--elite` parents (so that setting must be checked against `--population`).
 struct Entry {
     name: &'static str,
     make: fn() -> Box<dyn Strategy>,
     weights: &'static [(&'static str, f64)],
     needs_model: bool,
+    uses_elite: bool,
 }
 
 /// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
@@ -120,36 +122,42 @@ const REGISTRY: [Entry; 8] = [
         name: "fewshot",
         make: || Box::new(ga::GeneticAlgorithm::FEWSHOT),
         weights: FEWSHOT,
+        uses_elite: true,
         needs_model: false,
     },
     Entry {
         name: "ga",
         make: || Box::new(ga::GeneticAlgorithm::PLAIN),
         weights: GA,
+        uses_elite: true,
         needs_model: false,
     },
     Entry {
         name: "de",
         make: || Box::new(de::DifferentialEvolution),
         weights: DE,
+        uses_elite: false,
         needs_model: false,
     },
     Entry {
         name: "hillclimb",
         make: || Box::new(hillclimb::HillClimb),
         weights: HILLCLIMB,
+        uses_elite: false,
         needs_model: false,
     },
     Entry {
         name: "promptbreeder",
         make: || Box::new(promptbreeder::Promptbreeder),
         weights: PROMPTBREEDER,
+        uses_elite: false,
         needs_model: false,
     },
     Entry {
         name: "gepa",
         make: || Box::new(gepa::Gepa),
         weights: GEPA,
+        uses_elite: false,
         needs_model: true,
     },
     // OPRO writes every child with the model from the score trajectory; it uses no operator.
@@ -157,12 +165,14 @@ const REGISTRY: [Entry; 8] = [
         name: "opro",
         make: || Box::new(opro::Opro),
         weights: &[],
+        uses_elite: false,
         needs_model: true,
     },
     Entry {
         name: "random",
         make: || Box::new(random::RandomSearch),
         weights: GA,
+        uses_elite: false,
         needs_model: false,
     },
 ];
@@ -243,6 +253,11 @@ fn operator_set(config: &SearchConfig) -> Result<OperatorSet, EvolveError> {
 /// writes every child).
 pub fn strategy_needs_model(name: &str) -> bool {
     entry(name).is_some_and(|e| e.needs_model)
+}
+
+/// Whether a strategy keeps `--elite` parents each generation (the GA loop's).
+pub fn strategy_uses_elite(name: &str) -> bool {
+    entry(name).is_some_and(|e| e.uses_elite)
 }
 
 /// Draws a parent with the configured selection.
