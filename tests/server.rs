@@ -1,13 +1,16 @@
-//! Scoring and writing through an OpenAI-compatible server, against a real llama-cpp-python
-//! server on 127.0.0.1 (started and stopped by each test) and tiny fake servers: accuracy agrees
-//! with the in-process engine, the shifted echo of llama-cpp-python 0.3.36 is caught, an
-//! `optimize` runs with a model-driven operator, a run whose server dies stops with one line and
-//! resumes to the uninterrupted log, a mutator whose every reply is rejected is warned about, and
-//! transient failures are retried with a bounded number of attempts.
+//! Scoring and writing through OpenAI-compatible servers, against real llama-cpp-python and
+//! llama.cpp `llama-server` servers on 127.0.0.1 (started and stopped by each test) and tiny fake
+//! servers: accuracy agrees with the in-process engine, the shifted echo of llama-cpp-python
+//! 0.3.36 is caught, llama-server's own log-prob shape and tokenizer are read, an `optimize` runs
+//! with a model-driven operator, a run whose server dies stops with one line and resumes to the
+//! uninterrupted log, a mutator whose every reply is rejected is warned about, and transient
+//! failures are retried with a bounded number of attempts.
 //!
-//! The server comes from `$PROMPTEVO_LLAMA_PYTHON` (a python with `llama-cpp-python[server]`)
-//! or is installed by `tests/support/llama-server-venv.sh` into `target/llama-server-venv`
-//! (pip compiles llama.cpp: minutes, once). Only when Python's venv or pip is missing are the
+//! llama-cpp-python's server comes from `$PROMPTEVO_LLAMA_PYTHON` (a python with
+//! `llama-cpp-python[server]`) or is installed by `tests/support/llama-server-venv.sh` into
+//! `target/llama-server-venv` (pip compiles llama.cpp: minutes, once); llama-server from
+//! `$PROMPTEVO_LLAMA_SERVER` or is built by `tests/support/llama-cpp-server-build.sh` into
+//! `target/llama-cpp-server` (minutes, once). Only when Python's venv or pip is missing are the
 //! real-server tests skipped, with a message that says so.
 
 mod common;
@@ -61,6 +64,38 @@ fn llama_python() -> Option<PathBuf> {
         .clone()
 }
 
+/// llama.cpp's `llama-server`, from `$PROMPTEVO_LLAMA_SERVER` or built on first use by
+/// `tests/support/llama-cpp-server-build.sh` into `target/llama-cpp-server`; None (after a loud
+/// message) only when Python's venv or pip is unavailable for the build tools.
+fn llama_cpp_server_binary() -> Option<PathBuf> {
+    static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            if let Ok(p) = std::env::var("PROMPTEVO_LLAMA_SERVER") {
+                return Some(PathBuf::from(p));
+            }
+            let out = Command::new("sh")
+                .arg(root().join("tests/support/llama-cpp-server-build.sh"))
+                .arg(root().join("target/llama-cpp-server"))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("sh runs");
+            match out.status.code() {
+                Some(0) => Some(PathBuf::from(
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                )),
+                Some(3) => {
+                    eprintln!(
+                        "\n\n*** SKIPPED: the llama-server test of tests/server.rs needs Python's venv and pip for cmake and ninja; install python3-venv and python3-pip ***\n\n"
+                    );
+                    None
+                }
+                _ => panic!("building llama.cpp's llama-server failed (see the output above)"),
+            }
+        })
+        .clone()
+}
+
 /// A port nobody listens on now.
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -70,20 +105,34 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A llama-cpp-python server on 127.0.0.1 serving the default model; killed on drop.
+/// Which server program serves the default model.
+enum Program {
+    /// llama-cpp-python's server, through tests/support/llama_server.py, run by this python.
+    LlamaCppPython(PathBuf),
+    /// llama.cpp's own `llama-server` binary.
+    LlamaCpp(PathBuf),
+}
+
+/// A server on 127.0.0.1 serving the default model; killed on drop.
 struct LlamaServer {
     child: Option<Child>,
-    python: PathBuf,
+    program: Program,
     port: u16,
     log: PathBuf,
 }
 
 impl LlamaServer {
-    /// Starts a server on a free port and waits (at most 3 minutes) until it answers.
+    /// Starts llama-cpp-python's server on a free port and waits (at most 3 minutes) until it
+    /// answers.
     fn start(python: &Path, logs: &Path) -> Self {
+        Self::start_program(Program::LlamaCppPython(python.to_path_buf()), logs)
+    }
+
+    /// Starts `program` on a free port and waits (at most 3 minutes) until it answers.
+    fn start_program(program: Program, logs: &Path) -> Self {
         let mut server = Self {
             child: None,
-            python: python.to_path_buf(),
+            program,
             port: free_port(),
             log: logs.join("llama-server.log"),
         };
@@ -102,16 +151,33 @@ impl LlamaServer {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(&self.python)
-            .arg(root().join("tests/support/llama_server.py"))
-            .arg("--model")
-            .arg(default_model())
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--n_ctx", "2048"])
+        let port = self.port.to_string();
+        let mut command = match &self.program {
+            Program::LlamaCppPython(python) => {
+                let mut c = Command::new(python);
+                c.arg(root().join("tests/support/llama_server.py"))
+                    .arg("--model")
+                    .arg(default_model())
+                    .args(["--host", "127.0.0.1", "--port", &port])
+                    .args(["--n_ctx", "2048"]);
+                c
+            }
+            Program::LlamaCpp(binary) => {
+                // f32 KV cache: llama.cpp's default f16 one moves log-probs by up to 0.2 nats.
+                let mut c = Command::new(binary);
+                c.arg("-m")
+                    .arg(default_model())
+                    .args(["--host", "127.0.0.1", "--port", &port])
+                    .args(["-c", "4096", "-np", "2", "-t", "2"])
+                    .args(["--cache-type-k", "f32", "--cache-type-v", "f32"]);
+                c
+            }
+        };
+        let child = command
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("the llama-cpp-python server starts");
+            .expect("the server starts");
         self.child = Some(child);
         let config = ServerConfig {
             attempts: 1,
@@ -181,6 +247,26 @@ fn eval_test200(model: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// [`eval_test200`] with each example's label log-probs.
+fn eval_test200_per_example(model: &str) -> serde_json::Value {
+    let out = bin()
+        .current_dir(root())
+        .args(["eval", "--task", "experiments/tasks/sst2.toml"])
+        .args([
+            "--split",
+            "test",
+            "--limit",
+            "200",
+            "--json",
+            "--per-example",
+        ])
+        .args(["--concurrency", "4", "--model", model])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn server_accuracy_matches_in_process_and_the_shifted_echo_is_caught() {
     let _one = serial();
@@ -204,6 +290,69 @@ fn server_accuracy_matches_in_process_and_the_shifted_echo_is_caught() {
     assert!(method.starts_with("top_logprobs"), "{method}");
     assert!(method.contains("shifted by one position"), "{method}");
     assert_eq!(remote["backend"]["kind"], "server");
+}
+
+#[test]
+fn llama_cpps_own_server_scores_like_in_process_and_writes_through_chat() {
+    let _one = serial();
+    let Some(binary) = llama_cpp_server_binary() else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let server = LlamaServer::start_program(Program::LlamaCpp(binary), logs.path());
+    let local = eval_test200_per_example(default_model().to_str().unwrap());
+    let remote = eval_test200_per_example(&server.url());
+    let (a, b) = (
+        local["accuracy"].as_f64().unwrap(),
+        remote["accuracy"].as_f64().unwrap(),
+    );
+    // llama-server runs llama.cpp's repacked kernels (8-bit activations), which move label
+    // log-probs by up to about 0.4 nats from the bf16 engine here: near ties can flip, so the
+    // predicted labels are compared, not only the accuracy.
+    let predicted = |v: &serde_json::Value| -> Vec<usize> {
+        v["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let lp: Vec<f64> = e["label_logprobs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                (0..lp.len()).fold(0, |best, i| if lp[i] > lp[best] { i } else { best })
+            })
+            .collect()
+    };
+    let same = predicted(&local)
+        .iter()
+        .zip(predicted(&remote))
+        .filter(|(x, y)| **x == *y)
+        .count();
+    println!(
+        "SST-2 test@200, same prompt and template: in-process {:.1}%, through llama-server {:.1}%; same predicted label on {same} of 200",
+        100.0 * a,
+        100.0 * b
+    );
+    assert_eq!(remote["n"], 200);
+    assert!(same >= 185, "{same} of 200 predicted labels agree");
+    assert!((a - b).abs() <= 0.035, "in-process {a} vs llama-server {b}");
+    // llama-server refuses or ignores echo, so its first position's top log-probs are used, and
+    // its /tokenize counted the labels (no note says they could not be checked).
+    let method = remote["backend"]["scoring_method"].as_str().unwrap();
+    assert!(method.starts_with("top_logprobs"), "{method}");
+    let notes = remote["backend"]["notes"].to_string();
+    assert!(!notes.contains("no tokenize endpoint"), "{notes}");
+    // A model-driven operator writes through its /v1/chat/completions.
+    let run = logs.path().join("run");
+    let out = small_server_optimize(&server.url(), &run).output().unwrap();
+    assert_ok(&out);
+    let paraphrases = evaluations(&run)
+        .iter()
+        .filter(|e| e.1 == "paraphrase")
+        .count();
+    assert!(paraphrases > 0, "{:?}", evaluations(&run));
 }
 
 /// A small optimisation through `url` whose only wording operator is the model's paraphrase.
@@ -619,7 +768,7 @@ fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
 /// the first generated position's top log-probs in its `logprobs.content` shape (the toy model's
 /// values), and `/tokenize` that reads only `content` (an empty list without it, as llama.cpp's
 /// does); `seen` holds every request.
-fn llama_cpp_server() -> (String, Arc<Mutex<Vec<String>>>) {
+fn fake_llama_cpp_server() -> (String, Arc<Mutex<Vec<String>>>) {
     let (url, _, seen) = fake_server(|_, request| {
         let first = request.lines().next().unwrap_or_default().to_string();
         let body: serde_json::Value = request
@@ -672,7 +821,7 @@ fn llama_cpp_server() -> (String, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn a_llama_cpp_server_is_scored_from_its_top_logprobs_and_its_tokenize() {
-    let (url, seen) = llama_cpp_server();
+    let (url, seen) = fake_llama_cpp_server();
     let out = bin()
         .current_dir(root())
         .args([
