@@ -683,7 +683,13 @@ fn toy_tokens(text: &str) -> Vec<(usize, &str)> {
 /// toy model's given the text before it): `/v1/models`, `/v1/completions` with and without
 /// echo; no tokenize endpoint.
 fn echo_server() -> String {
-    let (url, _, _) = fake_server(|_, request| {
+    echo_server_decoding_bos("")
+}
+
+/// [`echo_server`] whose echo starts with a decoded BOS token `bos` (vLLM's, for a model with
+/// one): every text offset moves by its length, and the answer's usage counts the generated one.
+fn echo_server_decoding_bos(bos: &'static str) -> String {
+    let (url, _, _) = fake_server(move |_, request| {
         let first = request.lines().next().unwrap_or_default().to_string();
         if first.starts_with("GET /v1/models") {
             return Some(http("200 OK", r#"{"data": [{"id": "toy"}]}"#));
@@ -701,13 +707,15 @@ fn echo_server() -> String {
             .collect();
         let logprobs = if body["echo"] == true {
             let tokens = toy_tokens(prompt);
+            let b = bos.len();
+            let first = (!bos.is_empty()).then_some(bos);
             serde_json::json!({
-                "tokens": tokens.iter().map(|t| t.1).chain([" x"]).collect::<Vec<_>>(),
-                "text_offset": tokens.iter().map(|t| t.0).chain([prompt.len()]).collect::<Vec<_>>(),
-                "token_logprobs": tokens.iter().enumerate().map(|(i, (o, t))| {
-                    (i > 0).then(|| toy_logprob(&prompt[..*o], t))
-                }).chain([Some(-1.0)]).collect::<Vec<_>>(),
-                "top_logprobs": tokens.iter().map(|_| serde_json::Value::Null).chain([serde_json::json!(top)]).collect::<Vec<_>>(),
+                "tokens": first.into_iter().chain(tokens.iter().map(|t| t.1)).chain([" x"]).collect::<Vec<_>>(),
+                "text_offset": first.map(|_| 0).into_iter().chain(tokens.iter().map(|t| t.0 + b)).chain([prompt.len() + b]).collect::<Vec<_>>(),
+                "token_logprobs": first.map(|_| None).into_iter().chain(tokens.iter().enumerate().map(|(i, (o, t))| {
+                    (i > 0 || !bos.is_empty()).then(|| toy_logprob(&prompt[..*o], t))
+                })).chain([Some(-1.0)]).collect::<Vec<_>>(),
+                "top_logprobs": first.map(|_| serde_json::Value::Null).into_iter().chain(tokens.iter().map(|_| serde_json::Value::Null)).chain([serde_json::json!(top)]).collect::<Vec<_>>(),
             })
         } else {
             serde_json::json!({"tokens": [" x"], "text_offset": [prompt.len()], "token_logprobs": [-1.0], "top_logprobs": [top]})
@@ -723,7 +731,16 @@ fn echo_server() -> String {
 
 #[test]
 fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
-    let url = echo_server();
+    assert_scored_through_echo(&echo_server());
+}
+
+#[test]
+fn echo_offsets_moved_by_a_decoded_bos_are_anchored_at_the_prompts_end() {
+    assert_scored_through_echo(&echo_server_decoding_bos("<s>"));
+}
+
+/// `eval` through `url` uses echo, and each label's log-prob is the toy model's.
+fn assert_scored_through_echo(url: &str) {
     let out = bin()
         .current_dir(root())
         .args([
@@ -733,7 +750,7 @@ fn a_server_whose_echo_passes_the_self_check_is_scored_through_echo() {
             "--split",
             "test",
         ])
-        .args(["--limit", "4", "--json", "--per-example", "--model", &url])
+        .args(["--limit", "4", "--json", "--per-example", "--model", url])
         .output()
         .unwrap();
     assert_ok(&out);

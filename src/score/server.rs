@@ -136,13 +136,11 @@ impl ServerBackend {
             }))
             .ok();
         let context = CHECK_CONTEXT.chars().count();
-        let echo = echoed
-            .as_ref()
-            .and_then(|v| echo_sum(v, context, full.chars().count()));
+        let echo = echoed.as_ref().and_then(|v| echo_sum(v, context, &full));
         // Shifted: the top log-probs listed at the context's last token are those that predict
         // the continuation, i.e. every value sits one position early.
         let echo_shifted = match (echoed.as_ref(), next_token) {
-            (Some(v), Some(reference)) => echo_top_at(v, context)
+            (Some(v), Some(reference)) => echo_top_at(v, context, &full)
                 .and_then(|top| top.get(CHECK_CONTINUATION).copied())
                 .is_some_and(|x| (x - reference).abs() <= CHECK_TOLERANCE),
             _ => false,
@@ -343,34 +341,83 @@ fn top_logprobs(v: &Value) -> Option<BTreeMap<String, f64>> {
     (!map.is_empty()).then_some(map)
 }
 
-/// Sum of echo log-probs of the tokens that end after character `context` and start before
-/// character `full` (the continuation's tokens; generated tokens start at or after `full`).
-fn echo_sum(v: &Value, context: usize, full: usize) -> Option<f64> {
+/// An echoed token: its character span in the prompt, its log-prob (None: null, as for the
+/// first token) and its index in the answer's arrays.
+struct EchoToken {
+    start: i64,
+    end: i64,
+    logprob: Option<f64>,
+    index: usize,
+}
+
+/// The echoed tokens of an answer to the prompt `full`, with their spans anchored at the
+/// prompt's end: a server counts offsets over its decoded tokens, so a BOS it decodes ("<s>") or
+/// a character it decodes as several (byte-fallback replacement characters) shifts every later
+/// offset. The last prompt token is the one `usage.completion_tokens` before the end (vLLM lists
+/// the generated tokens too) or else the last (llama-cpp-python lists only the prompt's),
+/// whichever is a suffix of the prompt; without either the offsets are taken as they are. None
+/// when the arrays are missing or of different lengths.
+fn echo_tokens(v: &Value, full: &str) -> Option<Vec<EchoToken>> {
     let lp = &v["choices"][0]["logprobs"];
     let tokens = lp["tokens"].as_array()?;
     let offsets = lp["text_offset"].as_array()?;
     let values = lp["token_logprobs"].as_array()?;
+    if tokens.len() != offsets.len() || tokens.len() != values.len() {
+        return None;
+    }
+    let mut spans = Vec::with_capacity(tokens.len());
+    for (t, o) in tokens.iter().zip(offsets) {
+        let start = i64::try_from(o.as_u64()?).ok()?;
+        spans.push((start, start + t.as_str()?.chars().count() as i64));
+    }
+    let generated = v["usage"]["completion_tokens"]
+        .as_u64()
+        .and_then(|g| usize::try_from(g).ok());
+    let last_prompt_token = [generated, Some(0)].into_iter().flatten().find_map(|g| {
+        let last = spans.len().checked_sub(g + 1)?;
+        let text = tokens[last].as_str()?;
+        (!text.is_empty() && full.ends_with(text)).then_some(last)
+    });
+    let shift = last_prompt_token.map_or(0, |last| spans[last].1 - full.chars().count() as i64);
+    Some(
+        spans
+            .into_iter()
+            .zip(values)
+            .enumerate()
+            .map(|(index, ((start, end), x))| EchoToken {
+                start: start - shift,
+                end: end - shift,
+                logprob: x.as_f64(),
+                index,
+            })
+            .collect(),
+    )
+}
+
+/// Sum of echo log-probs of the tokens of the prompt `full` that end after character `context`
+/// (the continuation's tokens; generated tokens start at or after the prompt's end).
+fn echo_sum(v: &Value, context: usize, full: &str) -> Option<f64> {
+    let (from, to) = (context as i64, full.chars().count() as i64);
     let mut sum = 0.0;
     let mut any = false;
-    for ((t, o), x) in tokens.iter().zip(offsets).zip(values) {
-        let (t, o) = (t.as_str()?, o.as_u64()? as usize);
-        if o < full && o + t.chars().count() > context {
-            sum += x.as_f64()?;
+    for t in echo_tokens(v, full)? {
+        if t.start < to && t.end > from {
+            sum += t.logprob?;
             any = true;
         }
     }
     any.then_some(sum)
 }
 
-/// The echo top log-probs listed at the token that ends at character `end`.
-fn echo_top_at(v: &Value, end: usize) -> Option<BTreeMap<String, f64>> {
-    let lp = &v["choices"][0]["logprobs"];
-    let tokens = lp["tokens"].as_array()?;
-    let offsets = lp["text_offset"].as_array()?;
-    let j = tokens.iter().zip(offsets).position(|(t, o)| {
-        matches!((t.as_str(), o.as_u64()), (Some(t), Some(o)) if o as usize + t.chars().count() == end)
-    })?;
-    let top = lp["top_logprobs"].get(j)?.as_object()?;
+/// The echo top log-probs listed at the token that ends at character `end` of the prompt `full`.
+fn echo_top_at(v: &Value, end: usize, full: &str) -> Option<BTreeMap<String, f64>> {
+    let j = echo_tokens(v, full)?
+        .into_iter()
+        .find(|t| t.end == end as i64)?
+        .index;
+    let top = v["choices"][0]["logprobs"]["top_logprobs"]
+        .get(j)?
+        .as_object()?;
     Some(
         top.iter()
             .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
@@ -470,7 +517,7 @@ impl ScoringBackend for ServerBackend {
                             "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
                         }))?;
                         tokens.fetch_add(usage(&v), Ordering::Relaxed);
-                        echo_sum(&v, context.chars().count(), full.chars().count())
+                        echo_sum(&v, context.chars().count(), &full)
                     } else {
                         let v = self.complete(json!({
                             "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
@@ -571,6 +618,8 @@ impl ScoringBackend for ServerBackend {
 mod tests {
     use super::*;
 
+    const FULL: &str = "The capital of France is Paris";
+
     /// llama-cpp-python 0.3.36's answers for "The capital of France is Paris" (echo) and its
     /// next-token log-probs, as measured: the echo value of " Paris" is the shifted one.
     #[test]
@@ -579,11 +628,32 @@ mod tests {
             "text_offset": [0, 3, 11, 14, 21, 24],
             "token_logprobs": [null, -9.6, -10.46, -11.23, -11.79, -8.686],
             "tokens": ["The", " capital", " of", " France", " is", " Paris"],
-        }}]});
-        assert_eq!(echo_sum(&v, 24, 30), Some(-8.686));
-        assert_eq!(echo_sum(&v, 14, 30), Some(-11.79 + -8.686 + -11.23));
+        }}], "usage": {"prompt_tokens": 6, "completion_tokens": 1}});
+        // The arrays list only the prompt's tokens although one was generated.
+        assert_eq!(echo_sum(&v, 24, FULL), Some(-8.686));
+        assert_eq!(echo_sum(&v, 14, FULL), Some(-11.79 + -8.686 + -11.23));
         // A null log-prob inside the continuation makes the value unknown, not zero.
-        assert_eq!(echo_sum(&v, 0, 30), None);
+        assert_eq!(echo_sum(&v, 0, FULL), None);
+    }
+
+    #[test]
+    fn echo_offsets_shifted_by_a_decoded_bos_are_anchored_at_the_prompts_end() {
+        // vLLM-style: "<s>" decoded before the prompt moves every offset by 3; the last token
+        // is the generated one (usage says 1).
+        let v = json!({"choices": [{"logprobs": {
+            "text_offset": [0, 3, 6, 14, 17, 24, 27, 33],
+            "token_logprobs": [null, null, -9.6, -10.46, -11.23, -11.79, -8.686, -1.0],
+            "tokens": ["<s>", "The", " capital", " of", " France", " is", " Paris", "."],
+            "top_logprobs": [null, null, null, null, null, {" Paris": -8.686}, {".": -1.0}, {}],
+        }}], "usage": {"prompt_tokens": 7, "completion_tokens": 1}});
+        assert_eq!(echo_sum(&v, 24, FULL), Some(-8.686));
+        assert_eq!(echo_sum(&v, 14, FULL), Some(-11.79 + -8.686 + -11.23));
+        let at_is = echo_top_at(&v, 24, FULL).unwrap();
+        assert_eq!(at_is.get(" Paris"), Some(&-8.686));
+        // Arrays of different lengths are not guessed at.
+        let mut short = v.clone();
+        short["choices"][0]["logprobs"]["text_offset"] = json!([0, 3]);
+        assert_eq!(echo_sum(&short, 24, FULL), None);
     }
 
     #[test]
