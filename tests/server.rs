@@ -38,28 +38,12 @@ fn llama_python() -> Option<PathBuf> {
     static PYTHON: OnceLock<Option<PathBuf>> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
-            if let Ok(p) = std::env::var("PROMPTEVO_LLAMA_PYTHON") {
-                return Some(PathBuf::from(p));
-            }
-            let venv = root().join("target/llama-server-venv");
-            let out = Command::new("sh")
-                .arg(root().join("tests/support/llama-server-venv.sh"))
-                .arg(&venv)
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("sh runs");
-            match out.status.code() {
-                Some(0) => Some(PathBuf::from(
-                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                )),
-                Some(3) => {
-                    eprintln!(
-                        "\n\n*** SKIPPED: the real-server tests of tests/server.rs need Python's venv and pip to install llama-cpp-python[server]; install python3-venv and python3-pip ***\n\n"
-                    );
-                    None
-                }
-                _ => panic!("installing llama-cpp-python[server] failed (see the pip output above)"),
-            }
+            from_env_or_script(
+                "PROMPTEVO_LLAMA_PYTHON",
+                "llama-server-venv.sh",
+                "target/llama-server-venv",
+                "the real-server tests of tests/server.rs need Python's venv and pip to install llama-cpp-python[server]",
+            )
         })
         .clone()
 }
@@ -71,29 +55,39 @@ fn llama_cpp_server_binary() -> Option<PathBuf> {
     static BINARY: OnceLock<Option<PathBuf>> = OnceLock::new();
     BINARY
         .get_or_init(|| {
-            if let Ok(p) = std::env::var("PROMPTEVO_LLAMA_SERVER") {
-                return Some(PathBuf::from(p));
-            }
-            let out = Command::new("sh")
-                .arg(root().join("tests/support/llama-cpp-server-build.sh"))
-                .arg(root().join("target/llama-cpp-server"))
-                .stderr(Stdio::inherit())
-                .output()
-                .expect("sh runs");
-            match out.status.code() {
-                Some(0) => Some(PathBuf::from(
-                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                )),
-                Some(3) => {
-                    eprintln!(
-                        "\n\n*** SKIPPED: the llama-server test of tests/server.rs needs Python's venv and pip for cmake and ninja; install python3-venv and python3-pip ***\n\n"
-                    );
-                    None
-                }
-                _ => panic!("building llama.cpp's llama-server failed (see the output above)"),
-            }
+            from_env_or_script(
+                "PROMPTEVO_LLAMA_SERVER",
+                "llama-cpp-server-build.sh",
+                "target/llama-cpp-server",
+                "the llama-server test of tests/server.rs needs Python's venv and pip for cmake and ninja",
+            )
         })
         .clone()
+}
+
+/// The path in `$env`, else the one `tests/support/<script> <dir>` prints after installing or
+/// building what it makes (once: it does nothing when `dir` already holds it). Exit status 3
+/// means Python's venv or pip is missing: `why` is printed loudly and the caller skips.
+fn from_env_or_script(env: &str, script: &str, dir: &str, why: &str) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(env) {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new("sh")
+        .arg(root().join("tests/support").join(script))
+        .arg(root().join(dir))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("sh runs");
+    match out.status.code() {
+        Some(0) => Some(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )),
+        Some(3) => {
+            eprintln!("\n\n*** SKIPPED: {why}; install python3-venv and python3-pip ***\n\n");
+            None
+        }
+        _ => panic!("tests/support/{script} failed (see its output above); {env}=PATH uses one made elsewhere"),
+    }
 }
 
 /// A port nobody listens on now.
