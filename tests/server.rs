@@ -754,10 +754,14 @@ fn assert_scored_through_echo(url: &str) {
         method.starts_with("echo: echo passed the self-check"),
         "{method}"
     );
-    // Each label's log-prob is the toy model's for that label after the rendered example.
+    assert_labels_are_the_toy_models(&v);
+}
+
+/// Each label's log-prob in `eval --json --per-example` output `v` (SST-2 test, the task's first
+/// prompt) is the toy model's for that label after the rendered example.
+fn assert_labels_are_the_toy_models(v: &serde_json::Value) {
     let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
-    let prompt = &task.initial_prompts[0];
-    let (before, after) = task.template.split(prompt);
+    let (before, after) = task.template.split(&task.initial_prompts[0]);
     for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
         let text = format!("{before}{}{after}", example.input);
         let want: Vec<f64> = task
@@ -857,24 +861,7 @@ fn a_llama_cpp_server_is_scored_from_its_top_logprobs_and_its_tokenize() {
         .unwrap()
         .iter()
         .any(|r| r.starts_with("POST /tokenize") && r.contains(r#""content":"Answer: positive""#)));
-    // Each label's log-prob is the toy model's first-position value after the example's text.
-    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
-    let (before, after) = task.template.split(&task.initial_prompts[0]);
-    for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
-        let text = format!("{before}{}{after}", example.input);
-        let want: Vec<f64> = task
-            .verbalizers
-            .iter()
-            .map(|l| f64::from(toy_logprob(&text, l) as f32))
-            .collect();
-        let got: Vec<f64> = e["label_logprobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        assert_eq!(got, want, "{text:?}");
-    }
+    assert_labels_are_the_toy_models(&v);
 }
 
 #[test]
