@@ -222,39 +222,22 @@ fn assert_ok(out: &Output) {
 
 /// `eval --json` of the task's first prompt on test@200, through `model` (a file or a URL).
 fn eval_test200(model: &str) -> serde_json::Value {
-    let out = bin()
-        .current_dir(root())
-        .args(["eval", "--task", "experiments/tasks/sst2.toml"])
-        .args([
-            "--split",
-            "test",
-            "--limit",
-            "200",
-            "--json",
-            "--concurrency",
-            "4",
-        ])
-        .args(["--model", model])
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    serde_json::from_slice(&out.stdout).unwrap()
+    eval_test200_with(model, &[])
 }
 
 /// [`eval_test200`] with each example's label log-probs.
 fn eval_test200_per_example(model: &str) -> serde_json::Value {
+    eval_test200_with(model, &["--per-example"])
+}
+
+/// [`eval_test200`] with `extra` flags.
+fn eval_test200_with(model: &str, extra: &[&str]) -> serde_json::Value {
     let out = bin()
         .current_dir(root())
         .args(["eval", "--task", "experiments/tasks/sst2.toml"])
-        .args([
-            "--split",
-            "test",
-            "--limit",
-            "200",
-            "--json",
-            "--per-example",
-        ])
+        .args(["--split", "test", "--limit", "200", "--json"])
         .args(["--concurrency", "4", "--model", model])
+        .args(extra)
         .output()
         .unwrap();
     assert_ok(&out);
@@ -733,8 +716,8 @@ fn echo_offsets_moved_by_a_decoded_bos_are_anchored_at_the_prompts_end() {
     assert_scored_through_echo(&echo_server_decoding_bos("<s>"));
 }
 
-/// `eval` through `url` uses echo, and each label's log-prob is the toy model's.
-fn assert_scored_through_echo(url: &str) {
+/// `eval --json --per-example` of the task's first prompt on test@4, through `url`.
+fn eval_test4_per_example(url: &str) -> serde_json::Value {
     let out = bin()
         .current_dir(root())
         .args([
@@ -748,7 +731,12 @@ fn assert_scored_through_echo(url: &str) {
         .output()
         .unwrap();
     assert_ok(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `eval` through `url` uses echo, and each label's log-prob is the toy model's.
+fn assert_scored_through_echo(url: &str) {
+    let v = eval_test4_per_example(url);
     let method = v["backend"]["scoring_method"].as_str().unwrap();
     assert!(
         method.starts_with("echo: echo passed the self-check"),
@@ -837,20 +825,7 @@ fn fake_llama_cpp_server() -> (String, Arc<Mutex<Vec<String>>>) {
 #[test]
 fn a_llama_cpp_server_is_scored_from_its_top_logprobs_and_its_tokenize() {
     let (url, seen) = fake_llama_cpp_server();
-    let out = bin()
-        .current_dir(root())
-        .args([
-            "eval",
-            "--task",
-            "experiments/tasks/sst2.toml",
-            "--split",
-            "test",
-        ])
-        .args(["--limit", "4", "--json", "--per-example", "--model", &url])
-        .output()
-        .unwrap();
-    assert_ok(&out);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = eval_test4_per_example(&url);
     let method = v["backend"]["scoring_method"].as_str().unwrap();
     assert!(method.starts_with("top_logprobs"), "{method}");
     // The labels were counted on the server (one token each), so no note says they could not be.
