@@ -130,11 +130,7 @@ impl ServerBackend {
         let next_token = self
             .next_token_logprobs(CHECK_CONTEXT)?
             .and_then(|top| top.get(CHECK_CONTINUATION).copied());
-        let echoed = self
-            .complete(json!({
-                "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
-            }))
-            .ok();
+        let echoed = self.complete(request(Method::Echo, &full)).ok();
         let context = CHECK_CONTEXT.chars().count();
         let echo = echoed.as_ref().and_then(|v| echo_sum(v, context, &full));
         // Shifted: the top log-probs listed at the context's last token are those that predict
@@ -163,18 +159,14 @@ impl ServerBackend {
 
     /// The first generated position's top log-probs after `text` (None: the server gives none).
     fn next_token_logprobs(&self, text: &str) -> Result<Option<BTreeMap<String, f64>>> {
-        let v = self.complete(json!({
-            "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
-        }))?;
+        let v = self.complete(request(Method::TopLogprobs, text))?;
         Ok(top_logprobs(&v))
     }
 
     /// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens of `full` (None: the server
     /// gives none).
     fn prompt_logprobs(&self, full: &str, n: usize) -> Result<Option<f64>> {
-        let v = self.complete(json!({
-            "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
-        }))?;
+        let v = self.complete(request(Method::PromptLogprobs, full))?;
         Ok(prompt_logprobs_sum(&v, n))
     }
 
@@ -314,30 +306,48 @@ impl ServerBackend {
     }
 }
 
+/// The `/completions` body (less the model) that reads `prompt`'s log-probs by `method`: the
+/// start-up self-check sends the very requests that scoring sends.
+fn request(method: Method, prompt: &str) -> Value {
+    match method {
+        Method::Echo => json!({
+            "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
+        }),
+        Method::PromptLogprobs => json!({
+            "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
+        }),
+        Method::TopLogprobs => json!({
+            "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
+        }),
+    }
+}
+
+/// The log-probs of an OpenAI-style `{token: log-prob}` object (entries that are not numbers
+/// left out).
+fn logprob_map(top: &serde_json::Map<String, Value>) -> BTreeMap<String, f64> {
+    top.iter()
+        .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
+        .collect()
+}
+
 /// The first generated position's top log-probs in a `/completions` answer: OpenAI's legacy
 /// shape (`logprobs.top_logprobs[0]` maps token text to log-prob: vLLM, SGLang,
 /// llama-cpp-python) or llama.cpp's server's (`logprobs.content[0].top_logprobs` lists
 /// `{token, logprob}`). Two entries with the same text keep the larger value.
 fn top_logprobs(v: &Value) -> Option<BTreeMap<String, f64>> {
     let logprobs = &v["choices"][0]["logprobs"];
-    let mut map = BTreeMap::new();
-    let mut put = |token: &str, x: f64| {
-        let e = map.entry(token.to_string()).or_insert(x);
-        *e = e.max(x);
-    };
-    if let Some(top) = logprobs["top_logprobs"].get(0).and_then(Value::as_object) {
-        for (k, x) in top {
-            if let Some(x) = x.as_f64() {
-                put(k, x);
-            }
-        }
-    } else if let Some(top) = logprobs["content"][0]["top_logprobs"].as_array() {
-        for e in top {
+    let map = if let Some(top) = logprobs["top_logprobs"].get(0).and_then(Value::as_object) {
+        logprob_map(top)
+    } else {
+        let mut map = BTreeMap::new();
+        for e in logprobs["content"][0]["top_logprobs"].as_array()? {
             if let (Some(t), Some(x)) = (e["token"].as_str(), e["logprob"].as_f64()) {
-                put(t, x);
+                let kept = map.entry(t.to_string()).or_insert(x);
+                *kept = kept.max(x);
             }
         }
-    }
+        map
+    };
     (!map.is_empty()).then_some(map)
 }
 
@@ -418,11 +428,7 @@ fn echo_top_at(v: &Value, end: usize, full: &str) -> Option<BTreeMap<String, f64
     let top = v["choices"][0]["logprobs"]["top_logprobs"]
         .get(j)?
         .as_object()?;
-    Some(
-        top.iter()
-            .filter_map(|(k, x)| x.as_f64().map(|x| (k.clone(), x)))
-            .collect(),
-    )
+    Some(logprob_map(top))
 }
 
 /// Sum of vLLM `prompt_logprobs` of the last `n` prompt tokens: each entry maps token ids to
@@ -485,9 +491,7 @@ impl ScoringBackend for ServerBackend {
         let out: Vec<Vec<f32>> = match method {
             Method::TopLogprobs => self.in_flight(suffixes.len(), |i| {
                 let text = format!("{prefix}{}", suffixes[i]);
-                let v = self.complete(json!({
-                    "prompt": text, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
-                }))?;
+                let v = self.complete(request(Method::TopLogprobs, &text))?;
                 tokens.fetch_add(usage(&v), Ordering::Relaxed);
                 let top = top_logprobs(&v).ok_or_else(|| {
                     self.client
@@ -512,17 +516,11 @@ impl ScoringBackend for ServerBackend {
                     let (i, l) = (j / k, j % k);
                     let context = format!("{prefix}{}", suffixes[i]);
                     let full = format!("{context}{}", labels[l]);
+                    let v = self.complete(request(method, &full))?;
+                    tokens.fetch_add(usage(&v), Ordering::Relaxed);
                     let value = if method == Method::Echo {
-                        let v = self.complete(json!({
-                            "prompt": full, "max_tokens": 1, "temperature": 0.0, "logprobs": 1, "echo": true,
-                        }))?;
-                        tokens.fetch_add(usage(&v), Ordering::Relaxed);
                         echo_sum(&v, context.chars().count(), &full)
                     } else {
-                        let v = self.complete(json!({
-                            "prompt": full, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
-                        }))?;
-                        tokens.fetch_add(usage(&v), Ordering::Relaxed);
                         prompt_logprobs_sum(&v, self.label_tokens[l])
                     };
                     value.map(|x| x as f32).ok_or_else(|| {
