@@ -341,3 +341,43 @@ fn safetensors_folders_of_every_architecture_score_as_their_gguf() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["accuracy"].is_number(), "{v}");
 }
+
+/// A Gemma 3 folder whose config.json leaves out keys at Gemma3TextConfig's defaults (as
+/// transformers writes it) loads with those defaults: without `rope_theta` (1e6, the tiny
+/// model's own) it scores as before; without `num_hidden_layers` it is read as 26 and refused
+/// against the folder's tensors, not as a missing key.
+#[test]
+fn a_gemma3_folder_without_default_valued_keys_gets_gemma3s_defaults() {
+    let (_, cfg) = tiny_configs()
+        .into_iter()
+        .find(|(name, _)| *name == "gemma3")
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("tiny-gemma3.gguf");
+    write_tiny_llama(&gguf, &cfg).unwrap();
+    let folder = dir.path().join("hf-gemma3");
+    write_tiny_hf_folder(&gguf, &folder, &cfg).unwrap();
+    let config_path = folder.join("config.json");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let without = |key: &str| {
+        let mut c = written.clone();
+        c.as_object_mut().unwrap().remove(key).unwrap();
+        std::fs::write(&config_path, c.to_string()).unwrap();
+    };
+    let ids: Vec<u32> = (3..19).collect();
+    let reference = Model::load(&folder, WeightFormat::F32, &Device::Cpu).unwrap();
+    let want = reference.arch.causal_log_probs(&ids).unwrap();
+    without("rope_theta");
+    let model = Model::load(&folder, WeightFormat::F32, &Device::Cpu).unwrap();
+    assert_eq!(model.arch.causal_log_probs(&ids).unwrap(), want);
+    without("num_hidden_layers");
+    let err = Model::load(&folder, WeightFormat::F32, &Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("num_hidden_layers is 26 but there are"),
+        "{err}"
+    );
+}

@@ -68,6 +68,16 @@ impl HfConfig {
         out
     }
 
+    /// The `rope_scaling` object and its type (`rope_type`, else the older `type`); None when the
+    /// config has none.
+    pub fn rope_scaling(&self) -> Option<(&serde_json::Value, Option<&str>)> {
+        let scaling = &self.json["rope_scaling"];
+        (!scaling.is_null()).then(|| {
+            let kind = scaling["rope_type"].as_str().or(scaling["type"].as_str());
+            (scaling, kind)
+        })
+    }
+
     /// A required unsigned integer.
     pub fn usize(&self, key: &str) -> Result<usize> {
         self.json[key]

@@ -151,17 +151,13 @@ pub(crate) fn read_config(gguf: &crate::model::gguf::GgufFile, arch: &str) -> Re
     };
     let rope_base = gguf.f32_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0);
     let n_layer = gguf.usize(&key("block_count"))?;
-    // Refused before any per-layer table is sized by it (9 tensors per block at least).
-    if n_layer == 0 || n_layer > gguf.tensor_count() / 9 {
-        return Err(bad_file(
-            gguf.path(),
-            arch,
-            format!(
-                "block_count is {n_layer} but the file holds {} tensors (9 per block)",
-                gguf.tensor_count()
-            ),
-        ));
-    }
+    check_block_count(
+        n_layer,
+        gguf.tensor_count(),
+        gguf.path(),
+        arch,
+        &key("block_count"),
+    )?;
     let config = ModelConfig {
         architecture: arch.to_string(),
         n_layer,
@@ -211,6 +207,25 @@ pub(crate) fn read_hf_config(
     Ok(config)
 }
 
+/// Refuses a block count (`key`) of 0 or more than `tensors` stored tensors can hold (9 per
+/// block at least), before any per-layer table is sized by it.
+pub(crate) fn check_block_count(
+    n_layer: usize,
+    tensors: usize,
+    path: &std::path::Path,
+    arch: &str,
+    key: &str,
+) -> Result<()> {
+    if n_layer == 0 || n_layer > tensors / 9 {
+        return Err(bad_file(
+            path,
+            arch,
+            format!("{key} is {n_layer} but there are {tensors} tensors (9 per block)"),
+        ));
+    }
+    Ok(())
+}
+
 /// Most blocks a model may declare (the largest open models have about 130): a count past it
 /// is a damaged or hostile file, refused before any per-layer table is sized by it.
 const MAX_LAYERS: usize = 1024;
@@ -242,14 +257,12 @@ fn check_config(config: &ModelConfig, path: &std::path::Path, arch: &str) -> Res
             ),
         ));
     }
-    let base = config.rope_base;
-    if !(base.is_finite() && base > 0.0) {
-        return Err(bad_file(
-            path,
-            arch,
-            format!("the RoPE base (rope.freq_base / rope_theta) is {base}, not a positive number"),
-        ));
-    }
+    require_positive(
+        f64::from(config.rope_base),
+        "the RoPE base (rope.freq_base / rope_theta)",
+        path,
+        arch,
+    )?;
     if !(config.rms_eps.is_finite() && config.rms_eps >= 0.0) {
         return Err(bad_file(
             path,
@@ -261,6 +274,23 @@ fn check_config(config: &ModelConfig, path: &std::path::Path, arch: &str) -> Res
         ));
     }
     Ok(())
+}
+
+/// Refuses `value` (named `what` in the error) unless it is a finite number above 0.
+pub(crate) fn require_positive(
+    value: f64,
+    what: &str,
+    path: &std::path::Path,
+    arch: &str,
+) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        return Ok(());
+    }
+    Err(bad_file(
+        path,
+        arch,
+        format!("{what} is {value}, not a positive number"),
+    ))
 }
 
 /// Refuses RoPE scaling the decoder would not apply: GGUF `{arch}.rope.scaling.type` other than
@@ -293,14 +323,10 @@ pub(crate) fn refuse_hf_rope_scaling(
     cfg: &crate::model::safetensors::HfConfig,
     arch: &str,
 ) -> Result<()> {
-    let scaling = &cfg.json["rope_scaling"];
-    if scaling.is_null() {
+    let Some((_, kind)) = cfg.rope_scaling() else {
         return Ok(());
-    }
-    let kind = scaling["rope_type"]
-        .as_str()
-        .or(scaling["type"].as_str())
-        .unwrap_or("unnamed");
+    };
+    let kind = kind.unwrap_or("unnamed");
     if kind == "default" || kind == "none" {
         return Ok(());
     }

@@ -11,8 +11,8 @@ use candle_core::quantized::gguf_file::Value;
 use candle_core::Device;
 
 use super::decoder::{
-    bad_file, read_config, read_hf_config, Activation, Decoder, DecoderSpec, RopeStyle,
-    WeightFormat,
+    bad_file, read_config, read_hf_config, require_positive, Activation, Decoder, DecoderSpec,
+    RopeStyle, WeightFormat,
 };
 use super::{Architecture, ModelConfig};
 use crate::error::Result;
@@ -27,8 +27,8 @@ const LOCAL_ROPE_BASE: f32 = 10_000.0;
 const LAYERS_27B: usize = 62;
 
 /// Gemma3TextConfig's defaults for the keys the decoder reads (transformers leaves a key out
-/// of config.json when it has its default value).
-const HF_DEFAULTS: &[(&str, f64)] = &[
+/// of config.json when it has its default value); the folder loader fills them in.
+pub(crate) const HF_DEFAULTS: &[(&str, f64)] = &[
     ("num_hidden_layers", 26.0),
     ("num_attention_heads", 8.0),
     ("num_key_value_heads", 4.0),
@@ -99,13 +99,12 @@ pub fn load(
     let global_scale = match gguf.get(&key("rope.scaling.type")) {
         Some(Value::String(t)) if t == "linear" => {
             let factor = gguf.f32_opt(&key("rope.scaling.factor"))?.unwrap_or(1.0);
-            if !(factor.is_finite() && factor > 0.0) {
-                return Err(bad_file(
-                    gguf.path(),
-                    arch,
-                    format!("{arch}.rope.scaling.factor is {factor}"),
-                ));
-            }
+            require_positive(
+                f64::from(factor),
+                &key("rope.scaling.factor"),
+                gguf.path(),
+                arch,
+            )?;
             1.0 / factor
         }
         Some(Value::String(t)) if t == "none" => 1.0,
@@ -170,11 +169,10 @@ fn spec(
 
 /// The spec of a Hugging Face Gemma 3 folder (`gemma3_text`, or a `gemma3` one's
 /// `text_config`): `layer_types` or `sliding_window_pattern`, `rope_local_base_freq`,
-/// `query_pre_attn_scalar`, linear `rope_scaling` of the global layers. Its norm weights are
-/// stored as `w` (the folder's weight source adds 1).
+/// `query_pre_attn_scalar`, linear `rope_scaling` of the global layers; the loader has filled in
+/// [`HF_DEFAULTS`] for keys the folder leaves out. Its norm weights are stored as `w` (the
+/// folder's weight source adds 1).
 pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
-    // transformers writes only the values that differ from Gemma3TextConfig's defaults.
-    let cfg = &cfg.with_defaults(HF_DEFAULTS);
     let config = read_hf_config(cfg, "gemma3")?;
     let path = cfg.dir.join("config.json");
     let n = config.n_layer;
@@ -203,29 +201,21 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
     let local_base = cfg
         .f64_opt("rope_local_base_freq")
         .map_or(LOCAL_ROPE_BASE, |b| b as f32);
-    if !(local_base.is_finite() && local_base > 0.0) {
-        return Err(bad_file(
-            &path,
-            "gemma3",
-            format!("rope_local_base_freq is {local_base}, not a positive number"),
-        ));
-    }
-    let scaling = &cfg.json["rope_scaling"];
-    let global_scale = match scaling["rope_type"].as_str().or(scaling["type"].as_str()) {
-        _ if scaling.is_null() => 1.0,
-        Some("linear") => {
+    require_positive(
+        f64::from(local_base),
+        "rope_local_base_freq",
+        &path,
+        "gemma3",
+    )?;
+    let global_scale = match cfg.rope_scaling() {
+        None => 1.0,
+        Some((scaling, Some("linear"))) => {
             let factor = scaling["factor"].as_f64().unwrap_or(1.0);
-            if !(factor.is_finite() && factor > 0.0) {
-                return Err(bad_file(
-                    &path,
-                    "gemma3",
-                    format!("rope_scaling.factor is {factor}, not a positive number"),
-                ));
-            }
+            require_positive(factor, "rope_scaling.factor", &path, "gemma3")?;
             (1.0 / factor) as f32
         }
-        Some("default") | Some("none") => 1.0,
-        other => {
+        Some((_, Some("default" | "none"))) => 1.0,
+        Some((_, other)) => {
             return Err(bad_file(
                 &path,
                 "gemma3",
@@ -257,12 +247,14 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
 mod tests {
     use super::*;
 
+    /// A folder's config as the loader hands it over, [`HF_DEFAULTS`] filled in.
     fn folder(json: serde_json::Value) -> HfConfig {
         HfConfig {
             dir: "gemma-folder".into(),
             model_type: "gemma3_text".into(),
             json,
         }
+        .with_defaults(HF_DEFAULTS)
     }
 
     #[test]

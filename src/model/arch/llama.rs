@@ -43,12 +43,8 @@ pub(crate) fn spec_from_hf(cfg: &HfConfig) -> Result<DecoderSpec> {
         rope: RopeStyle::Neox,
         ..DecoderSpec::llama(config)
     };
-    let scaling = &cfg.json["rope_scaling"];
-    if !scaling.is_null() {
-        let kind = scaling["rope_type"]
-            .as_str()
-            .or(scaling["type"].as_str())
-            .unwrap_or("");
+    if let Some((scaling, kind)) = cfg.rope_scaling() {
+        let kind = kind.unwrap_or("");
         if kind != "llama3" {
             return Err(bad_file(
                 &cfg.dir.join("config.json"),

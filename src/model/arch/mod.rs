@@ -141,6 +141,9 @@ pub struct ArchEntry {
     pub hf_model_types: &'static [&'static str],
     load: Loader,
     from_hf: HfSpec,
+    /// Values of `config.json` keys its `transformers` config class defaults (transformers
+    /// leaves a key out when it has its default), filled in when a folder is read.
+    hf_defaults: &'static [(&'static str, f64)],
 }
 
 /// Every architecture promptevo implements, in the order error messages list them.
@@ -151,6 +154,7 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
         hf_model_types: &["llama", "mistral"],
         load: llama::load,
         from_hf: llama::spec_from_hf,
+        hf_defaults: &[],
     },
     ArchEntry {
         name: "gemma3",
@@ -158,6 +162,7 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
         hf_model_types: &["gemma3_text", "gemma3"],
         load: gemma3::load,
         from_hf: gemma3::spec_from_hf,
+        hf_defaults: gemma3::HF_DEFAULTS,
     },
     ArchEntry {
         name: "qwen2",
@@ -165,6 +170,7 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
         hf_model_types: &["qwen2"],
         load: qwen2::load,
         from_hf: qwen2::spec_from_hf,
+        hf_defaults: &[],
     },
     ArchEntry {
         name: "qwen3",
@@ -172,6 +178,7 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
         hf_model_types: &["qwen3"],
         load: qwen3::load,
         from_hf: qwen3::spec_from_hf,
+        hf_defaults: &[],
     },
 ];
 
@@ -223,18 +230,15 @@ pub fn load_safetensors(
                 ),
             )
         })?;
+    let cfg = cfg.with_defaults(entry.hf_defaults);
     let mut source = SafetensorsFolder::open(dir, entry.name == "gemma3")?;
-    // Refused before any per-layer table is sized by it (9 tensors per block at least).
-    let n_layer = cfg.usize("num_hidden_layers")?;
-    if n_layer == 0 || n_layer > source.tensor_count() / 9 {
-        return Err(Error::model(
-            dir.join("config.json"),
-            format!(
-                "num_hidden_layers is {n_layer} but the folder holds {} tensors (9 per block); the folder is incomplete",
-                source.tensor_count()
-            ),
-        ));
-    }
+    decoder::check_block_count(
+        cfg.usize("num_hidden_layers")?,
+        source.tensor_count(),
+        &dir.join("config.json"),
+        entry.name,
+        "num_hidden_layers",
+    )?;
     let spec = (entry.from_hf)(&cfg)?;
     Ok(Box::new(decoder::Decoder::load(
         &mut source,
