@@ -170,32 +170,41 @@ impl ServerBackend {
         Ok(prompt_logprobs_sum(&v, n))
     }
 
-    /// Tokens `label` adds after a context on the server, counted with its `/tokenize` (vLLM's
-    /// and llama.cpp's, sent both's field names) or llama-cpp-python's `/extras/tokenize`; None
-    /// when it has neither. The label is counted after [`LABEL_ANCHOR`], not alone: a
-    /// SentencePiece tokenizer with a dummy prefix splits " positive" alone into two tokens,
-    /// and a BOS the server adds cancels out.
-    fn label_token_count(&self, label: &str) -> Option<usize> {
-        let count = |t: &str| -> Option<usize> {
-            let tokenize = self.client.post_optional(
-                "tokenize",
-                &json!({
-                    "model": self.client.model(), "prompt": t, "content": t,
-                    "add_special_tokens": false, "add_special": false,
-                }),
-            );
-            let v = tokenize.filter(|v| v["tokens"].is_array()).or_else(|| {
-                self.client.post_optional(
-                    "extras/tokenize",
-                    &json!({"model": self.client.model(), "input": t}),
-                )
-            })?;
-            v["tokens"].as_array().map(Vec::len)
-        };
-        let with = count(&format!("{LABEL_ANCHOR}{label}"))?;
-        let without = count(LABEL_ANCHOR)?;
-        // A server that ignored the text (an empty list for both) has no usable tokenizer.
-        (with > without || label.is_empty()).then(|| with - without)
+    /// Tokens of `text` on the server, counted with its `/tokenize` (vLLM's and llama.cpp's, sent
+    /// both's field names) or llama-cpp-python's `/extras/tokenize`; None when it has neither.
+    fn token_count(&self, text: &str) -> Option<usize> {
+        let tokenize = self.client.post_optional(
+            "tokenize",
+            &json!({
+                "model": self.client.model(), "prompt": text, "content": text,
+                "add_special_tokens": false, "add_special": false,
+            }),
+        );
+        let v = tokenize.filter(|v| v["tokens"].is_array()).or_else(|| {
+            self.client.post_optional(
+                "extras/tokenize",
+                &json!({"model": self.client.model(), "input": text}),
+            )
+        })?;
+        v["tokens"].as_array().map(Vec::len)
+    }
+
+    /// Tokens each label adds after a context on the server (None: it cannot tell). A label is
+    /// counted after [`LABEL_ANCHOR`], not alone: a SentencePiece tokenizer with a dummy prefix
+    /// splits " positive" alone into two tokens, and a BOS the server adds cancels out.
+    fn label_token_counts(&self, labels: &[String]) -> Vec<Option<usize>> {
+        let anchor = self.token_count(LABEL_ANCHOR);
+        labels
+            .iter()
+            .map(|label| {
+                let (with, without) = (
+                    self.token_count(&format!("{LABEL_ANCHOR}{label}"))?,
+                    anchor?,
+                );
+                // A server that ignored the text (an empty list for both) has no usable tokenizer.
+                (with > without || label.is_empty()).then(|| with - without)
+            })
+            .collect()
     }
 
     /// Runs `job(i)` for `i` in `0..n` with up to `concurrency` in flight; results in order, the
@@ -258,11 +267,7 @@ impl ServerBackend {
             fmt(probe.echo),
             fmt(probe.prompt_logprobs)
         );
-        let counts: Vec<Option<usize>> = task
-            .verbalizers
-            .iter()
-            .map(|v| self.label_token_count(v))
-            .collect();
+        let counts = self.label_token_counts(&task.verbalizers);
         self.labels = task.verbalizers.clone();
         self.label_tokens = counts.iter().map(|c| c.unwrap_or(1)).collect();
         if probe.agrees(probe.echo) {
