@@ -187,9 +187,12 @@ struct OptimizeArgs {
     operators: Option<std::collections::BTreeMap<String, f64>>,
     /// Per-example fitness the search maximises: accuracy (0/1), margin (gold label log-prob
     /// minus the best other, clipped to +-5 nats) or prob (gold label probability over the
-    /// labels). accuracy is the default: over three SST-2 searches' candidates, dev accuracy
-    /// ranked them closest to their validation accuracy (benches/fitness.rs). Reports keep
-    /// accuracy as the headline; generation tasks use their metric.
+    /// labels), or balanced (balanced accuracy: 0/1 weighted by the inverse of each class's
+    /// share of the pool, for dev/validation splits not balanced like the data the prompt will
+    /// meet; the final choice then compares finalists by it too). accuracy is the default: over
+    /// three SST-2 searches' candidates, dev accuracy ranked them closest to their validation
+    /// accuracy (benches/fitness.rs). Reports keep accuracy as the headline (and show test
+    /// balanced accuracy and each split's class balance); generation tasks use their metric.
     #[arg(long, value_enum, default_value_t = defaults().fitness)]
     fitness: promptevo::task::Fitness,
     /// Paired screening: score a child on N dev examples its best parent was scored on first,
@@ -243,7 +246,9 @@ struct OptimizeArgs {
     test_limit: usize,
     /// Choose the answer among the finalists on the first N validation examples (the task's
     /// `validation` file, else carved from train, disjoint from every demonstration); 0 returns
-    /// the best on dev.
+    /// the best on dev. The best initial prompt stays unless the challenger beats it by a
+    /// paired sign test (validation p < 0.05, or dev and validation pooled p < 0.01); a close
+    /// lead grows validation (doubling, up to the whole split) before deciding.
     #[arg(long, default_value_t = promptevo::run::session::DEFAULT_VALIDATION_LIMIT, value_name = "N")]
     validation_limit: usize,
     /// Seed of the run's one random stream: the same seed and inputs give the same run.

@@ -94,6 +94,61 @@ pub fn average_ranks(xs: &[f64]) -> Vec<f64> {
     ranks
 }
 
+/// One-sided p-value of the exact sign test: the chance of at least `better` successes in
+/// `better + worse` fair coin flips (McNemar's exact test on the examples where two prompts
+/// differ). 1 when they never differ.
+pub fn sign_test_p(better: usize, worse: usize) -> f64 {
+    let n = better + worse;
+    if n == 0 {
+        return 1.0;
+    }
+    // Summed in log space: 0.5^n underflows past about 1,000 examples.
+    let ln_choose = |k: usize| ln_factorial(n) - ln_factorial(k) - ln_factorial(n - k);
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    (better..=n)
+        .map(|k| (ln_choose(k) + ln_half_n).exp())
+        .sum::<f64>()
+        .min(1.0)
+}
+
+/// ln(k!) by summation (exact enough for the few thousand examples a split holds).
+fn ln_factorial(k: usize) -> f64 {
+    (2..=k).map(|i| (i as f64).ln()).sum()
+}
+
+/// Draws of the Monte Carlo sign-flip test when the differences are not all the same size.
+pub const SIGN_FLIP_DRAWS: usize = 20_000;
+
+/// One-sided p-value that paired differences are centred above 0, by flipping their signs: the
+/// chance that a random sign assignment gives a sum at least the observed one. Zero differences
+/// are dropped. When every non-zero difference has the same size (0/1 scores) this is the exact
+/// [`sign_test_p`]; otherwise (weighted or partial-credit scores) it is estimated from
+/// [`SIGN_FLIP_DRAWS`] draws of a fixed-seed stream, so the same differences always give the
+/// same p. 1 when every difference is zero.
+pub fn paired_sign_flip_p(diffs: &[f64]) -> f64 {
+    let nz: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
+    if nz.is_empty() {
+        return 1.0;
+    }
+    let size = nz[0].abs();
+    if nz.iter().all(|d| (d.abs() - size).abs() <= 1e-12 * size.max(1.0)) {
+        let better = nz.iter().filter(|d| **d > 0.0).count();
+        return sign_test_p(better, nz.len() - better);
+    }
+    let observed: f64 = nz.iter().sum();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let at_least = (0..SIGN_FLIP_DRAWS)
+        .filter(|_| {
+            let s: f64 = nz
+                .iter()
+                .map(|d| if rng.gen::<bool>() { d.abs() } else { -d.abs() })
+                .sum();
+            s >= observed - 1e-12
+        })
+        .count();
+    (1 + at_least) as f64 / (1 + SIGN_FLIP_DRAWS) as f64
+}
+
 /// Two-sided p-value of the Wilcoxon signed-rank test that `diffs` are symmetric about 0. Zero
 /// differences are dropped, tied |differences| share their average rank; with at most
 /// [`WILCOXON_EXACT_MAX`] non-zero differences the p-value is exact (every sign assignment is
@@ -243,5 +298,29 @@ mod tests {
         assert!(lo <= mean(&d) && mean(&d) <= hi);
         assert_eq!(bootstrap_ci(&d, 7), (lo, hi));
         assert!(lo >= -0.05 && hi <= 0.2);
+    }
+
+    #[test]
+    fn sign_test_matches_the_binomial_tail() {
+        // 18 better, 4 worse: P(X >= 18 | n = 22, 1/2) = 0.0021718
+        assert!((sign_test_p(18, 4) - 0.002_171_754_837_036_133).abs() < 1e-12);
+        assert_eq!(sign_test_p(0, 0), 1.0);
+        assert!((sign_test_p(1, 1) - 0.75).abs() < 1e-12);
+        assert!((sign_test_p(5, 0) - 1.0 / 32.0).abs() < 1e-12);
+        // Large n stays finite and sensible.
+        let p = sign_test_p(600, 500);
+        assert!(p > 0.0 && p < 0.01, "{p}");
+    }
+
+    #[test]
+    fn sign_flip_is_the_sign_test_for_equal_sizes_and_weighs_sizes_otherwise() {
+        let d = [1.0, 1.0, 1.0, -1.0, 0.0, 1.0];
+        assert_eq!(paired_sign_flip_p(&d), sign_test_p(4, 1));
+        assert_eq!(paired_sign_flip_p(&[0.0, 0.0]), 1.0);
+        // Big wins and small losses are stronger evidence than the counts alone say.
+        let weighted = [2.0, 2.0, 2.0, -0.5, -0.5, -0.5, 2.0, 2.0];
+        let p = paired_sign_flip_p(&weighted);
+        assert!(p < sign_test_p(5, 3), "{p}");
+        assert_eq!(p, paired_sign_flip_p(&weighted), "seeded: the same p every time");
     }
 }

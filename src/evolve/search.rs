@@ -80,6 +80,11 @@ pub trait Evaluator {
         pool: Pool,
         examples: &[usize],
     ) -> Result<Vec<ExampleResult>, EvolveError>;
+    /// Validation examples the final choice may grow to when its decision is close (at least
+    /// [`Evaluator::pool_size`] of validation). Default: no more than that.
+    fn validation_capacity(&self) -> usize {
+        self.pool_size(Pool::Validation)
+    }
     /// Called once after each generation (0 = the initial population) with the population
     /// sorted best first. Default: no-op.
     fn generation_done(
@@ -693,9 +698,30 @@ impl<'e, 'g> Search<'e, 'g> {
         Ok(out)
     }
 
-    /// Examples in the validation split.
+    /// Scores one candidate on these validation examples (not charged to the budget).
+    pub fn validate_on(
+        &mut self,
+        candidate: &Candidate,
+        examples: &[usize],
+    ) -> Result<Vec<ExampleResult>, EvolveError> {
+        if examples.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .run_evaluation(candidate, Pool::Validation, examples)?
+            .unwrap_or_default())
+    }
+
+    /// Validation examples the final choice looks at first.
     pub fn validation_size(&self) -> usize {
         self.evaluator.pool_size(Pool::Validation)
+    }
+
+    /// Validation examples the final choice may grow to when its decision is close.
+    pub fn validation_capacity(&self) -> usize {
+        self.evaluator
+            .validation_capacity()
+            .max(self.validation_size())
     }
 
     /// The initial population: the user's prompts (duplicates dropped), then children of them

@@ -19,8 +19,11 @@ use crate::task::{metrics, Fitness, Split};
 pub struct PoolSizes {
     /// Dev examples per full evaluation.
     pub dev: usize,
-    /// Validation examples of the final choice.
+    /// Validation examples the final choice looks at first.
     pub validation: usize,
+    /// Validation examples the final choice may grow to when its decision is close (the
+    /// task's whole validation split; 0 with validation off).
+    pub validation_capacity: usize,
     /// Train examples offered as demonstrations (and probed by error-driven moves).
     pub train: usize,
 }
@@ -40,6 +43,7 @@ pub struct RunEvaluator<'s, 'm> {
     checkpoints: Option<RunFolder>,
     progress: Option<indicatif::ProgressBar>,
     best: f64,
+    class_weights: HashMap<Pool, Vec<f64>>,
     /// Every record of the run (replayed and new), in order.
     pub records: Vec<EvaluationRecord>,
 }
@@ -68,6 +72,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             checkpoints: None,
             progress: None,
             best: f64::NEG_INFINITY,
+            class_weights: HashMap::new(),
             records: Vec::new(),
         }
     }
@@ -144,6 +149,24 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         Ok(Some(r))
     }
 
+    /// The balanced-accuracy weight of each example's gold class in `pool`, from the class
+    /// counts of the examples the pool can score (validation: up to its capacity).
+    fn class_weight(&mut self, pool: Pool, example: usize) -> f64 {
+        let size = match pool {
+            Pool::Validation => self.validation_capacity(),
+            _ => self.pool_size(pool),
+        };
+        let task = self.scorer.task();
+        let gold = task.gold(Self::split(pool));
+        let weights = self.class_weights.entry(pool).or_insert_with(|| {
+            metrics::class_weights(&gold[..size.min(gold.len())], task.labels.len())
+        });
+        gold.get(example)
+            .and_then(|g| weights.get(*g))
+            .copied()
+            .unwrap_or(1.0)
+    }
+
     /// Macro-F1 of a candidate's results so far (generation: the mean metric).
     fn macro_f1(&self, results: &Results, split: Split) -> f64 {
         let task = self.scorer.task();
@@ -168,6 +191,13 @@ impl Evaluator for RunEvaluator<'_, '_> {
             Pool::Train => self.sizes.train,
         };
         limit.min(self.scorer.task().examples(Self::split(pool)).len())
+    }
+
+    fn validation_capacity(&self) -> usize {
+        self.sizes
+            .validation_capacity
+            .min(self.scorer.task().examples(Split::Validation).len())
+            .max(self.pool_size(Pool::Validation))
     }
 
     fn evaluate(
@@ -200,11 +230,16 @@ impl Evaluator for RunEvaluator<'_, '_> {
             .scorer
             .example_scores(&c.prompt(), split, examples, self.calibrate, self.fitness)
             .map_err(EvolveError::evaluation)?;
+        let balanced = self.fitness == Fitness::Balanced && !self.scorer.task().is_generation();
         let results: Vec<ExampleResult> = scores
             .into_iter()
             .map(|s| ExampleResult {
                 example: s.example,
-                fitness: s.fitness,
+                fitness: if balanced {
+                    s.fitness * self.class_weight(pool, s.example)
+                } else {
+                    s.fitness
+                },
                 metric: s.metric,
                 predicted: s.predicted,
             })

@@ -27,6 +27,20 @@ pub struct PromptResult {
     pub test_accuracy_calibrated: f64,
     /// 95% bootstrap interval of the test accuracy.
     pub test_ci: (f64, f64),
+    /// Test balanced accuracy (mean per-class recall; classification only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_balanced_accuracy: Option<f64>,
+}
+
+/// How many examples of each label one split holds (classification tasks).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitBalance {
+    /// The split ("dev", "validation", "test").
+    pub split: String,
+    /// Examples of this split the run used.
+    pub n: usize,
+    /// (label, examples) in label order.
+    pub counts: Vec<(String, usize)>,
 }
 
 /// Everything `report.md` shows.
@@ -104,6 +118,11 @@ pub struct Report {
     /// Dev sampling noise beside the spread of candidate scores (from the log).
     #[serde(default)]
     pub headroom: Option<Headroom>,
+    /// The label counts of the dev, validation and test examples the run used (empty for
+    /// generation tasks): a split whose balance differs from test is a warning sign that
+    /// accuracy there will not carry over (`--fitness balanced` is the remedy).
+    #[serde(default)]
+    pub class_balance: Vec<SplitBalance>,
     /// How an inference server scored and wrote (None: everything ran in process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::score::BackendInfo>,
@@ -173,6 +192,7 @@ impl Report {
             match self.fitness.as_str() {
                 "" | "accuracy" => "accuracy",
                 "margin" => "gold-label log-prob margin (reports show accuracy)",
+                "balanced" => "balanced accuracy (0/1 weighted by the inverse of each class's share; the final choice compares it too)",
                 _ => "gold-label probability over the labels (reports show accuracy)",
             },
             self.dev_n,
@@ -220,6 +240,7 @@ impl Report {
             "- validation: {} example evaluations for the final choice (not charged to the budget)\n\n",
             self.validation_evals
         );
+        s += &self.balance_markdown();
         if let Some(b) = &self.backend {
             s += &format!(
                 "## Backend\n\n- {} {}{}\n- scoring method: {}\n",
@@ -267,6 +288,14 @@ impl Report {
             analysis::BOOTSTRAP_RESAMPLES,
             self.test_n
         );
+        if let (Some(ib), Some(bb)) = (i.test_balanced_accuracy, b.test_balanced_accuracy) {
+            s += &format!(
+                "Test balanced accuracy (mean per-class recall): initial {}, best {} ({}).\n\n",
+                pct(ib),
+                pct(bb),
+                delta(ib, bb)
+            );
+        }
         s += &format!(
             "**Initial prompt** (#{}):\n\n> {}\n\n**Best prompt** (#{}):\n\n> {}\n\n",
             i.id,
@@ -339,16 +368,77 @@ impl Report {
             capitalise(&c.reason)
         );
         for f in &c.finalists {
+            let mark = if f.id == c.chosen {
+                "**chosen**"
+            } else if c.test.as_ref().is_some_and(|t| t.challenger == f.id) {
+                "challenger"
+            } else {
+                ""
+            };
             s += &format!(
-                "| {} | {} | {:.3} | {} | {:.3} | {} | {} |\n",
+                "| {} | {} | {:.3} | {} | {:.3} | {} | {mark} |\n",
                 f.id,
                 f.operator,
                 f.dev_score,
                 pct(f.dev_accuracy),
                 f.validation_score,
                 pct(f.validation_accuracy),
-                if f.id == c.chosen { "**chosen**" } else { "" }
             );
+        }
+        s += "\n";
+        if let Some(t) = &c.test {
+            let looks: Vec<String> = t.looks.iter().map(usize::to_string).collect();
+            s += &format!(
+                "Paired test of the challenger #{} against the best initial prompt #{} ({}, per example; validation looked at {} examples):\n\n| evidence | better | worse | examples | change | one-sided p | needs |\n|---|---|---|---|---|---|---|\n",
+                t.challenger,
+                c.finalists[0].id,
+                match t.criterion {
+                    crate::evolve::choice::Criterion::Metric => "the task's metric",
+                    crate::evolve::choice::Criterion::Fitness => "the fitness",
+                },
+                looks.join(" then ")
+            );
+            for (name, e, needs) in [
+                ("validation (exact sign test)", &t.validation, format!("< {}", t.validation_alpha)),
+                ("dev", &t.dev, "-".to_string()),
+                ("dev + validation pooled", &t.pooled, format!("< {}", t.pooled_alpha)),
+            ] {
+                s += &format!(
+                    "| {name} | {} | {} | {} | {:+.1} pts | {:.4} | {needs} |\n",
+                    e.better,
+                    e.worse,
+                    e.n,
+                    100.0 * e.mean_diff,
+                    e.p_value
+                );
+            }
+            s += &format!(
+                "\nDecided by: {}; the challenger {}.\n\n",
+                t.decided_by,
+                if t.accepted { "won" } else { "did not win" }
+            );
+        }
+        s
+    }
+
+    /// The "class balance" section: label counts per split.
+    fn balance_markdown(&self) -> String {
+        let Some(first) = self.class_balance.first() else {
+            return String::new();
+        };
+        let mut s = String::from("## Class balance\n\n| split | examples |");
+        for (label, _) in &first.counts {
+            s += &format!(" {label} |");
+        }
+        s += "\n|---|---|";
+        s += &"---|".repeat(first.counts.len());
+        s += "\n";
+        for b in &self.class_balance {
+            s += &format!("| {} | {} |", b.split, b.n);
+            for (_, c) in &b.counts {
+                s += &format!(" {} ({:.0}%) |", c, 100.0 * *c as f64 / b.n.max(1) as f64);
+            }
+            s += "\n";
         }
         s + "\n"
     }

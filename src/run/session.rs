@@ -13,7 +13,7 @@ use super::analysis;
 use super::evaluator::{PoolSizes, RunEvaluator};
 use super::folder::{RunFolder, EVALUATIONS_FILE};
 use super::log::{EvaluationLog, EvaluationRecord};
-use super::report::{PromptResult, Report};
+use super::report::{PromptResult, Report, SplitBalance};
 use crate::error::{Error, Result};
 use crate::evolve::{run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator};
 use crate::model::generate::{ChatGenerator, GenerateOptions};
@@ -250,6 +250,11 @@ pub fn execute(
         let sizes = PoolSizes {
             dev: dev_n,
             validation: settings.validation_limit,
+            validation_capacity: if settings.validation_limit == 0 {
+                0
+            } else {
+                task.validation.len()
+            },
             train: DEMO_POOL,
         };
         let mut evaluator = RunEvaluator::new(scorer, log, sizes, calibrate, cfg.fitness, quiet)
@@ -271,6 +276,10 @@ pub fn execute(
         .initial
         .first()
         .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
+    let gold_test = task.gold(Split::Test);
+    let test_weights = (!task.is_generation()).then(|| {
+        metrics::class_weights(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+    });
     let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
         let dev_cal = scorer.evaluate(prompt, Split::Dev, Some(dev_n), true)?;
@@ -286,6 +295,14 @@ pub fn execute(
             test_macro_f1: test.macro_f1,
             test_accuracy_calibrated: test_cal.accuracy,
             test_ci: analysis::bootstrap_ci(&correct, settings.seed),
+            test_balanced_accuracy: test_weights.as_ref().map(|w| {
+                let weighted: Vec<f64> = correct
+                    .iter()
+                    .zip(&gold_test)
+                    .map(|(c, g)| c * w.get(*g).copied().unwrap_or(0.0))
+                    .collect();
+                crate::stats::mean(&weighted)
+            }),
         };
         Ok((result, correct))
     };
@@ -334,6 +351,16 @@ pub fn execute(
         dev_best_id: outcome.dev_best.candidate.id,
         final_choice: outcome.final_choice.clone(),
         headroom: None,
+        class_balance: class_balance(
+            task,
+            &[
+                (Split::Dev, dev_n),
+                (Split::Validation, outcome.final_choice.as_ref().map_or(0, |c| {
+                    c.test.as_ref().and_then(|t| t.looks.last().copied()).unwrap_or(c.validation_n)
+                })),
+                (Split::Test, test_n),
+            ],
+        ),
         // Re-read: counts such as labels outside the top log-probs grow during the run.
         backend: backend.and_then(|_| backend_info(scorer, &mutator_note)),
     };
@@ -343,4 +370,30 @@ pub fn execute(
         eprintln!("warning: {warning}");
     }
     Ok(report)
+}
+
+/// Label counts of the first `n` examples of each split (nothing for generation tasks or an
+/// unused split).
+fn class_balance(task: &Task, splits: &[(Split, usize)]) -> Vec<SplitBalance> {
+    if task.is_generation() {
+        return Vec::new();
+    }
+    splits
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|&(split, n)| {
+            let gold = task.gold(split);
+            let gold = &gold[..n.min(gold.len())];
+            SplitBalance {
+                split: split.to_string(),
+                n: gold.len(),
+                counts: task
+                    .labels
+                    .iter()
+                    .cloned()
+                    .zip(metrics::class_counts(gold, task.labels.len()))
+                    .collect(),
+            }
+        })
+        .collect()
 }

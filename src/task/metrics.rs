@@ -54,6 +54,40 @@ pub fn majority_rate(gold: &[usize], n_labels: usize) -> f64 {
     *counts.iter().max().unwrap_or(&0) as f64 / gold.len() as f64
 }
 
+/// Per-class weights that make the mean of weighted 0/1 correctness over `gold` its balanced
+/// accuracy (mean per-class recall): n / (classes present x examples of the class); 0 for a
+/// class absent from `gold`.
+pub fn class_weights(gold: &[usize], n_labels: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; n_labels];
+    for &g in gold {
+        if g < n_labels {
+            counts[g] += 1;
+        }
+    }
+    let present = counts.iter().filter(|c| **c > 0).count();
+    counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                gold.len() as f64 / (present * c) as f64
+            }
+        })
+        .collect()
+}
+
+/// Examples of each label in `gold`, in label order.
+pub fn class_counts(gold: &[usize], n_labels: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; n_labels];
+    for &g in gold {
+        if g < n_labels {
+            counts[g] += 1;
+        }
+    }
+    counts
+}
+
 /// The per-example fitness of a classification prompt, computed from the label log-probs (after
 /// calibration when it is on). Generation tasks always use their metric.
 #[derive(
@@ -80,6 +114,11 @@ pub enum Fitness {
     /// The gold label's probability normalised over the labels (in [0, 1]; the expected
     /// accuracy of sampling the label).
     Prob,
+    /// Balanced accuracy: 1/0 correctness weighted by n / (classes x examples of the gold
+    /// class) over the pool scored, so its mean is the mean per-class recall. For a task whose
+    /// dev and validation are not balanced as its test will be (label shift); the final choice
+    /// then compares finalists by it too.
+    Balanced,
 }
 
 /// Largest gold-label margin (nats) one example contributes to the `margin` fitness.
@@ -96,7 +135,11 @@ impl Fitness {
             .fold(f64::NEG_INFINITY, f64::max);
         let g = f64::from(logprobs[gold]);
         match self {
-            Fitness::Accuracy => f64::from(u8::from(g > best_other || logprobs.len() == 1)),
+            // Balanced: the 0/1 correctness here; the class weight is the pool's, applied by
+            // the evaluator (see `class_weights`).
+            Fitness::Accuracy | Fitness::Balanced => {
+                f64::from(u8::from(g > best_other || logprobs.len() == 1))
+            }
             Fitness::Margin if logprobs.len() == 1 => MARGIN_CLIP,
             Fitness::Margin => (g - best_other).clamp(-MARGIN_CLIP, MARGIN_CLIP),
             Fitness::Prob => {
@@ -117,6 +160,7 @@ impl std::fmt::Display for Fitness {
             Fitness::Accuracy => "accuracy",
             Fitness::Margin => "margin",
             Fitness::Prob => "prob",
+            Fitness::Balanced => "balanced",
         })
     }
 }
@@ -284,5 +328,22 @@ mod tests {
         let pred = [1, 1, 1, 1];
         assert_eq!(accuracy(&gold, &pred), 0.75);
         assert!(macro_f1(&gold, &pred, 2) < 0.5);
+    }
+
+    #[test]
+    fn class_weights_make_the_weighted_mean_the_balanced_accuracy() {
+        // 3 of class 0 (2 right), 1 of class 1 (right): recall 2/3 and 1 -> balanced 5/6.
+        let gold = [0, 0, 0, 1];
+        let correct = [1.0, 1.0, 0.0, 1.0];
+        let w = class_weights(&gold, 3);
+        assert_eq!(w[2], 0.0);
+        let mean: f64 = gold
+            .iter()
+            .zip(correct)
+            .map(|(g, c)| w[*g] * c)
+            .sum::<f64>()
+            / 4.0;
+        assert!((mean - 5.0 / 6.0).abs() < 1e-12, "{mean}");
+        assert_eq!(class_counts(&gold, 3), vec![3, 1, 0]);
     }
 }

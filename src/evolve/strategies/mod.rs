@@ -29,7 +29,8 @@ pub const STRATEGY_MOVES: [&str; 4] = [
 
 use rand_chacha::ChaCha8Rng;
 
-use super::choice::choose_on_validation;
+use super::choice::{choose_on_validation, Criterion};
+use crate::task::Fitness;
 use super::error::EvolveError;
 use super::operators::{weighted_operators, OperatorContext};
 use super::search::{Evaluator, OperatorSet, Scored, Search, SearchOutcome};
@@ -223,8 +224,12 @@ pub fn run_search(
     let operators = operator_set(config)?;
     let mut search = Search::new(evaluator, ops, config.limits());
     let population = strategy.run(&mut search, config, &operators, initial_prompts, rng)?;
-    let validation_n = search.validation_size();
-    let choice = choose_on_validation(&mut search, config.finalists, validation_n)?;
+    let criterion = if config.fitness == Fitness::Balanced {
+        Criterion::Fitness
+    } else {
+        Criterion::Metric
+    };
+    let choice = choose_on_validation(&mut search, config.finalists, criterion)?;
     let mut outcome = search.finish(population)?;
     if let Some((best, how)) = choice {
         outcome.best = best;
