@@ -11,7 +11,8 @@
 //! `target/llama-server-venv` (pip compiles llama.cpp: minutes, once); llama-server from
 //! `$PROMPTEVO_LLAMA_SERVER` or is built by `tests/support/llama-cpp-server-build.sh` into
 //! `target/llama-cpp-server` (minutes, once). Only when Python's venv or pip is missing are the
-//! real-server tests skipped, with a message that says so.
+//! real-server tests skipped, with a message that says so; with `PROMPTEVO_REQUIRE_SERVERS` set
+//! (`.ci/run` sets it) that is a failure instead.
 
 mod common;
 
@@ -82,8 +83,11 @@ fn from_env_or_script(env: &str, script: &str, dir: &str, why: &str) -> Option<P
         Some(0) => Some(PathBuf::from(
             String::from_utf8_lossy(&out.stdout).trim().to_string(),
         )),
+        Some(3) if std::env::var_os("PROMPTEVO_REQUIRE_SERVERS").is_some() => panic!(
+            "{why}, and PROMPTEVO_REQUIRE_SERVERS is set (CI sets it: a skipped real-server test there is a failure); install python3-venv and python3-pip"
+        ),
         Some(3) => {
-            eprintln!("\n\n*** SKIPPED: {why}; install python3-venv and python3-pip ***\n\n");
+            eprintln!("\n\n*** SKIPPED: {why}; install python3-venv and python3-pip (PROMPTEVO_REQUIRE_SERVERS=1 makes this a failure) ***\n\n");
             None
         }
         _ => panic!("tests/support/{script} failed (see its output above); {env}=PATH uses one made elsewhere"),

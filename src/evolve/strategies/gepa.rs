@@ -189,7 +189,7 @@ mod tests {
         assert!(text.contains("Correct answer: positive"), "{text}");
         assert!(!text.contains("dev"));
         assert!(ev.pools.contains(&crate::evolve::results::Pool::Train));
-        assert!(outcome.best.score >= best_initial(&outcome));
+        assert_reaches_the_toy_optimum(&outcome);
         assert_eq!(trace_with_generator(&cfg, 4), trace_with_generator(&cfg, 4));
     }
 }

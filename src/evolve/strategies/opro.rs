@@ -134,7 +134,7 @@ mod tests {
             scores.len() >= 2 && scores.windows(2).all(|w| w[0] <= w[1]),
             "{scores:?}"
         );
-        assert!(outcome.best.score >= best_initial(&outcome));
+        assert_reaches_the_toy_optimum(&outcome);
     }
 
     #[test]

@@ -143,7 +143,7 @@ mod tests {
         assert!(asked >= kids.len());
         // Population size is kept, and each generation's population is its units sorted.
         assert!(ev.populations.iter().all(|p| p.len() == 6));
-        assert!(outcome.best.score >= best_initial(&outcome));
+        assert_reaches_the_toy_optimum(&outcome);
         let (again, ev2, _) = run_once(4);
         assert_eq!(again.best, outcome.best);
         assert_eq!(ev2.received, ev.received);

@@ -34,6 +34,8 @@ pub struct ToyEvaluator {
     pub flip_validation: bool,
     pub generations: Vec<(usize, Vec<f64>)>,
     pub populations: Vec<Vec<u64>>,
+    /// Sleep this long per evaluation (to test time budgets without racing the operators).
+    pub delay: std::time::Duration,
 }
 
 /// Dev size of the toy evaluator.
@@ -77,6 +79,7 @@ impl Evaluator for ToyEvaluator {
         pool: Pool,
         examples: &[usize],
     ) -> Result<Vec<ExampleResult>, EvolveError> {
+        std::thread::sleep(self.delay);
         if !self.ids.contains(&c.id) {
             self.received.push(c.clone());
         }
@@ -225,6 +228,24 @@ pub fn trace(cfg: &SearchConfig, seed: u64) -> String {
     serde_json::to_string(&(&ev.received, &outcome.best, &outcome.final_population)).expect("json")
 }
 
+/// Asserts what only a working strategy achieves on the toy: none of the initial prompts says
+/// "careful" (toy score below 0), so an answer scoring above 0.5 means the strategy found and
+/// kept a prompt that does (a strategy that does nothing hands back an initial prompt), and the
+/// final choice's paired test accepted it over the best initial prompt.
+pub fn assert_reaches_the_toy_optimum(outcome: &SearchOutcome) {
+    assert!(best_initial(outcome) < 0.0);
+    assert!(
+        outcome.best.score > 0.5,
+        "the answer {:?} scores {} (best initial {})",
+        outcome.best.candidate.prompt(),
+        outcome.best.score,
+        best_initial(outcome)
+    );
+    let choice = outcome.final_choice.as_ref().expect("the toy has validation");
+    assert!(!choice.kept_initial, "{}", choice.reason);
+}
+
+/// The best initial prompt's dev score.
 pub fn best_initial(outcome: &SearchOutcome) -> f64 {
     outcome
         .initial
