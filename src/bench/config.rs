@@ -10,8 +10,8 @@ use crate::error::{Error, Result};
 use crate::evolve::strategies::check_operators;
 use crate::evolve::SearchConfig;
 
-/// Pool used when the benchmark file names none (relative to the working directory).
-pub const DEFAULT_POOL: &str = "experiments/pools/phrases.toml";
+/// Pool used when the benchmark file names none: the one compiled into the binary.
+pub const DEFAULT_POOL: &str = crate::evolve::pool::BUILTIN_POOL;
 
 /// The file as written; the `search` tables stay raw until merged.
 #[derive(Deserialize)]

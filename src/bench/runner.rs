@@ -264,7 +264,7 @@ pub fn run_all(
     quiet: bool,
     mut each: impl FnMut(&[RunResult]) -> Result<()>,
 ) -> Result<Vec<RunResult>> {
-    PhrasePool::from_toml_file(&config.pool)?;
+    PhrasePool::load(&config.pool)?;
     let tasks = load_tasks(config)?;
     let runs: Vec<PlannedRun> = plan(config, &tasks, out, &model.record)
         .into_iter()

@@ -8,6 +8,13 @@ use serde::Deserialize;
 use super::error::EvolveError;
 use super::genome::Genome;
 
+/// The name of the default phrase pool, compiled into the binary from
+/// experiments/pools/phrases.toml (`--pool FILE` replaces it).
+pub const BUILTIN_POOL: &str = "builtin:phrases";
+
+/// The default pool's text.
+const BUILTIN_POOL_TOML: &str = include_str!("../../experiments/pools/phrases.toml");
+
 /// Phrases that the insert operator may add: the phrases of the initial prompts plus a task-agnostic pool.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PhrasePool {
@@ -39,6 +46,15 @@ impl PhrasePool {
         S: AsRef<str>,
     {
         PhrasePool::default().extend(phrases)
+    }
+
+    /// Loads the pool `path` names: [`BUILTIN_POOL`] is the default pool compiled into the
+    /// binary (so a run works from any folder), anything else a TOML file.
+    pub fn load(path: &Path) -> Result<PhrasePool, EvolveError> {
+        if path == Path::new(BUILTIN_POOL) {
+            return PhrasePool::from_toml_str(BUILTIN_POOL_TOML, path);
+        }
+        PhrasePool::from_toml_file(path)
     }
 
     /// Loads a pool from a TOML file with the optional string arrays `instructions`,
@@ -171,5 +187,16 @@ mod tests {
             blank.to_string(),
             "phrase pool file pool.toml: entry 1 of `personas` is blank; remove it or write a phrase"
         );
+    }
+
+    #[test]
+    fn the_builtin_pool_is_the_shipped_file_and_needs_no_folder() {
+        let builtin = PhrasePool::load(Path::new(BUILTIN_POOL)).unwrap();
+        let file = PhrasePool::from_toml_file(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/pools/phrases.toml"),
+        )
+        .unwrap();
+        assert_eq!(builtin.len(), file.len());
+        assert!(builtin.len() > 10);
     }
 }

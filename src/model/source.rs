@@ -64,7 +64,12 @@ impl ModelSpec {
             }
         }
         Err(Error::ModelNotFound(format!(
-            "no model given and the default model models/{DEFAULT_MODEL_FILE} is not there: run `{FETCH_COMMAND}` in the promptevo folder, or pass --model PATH (or set ${MODEL_ENV})"
+            "no model given and the default model {DEFAULT_MODEL_FILE} is in none of {}: run `{FETCH_COMMAND}` in the promptevo folder, or pass --model PATH (or set ${MODEL_ENV})",
+            default_model_dirs()
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         )))
     }
 
@@ -106,10 +111,28 @@ impl ModelSpec {
 }
 
 /// `models/` next to the current directory, and next to the executable's crate root.
+/// Where the default model is looked for, in order: the per-user cache folder that
+/// `models/fetch-default.sh` also fills ([`model_cache_dir`]), `models/` under the working
+/// directory, and the checkout this binary was built from.
 fn default_model_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![PathBuf::from("models")];
+    let mut dirs: Vec<PathBuf> = model_cache_dir().into_iter().collect();
+    dirs.push(PathBuf::from("models"));
     dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
     dirs
+}
+
+/// The per-user model cache: `$XDG_CACHE_HOME/promptevo/models`, else
+/// `$HOME/.cache/promptevo/models` (None when neither variable is set).
+pub fn model_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("promptevo").join("models"))
 }
 
 fn download(repo: &str, file: Option<&str>) -> Result<PathBuf> {

@@ -212,7 +212,7 @@ pub fn execute(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<Report> {
-    let pool = PhrasePool::from_toml_file(&settings.pool)?;
+    let pool = PhrasePool::load(&settings.pool)?;
     let (cfg, dev_n, test_n, calibrate) = (
         &settings.search,
         settings.dev_limit,
