@@ -150,13 +150,13 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         if task.is_generation() {
             return results.mean_metric();
         }
-        let label = |s: &str| task.labels.iter().position(|l| l == s).unwrap_or(0);
+        let label = |s: &str| task.labels().iter().position(|l| l == s).unwrap_or(0);
         let examples = task.examples(split);
         let (gold, predicted): (Vec<usize>, Vec<usize>) = results
             .iter()
             .map(|r| (label(&examples[r.example].target), label(&r.predicted)))
             .unzip();
-        metrics::macro_f1(&gold, &predicted, task.labels.len())
+        metrics::macro_f1(&gold, &predicted, task.labels().len())
     }
 }
 

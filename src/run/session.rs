@@ -312,7 +312,10 @@ pub fn execute(
             0.0
         } else {
             let gold_test = task.gold(Split::Test);
-            metrics::majority_rate(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+            metrics::majority_rate(
+                &gold_test[..test_n.min(gold_test.len())],
+                task.labels().len(),
+            )
         },
         candidates: records.len(),
         forward_passes,
