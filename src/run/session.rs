@@ -332,6 +332,7 @@ pub fn execute(
         model_replies: outcome.model_replies,
         rejected_replies: outcome.rejected_replies,
         fitness: cfg.fitness.to_string(),
+        metric: task.metric_name().to_string(),
         screened_out: outcome.screened_out,
         validation_evals: outcome.validation_evals,
         dev_best_id: outcome.dev_best.candidate.id,
