@@ -12,6 +12,7 @@ use crate::run::checkpoint::{Checkpoint, Member};
 use crate::run::folder::RunFolder;
 use crate::run::log::{EvaluationLog, EvaluationRecord};
 use crate::score::Scorer;
+use crate::task::metric::Scored as MetricScored;
 use crate::task::{metrics, Fitness, Split};
 
 /// How many examples of each pool a run scores on.
@@ -180,6 +181,21 @@ impl Evaluator for RunEvaluator<'_, '_> {
             self.evals_used += examples.len() as u64;
         }
         if let Some(r) = self.replayed(c, pool, examples)? {
+            // Logged answers and metric results serve later scoring (the report's dev scores):
+            // an external scorer is never asked twice about one (prompt, example).
+            for x in &r.results {
+                let scored = MetricScored {
+                    score: x.metric,
+                    fitness: x.fitness,
+                };
+                self.scorer.remember(
+                    &r.prompt,
+                    Self::split(pool),
+                    x.example,
+                    &x.predicted,
+                    scored,
+                );
+            }
             self.so_far
                 .entry((c.id, pool))
                 .or_default()

@@ -172,6 +172,28 @@ impl<'m> Scorer<'m> {
         Ok((out, missing.len()))
     }
 
+    /// Records a generation result logged by an earlier process (a resumed run's replayed
+    /// evaluation): its answer and metric result are then served from the caches, so neither
+    /// the model nor an external scorer is asked about this (prompt, example) again. Ignored
+    /// for classification tasks.
+    pub fn remember(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        example: usize,
+        output: &str,
+        scored: Scored,
+    ) {
+        if !self.task.is_generation() || example >= self.task.examples(split).len() {
+            return;
+        }
+        let key = (prompt.to_string(), split, example);
+        self.answers
+            .entry(key.clone())
+            .or_insert_with(|| output.to_string());
+        self.scored.entry(key).or_insert(scored);
+    }
+
     /// Label log-probabilities (sum over each verbaliser's tokens) for the first `limit`
     /// examples of `split`, computing only the pairs not yet cached.
     pub fn label_logprobs(

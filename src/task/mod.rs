@@ -628,6 +628,11 @@ mod tests {
             "larger_animal",
             "first_word_letter",
             "sentiment",
+            "orthography_starts_with",
+            "sum",
+            "diff",
+            "larger_animal_json",
+            "larger_animal_lenient",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/tasks/{name}.toml"));

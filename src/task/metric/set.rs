@@ -30,25 +30,29 @@ pub fn new(p: &mut Params<'_>) -> Result<Box<dyn Metric>, MetricError> {
 }
 
 impl Set {
-    /// The items of `text`: its first line split on the separator, each lower-cased, with `-`
-    /// read as a space, ASCII punctuation removed, whitespace collapsed and a leading "and "
-    /// (a list's last conjunction) dropped; empty items and a lone "and" are dropped.
+    /// The items of `text`, as APE's `es` normalises them. With a blank separator (APE's
+    /// case): " and " removed, the first line, lower-cased, `-` read as a space, split on
+    /// whitespace, ASCII punctuation removed from each word. With another separator: the first
+    /// line split on it, each item lower-cased, `-` read as a space, ASCII punctuation removed,
+    /// whitespace collapsed and a leading "and " (a list's last conjunction) dropped. Empty
+    /// items are dropped either way.
     fn items(&self, text: &str) -> BTreeSet<String> {
-        let line = text.trim_start().lines().next().unwrap_or("");
-        let parts: Vec<&str> = if self.separator.trim().is_empty() {
-            line.split_whitespace().collect()
-        } else {
-            line.split(self.separator.as_str()).collect()
+        let clean = |item: &str| -> String {
+            item.to_lowercase()
+                .replace('-', " ")
+                .chars()
+                .filter(|c| !c.is_ascii_punctuation())
+                .collect()
         };
-        parts
-            .into_iter()
+        if self.separator.trim().is_empty() {
+            let text = text.replace(" and ", " ");
+            let line = text.trim().lines().next().unwrap_or("");
+            return clean(line).split_whitespace().map(str::to_string).collect();
+        }
+        let line = text.trim().lines().next().unwrap_or("");
+        line.split(self.separator.as_str())
             .map(|item| {
-                let cleaned: String = item
-                    .to_lowercase()
-                    .replace('-', " ")
-                    .chars()
-                    .filter(|c| !c.is_ascii_punctuation())
-                    .collect();
+                let cleaned = clean(item);
                 let words: Vec<&str> = cleaned.split_whitespace().collect();
                 match words.as_slice() {
                     ["and", rest @ ..] => rest.join(" "),
