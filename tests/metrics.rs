@@ -312,3 +312,119 @@ fn a_task_with_a_committed_command_scorer_runs_through_eval() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("command="));
 }
+
+/// A scorer that logs every input it is asked about to `seen.txt` and scores 1 when the
+/// output contains the first target.
+const COUNTING_SCORER: &str = r#"import json, sys
+with open("seen.txt", "a") as seen:
+    for line in sys.stdin:
+        a = json.loads(line)
+        seen.write(a["input"] + "\n")
+        print(1 if a["targets"][0].lower() in a["output"].lower() else 0)
+"#;
+
+/// The inputs of the first `n` lines of a shipped larger_animal split.
+fn inputs(split: &str, n: usize) -> HashSet<String> {
+    std::fs::read_to_string(root().join(format!("experiments/data/larger_animal/{split}.jsonl")))
+        .unwrap()
+        .lines()
+        .take(n)
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["input"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_command_scorer_is_asked_once_per_prompt_and_example_and_not_again_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("count.py"), COUNTING_SCORER).unwrap();
+    let data = root().join("experiments/data/larger_animal");
+    let task = d.join("task.toml");
+    std::fs::write(
+        &task,
+        format!(
+            "name = \"counted\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\n\\nInput: {{input}}\\nOutput:\"\nmax_new_tokens = 6\ninitial_prompts = [\"Write the larger of the two given animals.\", \"Which animal is bigger?\"]\n[metric]\nname = \"command\"\ncommand = [\"python3\", \"count.py\"]\n[data]\ntrain = \"{0}/train.jsonl\"\ndev = \"{0}/dev.jsonl\"\ntest = \"{0}/test.jsonl\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let run = d.join("run");
+    let optimize = bin()
+        .current_dir(root())
+        .args(["optimize", "--task"])
+        .arg(&task)
+        .args([
+            "--population",
+            "3",
+            "--generations",
+            "1",
+            "--quiet",
+            "--seed",
+            "3",
+        ])
+        .args([
+            "--dev-limit",
+            "4",
+            "--validation-limit",
+            "3",
+            "--test-limit",
+            "3",
+        ])
+        .arg("--model")
+        .arg(default_model())
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        optimize.status.success(),
+        "{}",
+        String::from_utf8_lossy(&optimize.stderr)
+    );
+    let seen = |path: &Path| -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let dev = inputs("dev", 4);
+    // Each logged (prompt, dev example) pair was put to the scorer exactly once.
+    let log = std::fs::read_to_string(run.join("evaluations.jsonl")).unwrap();
+    let mut pairs = HashSet::new();
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["pool"] == "dev" {
+            for r in v["results"].as_array().unwrap() {
+                pairs.insert((v["prompt"].to_string(), r["example"].as_u64().unwrap()));
+            }
+        }
+    }
+    let first = seen(&d.join("seen.txt"));
+    let dev_asked = first.iter().filter(|i| dev.contains(*i)).count();
+    assert!(!pairs.is_empty());
+    assert_eq!(dev_asked, pairs.len(), "{first:?}");
+    let best = std::fs::read_to_string(run.join("best.txt")).unwrap();
+
+    // Resuming the finished run replays the log: the scorer hears of no dev or validation
+    // example again (only the report's test scoring, which is not logged, runs).
+    std::fs::remove_file(d.join("seen.txt")).unwrap();
+    let resume = bin()
+        .current_dir(root())
+        .args(["resume", "--quiet"])
+        .arg(&run)
+        .output()
+        .unwrap();
+    assert!(
+        resume.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resume.stderr)
+    );
+    let again = seen(&d.join("seen.txt"));
+    let test = inputs("test", 3);
+    assert!(again.iter().all(|i| test.contains(i)), "{again:?}");
+    assert_eq!(std::fs::read_to_string(run.join("best.txt")).unwrap(), best);
+}
