@@ -413,6 +413,19 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_documents_every_registered_metric() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        for (name, _) in REGISTRY {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README.md's metric table lacks `{name}`"
+            );
+        }
+    }
+
+    #[test]
     fn every_registered_name_is_unique() {
         let mut names: Vec<&str> = REGISTRY.iter().map(|(n, _)| *n).collect();
         names.sort_unstable();
