@@ -932,7 +932,8 @@ fn search_and_report(
         quiet,
     )?;
     eprintln!(
-        "initial: dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
+        "{}: initial dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
+        task.metric_name(),
         100.0 * report.initial.dev_accuracy,
         100.0 * report.initial.test_accuracy,
         report.best.id,
