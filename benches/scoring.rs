@@ -186,7 +186,7 @@ fn run_naive(n: usize, device: &Device) -> Result<RowResult> {
     )?;
     let ours = Model::load(&path, WeightFormat::Native, &Device::Cpu)?; // tokenizer only
     let labels: Vec<u32> = task
-        .verbalizers
+        .verbalizers()
         .iter()
         .map(|v| Ok(ours.encode(v)?[0]))
         .collect::<Result<_>>()?;
@@ -239,7 +239,7 @@ fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<R
     let (task, inputs) = workload(n)?;
     let model = Model::load(&root().join(model_file), format, device)?;
     let labels: Vec<Vec<u32>> = task
-        .verbalizers
+        .verbalizers()
         .iter()
         .map(|v| model.encode(v))
         .collect::<promptevo::Result<_>>()?;
@@ -318,7 +318,7 @@ fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
             "--json",
             "--labels",
         ])
-        .args(&task.verbalizers)
+        .args(task.verbalizers())
         .arg("--data")
         .arg(&data)
         .current_dir(root())

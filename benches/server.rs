@@ -153,7 +153,7 @@ fn main() -> Result<()> {
             &job,
             serde_json::json!({
                 "url": url, "model": client.model(), "prompts": prompts,
-                "labels": task.verbalizers, "concurrency": c, "logprobs": TOP_K,
+                "labels": task.verbalizers(), "concurrency": c, "logprobs": TOP_K,
             })
             .to_string(),
         )?;

@@ -294,9 +294,10 @@ struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// With --json: add `labels` and `examples`, one entry per example in split order: `index`,
-    /// `target`, `predicted` and `label_logprobs` (one per label in `labels` order, uncalibrated;
-    /// with calibration also `calibrated_logprobs`, whose argmax is `predicted`); generation
-    /// tasks give `targets`, `output` and `score` (the metric) instead of the label fields.
+    /// `target`, `predicted`, `score` (1/0) and `label_logprobs` (one per label in `labels`
+    /// order, uncalibrated; with calibration also `calibrated_logprobs`, whose argmax is
+    /// `predicted`); generation tasks give `targets`, `output`, `score` (the task's `metric`)
+    /// and `fitness` (its partial credit) instead of the label fields.
     #[arg(long)]
     per_example: bool,
     #[command(flatten)]
@@ -501,7 +502,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         .prompt
         .clone()
         .unwrap_or_else(|| task.initial_prompts[0].clone());
-    let calibrate = args.calibrate || task.calibrate;
+    let calibrate = args.calibrate || task.calibrates();
     let mut scorer = match (&server, &model) {
         (Some(config), _) => server_scorer(config, &task)?,
         (None, Some(model)) => Scorer::new(model, &task, engine_options(&args.model))?,
@@ -515,7 +516,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
     // Always answering the most frequent label is the baseline of classification only.
     let majority = (!task.is_generation()).then(|| {
         let gold = task.gold(args.split);
-        metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels.len())
+        metrics::majority_rate(&gold[..ev.n.min(gold.len())], task.labels().len())
     });
     if args.json {
         let mut out = serde_json::json!({
@@ -527,7 +528,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             "macro_f1": ev.macro_f1,
             "calibrated": ev.calibrated,
             "majority_rate": majority,
-            "metric": task.generation.as_ref().map(|g| g.metric.to_string()),
+            "metric": task.metric_name(),
             "outputs": ev.outputs,
             "model": scorer.model_name(),
             "backend": scorer.backend_info(),
@@ -537,13 +538,13 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         if args.per_example {
             if !task.is_generation() {
                 // The order of every example's `label_logprobs`.
-                out["labels"] = serde_json::json!(task.labels);
+                out["labels"] = serde_json::json!(task.labels());
             }
             out["examples"] = per_example(&mut scorer, &task, &prompt, args.split, &ev)?;
         }
         println!("{out}");
     } else {
-        match (&task.generation, majority) {
+        match (task.generation(), majority) {
             (Some(g), _) => println!(
                 "{} {} n={} {}={:.4} in {:.1} s",
                 task.name, args.split, ev.n, g.metric, ev.accuracy, seconds
@@ -579,15 +580,16 @@ fn per_example(
         let entries = examples
             .iter()
             .zip(&ev.outputs)
-            .zip(&ev.per_example)
+            .zip(ev.per_example.iter().zip(&ev.fitness))
             .enumerate()
-            .map(|(i, ((e, output), score))| {
+            .map(|(i, ((e, output), (score, fitness)))| {
                 serde_json::json!({
                     "index": i,
                     "target": e.target,
                     "targets": e.targets,
                     "output": output,
                     "score": score,
+                    "fitness": fitness,
                 })
             })
             .collect();
@@ -602,13 +604,14 @@ fn per_example(
     let entries = examples
         .iter()
         .zip(&logprobs)
-        .zip(&ev.predictions)
+        .zip(ev.predictions.iter().zip(&ev.per_example))
         .enumerate()
-        .map(|(i, ((e, lp), &p))| {
+        .map(|(i, ((e, lp), (&p, score)))| {
             let mut entry = serde_json::json!({
                 "index": i,
                 "target": e.target,
-                "predicted": task.labels[p],
+                "predicted": task.labels()[p],
+                "score": score,
                 "label_logprobs": lp,
             });
             if let Some(cf) = &content_free {
@@ -714,7 +717,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         dev_limit: args.dev_limit.min(task.dev.len()),
         test_limit: args.test_limit.min(task.test.len()),
         validation_limit: args.validation_limit.min(task.validation.len()),
-        calibrate: args.calibrate || task.calibrate,
+        calibrate: args.calibrate || task.calibrates(),
         pool: absolute(&args.pool),
         max_initial_prompts: args.max_initial_prompts,
         version: env!("CARGO_PKG_VERSION").into(),
@@ -935,7 +938,8 @@ fn search_and_report(
         quiet,
     )?;
     eprintln!(
-        "initial: dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
+        "{}: initial dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",
+        task.metric_name(),
         100.0 * report.initial.dev_accuracy,
         100.0 * report.initial.test_accuracy,
         report.best.id,

@@ -110,6 +110,11 @@ pub enum Error {
     /// Transparent: printed once, not once as this error and again as its cause.
     #[error(transparent)]
     Evolve(#[from] crate::evolve::EvolveError),
+    /// A task's metric failed while scoring (an external scorer crashed, hung or wrote junk).
+    ///
+    /// Transparent: the metric's message already names the command and the fix.
+    #[error(transparent)]
+    Metric(#[from] crate::task::metric::MetricError),
     /// The tensor backend failed (a bug or an exhausted resource, not bad input).
     ///
     /// Printed as the first line of candle's message and not exposed as a cause: with

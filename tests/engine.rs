@@ -145,7 +145,7 @@ fn real_model_scores_do_not_depend_on_prefix_reuse_or_batching() {
     for format in [WeightFormat::Bf16, WeightFormat::F32] {
         let model = Model::load(&path, format, &Device::Cpu).unwrap();
         let labels: Vec<Vec<u32>> = task
-            .verbalizers
+            .verbalizers()
             .iter()
             .map(|v| model.encode(v).unwrap())
             .collect();

@@ -65,7 +65,7 @@ fn check_classification(v: &serde_json::Value, task: &Task, calibrated: bool) ->
         .iter()
         .map(|l| l.as_str().unwrap())
         .collect();
-    assert_eq!(labels, task.labels, "{v}");
+    assert_eq!(labels, task.labels(), "{v}");
     let examples = v["examples"].as_array().unwrap();
     assert_eq!(examples.len(), SST2_N, "{v}");
     assert_eq!(v["n"], SST2_N);
@@ -116,7 +116,7 @@ fn sst2_per_example_predictions_are_the_argmax_of_the_logprobs_shown_in_split_or
         .map(|e| e["target"].as_str().unwrap())
         .collect();
     assert!(
-        task.labels.iter().all(|l| targets.contains(&l.as_str())),
+        task.labels().iter().all(|l| targets.contains(&l.as_str())),
         "{targets:?}"
     );
 
@@ -146,7 +146,7 @@ fn sst2_per_example_predictions_are_the_argmax_of_the_logprobs_shown_in_split_or
 }
 
 #[test]
-fn generation_per_example_lists_each_output_and_its_metric() {
+fn generation_per_example_lists_each_output_its_score_and_fitness() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("words.jsonl");
     std::fs::write(
@@ -174,7 +174,12 @@ test = "words.jsonl"
 "#,
     )
     .unwrap();
-    let metric = Task::load(&task).unwrap().generation.unwrap().metric;
+    let metric = Task::load(&task)
+        .unwrap()
+        .generation()
+        .unwrap()
+        .metric
+        .clone();
     let v = json_of(&eval(&task, 3, &["--json", "--per-example"]));
     assert!(v.get("labels").is_none(), "{v}");
     let examples = v["examples"].as_array().unwrap();
@@ -197,11 +202,11 @@ test = "words.jsonl"
             .iter()
             .map(|t| t.as_str().unwrap().to_string())
             .collect();
-        assert_eq!(
-            score,
-            metric.score(e["output"].as_str().unwrap(), &targets),
-            "{e}"
-        );
+        let want = metric
+            .score_one(e["output"].as_str().unwrap(), &targets)
+            .unwrap();
+        assert_eq!(score, want.score, "{e}");
+        assert_eq!(e["fitness"].as_f64().unwrap(), want.fitness, "{e}");
         total += score;
     }
     assert_eq!(examples[0]["targets"], serde_json::json!(["cold", "cool"]));

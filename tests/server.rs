@@ -757,7 +757,7 @@ fn assert_labels_are_the_toy_models(v: &serde_json::Value) {
     for (e, example) in v["examples"].as_array().unwrap().iter().zip(&task.test) {
         let text = format!("{before}{}{after}", example.input);
         let want: Vec<f64> = task
-            .verbalizers
+            .verbalizers()
             .iter()
             .map(|l| f64::from(toy_logprob(&text, l) as f32))
             .collect();

@@ -207,7 +207,7 @@ pub fn plan(
                     dev_limit: config.dev_limit.min(task.dev.len()),
                     test_limit: config.test_limit.min(task.test.len()),
                     validation_limit: config.validation_limit.min(task.validation.len()),
-                    calibrate: config.calibrate || task.calibrate,
+                    calibrate: config.calibrate || task.calibrates(),
                     pool: absolute(&config.pool),
                     version: env!("CARGO_PKG_VERSION").into(),
                     max_initial_prompts: config.max_initial_prompts,

@@ -12,6 +12,7 @@ use crate::run::checkpoint::{Checkpoint, Member};
 use crate::run::folder::RunFolder;
 use crate::run::log::{EvaluationLog, EvaluationRecord};
 use crate::score::Scorer;
+use crate::task::metric::Scored as MetricScored;
 use crate::task::{metrics, Fitness, Split};
 
 /// How many examples of each pool a run scores on.
@@ -159,7 +160,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         let task = self.scorer.task();
         let gold = task.gold(Self::split(pool));
         let weights = self.class_weights.entry(pool).or_insert_with(|| {
-            metrics::class_weights(&gold[..size.min(gold.len())], task.labels.len())
+            metrics::class_weights(&gold[..size.min(gold.len())], task.labels().len())
         });
         gold.get(example)
             .and_then(|g| weights.get(*g))
@@ -173,13 +174,13 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         if task.is_generation() {
             return results.mean_metric();
         }
-        let label = |s: &str| task.labels.iter().position(|l| l == s).unwrap_or(0);
+        let label = |s: &str| task.labels().iter().position(|l| l == s).unwrap_or(0);
         let examples = task.examples(split);
         let (gold, predicted): (Vec<usize>, Vec<usize>) = results
             .iter()
             .map(|r| (label(&examples[r.example].target), label(&r.predicted)))
             .unzip();
-        metrics::macro_f1(&gold, &predicted, task.labels.len())
+        metrics::macro_f1(&gold, &predicted, task.labels().len())
     }
 }
 
@@ -210,6 +211,21 @@ impl Evaluator for RunEvaluator<'_, '_> {
             self.evals_used += examples.len() as u64;
         }
         if let Some(r) = self.replayed(c, pool, examples)? {
+            // Logged answers and metric results serve later scoring (the report's dev scores):
+            // an external scorer is never asked twice about one (prompt, example).
+            for x in &r.results {
+                let scored = MetricScored {
+                    score: x.metric,
+                    fitness: x.fitness,
+                };
+                self.scorer.remember(
+                    &r.prompt,
+                    Self::split(pool),
+                    x.example,
+                    &x.predicted,
+                    scored,
+                );
+            }
             self.so_far
                 .entry((c.id, pool))
                 .or_default()

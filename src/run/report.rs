@@ -103,6 +103,10 @@ pub struct Report {
     /// The per-example fitness the search maximised (accuracy, margin or prob).
     #[serde(default)]
     pub fitness: String,
+    /// The headline metric the scores are in: "accuracy" (classification) or the generation
+    /// task's metric (exact, set, number, ...); empty in reports written before it existed.
+    #[serde(default)]
+    pub metric: String,
     /// Children that paired screening stopped after a minibatch.
     #[serde(default)]
     pub screened_out: u64,
@@ -185,15 +189,22 @@ impl Report {
         s += &format!("# promptevo run: {}\n\n", self.task);
         s += &format!("{}\n\n", self.description);
         s += &format!(
-            "- model: `{}`\n- strategy: {} (seed {})\n- fitness: {} on {} dev examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
+            "- model: `{}`\n- metric: {}\n- strategy: {} (seed {})\n- fitness: {} on {} dev examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
             self.model,
+            if self.metric.is_empty() { "accuracy" } else { &self.metric },
             self.strategy,
             self.seed,
-            match self.fitness.as_str() {
-                "" | "accuracy" => "accuracy",
-                "margin" => "gold-label log-prob margin (reports show accuracy)",
-                "balanced" => "balanced accuracy (0/1 weighted by the inverse of each class's share; the final choice compares it too)",
-                _ => "gold-label probability over the labels (reports show accuracy)",
+            match (self.metric.as_str(), self.fitness.as_str()) {
+                ("" | "accuracy", "" | "accuracy") => "accuracy".to_string(),
+                ("" | "accuracy", "margin") =>
+                    "gold-label log-prob margin (reports show accuracy)".to_string(),
+                ("" | "accuracy", "balanced") =>
+                    "balanced accuracy (0/1 weighted by the inverse of each class's share; the final choice compares it too)".to_string(),
+                ("" | "accuracy", _) =>
+                    "gold-label probability over the labels (reports show accuracy)".to_string(),
+                (metric, _) => format!(
+                    "the `{metric}` metric's partial credit (reports show its score, named acc below)"
+                ),
             },
             self.dev_n,
             if self.calibrate { ", contextually calibrated" } else { "" },

@@ -278,7 +278,7 @@ pub fn execute(
         .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
     let gold_test = task.gold(Split::Test);
     let test_weights = (!task.is_generation()).then(|| {
-        metrics::class_weights(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+        metrics::class_weights(&gold_test[..test_n.min(gold_test.len())], task.labels().len())
     });
     let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
@@ -329,7 +329,10 @@ pub fn execute(
             0.0
         } else {
             let gold_test = task.gold(Split::Test);
-            metrics::majority_rate(&gold_test[..test_n.min(gold_test.len())], task.labels.len())
+            metrics::majority_rate(
+                &gold_test[..test_n.min(gold_test.len())],
+                task.labels().len(),
+            )
         },
         candidates: records.len(),
         forward_passes,
@@ -346,6 +349,7 @@ pub fn execute(
         model_replies: outcome.model_replies,
         rejected_replies: outcome.rejected_replies,
         fitness: cfg.fitness.to_string(),
+        metric: task.metric_name().to_string(),
         screened_out: outcome.screened_out,
         validation_evals: outcome.validation_evals,
         dev_best_id: outcome.dev_best.candidate.id,
@@ -388,10 +392,10 @@ fn class_balance(task: &Task, splits: &[(Split, usize)]) -> Vec<SplitBalance> {
                 split: split.to_string(),
                 n: gold.len(),
                 counts: task
-                    .labels
+                    .labels()
                     .iter()
                     .cloned()
-                    .zip(metrics::class_counts(gold, task.labels.len()))
+                    .zip(metrics::class_counts(gold, task.labels().len()))
                     .collect(),
             }
         })

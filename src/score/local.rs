@@ -36,7 +36,7 @@ impl ScoringBackend for LocalBackend<'_> {
     fn prepare(&mut self, task: &Task) -> Result<()> {
         let model = self.engine.model();
         self.label_ids = task
-            .verbalizers
+            .verbalizers()
             .iter()
             .map(|v| model.encode(v))
             .collect::<Result<Vec<_>>>()?;

@@ -17,6 +17,7 @@ pub use local::LocalBackend;
 
 use crate::error::Result;
 use crate::model::Model;
+use crate::task::metric::{Answer, Scored};
 use crate::task::{metrics, Fitness, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
@@ -36,6 +37,9 @@ pub struct Evaluation {
     /// Per-example score: 1/0 correctness (classification) or the metric (generation); the
     /// mean is `accuracy`, and reports bootstrap over it.
     pub per_example: Vec<f64>,
+    /// Per-example fitness: the metric's partial credit (generation), or equal to
+    /// `per_example` (classification, 1/0).
+    pub fitness: Vec<f64>,
     /// Generated answer per example (empty for classification).
     pub outputs: Vec<String>,
     /// Wall-clock seconds spent (cached pairs cost nothing).
@@ -55,15 +59,21 @@ pub struct ExampleScore {
     pub metric: f64,
     /// The predicted label, or the generated answer.
     pub predicted: String,
+    /// The predicted label's index (None for generation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<usize>,
 }
 
-/// Scores prompts on one task with one backend, caching label log-probs per (prompt, example).
+/// Scores prompts on one task with one backend, caching label log-probs, answers and their
+/// metric results per (prompt, example).
 pub struct Scorer<'m> {
     task: &'m Task,
     backend: Box<dyn ScoringBackend + 'm>,
     cache: HashMap<(String, Split, usize), Vec<f32>>,
     calibration: HashMap<String, Vec<f32>>,
     answers: HashMap<(String, Split, usize), String>,
+    /// Metric results of answers: an external scorer is never asked twice about one pair.
+    scored: HashMap<(String, Split, usize), Scored>,
 }
 
 impl<'m> Scorer<'m> {
@@ -81,6 +91,7 @@ impl<'m> Scorer<'m> {
             cache: HashMap::new(),
             calibration: HashMap::new(),
             answers: HashMap::new(),
+            scored: HashMap::new(),
         })
     }
 
@@ -161,38 +172,26 @@ impl<'m> Scorer<'m> {
         Ok((out, missing.len()))
     }
 
-    /// Scores `prompt` on a generation task: the mean metric of its greedy answers.
-    fn evaluate_generation(
+    /// Records a generation result logged by an earlier process (a resumed run's replayed
+    /// evaluation): its answer and metric result are then served from the caches, so neither
+    /// the model nor an external scorer is asked about this (prompt, example) again. Ignored
+    /// for classification tasks.
+    pub fn remember(
         &mut self,
         prompt: &str,
         split: Split,
-        limit: Option<usize>,
-        spec: &GenerationSpec,
-    ) -> Result<Evaluation> {
-        let start = Instant::now();
-        let (outputs, computed) = self.answers(prompt, split, limit, spec)?;
-        let per_example: Vec<f64> = outputs
-            .iter()
-            .zip(self.task.examples(split))
-            .map(|(o, e)| spec.metric.score(o, &e.targets))
-            .collect();
-        // An empty evaluation scores 0, as `metrics::accuracy` does for classification.
-        let mean = if per_example.is_empty() {
-            0.0
-        } else {
-            crate::stats::mean(&per_example)
-        };
-        Ok(Evaluation {
-            accuracy: mean,
-            macro_f1: mean,
-            n: outputs.len(),
-            calibrated: false,
-            predictions: Vec::new(),
-            per_example,
-            outputs,
-            seconds: start.elapsed().as_secs_f64(),
-            forward_passes: computed,
-        })
+        example: usize,
+        output: &str,
+        scored: Scored,
+    ) {
+        if !self.task.is_generation() || example >= self.task.examples(split).len() {
+            return;
+        }
+        let key = (prompt.to_string(), split, example);
+        self.answers
+            .entry(key.clone())
+            .or_insert_with(|| output.to_string());
+        self.scored.entry(key).or_insert(scored);
     }
 
     /// Label log-probabilities (sum over each verbaliser's tokens) for the first `limit`
@@ -246,7 +245,7 @@ impl<'m> Scorer<'m> {
             return Ok(v.clone());
         }
         let (before, after) = self.task.template.split(prompt);
-        let suffix = format!("{}{after}", self.task.content_free_input);
+        let suffix = format!("{}{after}", self.task.content_free_input());
         let v = self.backend.label_logprobs(&before, &[suffix])?.remove(0);
         self.calibration.insert(prompt.to_string(), v.clone());
         Ok(v)
@@ -271,24 +270,8 @@ impl<'m> Scorer<'m> {
                 examples.len()
             )));
         }
-        if let Some(spec) = &self.task.generation {
-            let (outputs, computed) = self.answers_of(prompt, split, ids, spec)?;
-            let scores = ids
-                .iter()
-                .zip(outputs)
-                .map(|(&i, output)| {
-                    let metric = spec
-                        .metric
-                        .score(&output, &self.task.examples(split)[i].targets);
-                    ExampleScore {
-                        example: i,
-                        fitness: metric,
-                        metric,
-                        predicted: output,
-                    }
-                })
-                .collect();
-            return Ok((scores, computed));
+        if let Some(spec) = self.task.generation() {
+            return self.generation_scores(prompt, split, ids, spec);
         }
         let (logprobs, computed) = self.label_logprobs_of(prompt, split, ids)?;
         let cf = if calibrate {
@@ -301,9 +284,8 @@ impl<'m> Scorer<'m> {
             .zip(&logprobs)
             .map(|(&i, s)| {
                 let s = calibrated(s, cf.as_deref());
-                let gold = self
-                    .task
-                    .labels
+                let labels = self.task.labels();
+                let gold = labels
                     .iter()
                     .position(|l| *l == self.task.examples(split)[i].target)
                     .unwrap_or(0);
@@ -312,14 +294,65 @@ impl<'m> Scorer<'m> {
                     example: i,
                     fitness: fitness.of(&s, gold),
                     metric: f64::from(u8::from(predicted == gold)),
-                    predicted: self.task.labels[predicted].clone(),
+                    predicted: labels[predicted].clone(),
+                    label: Some(predicted),
                 }
             })
             .collect();
         Ok((scores, computed))
     }
 
-    /// Scores `prompt` on the first `limit` examples of `split`.
+    /// Per-example results of a generation task: the answers (decoded when not cached) and
+    /// their metric results (computed once per pair, in one batch for the pairs not cached).
+    fn generation_scores(
+        &mut self,
+        prompt: &str,
+        split: Split,
+        ids: &[usize],
+        spec: &GenerationSpec,
+    ) -> Result<(Vec<ExampleScore>, usize)> {
+        let (outputs, computed) = self.answers_of(prompt, split, ids, spec)?;
+        let key = |i: usize| (prompt.to_string(), split, i);
+        let mut missing: Vec<(usize, &String)> = ids
+            .iter()
+            .copied()
+            .zip(&outputs)
+            .filter(|(i, _)| !self.scored.contains_key(&key(*i)))
+            .collect();
+        missing.sort_unstable_by_key(|(i, _)| *i);
+        missing.dedup_by_key(|(i, _)| *i);
+        let examples = self.task.examples(split);
+        let answers: Vec<Answer<'_>> = missing
+            .iter()
+            .map(|&(i, output)| Answer {
+                input: &examples[i].input,
+                output,
+                targets: &examples[i].targets,
+            })
+            .collect();
+        let results = spec.metric.score(&answers)?;
+        for (&(i, _), r) in missing.iter().zip(results) {
+            self.scored.insert(key(i), r);
+        }
+        let scores = ids
+            .iter()
+            .zip(outputs)
+            .map(|(&i, output)| {
+                let r = self.scored[&key(i)];
+                ExampleScore {
+                    example: i,
+                    fitness: r.fitness,
+                    metric: r.score,
+                    predicted: output,
+                    label: None,
+                }
+            })
+            .collect();
+        Ok((scores, computed))
+    }
+
+    /// Scores `prompt` on the first `limit` examples of `split`: the per-example results of
+    /// [`Scorer::example_scores`], summarised.
     pub fn evaluate(
         &mut self,
         prompt: &str,
@@ -327,34 +360,45 @@ impl<'m> Scorer<'m> {
         limit: Option<usize>,
         calibrate: bool,
     ) -> Result<Evaluation> {
-        if let Some(spec) = &self.task.generation {
-            return self.evaluate_generation(prompt, split, limit, spec);
-        }
         let start = Instant::now();
-        let (scores, computed) = self.label_logprobs(prompt, split, limit)?;
-        let cf = if calibrate {
-            Some(normalise(&self.content_free_logprobs(prompt)?))
+        let ids = first_ids(self.task.examples(split).len(), limit);
+        let generation = self.task.is_generation();
+        // Calibration applies to label log-probs only.
+        let calibrate = calibrate && !generation;
+        let (scores, computed) =
+            self.example_scores(prompt, split, &ids, calibrate, Fitness::Accuracy)?;
+        let per_example: Vec<f64> = scores.iter().map(|s| s.metric).collect();
+        let n = scores.len();
+        let (accuracy, macro_f1, predictions, fitness, outputs) = if generation {
+            // An empty evaluation scores 0, as `metrics::accuracy` does for classification.
+            let mean = if n == 0 {
+                0.0
+            } else {
+                crate::stats::mean(&per_example)
+            };
+            let fitness = scores.iter().map(|s| s.fitness).collect();
+            let outputs = scores.into_iter().map(|s| s.predicted).collect();
+            (mean, mean, Vec::new(), fitness, outputs)
         } else {
-            None
+            let predictions: Vec<usize> = scores.iter().map(|s| s.label.unwrap_or(0)).collect();
+            let gold = &self.task.gold(split)[..n];
+            (
+                metrics::accuracy(gold, &predictions),
+                metrics::macro_f1(gold, &predictions, self.task.labels().len()),
+                predictions,
+                per_example.clone(),
+                Vec::new(),
+            )
         };
-        let predictions: Vec<usize> = scores
-            .iter()
-            .map(|s| argmax(&calibrated(s, cf.as_deref())))
-            .collect();
-        let gold = &self.task.gold(split)[..predictions.len()];
-        let per_example = gold
-            .iter()
-            .zip(&predictions)
-            .map(|(g, p)| f64::from(g == p))
-            .collect();
         Ok(Evaluation {
-            accuracy: metrics::accuracy(gold, &predictions),
-            macro_f1: metrics::macro_f1(gold, &predictions, self.task.labels.len()),
-            n: predictions.len(),
+            accuracy,
+            macro_f1,
+            n,
             calibrated: calibrate,
             predictions,
             per_example,
-            outputs: Vec::new(),
+            fitness,
+            outputs,
             seconds: start.elapsed().as_secs_f64(),
             forward_passes: computed,
         })

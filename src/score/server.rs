@@ -267,8 +267,8 @@ impl ServerBackend {
             fmt(probe.echo),
             fmt(probe.prompt_logprobs)
         );
-        let counts = self.label_token_counts(&task.verbalizers);
-        self.labels = task.verbalizers.clone();
+        let counts = self.label_token_counts(task.verbalizers());
+        self.labels = task.verbalizers().to_vec();
         self.label_tokens = counts.iter().map(|c| c.unwrap_or(1)).collect();
         if probe.agrees(probe.echo) {
             self.method = Some(Method::Echo);
@@ -292,7 +292,7 @@ impl ServerBackend {
             });
         }
         if let Some((label, n)) = task
-            .verbalizers
+            .verbalizers()
             .iter()
             .zip(&counts)
             .find_map(|(v, c)| c.filter(|&n| n != 1).map(|n| (v, n)))

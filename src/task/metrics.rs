@@ -1,5 +1,5 @@
-//! Metrics: accuracy and macro-F1 over label predictions; exact match, containment and SQuAD
-//! token F1 over generated answers.
+//! Classification metrics: accuracy and macro-F1 over label predictions, and the per-example
+//! [`Fitness`] of label log-probs. Generation metrics live in [`super::metric`].
 
 /// Fraction of predictions equal to the gold label.
 pub fn accuracy(gold: &[usize], predicted: &[usize]) -> f64 {
@@ -165,102 +165,6 @@ impl std::fmt::Display for Fitness {
     }
 }
 
-/// How a generated answer is compared with an example's accepted answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GenerationMetric {
-    /// 1 when the trimmed, lower-cased answer (surrounding punctuation removed) equals an
-    /// accepted answer normalised the same way.
-    Exact,
-    /// 1 when a lower-cased accepted answer occurs in the lower-cased answer.
-    Contains,
-    /// SQuAD token-overlap F1 (lower-cased, punctuation and articles removed), best over the
-    /// accepted answers.
-    F1,
-}
-
-impl GenerationMetric {
-    /// The score in [0, 1] of `output` against the accepted `targets` (0 when there are none).
-    pub fn score(self, output: &str, targets: &[String]) -> f64 {
-        let best = |f: &dyn Fn(&str) -> f64| targets.iter().map(|t| f(t)).fold(0.0, f64::max);
-        match self {
-            GenerationMetric::Exact => {
-                let o = normalise_exact(output);
-                best(&|t| f64::from(normalise_exact(t) == o))
-            }
-            GenerationMetric::Contains => {
-                let o = output.to_lowercase();
-                best(&|t| {
-                    let t = t.trim().to_lowercase();
-                    f64::from(!t.is_empty() && o.contains(&t))
-                })
-            }
-            GenerationMetric::F1 => best(&|t| token_f1(output, t)),
-        }
-    }
-}
-
-impl std::fmt::Display for GenerationMetric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GenerationMetric::Exact => "exact",
-            GenerationMetric::Contains => "contains",
-            GenerationMetric::F1 => "f1",
-        })
-    }
-}
-
-/// Trimmed, lower-cased, with punctuation at either end removed (" Slow." -> "slow").
-pub fn normalise_exact(text: &str) -> String {
-    text.trim()
-        .trim_matches(|c: char| c.is_ascii_punctuation() || c.is_whitespace())
-        .to_lowercase()
-}
-
-/// SQuAD's answer normalisation: lower-case, punctuation removed, articles (a, an, the)
-/// removed, whitespace collapsed; returned as tokens.
-pub fn squad_tokens(text: &str) -> Vec<String> {
-    let lower = text.to_lowercase();
-    let no_punct: String = lower
-        .chars()
-        .filter(|c| !c.is_ascii_punctuation())
-        .collect();
-    no_punct
-        .split_whitespace()
-        .filter(|w| !matches!(*w, "a" | "an" | "the"))
-        .map(str::to_string)
-        .collect()
-}
-
-/// SQuAD token-overlap F1 between a prediction and one gold answer (1 when both normalise to
-/// nothing, 0 when only one does).
-pub fn token_f1(prediction: &str, gold: &str) -> f64 {
-    let p = squad_tokens(prediction);
-    let g = squad_tokens(gold);
-    if p.is_empty() || g.is_empty() {
-        return f64::from(p.is_empty() && g.is_empty());
-    }
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for t in &g {
-        *counts.entry(t).or_default() += 1;
-    }
-    let mut common = 0usize;
-    for t in &p {
-        if let Some(c) = counts.get_mut(t.as_str()) {
-            if *c > 0 {
-                *c -= 1;
-                common += 1;
-            }
-        }
-    }
-    if common == 0 {
-        return 0.0;
-    }
-    let precision = common as f64 / p.len() as f64;
-    let recall = common as f64 / g.len() as f64;
-    2.0 * precision * recall / (precision + recall)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,40 +180,6 @@ mod tests {
         let p: f64 = (0..3).map(|g| Fitness::Prob.of(&lp, g)).sum();
         assert!((p - 1.0).abs() < 1e-9);
         assert!(Fitness::Prob.of(&lp, 0) > 0.5 && Fitness::Prob.of(&lp, 2) < 0.2);
-    }
-
-    fn t(xs: &[&str]) -> Vec<String> {
-        xs.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn exact_match_ignores_case_space_and_end_punctuation_and_takes_any_target() {
-        let m = GenerationMetric::Exact;
-        assert_eq!(m.score(" Slow.", &t(&["slow"])), 1.0);
-        assert_eq!(m.score(" slowly", &t(&["slow"])), 0.0);
-        assert_eq!(m.score("cat", &t(&["dog", "Cat"])), 1.0);
-        assert_eq!(m.score("cat", &[]), 0.0);
-    }
-
-    #[test]
-    fn contains_finds_a_target_inside_the_answer() {
-        let m = GenerationMetric::Contains;
-        assert_eq!(m.score("I think it is Positive.", &t(&["positive"])), 1.0);
-        assert_eq!(m.score("negative", &t(&["positive"])), 0.0);
-        assert_eq!(m.score("anything", &t(&[" "])), 0.0);
-    }
-
-    #[test]
-    fn token_f1_matches_squad_on_known_cases() {
-        // "the cat sat" vs "a cat sat down": tokens [cat, sat] vs [cat, sat, down] -> P 1, R 2/3.
-        assert!((token_f1("the cat sat", "a cat sat down") - 0.8).abs() < 1e-12);
-        assert_eq!(token_f1("The Cat!", "cat"), 1.0);
-        assert_eq!(token_f1("dog", "cat"), 0.0);
-        assert_eq!(token_f1("the", "a"), 1.0);
-        assert_eq!(token_f1("", "cat"), 0.0);
-        // Repeated tokens count once per gold occurrence.
-        assert!((token_f1("cat cat", "cat") - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!(GenerationMetric::F1.score("dog", &t(&["cat", "dog"])), 1.0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! (classification) or the metric and decoding limits (generation).
 
 pub mod data;
+pub mod metric;
 pub mod metrics;
 pub mod template;
 
@@ -11,26 +12,49 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use data::Example;
-pub use metrics::{Fitness, GenerationMetric};
+pub use metric::MetricSpec;
+pub use metrics::Fitness;
 pub use template::Template;
 
 use crate::error::{Error, Result};
 
-/// The kind of answer a task expects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The kind of answer a task expects, carrying what scoring that kind needs (so a
+/// classification task cannot hold a generation spec, nor the reverse).
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskKind {
     /// Pick one of a fixed set of labels, scored by label log-likelihood.
-    Classification,
+    Classification(ClassificationSpec),
     /// Write a short answer, decoded greedily and compared with the accepted answers.
+    Generation(GenerationSpec),
+}
+
+/// The task file's `kind` key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum KindName {
+    Classification,
     Generation,
+}
+
+/// How a classification task's labels are scored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassificationSpec {
+    /// Gold label strings, as they appear in the data's `target`.
+    pub labels: Vec<String>,
+    /// The continuation scored for each label (same order as `labels`).
+    pub verbalizers: Vec<String>,
+    /// Whether to apply contextual calibration.
+    pub calibrate: bool,
+    /// The content-free input used for calibration.
+    pub content_free_input: String,
 }
 
 /// How a generation task's answers are decoded and scored.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GenerationSpec {
     /// How an answer is compared with the example's accepted answers.
-    pub metric: GenerationMetric,
+    pub metric: MetricSpec,
     /// Most tokens decoded per answer.
     pub max_new_tokens: usize,
     /// Decoding stops at the first of these (excluded from the answer).
@@ -88,12 +112,13 @@ struct TaskFile {
     name: String,
     #[serde(default)]
     description: String,
-    kind: TaskKind,
+    kind: KindName,
     template: String,
     #[serde(default)]
     labels: Option<Vec<String>>,
+    /// A metric name, or a table with `name` and the metric's parameters.
     #[serde(default)]
-    metric: Option<GenerationMetric>,
+    metric: Option<toml::Value>,
     #[serde(default)]
     max_new_tokens: Option<usize>,
     #[serde(default)]
@@ -102,15 +127,14 @@ struct TaskFile {
     verbalizers: Option<Vec<String>>,
     #[serde(default)]
     calibrate: Option<bool>,
-    #[serde(default = "default_content_free")]
-    content_free_input: String,
+    #[serde(default)]
+    content_free_input: Option<String>,
     initial_prompts: Vec<String>,
     data: DataPaths,
 }
 
-fn default_content_free() -> String {
-    "N/A".to_string()
-}
+/// The content-free input of a classification task that names none.
+const DEFAULT_CONTENT_FREE: &str = "N/A";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,20 +155,10 @@ pub struct Task {
     pub description: String,
     /// The task file it came from.
     pub path: PathBuf,
-    /// What kind of answer it expects.
+    /// What kind of answer it expects, with its labels or its metric and decoding.
     pub kind: TaskKind,
     /// The text around the prompt and each input.
     pub template: Template,
-    /// Gold label strings, as they appear in the data's `target` (empty for generation).
-    pub labels: Vec<String>,
-    /// The continuation scored for each label (same order as `labels`; empty for generation).
-    pub verbalizers: Vec<String>,
-    /// Decoding and metric of a generation task (`None` for classification).
-    pub generation: Option<GenerationSpec>,
-    /// Whether to apply contextual calibration.
-    pub calibrate: bool,
-    /// The content-free input used for calibration.
-    pub content_free_input: String,
     /// Initial prompts; the first is "the initial prompt" of reports.
     pub initial_prompts: Vec<String>,
     /// Training examples (may be empty); the demonstrations' pool. Without a `validation`
@@ -196,12 +210,9 @@ impl Task {
         })?;
         let template =
             Template::new(&file.template).map_err(|e| Error::task(path, e.to_string()))?;
-        let (labels, verbalizers, generation) = match file.kind {
-            TaskKind::Classification => {
-                let (labels, verbalizers) = classification_labels(path, &file)?;
-                (labels, verbalizers, None)
-            }
-            TaskKind::Generation => (Vec::new(), Vec::new(), Some(generation_spec(path, &file)?)),
+        let kind = match file.kind {
+            KindName::Classification => TaskKind::Classification(classification_spec(path, &file)?),
+            KindName::Generation => TaskKind::Generation(generation_spec(path, &file)?),
         };
         let initial_prompts: Vec<String> = file
             .initial_prompts
@@ -232,9 +243,13 @@ impl Task {
         let dev = load(&file.data.dev)?;
         let test = load(&file.data.test)?;
         let gold = |split: &[Example], p: &Path| -> Result<Vec<usize>> {
-            if file.kind == TaskKind::Generation {
-                return Ok(Vec::new());
-            }
+            let labels = match &kind {
+                TaskKind::Generation(spec) => {
+                    check_targets(&spec.metric, split, &base.join(p))?;
+                    return Ok(Vec::new());
+                }
+                TaskKind::Classification(spec) => &spec.labels,
+            };
             split
                 .iter()
                 .map(|ex| {
@@ -254,17 +269,15 @@ impl Task {
             .map(|(id, e)| Example { id, ..e })
             .collect();
         let gold_test = gold(&test, &file.data.test)?;
+        if let (TaskKind::Generation(spec), Some(p)) = (&kind, &file.data.train) {
+            check_targets(&spec.metric, &train, &base.join(p))?;
+        }
         Ok(Self {
             name: file.name,
             description: file.description,
             path: path.to_path_buf(),
-            kind: file.kind,
+            kind,
             template,
-            labels,
-            verbalizers,
-            generation,
-            calibrate: file.calibrate.unwrap_or(false),
-            content_free_input: file.content_free_input,
             initial_prompts,
             train,
             validation,
@@ -278,7 +291,50 @@ impl Task {
 
     /// Whether answers are generated (rather than picked among labels).
     pub fn is_generation(&self) -> bool {
-        self.kind == TaskKind::Generation
+        matches!(self.kind, TaskKind::Generation(_))
+    }
+
+    /// Decoding and metric of a generation task (`None` for classification).
+    pub fn generation(&self) -> Option<&GenerationSpec> {
+        match &self.kind {
+            TaskKind::Generation(spec) => Some(spec),
+            TaskKind::Classification(_) => None,
+        }
+    }
+
+    /// Labels and calibration of a classification task (`None` for generation).
+    pub fn classification(&self) -> Option<&ClassificationSpec> {
+        match &self.kind {
+            TaskKind::Classification(spec) => Some(spec),
+            TaskKind::Generation(_) => None,
+        }
+    }
+
+    /// Gold label strings, as they appear in the data's `target` (empty for generation).
+    pub fn labels(&self) -> &[String] {
+        self.classification().map_or(&[], |c| &c.labels)
+    }
+
+    /// The continuation scored for each label (same order as [`Task::labels`]; empty for
+    /// generation).
+    pub fn verbalizers(&self) -> &[String] {
+        self.classification().map_or(&[], |c| &c.verbalizers)
+    }
+
+    /// Whether the task file asks for contextual calibration (never for generation).
+    pub fn calibrates(&self) -> bool {
+        self.classification().is_some_and(|c| c.calibrate)
+    }
+
+    /// The content-free input of calibration (classification; "N/A" unless the file says).
+    pub fn content_free_input(&self) -> &str {
+        self.classification()
+            .map_or(DEFAULT_CONTENT_FREE, |c| &c.content_free_input)
+    }
+
+    /// What reports call the headline score: "accuracy" (classification) or the metric's name.
+    pub fn metric_name(&self) -> &'static str {
+        self.generation().map_or("accuracy", |g| g.metric.name())
     }
 
     /// The examples of a split.
@@ -297,10 +353,10 @@ impl Task {
     pub fn demonstration(&self, example: &Example) -> String {
         let (before, after) = self.template.split("");
         let answer = self
-            .labels
+            .labels()
             .iter()
             .position(|l| *l == example.target)
-            .and_then(|i| self.verbalizers.get(i))
+            .and_then(|i| self.verbalizers().get(i))
             .map_or_else(|| format!(" {}", example.target.trim()), |v| v.clone());
         format!("{}{}{after}{answer}", before.trim_start(), example.input)
     }
@@ -316,14 +372,35 @@ impl Task {
             Split::Train => self
                 .train
                 .iter()
-                .map(|e| self.labels.iter().position(|l| *l == e.target).unwrap_or(0))
+                .map(|e| {
+                    self.labels()
+                        .iter()
+                        .position(|l| *l == e.target)
+                        .unwrap_or(0)
+                })
                 .collect(),
         }
     }
 }
 
-/// Labels and verbalisers of a classification task, validated; generation-only keys rejected.
-fn classification_labels(path: &Path, file: &TaskFile) -> Result<(Vec<String>, Vec<String>)> {
+/// Checks every accepted answer of a generation split against the task's metric (a `json`
+/// target must be JSON, a `number` target a number), naming the data line.
+fn check_targets(metric: &MetricSpec, split: &[Example], path: &Path) -> Result<()> {
+    for ex in split {
+        for target in &ex.targets {
+            metric.check_target(target).map_err(|message| Error::Line {
+                path: path.to_path_buf(),
+                line: ex.line,
+                message,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Labels, verbalisers and calibration of a classification task, validated; generation-only
+/// keys rejected.
+fn classification_spec(path: &Path, file: &TaskFile) -> Result<ClassificationSpec> {
     for (key, given) in [
         ("metric", file.metric.is_some()),
         ("max_new_tokens", file.max_new_tokens.is_some()),
@@ -359,7 +436,15 @@ fn classification_labels(path: &Path, file: &TaskFile) -> Result<(Vec<String>, V
     if verbalizers.iter().any(|v| v.trim().is_empty()) {
         return Err(Error::task(path, "a verbaliser is empty: each label needs a non-empty continuation such as \" positive\""));
     }
-    Ok((labels, verbalizers))
+    Ok(ClassificationSpec {
+        labels,
+        verbalizers,
+        calibrate: file.calibrate.unwrap_or(false),
+        content_free_input: file
+            .content_free_input
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CONTENT_FREE.to_string()),
+    })
 }
 
 /// Metric and decoding limits of a generation task, validated; classification-only keys
@@ -369,6 +454,7 @@ fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
         ("labels", file.labels.is_some()),
         ("verbalizers", file.verbalizers.is_some()),
         ("calibrate", file.calibrate.is_some()),
+        ("content_free_input", file.content_free_input.is_some()),
     ] {
         if given {
             return Err(Error::task(path, format!("`{key}` applies only to kind = \"classification\": remove it (generation tasks are scored with `metric`)")));
@@ -385,8 +471,11 @@ fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
     if stop.iter().any(|s| s.is_empty()) {
         return Err(Error::task(path, "`stop` has an empty string: remove it (an empty stop string would end every answer at once)"));
     }
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let metric = MetricSpec::parse(file.metric.as_ref(), folder)
+        .map_err(|e| Error::task(path, format!("{e}; see the README's task-file section")))?;
     Ok(GenerationSpec {
-        metric: file.metric.unwrap_or(GenerationMetric::Exact),
+        metric,
         max_new_tokens,
         stop,
     })
@@ -422,7 +511,7 @@ mod tests {
             "[\"negative\", \"positive\"]",
         ))
         .unwrap();
-        assert_eq!(t.verbalizers, vec![" negative", " positive"]);
+        assert_eq!(t.verbalizers(), [" negative", " positive"]);
         assert_eq!(t.gold(Split::Dev), vec![1]);
     }
 
@@ -485,17 +574,17 @@ mod tests {
     fn generation_task_loads_with_defaults_and_no_labels() {
         let dir = tempfile::tempdir().unwrap();
         let t = Task::load(&write_generation_task(dir.path(), "")).unwrap();
-        assert!(t.is_generation() && t.labels.is_empty());
-        let g = t.generation.unwrap();
-        assert_eq!(g.metric, GenerationMetric::Exact);
-        assert_eq!((g.max_new_tokens, g.stop), (16, vec!["\n".to_string()]));
+        assert!(t.is_generation() && t.labels().is_empty());
+        let g = t.generation().unwrap();
+        assert_eq!(g.metric.name(), "exact");
+        assert_eq!((g.max_new_tokens, &g.stop), (16, &vec!["\n".to_string()]));
         assert_eq!(t.dev[0].targets, vec!["cold", "chilly"]);
         let t = Task::load(&write_generation_task(
             dir.path(),
             "metric = \"f1\"\nmax_new_tokens = 4\nstop = [\".\"]",
         ))
         .unwrap();
-        assert_eq!(t.generation.unwrap().metric, GenerationMetric::F1);
+        assert_eq!(t.generation().unwrap().metric.name(), "f1");
     }
 
     #[test]
@@ -539,6 +628,11 @@ mod tests {
             "larger_animal",
             "first_word_letter",
             "sentiment",
+            "orthography_starts_with",
+            "sum",
+            "diff",
+            "larger_animal_json",
+            "larger_animal_lenient",
         ] {
             let p = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join(format!("experiments/tasks/{name}.toml"));

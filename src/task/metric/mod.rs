@@ -1,0 +1,435 @@
+//! Metrics of generation tasks: the [`Metric`] trait, the one registry of metric names
+//! ([`REGISTRY`]), and [`MetricSpec`], a task file's `metric` key read through it. Each metric
+//! lives in its own file; a new one is that file plus one line in [`REGISTRY`].
+//!
+//! In a task file `metric` is either a name (`metric = "exact"`) or a table holding the name
+//! and the metric's parameters:
+//!
+//! ```toml
+//! [metric]
+//! name = "set"
+//! separator = ","
+//! ```
+
+mod command;
+mod contains;
+mod exact;
+mod f1;
+mod json;
+mod number;
+mod regex;
+mod set;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use exact::normalise_exact;
+pub use f1::{squad_tokens, token_f1};
+
+/// Makes a metric from its `[metric]` parameters.
+pub type Constructor = fn(&mut Params<'_>) -> Result<Box<dyn Metric>, MetricError>;
+
+/// Every metric a task file can name, with its constructor. A new metric is one file in this
+/// folder and one line here.
+// TODO(judge): `judge` (a local judge model scoring each answer by P(" Yes")) belongs to
+// another change: it is one file here and one line in this table.
+pub const REGISTRY: &[(&str, Constructor)] = &[
+    ("exact", exact::new),
+    ("contains", contains::new),
+    ("f1", f1::new),
+    ("set", set::new),
+    ("number", number::new),
+    ("regex", regex::new),
+    ("json", json::new),
+    ("command", command::new),
+];
+
+/// The metric of a task file that names none.
+pub const DEFAULT_METRIC: &str = "exact";
+
+/// One answer to score: the example's input, the model's output and the accepted answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Answer<'a> {
+    /// The text substituted for `{input}`.
+    pub input: &'a str,
+    /// The generated answer.
+    pub output: &'a str,
+    /// Every accepted answer of the example.
+    pub targets: &'a [String],
+}
+
+/// What a metric gives one answer.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Scored {
+    /// The headline score in [0, 1] (reports average it).
+    pub score: f64,
+    /// Partial credit in [0, 1] that screening and racing maximise (equal to `score` for
+    /// all-or-nothing metrics).
+    pub fitness: f64,
+}
+
+impl Scored {
+    /// A score that is its own fitness.
+    pub fn plain(score: f64) -> Self {
+        Self {
+            score,
+            fitness: score,
+        }
+    }
+}
+
+/// Why a metric could not be made or could not score.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricError {
+    /// The task file's `metric` settings are wrong; the message names the key and the fix.
+    #[error("{0}")]
+    Config(String),
+    /// An external scorer (`command` metric) failed; the message says how and what to do.
+    #[error("scorer command `{command}`: {message}")]
+    Command {
+        /// The command line, joined with spaces.
+        command: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Compares generated answers with an example's accepted answers.
+pub trait Metric: std::fmt::Debug + Send + Sync {
+    /// Scores a batch of answers, one [`Scored`] per answer in order.
+    fn score(&self, answers: &[Answer<'_>]) -> Result<Vec<Scored>, MetricError>;
+
+    /// Checks one accepted answer of the data when the task is loaded (Err: what is wrong).
+    fn check_target(&self, _target: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Scores each answer on its own with `f` (output, accepted answers): the helper of every
+/// metric that needs no batch.
+pub fn each(
+    answers: &[Answer<'_>],
+    f: impl Fn(&str, &[String]) -> Scored,
+) -> Result<Vec<Scored>, MetricError> {
+    Ok(answers.iter().map(|a| f(a.output, a.targets)).collect())
+}
+
+/// The best score and the best fitness of `f` over the accepted answers (0 when none).
+pub fn best_over(targets: &[String], f: impl Fn(&str) -> Scored) -> Scored {
+    targets
+        .iter()
+        .map(|t| f(t))
+        .fold(Scored::plain(0.0), |a, b| Scored {
+            score: a.score.max(b.score),
+            fitness: a.fitness.max(b.fitness),
+        })
+}
+
+/// A metric's parameters from the task file's `[metric]` table, read by its constructor; keys
+/// it never asks for are reported as unknown.
+pub struct Params<'a> {
+    metric: &'static str,
+    table: toml::Table,
+    asked: Vec<&'static str>,
+    folder: &'a Path,
+}
+
+impl<'a> Params<'a> {
+    /// Parameters `table` of metric `metric`, for a task file in `folder`.
+    pub fn new(metric: &'static str, table: toml::Table, folder: &'a Path) -> Self {
+        Self {
+            metric,
+            table,
+            asked: Vec::new(),
+            folder,
+        }
+    }
+
+    /// The task file's folder (relative paths of the metric are relative to it).
+    pub fn folder(&self) -> &Path {
+        self.folder
+    }
+
+    /// An error about `key` of this metric.
+    pub fn bad(&self, key: &str, message: impl std::fmt::Display) -> MetricError {
+        MetricError::Config(format!(
+            "`[metric] {key}` of metric \"{}\": {message}",
+            self.metric
+        ))
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<toml::Value> {
+        self.asked.push(key);
+        self.table.remove(key)
+    }
+
+    /// A string parameter.
+    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, MetricError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(other) => {
+                Err(self.bad(key, format!("must be a string, found {}", other.type_str())))
+            }
+        }
+    }
+
+    /// A number parameter (an integer is taken as a float).
+    pub fn float(&mut self, key: &'static str) -> Result<Option<f64>, MetricError> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(toml::Value::Float(x)) => Ok(Some(x)),
+            Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
+            Some(other) => {
+                Err(self.bad(key, format!("must be a number, found {}", other.type_str())))
+            }
+        }
+    }
+
+    /// A list-of-strings parameter.
+    pub fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, MetricError> {
+        let Some(value) = self.take(key) else {
+            return Ok(None);
+        };
+        let items = match &value {
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        };
+        items.map(Some).ok_or_else(|| {
+            self.bad(
+                key,
+                "must be a list of strings, e.g. [\"a\", \"b\"]".to_string(),
+            )
+        })
+    }
+
+    /// Errors on a key no reader asked for, listing the metric's keys.
+    fn finish(self) -> Result<(), MetricError> {
+        match self.table.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(MetricError::Config(format!(
+                "unknown key `[metric] {key}` for metric \"{}\": {}",
+                self.metric,
+                if self.asked.is_empty() {
+                    "it takes no parameters, remove it".to_string()
+                } else {
+                    format!("its keys are {} (and `name`)", self.asked.join(", "))
+                }
+            ))),
+        }
+    }
+}
+
+/// The names in [`REGISTRY`], comma-separated.
+pub fn known_names() -> String {
+    REGISTRY
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A task's metric: its name and parameters as the task file gave them, and the metric made
+/// from them.
+#[derive(Clone, Debug)]
+pub struct MetricSpec {
+    name: &'static str,
+    params: toml::Table,
+    metric: Arc<dyn Metric>,
+}
+
+impl MetricSpec {
+    /// Reads a task file's `metric` value (None: the default, exact match). `folder` is the task
+    /// file's folder.
+    pub fn parse(value: Option<&toml::Value>, folder: &Path) -> Result<Self, MetricError> {
+        let (name, params) = match value {
+            None => (DEFAULT_METRIC.to_string(), toml::Table::new()),
+            Some(toml::Value::String(name)) => (name.clone(), toml::Table::new()),
+            Some(toml::Value::Table(t)) => {
+                let mut params = t.clone();
+                match params.remove("name") {
+                    Some(toml::Value::String(name)) => (name, params),
+                    _ => {
+                        return Err(MetricError::Config(format!(
+                            "`[metric]` has no `name`: add e.g. name = \"set\" (known metrics: {})",
+                            known_names()
+                        )))
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(MetricError::Config(format!(
+                    "`metric` must be a metric name such as \"exact\" or a [metric] table with a `name`, found a {}",
+                    other.type_str()
+                )))
+            }
+        };
+        Self::new(&name, params, folder)
+    }
+
+    /// The metric `name` with these parameters (`folder`: where relative paths start).
+    pub fn new(name: &str, params: toml::Table, folder: &Path) -> Result<Self, MetricError> {
+        let Some(&(name, constructor)) = REGISTRY.iter().find(|(n, _)| *n == name) else {
+            return Err(MetricError::Config(format!(
+                "`metric = {name:?}` is not a known metric: use one of {}",
+                known_names()
+            )));
+        };
+        let mut reader = Params::new(name, params.clone(), folder);
+        let metric = constructor(&mut reader)?;
+        reader.finish()?;
+        Ok(Self {
+            name,
+            params,
+            metric: Arc::from(metric),
+        })
+    }
+
+    /// The metric's registry name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Scores a batch of answers (see [`Metric::score`]), checking the metric gave one result
+    /// per answer.
+    pub fn score(&self, answers: &[Answer<'_>]) -> Result<Vec<Scored>, MetricError> {
+        if answers.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.metric.score(answers)
+    }
+
+    /// Scores one answer against its accepted answers (no input).
+    pub fn score_one(&self, output: &str, targets: &[String]) -> Result<Scored, MetricError> {
+        let answer = Answer {
+            input: "",
+            output,
+            targets,
+        };
+        Ok(self.metric.score(&[answer])?.remove(0))
+    }
+
+    /// Checks one accepted answer of the data (see [`Metric::check_target`]).
+    pub fn check_target(&self, target: &str) -> Result<(), String> {
+        self.metric.check_target(target)
+    }
+}
+
+impl PartialEq for MetricSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.params == other.params
+    }
+}
+
+impl serde::Serialize for MetricSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = self.params.clone();
+        t.insert("name".into(), toml::Value::String(self.name.into()));
+        t.serialize(s)
+    }
+}
+
+impl std::fmt::Display for MetricSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    //! Helpers of the metric files' tests.
+    use super::*;
+
+    /// Strings from string slices.
+    pub fn t(xs: &[&str]) -> Vec<String> {
+        xs.iter().map(|x| x.to_string()).collect()
+    }
+
+    /// One answer's result.
+    pub fn score(m: &dyn Metric, output: &str, targets: &[String]) -> Scored {
+        let a = Answer {
+            input: "",
+            output,
+            targets,
+        };
+        m.score(&[a]).unwrap().remove(0)
+    }
+
+    /// The metric `name` with `params` (TOML lines of its table).
+    pub fn metric(name: &str, params: &str) -> Arc<dyn Metric> {
+        let spec = MetricSpec::new(name, toml::from_str(params).unwrap(), Path::new("."))
+            .unwrap_or_else(|e| panic!("{e}"));
+        spec.metric
+    }
+
+    /// The error making `name` with `params` gives.
+    pub fn error(name: &str, params: &str) -> String {
+        MetricSpec::new(name, toml::from_str(params).unwrap(), Path::new("."))
+            .unwrap_err()
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MetricSpec, MetricError> {
+        let v: toml::Table = toml::from_str(text).unwrap();
+        MetricSpec::parse(v.get("metric"), Path::new("."))
+    }
+
+    #[test]
+    fn a_name_or_a_table_gives_the_same_metric() {
+        assert_eq!(parse("metric = \"set\"").unwrap().name(), "set");
+        assert_eq!(
+            parse("[metric]\nname = \"set\"\nseparator = \";\"")
+                .unwrap()
+                .name(),
+            "set"
+        );
+        assert_eq!(parse("").unwrap().name(), "exact");
+    }
+
+    #[test]
+    fn unknown_names_and_keys_list_what_is_known() {
+        let e = parse("metric = \"bleu\"").unwrap_err().to_string();
+        assert!(e.contains("bleu") && e.contains("exact, contains"), "{e}");
+        let e = parse("[metric]\nname = \"set\"\nseperator = \",\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("seperator") && e.contains("separator"), "{e}");
+        let e = parse("[metric]\nname = \"exact\"\nx = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("takes no parameters"), "{e}");
+        let e = parse("[metric]\nseparator = \",\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `name`"), "{e}");
+    }
+
+    #[test]
+    fn the_readme_documents_every_registered_metric() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+                .unwrap();
+        for (name, _) in REGISTRY {
+            assert!(
+                readme.contains(&format!("| `{name}` |")),
+                "README.md's metric table lacks `{name}`"
+            );
+        }
+    }
+
+    #[test]
+    fn every_registered_name_is_unique() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
+    }
+}
