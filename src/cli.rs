@@ -210,6 +210,12 @@ struct OptimizeArgs {
     /// the final choice.
     #[arg(long, value_name = "N", default_value_t = defaults().finalists)]
     finalists: usize,
+    /// Prompt length as a second objective (CAPO's): each example's fitness loses L x (prompt
+    /// tokens / the longest initial prompt's tokens); 0 (default) is off. The headline metric
+    /// and the final choice stay unpenalised; every report shows the accuracy-vs-tokens front
+    /// and writes best-short.txt either way.
+    #[arg(long, value_name = "L", default_value_t = 0.0)]
+    length_penalty: f64,
     /// Budget: stop before the search spends more than N example evaluations (one per dev
     /// example a candidate is scored on, counted the same for every strategy).
     #[arg(long, value_name = "N")]
@@ -659,6 +665,7 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         temperature: args.temperature,
         top_p: args.top_p,
         max_new_tokens: args.max_new_tokens,
+        length_penalty: args.length_penalty,
     };
     search.validate()?;
     promptevo::evolve::strategies::check_operators(&search)?;

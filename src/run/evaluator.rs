@@ -45,6 +45,8 @@ pub struct RunEvaluator<'s, 'm> {
     progress: Option<indicatif::ProgressBar>,
     best: f64,
     class_weights: HashMap<Pool, Vec<f64>>,
+    /// (L, the longest initial prompt's tokens): fitness loses L x tokens / longest.
+    length_penalty: Option<(f64, usize)>,
     /// Every record of the run (replayed and new), in order.
     pub records: Vec<EvaluationRecord>,
 }
@@ -74,6 +76,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             progress: None,
             best: f64::NEG_INFINITY,
             class_weights: HashMap::new(),
+            length_penalty: None,
             records: Vec::new(),
         }
     }
@@ -82,6 +85,21 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     /// them again.
     pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
         self.replay = logged.into();
+        self
+    }
+
+    /// Makes prompt length a second objective: each example's fitness loses `penalty` x (the
+    /// candidate's prompt tokens / the longest of `initial_prompts`' tokens). 0: off.
+    pub fn with_length_penalty(mut self, penalty: f64, initial_prompts: &[String]) -> Self {
+        if penalty > 0.0 {
+            let longest = initial_prompts
+                .iter()
+                .map(|p| self.scorer.prompt_tokens(p).0)
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            self.length_penalty = Some((penalty, longest));
+        }
         self
     }
 
@@ -247,6 +265,9 @@ impl Evaluator for RunEvaluator<'_, '_> {
             .example_scores(&c.prompt(), split, examples, self.calibrate, self.fitness)
             .map_err(EvolveError::evaluation)?;
         let balanced = self.fitness == Fitness::Balanced && !self.scorer.task().is_generation();
+        let penalty = self.length_penalty.map_or(0.0, |(l, longest)| {
+            l * self.scorer.prompt_tokens(&c.prompt()).0 as f64 / longest as f64
+        });
         let results: Vec<ExampleResult> = scores
             .into_iter()
             .map(|s| ExampleResult {
@@ -255,7 +276,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
                     s.fitness * self.class_weight(pool, s.example)
                 } else {
                     s.fitness
-                },
+                } - penalty,
                 metric: s.metric,
                 predicted: s.predicted,
             })

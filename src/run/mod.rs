@@ -5,6 +5,7 @@ pub mod analysis;
 pub mod checkpoint;
 pub mod evaluator;
 pub mod folder;
+pub mod length;
 pub mod log;
 pub mod plots;
 pub mod report;

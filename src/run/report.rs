@@ -127,6 +127,10 @@ pub struct Report {
     /// accuracy there will not carry over (`--fitness balanced` is the remedy).
     #[serde(default)]
     pub class_balance: Vec<SplitBalance>,
+    /// Prompt length against score: the fronts and the shortest answer within one standard
+    /// error of the chosen one (None in runs made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<super::length::LengthReport>,
     /// How an inference server scored and wrote (None: everything ran in process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::score::BackendInfo>,
@@ -173,6 +177,9 @@ impl Report {
         super::plots::progress(&folder.file(PLOTS[1]), &analysis::progress(records))?;
         super::plots::operators(&folder.file(PLOTS[2]), &self.operators)?;
         folder.write("best.txt", format!("{}\n", self.best.prompt).as_bytes())?;
+        if let Some(l) = &self.length {
+            folder.write("best-short.txt", format!("{}\n", l.best_short_prompt).as_bytes())?;
+        }
         folder.write_json("result.json", self)?;
         let markdown = self.to_markdown();
         folder.write(
@@ -315,6 +322,7 @@ impl Report {
             b.prompt.replace('\n', "\n> ")
         );
         s += &self.choice_markdown();
+        s += &self.length_markdown();
         s += &self.headroom_markdown();
         s += "## How the best prompt was born\n\n| step | id | operator | dev acc | change vs best parent | prompt |\n|---|---|---|---|---|---|\n";
         for (k, st) in self.lineage.iter().enumerate() {
@@ -429,6 +437,54 @@ impl Report {
                 if t.accepted { "won" } else { "did not win" }
             );
         }
+        s
+    }
+
+    /// The "prompt length" section: the accuracy-vs-tokens fronts and the short answer.
+    fn length_markdown(&self) -> String {
+        let Some(l) = &self.length else {
+            return String::new();
+        };
+        let unit = if l.counted {
+            "tokens"
+        } else {
+            "tokens (estimated: 4 characters each)"
+        };
+        let mut s = format!(
+            "## Prompt length
+
+Every call pays for the prompt. The front: candidates that no prompt at most as long beats ({unit}).
+
+| split | front (#id: {unit}, score) |
+|---|---|
+"
+        );
+        for (split, front) in [("dev", &l.dev_front), ("validation", &l.validation_front)] {
+            if front.is_empty() {
+                continue;
+            }
+            let points: Vec<String> = front
+                .iter()
+                .map(|p| format!("#{}: {}, {}", p.id, p.tokens, pct(p.score)))
+                .collect();
+            s += &format!("| {split} | {} |
+", points.join("; "));
+        }
+        s += &format!(
+            "
+The answer #{} has {} {unit} and scores {} on {} {} examples. The shortest candidate within one standard error ({:.1} pts) of it is #{}: {} {unit}, {} (`best-short.txt`).
+
+",
+            l.chosen.id,
+            l.chosen.tokens,
+            pct(l.chosen.score),
+            l.n,
+            l.basis,
+            100.0 * l.tolerance,
+            l.best_short.id,
+            l.best_short.tokens,
+            pct(l.best_short.score)
+        );
         s
     }
 

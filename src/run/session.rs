@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis;
 use super::evaluator::{PoolSizes, RunEvaluator};
 use super::folder::{RunFolder, EVALUATIONS_FILE};
+use super::length::{self, LengthPoint, LengthReport};
 use super::log::{EvaluationLog, EvaluationRecord};
 use super::report::{PromptResult, Report, SplitBalance};
 use crate::error::{Error, Result};
@@ -258,6 +259,7 @@ pub fn execute(
             train: DEMO_POOL,
         };
         let mut evaluator = RunEvaluator::new(scorer, log, sizes, calibrate, cfg.fitness, quiet)
+            .with_length_penalty(cfg.length_penalty, prompts)
             .with_logged(logged)
             .with_checkpoints(folder.clone())
             .with_progress(expected_passes);
@@ -355,6 +357,7 @@ pub fn execute(
         dev_best_id: outcome.dev_best.candidate.id,
         final_choice: outcome.final_choice.clone(),
         headroom: None,
+        length: Some(length_report(scorer, &records, dev_n, &outcome)),
         class_balance: class_balance(
             task,
             &[
@@ -400,4 +403,87 @@ fn class_balance(task: &Task, splits: &[(Split, usize)]) -> Vec<SplitBalance> {
             }
         })
         .collect()
+}
+
+/// The prompt-length section: fronts on dev (every fully scored candidate) and validation (the
+/// finalists), and the shortest candidate within one standard error of the answer, judged on
+/// validation when there was a final choice, else on dev.
+fn length_report(
+    scorer: &mut Scorer<'_>,
+    records: &[EvaluationRecord],
+    dev_n: usize,
+    outcome: &crate::evolve::SearchOutcome,
+) -> LengthReport {
+    let mut counted = true;
+    let mut tokens = |prompt: &str| {
+        let (n, exact) = scorer.prompt_tokens(prompt);
+        counted &= exact;
+        n
+    };
+    let full: Vec<EvaluationRecord> = analysis::latest_per_candidate(records)
+        .into_iter()
+        .filter(|r| r.n >= dev_n)
+        .collect();
+    let dev_points: Vec<LengthPoint> = full
+        .iter()
+        .map(|r| LengthPoint {
+            id: r.id,
+            tokens: tokens(&r.prompt),
+            score: r.accuracy,
+        })
+        .collect();
+    let answer = &outcome.best.candidate;
+    let (basis, n, points) = match &outcome.final_choice {
+        Some(c) => (
+            "validation",
+            c.validation_n,
+            c.finalists
+                .iter()
+                .map(|f| LengthPoint {
+                    id: f.id,
+                    tokens: tokens(&f.prompt),
+                    score: f.validation_accuracy,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        None => ("dev", dev_n, dev_points.clone()),
+    };
+    let chosen = points
+        .iter()
+        .find(|p| p.id == answer.id)
+        .cloned()
+        .unwrap_or_else(|| LengthPoint {
+            id: answer.id,
+            tokens: tokens(&answer.prompt()),
+            score: outcome.best.accuracy,
+        });
+    let best_short = length::shortest_within(&points, &chosen, n);
+    let best_short_prompt = full
+        .iter()
+        .find(|r| r.id == best_short.id)
+        .map(|r| r.prompt.clone())
+        .or_else(|| {
+            outcome.final_choice.as_ref().and_then(|c| {
+                c.finalists
+                    .iter()
+                    .find(|f| f.id == best_short.id)
+                    .map(|f| f.prompt.clone())
+            })
+        })
+        .unwrap_or_else(|| answer.prompt());
+    LengthReport {
+        counted,
+        dev_front: length::front(&dev_points),
+        validation_front: if basis == "validation" {
+            length::front(&points)
+        } else {
+            Vec::new()
+        },
+        basis: basis.to_string(),
+        n,
+        tolerance: length::standard_error(chosen.score, n),
+        chosen,
+        best_short,
+        best_short_prompt,
+    }
 }

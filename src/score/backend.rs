@@ -64,4 +64,10 @@ pub trait ScoringBackend {
 
     /// Tokens generated so far (generation tasks).
     fn tokens_generated(&self) -> u64;
+
+    /// Tokens of `text` in the model's tokenizer (no BOS; for prompt-length reports and the
+    /// length penalty). None when the backend cannot tell.
+    fn token_count(&self, _text: &str) -> Option<usize> {
+        None
+    }
 }

@@ -123,4 +123,8 @@ impl ScoringBackend for LocalBackend<'_> {
     fn tokens_generated(&self) -> u64 {
         self.generator.tokens_generated
     }
+
+    fn token_count(&self, text: &str) -> Option<usize> {
+        self.engine.model().encode(text).ok().map(|ids| ids.len())
+    }
 }

@@ -74,6 +74,8 @@ pub struct Scorer<'m> {
     answers: HashMap<(String, Split, usize), String>,
     /// Metric results of answers: an external scorer is never asked twice about one pair.
     scored: HashMap<(String, Split, usize), Scored>,
+    /// Prompt lengths in tokens (and whether counted, not estimated).
+    token_counts: HashMap<String, (usize, bool)>,
 }
 
 impl<'m> Scorer<'m> {
@@ -92,6 +94,7 @@ impl<'m> Scorer<'m> {
             calibration: HashMap::new(),
             answers: HashMap::new(),
             scored: HashMap::new(),
+            token_counts: HashMap::new(),
         })
     }
 
@@ -123,6 +126,21 @@ impl<'m> Scorer<'m> {
     /// Tokens generated so far (generation tasks).
     pub fn tokens_generated(&self) -> u64 {
         self.backend.tokens_generated()
+    }
+
+    /// Tokens of a prompt text in the scoring model's tokenizer; when the backend cannot count
+    /// (a server without a tokenize endpoint), an estimate of one token per 4 characters and
+    /// `false`.
+    pub fn prompt_tokens(&mut self, text: &str) -> (usize, bool) {
+        if let Some(&n) = self.token_counts.get(text) {
+            return n;
+        }
+        let n = match self.backend.token_count(text) {
+            Some(n) => (n, true),
+            None => (text.chars().count().div_ceil(4), false),
+        };
+        self.token_counts.insert(text.to_string(), n);
+        n
     }
 
     /// Greedy answers of the first `limit` examples of `split` after `prompt`, decoding only the

@@ -615,6 +615,10 @@ impl ScoringBackend for ServerBackend {
     fn tokens_generated(&self) -> u64 {
         self.generated
     }
+
+    fn token_count(&self, text: &str) -> Option<usize> {
+        ServerBackend::token_count(self, text)
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,15 @@ pub struct SearchConfig {
     pub top_p: f64,
     /// Longest reply (tokens) a model-driven operator may generate.
     pub max_new_tokens: usize,
+    /// Prompt length as a second objective, as CAPO does: each example's fitness loses
+    /// `length_penalty` x (prompt tokens / the longest initial prompt's tokens). 0: off. The
+    /// headline metric and the final choice's test stay unpenalised.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub length_penalty: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for SearchConfig {
@@ -106,6 +115,7 @@ impl Default for SearchConfig {
             temperature: 0.8,
             top_p: 0.95,
             max_new_tokens: 64,
+            length_penalty: 0.0,
         }
     }
 }
@@ -148,6 +158,12 @@ impl SearchConfig {
                 "unknown strategy `{}`; use one of {}",
                 self.strategy,
                 STRATEGY_NAMES.join(", ")
+            ));
+        }
+        if !(self.length_penalty.is_finite() && self.length_penalty >= 0.0) {
+            return fail(format!(
+                "--length-penalty must be a number >= 0 (got {}); 0 turns it off, 0.1 costs a prompt as long as the longest initial one 0.1 of fitness",
+                self.length_penalty
             ));
         }
         if self.population < 2 {
