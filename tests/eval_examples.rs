@@ -5,28 +5,14 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
-use common::{bin, default_model, root};
+use common::{eval, root};
 use promptevo::task::{Split, Task};
 
 /// SST-2 test examples scored (a few: enough for both labels to be predicted and gold).
 const SST2_N: usize = 12;
 
-fn eval(task: &Path, limit: usize, extra: &[&str]) -> Output {
-    bin()
-        .current_dir(root())
-        .arg("eval")
-        .arg("--task")
-        .arg(task)
-        .args(["--split", "test", "--limit", &limit.to_string()])
-        .args(extra)
-        .arg("--model")
-        .arg(default_model())
-        .output()
-        .unwrap()
-}
 
 fn json_of(out: &Output) -> serde_json::Value {
     assert!(

@@ -9,23 +9,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{bin, default_model, root};
+use common::{assert_bad_input, bin, default_model, eval, root};
 use promptevo::task::Task;
 
-/// Asserts a clean failure: exit code 2, one line on stderr mentioning every `needles`, no panic.
-fn assert_bad_input(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("promptevo: error"))
-        .collect();
-    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "error line lacks {n:?}: {}", lines[0]);
-    }
-}
 
 const ANIMALS: &str = "{\"input\": \"whale, mouse\", \"target\": \"whale\"}\n{\"input\": \"ant, horse\", \"target\": \"horse\"}\n";
 
@@ -41,20 +27,6 @@ fn write_task(dir: &Path, metric: &str, data: &str) -> PathBuf {
     p
 }
 
-/// `promptevo eval` of `task` on the real default model (test split, first `limit` examples).
-fn eval(task: &Path, limit: usize, extra: &[&str]) -> Output {
-    bin()
-        .current_dir(root())
-        .arg("eval")
-        .arg("--task")
-        .arg(task)
-        .args(["--split", "test", "--limit", &limit.to_string()])
-        .args(extra)
-        .arg("--model")
-        .arg(default_model())
-        .output()
-        .unwrap()
-}
 
 /// `eval` of `task` without a model: the task is rejected before one is needed.
 fn eval_bad(task: &Path) -> Output {

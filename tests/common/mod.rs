@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// The binary under test.
 pub fn bin() -> Command {
@@ -53,4 +53,34 @@ pub fn small_optimize(out: &Path, dev_limit: usize, test_limit: usize, seed: u64
         .arg("--out")
         .arg(out);
     c
+}
+
+/// Asserts a clean failure: exit code 2, one line on stderr mentioning every `needles`, no panic.
+pub fn assert_bad_input(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("promptevo: error"))
+        .collect();
+    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
+    for n in needles {
+        assert!(lines[0].contains(n), "error line lacks {n:?}: {}", lines[0]);
+    }
+}
+
+/// `promptevo eval` of `task` on the real default model (test split, first `limit` examples).
+pub fn eval(task: &Path, limit: usize, extra: &[&str]) -> Output {
+    bin()
+        .current_dir(root())
+        .arg("eval")
+        .arg("--task")
+        .arg(task)
+        .args(["--split", "test", "--limit", &limit.to_string()])
+        .args(extra)
+        .arg("--model")
+        .arg(default_model())
+        .output()
+        .unwrap()
 }
