@@ -1,5 +1,5 @@
-//! Chat tasks (`format = "chat"`): bad chat task files and models without a chat template are
-//! one clear line with exit code 2; on the real model, demonstrations become earlier chat turns,
+//! Chat tasks (`format = "chat"`): bad chat task files, models without a chat template and the
+//! server backend (which refuses chat tasks) are one clear line with exit code 2; on the real model, demonstrations become earlier chat turns,
 //! prefix reuse gives the scores of whole-text scoring, `eval` runs sst2-chat, and a chat
 //! search's `best.txt` given back to `eval --prompt` reproduces its test score.
 
@@ -76,6 +76,56 @@ fn chat_task_on_a_model_without_a_chat_template_is_one_line_exit_2() {
     assert_bad_input(
         &eval_on(&task, &tiny),
         &["tiny.gguf", "no chat template", "format = \"completion\""],
+    );
+}
+
+/// A fake OpenAI-compatible server that lists one model and answers anything else with 404; its
+/// base URL.
+fn models_only_server() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { break };
+            let mut first = String::new();
+            let mut reader = BufReader::new(&mut stream);
+            let _ = reader.read_line(&mut first);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let (status, body) = if first.starts_with("GET /v1/models") {
+                ("200 OK", r#"{"data": [{"id": "toy"}]}"#)
+            } else {
+                ("404 Not Found", r#"{"detail": "Not Found"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn the_server_backend_refuses_chat_tasks_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_chat_task(dir.path(), "");
+    let url = models_only_server();
+    let out = bin()
+        .args(["eval", "--task"])
+        .arg(&task)
+        .args(["--model", &url])
+        .output()
+        .unwrap();
+    assert_bad_input(
+        &out,
+        &[&url, "does not score chat tasks", "format = \"completion\""],
     );
 }
 
