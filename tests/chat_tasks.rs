@@ -271,3 +271,35 @@ fn best_txt_of_a_chat_search_given_to_eval_reproduces_its_test_score() {
     );
     eprintln!("best.txt:\n{best}");
 }
+
+#[test]
+fn a_chat_generation_task_decodes_the_assistant_turn_until_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = root().join("experiments/data/antonyms/test.jsonl");
+    let p = dir.path().join("antonyms-chat.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "name = \"antonyms-chat\"\nkind = \"generation\"\nformat = \"chat\"\nuser = \"Word: {{input}}\"\nmax_new_tokens = 12\ninitial_prompts = [\"Write the opposite of the word. Answer with one word.\"]\n[data]\ndev = {data:?}\ntest = {data:?}\n"
+        ),
+    )
+    .unwrap();
+    let task = Task::load(&p).unwrap();
+    let spec = task.generation.clone().unwrap();
+    assert!(spec.stop.is_empty(), "chat answers end at the end-of-turn token");
+    let model = real_model();
+    let mut scorer = Scorer::new(&model, &task, EngineOptions::default()).unwrap();
+    let (outputs, computed) = scorer
+        .answers(&task.initial_prompts[0], Split::Test, Some(6), &spec)
+        .unwrap();
+    assert_eq!((outputs.len(), computed), (6, 6));
+    // The end-of-turn token ends an answer and is not part of it; some answers end before
+    // max_new_tokens (a one-word answer is a few tokens).
+    assert!(outputs.iter().all(|o| !o.contains("<|im")), "{outputs:?}");
+    assert!(
+        outputs
+            .iter()
+            .any(|o| !o.is_empty() && model.encode(o).unwrap().len() < 12),
+        "{outputs:?}"
+    );
+}
