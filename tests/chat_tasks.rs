@@ -63,7 +63,10 @@ fn chat_task_without_input_in_user_is_one_line_exit_2() {
     let task = write_chat_task(dir.path(), "user = \"Review: the text\"");
     let tiny = dir.path().join("tiny.gguf");
     write_tiny_llama(&tiny, &TinyConfig::default()).unwrap();
-    assert_bad_input(&eval_on(&task, &tiny), &["chat.toml", "`user`", "add {input}"]);
+    assert_bad_input(
+        &eval_on(&task, &tiny),
+        &["chat.toml", "`user`", "add {input}"],
+    );
 }
 
 #[test]
@@ -161,7 +164,10 @@ fn demos_in_a_chat_prompt_are_rendered_as_earlier_turns_of_the_model_template() 
         .render(&messages, true)
         .unwrap();
     assert_eq!(scorer.render(&prompt, input).unwrap(), want);
-    assert!(want.ends_with("<|im_end|>\n<|im_start|>assistant\n"), "{want}");
+    assert!(
+        want.ends_with("<|im_end|>\n<|im_start|>assistant\n"),
+        "{want}"
+    );
     // The shared prefix is everything before the final user turn's input.
     let (before, after) = scorer.split(&prompt).unwrap();
     assert!(before.ends_with("<|im_start|>user\n"), "{before}");
@@ -183,7 +189,9 @@ fn chat_prefix_reuse_scores_as_whole_texts_do() {
             prefix_reuse,
         };
         let mut scorer = Scorer::new(&model, &task, options).unwrap();
-        let (lp, _) = scorer.label_logprobs(&prompt, Split::Test, Some(8)).unwrap();
+        let (lp, _) = scorer
+            .label_logprobs(&prompt, Split::Test, Some(8))
+            .unwrap();
         (lp, scorer.tokens_processed())
     };
     let (shared, shared_tokens) = score(true);
@@ -201,7 +209,12 @@ fn chat_prefix_reuse_scores_as_whole_texts_do() {
 fn eval_json(args: &[&str]) -> serde_json::Value {
     let out = bin()
         .current_dir(root())
-        .args(["eval", "--json", "--task", "experiments/tasks/sst2-chat.toml"])
+        .args([
+            "eval",
+            "--json",
+            "--task",
+            "experiments/tasks/sst2-chat.toml",
+        ])
         .args(args)
         .arg("--model")
         .arg(default_model())
@@ -286,7 +299,10 @@ fn a_chat_generation_task_decodes_the_assistant_turn_until_its_end() {
     .unwrap();
     let task = Task::load(&p).unwrap();
     let spec = task.generation.clone().unwrap();
-    assert!(spec.stop.is_empty(), "chat answers end at the end-of-turn token");
+    assert!(
+        spec.stop.is_empty(),
+        "chat answers end at the end-of-turn token"
+    );
     let model = real_model();
     let mut scorer = Scorer::new(&model, &task, EngineOptions::default()).unwrap();
     let (outputs, computed) = scorer

@@ -52,7 +52,9 @@ pub enum ChatFormatError {
     RepeatedPrompt,
     /// `{prompt}` comes after `{input}` in `user` (the prompt must come first to share its
     /// computation, as in completion templates).
-    #[error("`user` has {{prompt}} after {{input}}: put {{prompt}} before {{input}}, or in `system`")]
+    #[error(
+        "`user` has {{prompt}} after {{input}}: put {{prompt}} before {{input}}, or in `system`"
+    )]
     PromptAfterInput,
 }
 
@@ -257,8 +259,8 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn renderer(source: &str, leading: Option<&str>) -> ChatRenderer {
-        let t = ChatTemplate::new(source.into(), "<s>".into(), "</s>".into(), "m.gguf".into())
-            .unwrap();
+        let t =
+            ChatTemplate::new(source.into(), "<s>".into(), "</s>".into(), "m.gguf".into()).unwrap();
         ChatRenderer::new(t, leading.map(str::to_string))
     }
 
@@ -337,10 +339,7 @@ mod tests {
     fn bad_message_templates_are_named() {
         use ChatFormatError::*;
         assert_eq!(ChatFormat::new(None, Some("Review")), Err(MissingInput));
-        assert_eq!(
-            ChatFormat::new(Some("{input}"), None),
-            Err(RepeatedInput)
-        );
+        assert_eq!(ChatFormat::new(Some("{input}"), None), Err(RepeatedInput));
         assert_eq!(ChatFormat::new(Some("Hi"), None), Err(MissingPrompt));
         assert_eq!(
             ChatFormat::new(None, Some("{prompt} {input}")),
@@ -371,6 +370,9 @@ mod tests {
             .split(&f, "P")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("m.gguf") && err.contains("format = \"completion\""), "{err}");
+        assert!(
+            err.contains("m.gguf") && err.contains("format = \"completion\""),
+            "{err}"
+        );
     }
 }

@@ -373,7 +373,10 @@ fn task_format(path: &Path, file: &TaskFile) -> Result<(Format, Template)> {
             let text = file.template.as_deref().ok_or_else(|| {
                 Error::task(path, "`template` is missing: give the text around the prompt and input, e.g. template = \"{prompt}\\n\\nInput: {input}\\nOutput:\", or set format = \"chat\"")
             })?;
-            Ok((Format::Completion, Template::new(text).map_err(|e| bad(&e))?))
+            Ok((
+                Format::Completion,
+                Template::new(text).map_err(|e| bad(&e))?,
+            ))
         }
         FormatName::Chat => {
             if file.template.is_some() {
@@ -665,7 +668,11 @@ mod tests {
             assert!(err.contains("c.toml") && err.contains(want), "{err}");
             assert!(!err.contains('\n'), "{err}");
         }
-        let p = write_task(dir.path(), "{prompt} {input}", "[\"positive\"]\nuser = \"{input}\"");
+        let p = write_task(
+            dir.path(),
+            "{prompt} {input}",
+            "[\"positive\"]\nuser = \"{input}\"",
+        );
         let err = Task::load(&p).unwrap_err().to_string();
         assert!(err.contains("only to format = \"chat\""), "{err}");
     }

@@ -91,7 +91,11 @@ def main():
     llm = Llama(model_path=args.model, logits_all=True, n_ctx=1024, n_threads=2,
                 seed=0, verbose=False, type_k=0, type_v=0)
     meta = llm.metadata
-    vocab_token = lambda key: llm._model.token_get_text(int(meta[key])) if key in meta else ""
+    def vocab_token(key):
+        if key not in meta:
+            return ""
+        return llm.detokenize([int(meta[key])], special=True).decode("utf-8", errors="replace")
+
     formatter = Jinja2ChatFormatter(
         template=meta["tokenizer.chat_template"],
         eos_token=vocab_token("tokenizer.ggml.eos_token_id"),
@@ -107,23 +111,32 @@ def main():
 
     label_ids = {lab: tokenize(lab) for lab in LABELS}
 
-    def label_logprobs(ids):
+    def label_logprobs(ids, evaluated=False):
+        """log P(label | ids) per label, summed over its tokens; `ids` is evaluated once (and
+        only the later tokens of a multi-token label are run after it)."""
+        if not evaluated:
+            llm.reset()
+            llm.eval(ids)
+        n = len(ids)
         out = []
         for lab in LABELS:
             cont = label_ids[lab]
-            llm.reset()
-            llm.eval(ids + cont[:-1])
-            lp = log_softmax64(llm.scores[len(ids) - 1: len(ids) - 1 + len(cont), :])
+            if len(cont) > 1:
+                llm.n_tokens = n  # drop any earlier label's tokens; the text's cache stays
+                llm.eval(cont[:-1])
+            lp = log_softmax64(llm.scores[n - 1: n - 1 + len(cont), :])
             out.append(r(sum(lp[j, t] for j, t in enumerate(cont))))
         return out
 
     # ---- SST-2 test@200, the prompt as the system message ----
     sst2 = []
-    for row in read_jsonl(SST2_TEST, N_SST2):
+    for k, row in enumerate(read_jsonl(SST2_TEST, N_SST2)):
         text = render(messages_of("{prompt}", "{input}", PROMPT, [], row["input"]))
         ids = tokenize(text)
         sst2.append({"input": row["input"], "text": text, "ids": ids,
                      "label_logprobs": label_logprobs(ids)})
+        if (k + 1) % 20 == 0:
+            print(f"sst2: {k + 1}/{N_SST2}", file=sys.stderr, flush=True)
 
     # ---- a few chats, top-10 at every position ----
     train = read_jsonl(SST2_TRAIN, 2)
@@ -142,6 +155,7 @@ def main():
         llm.reset()
         llm.eval(ids)
         lp = log_softmax64(llm.scores[: len(ids), :])
+        labels = label_logprobs(ids, evaluated=True)
         positions = []
         for i in range(len(ids)):
             row = lp[i]
@@ -149,7 +163,7 @@ def main():
             positions.append({"pos": i, "argmax": int(top[0]),
                               "top": [[int(t), r(row[t])] for t in top]})
         texts.append({"system": system, "user": user, "prompt": prompt, "input": review,
-                      "text": text, "ids": ids, "label_logprobs": label_logprobs(ids),
+                      "text": text, "ids": ids, "label_logprobs": labels,
                       "positions": positions})
 
     with open(args.out, "w", encoding="utf-8") as f:
