@@ -259,6 +259,9 @@ fn best_txt_of_a_chat_search_given_to_eval_reproduces_its_test_score() {
             "16",
             "--seed",
             "3",
+            // Demonstration-heavy, so that candidates carry chat demonstrations.
+            "--operators",
+            "demo-set=20,demo-add=20",
             "--model",
         ])
         .arg(default_model())
@@ -283,6 +286,38 @@ fn best_txt_of_a_chat_search_given_to_eval_reproduces_its_test_score() {
         "best.txt:\n{best}\nresult: {result}"
     );
     eprintln!("best.txt:\n{best}");
+    // Every logged candidate with demonstrations (User:/Assistant: blocks, as best.txt would
+    // hold them), given back to eval, predicts what the search logged for its dev examples.
+    let log = std::fs::read_to_string(run.join("evaluations.jsonl")).unwrap();
+    let with_demos: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["pool"] == "dev" && r["prompt"].as_str().unwrap().contains("\nAssistant: "))
+        .take(2)
+        .collect();
+    assert!(
+        !with_demos.is_empty(),
+        "no candidate with demonstrations in {log}"
+    );
+    for r in with_demos {
+        let v = eval_json(&[
+            "--split",
+            "dev",
+            "--limit",
+            "12",
+            "--per-example",
+            "--prompt",
+            r["prompt"].as_str().unwrap(),
+        ]);
+        for logged in r["results"].as_array().unwrap() {
+            let i = logged["example"].as_u64().unwrap() as usize;
+            assert_eq!(
+                v["examples"][i]["predicted"], logged["predicted"],
+                "candidate {}, dev example {i}",
+                r["id"]
+            );
+        }
+    }
 }
 
 #[test]
