@@ -135,6 +135,11 @@ impl ChatTemplate {
         })
     }
 
+    /// Where the template came from (the model file), for error messages.
+    pub fn origin(&self) -> &std::path::Path {
+        &self.origin
+    }
+
     /// The text of `messages`, ending with the assistant header when `add_generation_prompt`.
     pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
         let fail = |e: minijinja::Error| {

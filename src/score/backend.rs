@@ -8,6 +8,7 @@
 //! continuation)` and `generate_until`, batched).
 
 use crate::error::Result;
+use crate::task::format::ChatRenderer;
 use crate::task::{GenerationSpec, Task};
 
 /// What a backend says about itself for the run's log and report.
@@ -36,6 +37,11 @@ pub trait ScoringBackend {
     /// Called once per task before any scoring: tokenises the task's labels (in process) or
     /// probes how the server can score them. An error names the label or server and the fix.
     fn prepare(&mut self, task: &Task) -> Result<()>;
+
+    /// The renderer of chat tasks (`format = "chat"`): the scoring model's own chat template.
+    /// Asked once per chat task, before [`ScoringBackend::prepare`]; an error (one line naming
+    /// the model and `format = "completion"`) when the backend cannot render chats.
+    fn chat_renderer(&self) -> Result<ChatRenderer>;
 
     /// For each text `prefix + suffixes[i]`, the log-probability of each of the task's
     /// verbalisers as its continuation (summed over the verbaliser's tokens), in label order.

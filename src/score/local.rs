@@ -3,8 +3,9 @@
 
 use super::backend::{BackendInfo, ScoringBackend};
 use super::engine::{Engine, EngineOptions};
-use crate::error::Result;
-use crate::model::{GenerateOptions, Generator, Model};
+use crate::error::{Error, Result};
+use crate::model::{ChatTemplate, GenerateOptions, Generator, Model};
+use crate::task::format::ChatRenderer;
 use crate::task::{GenerationSpec, Task};
 
 /// Scores with a model loaded in this process.
@@ -41,6 +42,23 @@ impl ScoringBackend for LocalBackend<'_> {
             .map(|v| model.encode(v))
             .collect::<Result<Vec<_>>>()?;
         Ok(())
+    }
+
+    fn chat_renderer(&self) -> Result<ChatRenderer> {
+        let model = self.engine.model();
+        if model.chat_template.is_none() {
+            return Err(Error::chat_template(
+                &model.path,
+                format!("{} has no chat template (GGUF key tokenizer.chat_template, or tokenizer_config.json's chat_template), so it cannot score a chat task: set format = \"completion\" (with a `template`) in the task file, or use a chat model", model.name),
+            ));
+        }
+        let template = ChatTemplate::from_model(model)?;
+        // The engine and the generator put BOS first themselves when the model asks for it.
+        let leading = model
+            .leading_ids()
+            .first()
+            .and_then(|&b| model.tokenizer.id_to_token(b));
+        Ok(ChatRenderer::new(template, leading))
     }
 
     fn label_logprobs(&mut self, prefix: &str, suffixes: &[String]) -> Result<Vec<Vec<f32>>> {

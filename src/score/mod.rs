@@ -17,8 +17,9 @@ pub use local::LocalBackend;
 
 use crate::error::Result;
 use crate::model::Model;
+use crate::task::format::ChatRenderer;
 use crate::task::metric::{Answer, Scored};
-use crate::task::{metrics, Fitness, GenerationSpec, Split, Task};
+use crate::task::{metrics, Fitness, Format, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -69,6 +70,8 @@ pub struct ExampleScore {
 pub struct Scorer<'m> {
     task: &'m Task,
     backend: Box<dyn ScoringBackend + 'm>,
+    /// The model's chat template, for chat tasks.
+    chat: Option<ChatRenderer>,
     cache: HashMap<(String, Split, usize), Vec<f32>>,
     calibration: HashMap<String, Vec<f32>>,
     answers: HashMap<(String, Split, usize), String>,
@@ -84,18 +87,45 @@ impl<'m> Scorer<'m> {
         Self::with_backend(task, Box::new(LocalBackend::new(model, options)))
     }
 
-    /// A scorer for `task` on any backend (prepared for the task here).
+    /// A scorer for `task` on any backend (prepared for the task here). A chat task needs the
+    /// backend's chat renderer: without one it is an error naming the model and the fix.
     pub fn with_backend(task: &'m Task, mut backend: Box<dyn ScoringBackend + 'm>) -> Result<Self> {
+        let chat = match &task.format {
+            Format::Chat(_) => Some(backend.chat_renderer()?),
+            Format::Completion => None,
+        };
         backend.prepare(task)?;
-        Ok(Self {
+        let scorer = Self {
             task,
             backend,
+            chat,
             cache: HashMap::new(),
             calibration: HashMap::new(),
             answers: HashMap::new(),
             scored: HashMap::new(),
             token_counts: HashMap::new(),
-        })
+        };
+        // A chat template that cannot render this task's messages fails here, not mid-run.
+        if let Some(first) = task.initial_prompts.first() {
+            scorer.split(first)?;
+        }
+        Ok(scorer)
+    }
+
+    /// The text before and after the input for `prompt`: the task's template around it, or
+    /// the chat rendered through the model's template (everything before the final user
+    /// turn's input, and what follows it up to the assistant header).
+    pub fn split(&self, prompt: &str) -> Result<(String, String)> {
+        match (&self.task.format, &self.chat) {
+            (Format::Chat(format), Some(chat)) => chat.split(format, prompt),
+            _ => Ok(self.task.template.split(prompt)),
+        }
+    }
+
+    /// The whole text the model sees for `prompt` and `input` (prefix, input, suffix).
+    pub fn render(&self, prompt: &str, input: &str) -> Result<String> {
+        let (before, after) = self.split(prompt)?;
+        Ok(format!("{before}{input}{after}"))
     }
 
     /// The task.
@@ -173,7 +203,7 @@ impl<'m> Scorer<'m> {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
-            let (before, after) = self.task.template.split(prompt);
+            let (before, after) = self.split(prompt)?;
             let suffixes: Vec<String> = missing
                 .iter()
                 .map(|&i| format!("{}{after}", self.task.examples(split)[i].input))
@@ -240,7 +270,7 @@ impl<'m> Scorer<'m> {
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
-            let (before, after) = self.task.template.split(prompt);
+            let (before, after) = self.split(prompt)?;
             let suffixes: Vec<String> = missing
                 .iter()
                 .map(|&i| format!("{}{after}", self.task.examples(split)[i].input))
@@ -262,7 +292,7 @@ impl<'m> Scorer<'m> {
         if let Some(v) = self.calibration.get(prompt) {
             return Ok(v.clone());
         }
-        let (before, after) = self.task.template.split(prompt);
+        let (before, after) = self.split(prompt)?;
         let suffix = format!("{}{after}", self.task.content_free_input());
         let v = self.backend.label_logprobs(&before, &[suffix])?.remove(0);
         self.calibration.insert(prompt.to_string(), v.clone());

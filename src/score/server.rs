@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use super::backend::{BackendInfo, ScoringBackend};
 use crate::error::{Error, Result};
 use crate::remote::Client;
+use crate::task::format::ChatRenderer;
 use crate::task::{GenerationSpec, Task};
 
 /// The self-check's context and continuation: a fact every language model finds likely, so
@@ -483,6 +484,15 @@ impl ScoringBackend for ServerBackend {
             return Ok(());
         }
         self.choose(task)
+    }
+
+    /// Refused: the server's chat template is out of sight (its chat endpoint applies it, but
+    /// gives no log-probs of a label as the start of the assistant turn comparable with the
+    /// in-process engine's), and rendering a guessed template would score a different prompt.
+    fn chat_renderer(&self) -> Result<ChatRenderer> {
+        Err(self.client.error(
+            "the server backend does not score chat tasks (format = \"chat\"): it cannot see the served model's chat template; score the task in process (--model a GGUF file or model folder), or set format = \"completion\" with a `template`".into(),
+        ))
     }
 
     fn label_logprobs(&mut self, prefix: &str, suffixes: &[String]) -> Result<Vec<Vec<f32>>> {

@@ -1,8 +1,10 @@
 //! Tasks: what to optimise a prompt for. A task file (TOML) names its data splits, the template
 //! around the prompt, the initial prompts, and either the labels and their verbalisers
-//! (classification) or the metric and decoding limits (generation).
+//! (classification) or the metric and decoding limits (generation), and its format (a raw
+//! completion, or a chat rendered with the model's own template: see [`format`]).
 
 pub mod data;
+pub mod format;
 pub mod metric;
 pub mod metrics;
 pub mod template;
@@ -12,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use data::Example;
+pub use format::{ChatFormat, Format};
 pub use metric::MetricSpec;
 pub use metrics::Fitness;
 pub use template::Template;
@@ -113,7 +116,14 @@ struct TaskFile {
     #[serde(default)]
     description: String,
     kind: KindName,
-    template: String,
+    #[serde(default)]
+    format: FormatName,
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    system: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
     #[serde(default)]
     labels: Option<Vec<String>>,
     /// A metric name, or a table with `name` and the metric's parameters.
@@ -136,6 +146,17 @@ struct TaskFile {
 /// The content-free input of a classification task that names none.
 const DEFAULT_CONTENT_FREE: &str = "N/A";
 
+/// The task file's `format` key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FormatName {
+    /// The `template` around prompt and input (today's behaviour).
+    #[default]
+    Completion,
+    /// `system` and `user` messages through the model's chat template.
+    Chat,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DataPaths {
@@ -157,7 +178,12 @@ pub struct Task {
     pub path: PathBuf,
     /// What kind of answer it expects, with its labels or its metric and decoding.
     pub kind: TaskKind,
-    /// The text around the prompt and each input.
+    /// How prompt and input become the model's text: the `template` (completion), or chat
+    /// messages rendered through the scoring model's chat template.
+    pub format: Format,
+    /// Completion: the text around the prompt and each input. Chat: a plain-text stand-in (the
+    /// `system` template, a blank line, the `user` template) for readers of the task; scoring
+    /// renders [`Task::format`] instead.
     pub template: Template,
     /// Initial prompts; the first is "the initial prompt" of reports.
     pub initial_prompts: Vec<String>,
@@ -208,11 +234,12 @@ impl Task {
                 ),
             )
         })?;
-        let template =
-            Template::new(&file.template).map_err(|e| Error::task(path, e.to_string()))?;
+        let (format, template) = task_format(path, &file)?;
         let kind = match file.kind {
-            KindName::Classification => TaskKind::Classification(classification_spec(path, &file)?),
-            KindName::Generation => TaskKind::Generation(generation_spec(path, &file)?),
+            KindName::Classification => {
+                TaskKind::Classification(classification_spec(path, &file, &format)?)
+            }
+            KindName::Generation => TaskKind::Generation(generation_spec(path, &file, &format)?),
         };
         let initial_prompts: Vec<String> = file
             .initial_prompts
@@ -277,6 +304,7 @@ impl Task {
             description: file.description,
             path: path.to_path_buf(),
             kind,
+            format,
             template,
             initial_prompts,
             train,
@@ -347,17 +375,23 @@ impl Task {
         }
     }
 
-    /// A train example written as a demonstration with the task's template: the text after
-    /// `{prompt}`, with the input filled in and the answer appended (the label's verbaliser for
-    /// classification), e.g. "Review: a gem\nSentiment: positive".
+    /// A train example written as a demonstration, to follow the instruction in a prompt.
+    /// Completion: with the task's template, the text after `{prompt}` with the input filled in
+    /// and the answer appended (the label's verbaliser for classification), e.g. "Review: a
+    /// gem\nSentiment: positive". Chat: a `User:`/`Assistant:` block
+    /// ([`format::demonstration`]) that scoring renders as a user and an assistant turn.
     pub fn demonstration(&self, example: &Example) -> String {
-        let (before, after) = self.template.split("");
-        let answer = self
+        let verbalizer = self
             .labels()
             .iter()
             .position(|l| *l == example.target)
-            .and_then(|i| self.verbalizers().get(i))
-            .map_or_else(|| format!(" {}", example.target.trim()), |v| v.clone());
+            .and_then(|i| self.verbalizers().get(i));
+        if let Format::Chat(_) = self.format {
+            let answer = verbalizer.map_or_else(|| example.target.trim().to_string(), Clone::clone);
+            return format::demonstration(&example.input, &answer);
+        }
+        let (before, after) = self.template.split("");
+        let answer = verbalizer.map_or_else(|| format!(" {}", example.target.trim()), Clone::clone);
         format!("{}{}{after}{answer}", before.trim_start(), example.input)
     }
 
@@ -398,9 +432,47 @@ fn check_targets(metric: &MetricSpec, split: &[Example], path: &Path) -> Result<
     Ok(())
 }
 
+/// The task's format and template, validated: `template` for completion tasks; `system` and
+/// `user` (defaults [`format::DEFAULT_SYSTEM`], [`format::DEFAULT_USER`]) for chat tasks, whose
+/// template is their plain-text stand-in. Keys of the other format are rejected.
+fn task_format(path: &Path, file: &TaskFile) -> Result<(Format, Template)> {
+    let bad = |e: &dyn std::fmt::Display| Error::task(path, e.to_string());
+    match file.format {
+        FormatName::Completion => {
+            for (key, given) in [("system", &file.system), ("user", &file.user)] {
+                if given.is_some() {
+                    return Err(Error::task(path, format!("`{key}` applies only to format = \"chat\": remove it, or set format = \"chat\" (and drop `template`)")));
+                }
+            }
+            let text = file.template.as_deref().ok_or_else(|| {
+                Error::task(path, "`template` is missing: give the text around the prompt and input, e.g. template = \"{prompt}\\n\\nInput: {input}\\nOutput:\", or set format = \"chat\"")
+            })?;
+            Ok((
+                Format::Completion,
+                Template::new(text).map_err(|e| bad(&e))?,
+            ))
+        }
+        FormatName::Chat => {
+            if file.template.is_some() {
+                return Err(Error::task(path, "`template` applies only to format = \"completion\": chat tasks take `system` and `user` message templates (defaults system = \"{prompt}\", user = \"{input}\"); remove `template`"));
+            }
+            let chat = ChatFormat::new(file.system.as_deref(), file.user.as_deref())
+                .map_err(|e| bad(&e))?;
+            let plain = if chat.system().is_empty() {
+                chat.user().to_string()
+            } else {
+                format!("{}\n\n{}", chat.system(), chat.user())
+            };
+            let template = Template::new(&plain).map_err(|e| bad(&e))?;
+            Ok((Format::Chat(chat), template))
+        }
+    }
+}
+
 /// Labels, verbalisers and calibration of a classification task, validated; generation-only
-/// keys rejected.
-fn classification_spec(path: &Path, file: &TaskFile) -> Result<ClassificationSpec> {
+/// keys rejected. Default verbalisers are the labels after a space (completion, where they follow
+/// a word) or the labels themselves (chat, where they start the assistant's turn).
+fn classification_spec(path: &Path, file: &TaskFile, format: &Format) -> Result<ClassificationSpec> {
     for (key, given) in [
         ("metric", file.metric.is_some()),
         ("max_new_tokens", file.max_new_tokens.is_some()),
@@ -421,7 +493,10 @@ fn classification_spec(path: &Path, file: &TaskFile) -> Result<ClassificationSpe
     }
     let verbalizers = match &file.verbalizers {
         Some(v) => v.clone(),
-        None => labels.iter().map(|l| format!(" {l}")).collect(),
+        None => match format {
+            Format::Completion => labels.iter().map(|l| format!(" {l}")).collect(),
+            Format::Chat(_) => labels.clone(),
+        },
     };
     if verbalizers.len() != labels.len() {
         return Err(Error::task(
@@ -448,8 +523,9 @@ fn classification_spec(path: &Path, file: &TaskFile) -> Result<ClassificationSpe
 }
 
 /// Metric and decoding limits of a generation task, validated; classification-only keys
-/// rejected.
-fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
+/// rejected. Default stop strings: a newline (completion), none (chat: the answer ends with the
+/// model's end-of-turn token).
+fn generation_spec(path: &Path, file: &TaskFile, format: &Format) -> Result<GenerationSpec> {
     for (key, given) in [
         ("labels", file.labels.is_some()),
         ("verbalizers", file.verbalizers.is_some()),
@@ -467,7 +543,10 @@ fn generation_spec(path: &Path, file: &TaskFile) -> Result<GenerationSpec> {
             "`max_new_tokens` is 0: set it to at least 1 (default 16)",
         ));
     }
-    let stop = file.stop.clone().unwrap_or_else(|| vec!["\n".to_string()]);
+    let stop = file.stop.clone().unwrap_or_else(|| match format {
+        Format::Completion => vec!["\n".to_string()],
+        Format::Chat(_) => Vec::new(),
+    });
     if stop.iter().any(|s| s.is_empty()) {
         return Err(Error::task(path, "`stop` has an empty string: remove it (an empty stop string would end every answer at once)"));
     }
@@ -617,10 +696,75 @@ mod tests {
         assert!(err.contains("only to kind = \"generation\""), "{err}");
     }
 
+    fn write_chat_task(dir: &Path, keys: &str) -> PathBuf {
+        std::fs::write(
+            dir.join("d.jsonl"),
+            "{\"input\": \"good\", \"target\": \"positive\"}\n",
+        )
+        .unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "name = \"c\"\nkind = \"classification\"\nformat = \"chat\"\n{keys}\nlabels = [\"negative\", \"positive\"]\ninitial_prompts = [\"Say it.\"]\n[data]\ntrain = \"d.jsonl\"\ndev = \"d.jsonl\"\ntest = \"d.jsonl\"\n"
+            ),
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn chat_task_loads_with_default_messages_and_unspaced_verbalizers() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Task::load(&write_chat_task(dir.path(), "")).unwrap();
+        let Format::Chat(chat) = &t.format else {
+            panic!("not a chat task: {:?}", t.format)
+        };
+        assert_eq!((chat.system(), chat.user()), ("{prompt}", "{input}"));
+        assert_eq!(t.verbalizers(), vec!["negative", "positive"]);
+        assert_eq!(t.template.as_str(), "{prompt}\n\n{input}");
+        // Demonstrations are User:/Assistant: blocks that scoring turns into chat turns.
+        assert_eq!(
+            t.demonstration(&t.train[0]),
+            "User: good\nAssistant: positive"
+        );
+        let t = Task::load(&write_chat_task(
+            dir.path(),
+            "system = \"\"\nuser = \"{prompt}\\nReview: {input}\"\nverbalizers = [\" neg\", \" pos\"]",
+        ))
+        .unwrap();
+        assert_eq!(t.verbalizers(), vec![" neg", " pos"]);
+    }
+
+    #[test]
+    fn chat_task_without_input_in_user_is_one_line_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for (keys, want) in [
+            ("user = \"Review\"", "`user` has no {input}"),
+            ("system = \"{input}\"", "in `user` only"),
+            ("template = \"{prompt} {input}\"", "remove `template`"),
+        ] {
+            let err = Task::load(&write_chat_task(dir.path(), keys))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("c.toml") && err.contains(want), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        let p = write_task(
+            dir.path(),
+            "{prompt} {input}",
+            "[\"positive\"]\nuser = \"{input}\"",
+        );
+        let err = Task::load(&p).unwrap_err().to_string();
+        assert!(err.contains("only to format = \"chat\""), "{err}");
+    }
+
     #[test]
     fn shipped_tasks_load() {
         for name in [
             "sst2",
+            "sst2-chat",
+            "trec-chat",
             "subj",
             "trec",
             "agnews",
