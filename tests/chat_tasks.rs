@@ -199,10 +199,16 @@ fn chat_prefix_reuse_scores_as_whole_texts_do() {
     for (a, b) in shared.iter().flatten().zip(whole.iter().flatten()) {
         assert!((a - b).abs() < 2e-3, "{shared:?} vs {whole:?}");
     }
-    // The system message and the demonstration turns were run once, not once per example.
-    assert!(
-        shared_tokens * 2 < whole_tokens,
-        "{shared_tokens} tokens with prefix reuse, {whole_tokens} without"
+    // The system message and the demonstration turns (everything before the final user turn's
+    // input) were run once for the 8 examples, not once each.
+    let scorer = Scorer::new(&model, &task, EngineOptions::default()).unwrap();
+    let (before, _) = scorer.split(&prompt).unwrap();
+    let p = model.leading_ids().len() + model.encode(before.trim_end()).unwrap().len();
+    assert!(p > 20, "{before:?}");
+    assert_eq!(
+        whole_tokens - shared_tokens,
+        7 * p as u64,
+        "{shared_tokens} tokens with prefix reuse, {whole_tokens} without, prefix {p}"
     );
 }
 
