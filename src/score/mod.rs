@@ -82,9 +82,13 @@ impl<'m> Scorer<'m> {
         Self::with_backend(task, Box::new(LocalBackend::new(model, options)))
     }
 
-    /// A scorer for `task` on any backend (prepared for the task here).
+    /// A scorer for `task` on any backend (prepared for the task here, and the task's metric
+    /// prepared with the backend's model: a judge model is loaded now).
     pub fn with_backend(task: &'m Task, mut backend: Box<dyn ScoringBackend + 'm>) -> Result<Self> {
         backend.prepare(task)?;
+        if let Some(spec) = task.generation() {
+            spec.metric.prepare(backend.scoring_model().as_ref())?;
+        }
         Ok(Self {
             task,
             backend,
