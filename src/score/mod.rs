@@ -87,7 +87,10 @@ impl<'m> Scorer<'m> {
     pub fn with_backend(task: &'m Task, mut backend: Box<dyn ScoringBackend + 'm>) -> Result<Self> {
         backend.prepare(task)?;
         if let Some(spec) = task.generation() {
-            spec.metric.prepare(backend.scoring_model().as_ref())?;
+            // Named after the task file, whose `[metric]` table is to fix.
+            spec.metric
+                .prepare(backend.scoring_model().as_ref())
+                .map_err(|e| crate::error::Error::task(&task.path, e.to_string()))?;
         }
         Ok(Self {
             task,

@@ -170,10 +170,7 @@ fn answer_block(a: &Answer<'_>, reference: Reference) -> String {
 
 /// The user turn of the chat form.
 fn chat_message(rubric: &str, a: &Answer<'_>, reference: Reference) -> String {
-    format!(
-        "{rubric}\n\n{}\n\n{CHAT_CUE}",
-        answer_block(a, reference)
-    )
+    format!("{rubric}\n\n{}\n\n{CHAT_CUE}", answer_block(a, reference))
 }
 
 /// The completion form's whole prompt (the labels " Yes"/" No" follow it).
@@ -315,7 +312,12 @@ impl Judge {
     }
 
     /// The judge prompts of `answers` in `form`.
-    fn prompts(&self, form: &Form, model: Option<&Model>, answers: &[Answer<'_>]) -> Result<Vec<String>, MetricError> {
+    fn prompts(
+        &self,
+        form: &Form,
+        model: Option<&Model>,
+        answers: &[Answer<'_>],
+    ) -> Result<Vec<String>, MetricError> {
         answers
             .iter()
             .map(|a| match form {
@@ -366,8 +368,10 @@ impl Metric for Judge {
                     .collect::<crate::error::Result<Vec<_>>>()
                     .map_err(|e| judge_error(self.shown(), e))?;
                 let prefix = common_prefix(&texts).to_string();
-                let suffixes: Vec<String> =
-                    texts.iter().map(|t| t[prefix.len()..].to_string()).collect();
+                let suffixes: Vec<String> = texts
+                    .iter()
+                    .map(|t| t[prefix.len()..].to_string())
+                    .collect();
                 let mut engine = Engine::new(model, EngineOptions::default());
                 engine
                     .score(&prefix, &suffixes, &continuations)
@@ -376,8 +380,10 @@ impl Metric for Judge {
             Loaded::Server(backend) => {
                 let texts = self.prompts(&Form::Completion, None, answers)?;
                 let prefix = common_prefix(&texts).to_string();
-                let suffixes: Vec<String> =
-                    texts.iter().map(|t| t[prefix.len()..].to_string()).collect();
+                let suffixes: Vec<String> = texts
+                    .iter()
+                    .map(|t| t[prefix.len()..].to_string())
+                    .collect();
                 backend
                     .label_logprobs(&prefix, &suffixes)
                     .map_err(|e| judge_error(self.shown(), e))
@@ -480,16 +486,27 @@ mod tests {
     #[test]
     fn parameter_errors_name_the_key_and_the_fix() {
         let e = error("judge", "judge_model = \"scoring\"");
-        assert!(e.contains("[metric] rubric") && e.contains("missing"), "{e}");
+        assert!(
+            e.contains("[metric] rubric") && e.contains("missing"),
+            "{e}"
+        );
         let e = error("judge", "rubric = \"  \"");
         assert!(e.contains("[metric] rubric"), "{e}");
-        let e = error("judge", "rubric = \"R\"\njudge_model = \"no-such-judge.gguf\"");
+        let e = error(
+            "judge",
+            "rubric = \"R\"\njudge_model = \"no-such-judge.gguf\"",
+        );
         assert!(
-            e.contains("[metric] judge_model") && e.contains("no-such-judge.gguf") && e.contains("does not exist"),
+            e.contains("[metric] judge_model")
+                && e.contains("no-such-judge.gguf")
+                && e.contains("does not exist"),
             "{e}"
         );
         let e = error("judge", "rubric = \"R\"\nreference = \"best\"");
-        assert!(e.contains("[metric] reference") && e.contains("\"all\""), "{e}");
+        assert!(
+            e.contains("[metric] reference") && e.contains("\"all\""),
+            "{e}"
+        );
         let e = error("judge", "rubric = \"R\"\njudge = \"x\"");
         assert!(e.contains("judge_model") && e.contains("rubric"), "{e}");
     }
@@ -502,10 +519,16 @@ mod tests {
             toml::from_str("rubric = \"R\"\njudge_model = \"judge.gguf\"").unwrap();
         let spec = MetricSpec::new("judge", params, dir.path()).unwrap();
         let e = spec.prepare(None).unwrap_err().to_string();
-        assert!(e.contains("judge.gguf") && e.contains("cannot be loaded"), "{e}");
+        assert!(
+            e.contains("judge.gguf") && e.contains("cannot be loaded"),
+            "{e}"
+        );
         assert!(!e.contains('\n'), "{e}");
         let targets = t(&["cold"]);
-        let e = spec.score(&[answer("cold", &targets)]).unwrap_err().to_string();
+        let e = spec
+            .score(&[answer("cold", &targets)])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be loaded"), "{e}");
     }
 
@@ -514,7 +537,13 @@ mod tests {
         let params: toml::Table = toml::from_str("rubric = \"R\"").unwrap();
         let spec = MetricSpec::new("judge", params, Path::new(".")).unwrap();
         let targets = t(&["cold"]);
-        let e = spec.score(&[answer("cold", &targets)]).unwrap_err().to_string();
-        assert!(e.contains("\"scoring\"") && e.contains("judge_model"), "{e}");
+        let e = spec
+            .score(&[answer("cold", &targets)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"scoring\"") && e.contains("judge_model"),
+            "{e}"
+        );
     }
 }
