@@ -58,7 +58,7 @@ enum Reference {
 #[derive(Debug)]
 enum Form {
     /// Through the judge model's chat template (labels "Yes"/"No" open the assistant turn).
-    Chat(ChatTemplate),
+    Chat(Box<ChatTemplate>),
     /// A plain completion ending in [`COMPLETION_CUE`] (labels " Yes"/" No").
     Completion,
 }
@@ -239,12 +239,12 @@ impl Judge {
             )
         })?;
         let form = match model.chat_template {
-            Some(_) => Form::Chat(ChatTemplate::from_model(&model).map_err(|e| {
+            Some(_) => Form::Chat(Box::new(ChatTemplate::from_model(&model).map_err(|e| {
                 judge_error(
                     path.display(),
                     format!("{e}; or use a judge model without a chat template"),
                 )
-            })?),
+            })?)),
             None => Form::Completion,
         };
         Ok(Loaded::Local {
@@ -454,7 +454,7 @@ mod tests {
             loaded: Mutex::new(None),
         };
         let targets = t(&["cold"]);
-        let form = Form::Chat(template);
+        let form = Form::Chat(Box::new(template));
         let got = judge
             .prompts(&form, None, &[answer("cold", &targets)])
             .unwrap();
