@@ -9,6 +9,7 @@
 
 use crate::error::Result;
 use crate::task::format::ChatRenderer;
+use crate::task::metric::ScoringModel;
 use crate::task::{GenerationSpec, Task};
 
 /// What a backend says about itself for the run's log and report.
@@ -55,6 +56,12 @@ pub trait ScoringBackend {
         suffixes: &[String],
         spec: &GenerationSpec,
     ) -> Result<Vec<String>>;
+
+    /// The model it runs, for a metric that judges with the scoring model (None: it cannot be
+    /// named).
+    fn scoring_model(&self) -> Option<ScoringModel> {
+        None
+    }
 
     /// The model's name, for reports.
     fn model_name(&self) -> String;

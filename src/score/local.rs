@@ -114,6 +114,12 @@ impl ScoringBackend for LocalBackend<'_> {
         Ok(out)
     }
 
+    fn scoring_model(&self) -> Option<crate::task::metric::ScoringModel> {
+        Some(crate::task::metric::ScoringModel::File(
+            self.engine.model().path.clone(),
+        ))
+    }
+
     fn model_name(&self) -> String {
         self.engine.model().name.clone()
     }

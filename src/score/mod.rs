@@ -87,7 +87,8 @@ impl<'m> Scorer<'m> {
         Self::with_backend(task, Box::new(LocalBackend::new(model, options)))
     }
 
-    /// A scorer for `task` on any backend (prepared for the task here). A chat task needs the
+    /// A scorer for `task` on any backend (prepared for the task here, and the task's metric
+    /// prepared with the backend's model: a judge model is loaded now). A chat task needs the
     /// backend's chat renderer: without one it is an error naming the model and the fix.
     pub fn with_backend(task: &'m Task, mut backend: Box<dyn ScoringBackend + 'm>) -> Result<Self> {
         let chat = match &task.format {
@@ -95,6 +96,12 @@ impl<'m> Scorer<'m> {
             Format::Completion => None,
         };
         backend.prepare(task)?;
+        if let Some(spec) = task.generation() {
+            // Named after the task file, whose `[metric]` table is to fix.
+            spec.metric
+                .prepare(backend.scoring_model().as_ref())
+                .map_err(|e| crate::error::Error::task(&task.path, e.to_string()))?;
+        }
         let scorer = Self {
             task,
             backend,

@@ -255,8 +255,25 @@ impl ServerBackend {
         Ok(out)
     }
 
-    /// Chooses the scoring method for the task's labels from the probe.
-    fn choose(&mut self, task: &Task) -> Result<()> {
+    /// Prepares the backend to score `verbalizers` as the continuations of
+    /// [`ScoringBackend::label_logprobs`] (what [`ScoringBackend::prepare`] does for a
+    /// classification task's verbalisers; a judge metric asks for its own labels this way).
+    pub fn prepare_labels(&mut self, verbalizers: &[String]) -> Result<()> {
+        self.reset_notes();
+        self.choose(verbalizers)
+    }
+
+    /// Starts the notes afresh with the one about requests in flight.
+    fn reset_notes(&mut self) {
+        self.notes.clear();
+        self.notes.push(format!(
+            "{} requests in flight: a server that batches concurrent requests (continuous batching) may change log-probs in their last digits, so a rerun can differ where two labels nearly tie",
+            self.concurrency
+        ));
+    }
+
+    /// Chooses the scoring method for these labels from the probe.
+    fn choose(&mut self, verbalizers: &[String]) -> Result<()> {
         let probe = self.probe()?;
         let url = self.client.url().to_string();
         let fmt = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.4}"));
@@ -268,8 +285,8 @@ impl ServerBackend {
             fmt(probe.echo),
             fmt(probe.prompt_logprobs)
         );
-        let counts = self.label_token_counts(task.verbalizers());
-        self.labels = task.verbalizers().to_vec();
+        let counts = self.label_token_counts(verbalizers);
+        self.labels = verbalizers.to_vec();
         self.label_tokens = counts.iter().map(|c| c.unwrap_or(1)).collect();
         if probe.agrees(probe.echo) {
             self.method = Some(Method::Echo);
@@ -292,8 +309,7 @@ impl ServerBackend {
                 message: format!("cannot score labels: {echo_problem}, and it returns no top_logprobs for a generated token; use a server with echo log-probs (vLLM, SGLang) or top_logprobs (llama.cpp, llama-cpp-python)"),
             });
         }
-        if let Some((label, n)) = task
-            .verbalizers()
+        if let Some((label, n)) = verbalizers
             .iter()
             .zip(&counts)
             .find_map(|(v, c)| c.filter(|&n| n != 1).map(|n| (v, n)))
@@ -473,17 +489,13 @@ fn usage(v: &Value) -> u64 {
 
 impl ScoringBackend for ServerBackend {
     fn prepare(&mut self, task: &Task) -> Result<()> {
-        self.notes.clear();
-        self.notes.push(format!(
-            "{} requests in flight: a server that batches concurrent requests (continuous batching) may change log-probs in their last digits, so a rerun can differ where two labels nearly tie",
-            self.concurrency
-        ));
         if task.is_generation() {
+            self.reset_notes();
             self.method = None;
             self.reason = "generation task: greedy /completions (temperature 0)".into();
             return Ok(());
         }
-        self.choose(task)
+        self.prepare_labels(task.verbalizers())
     }
 
     /// Refused: the server's chat template is out of sight (its chat endpoint applies it, but
@@ -588,6 +600,12 @@ impl ScoringBackend for ServerBackend {
         self.tokens += tokens.into_inner();
         self.generated += generated.into_inner();
         Ok(out)
+    }
+
+    fn scoring_model(&self) -> Option<crate::task::metric::ScoringModel> {
+        Some(crate::task::metric::ScoringModel::Server(
+            self.client.clone(),
+        ))
     }
 
     fn model_name(&self) -> String {

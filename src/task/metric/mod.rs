@@ -16,11 +16,12 @@ mod contains;
 mod exact;
 mod f1;
 mod json;
+mod judge;
 mod number;
 mod regex;
 mod set;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use exact::normalise_exact;
@@ -31,8 +32,6 @@ pub type Constructor = fn(&mut Params<'_>) -> Result<Box<dyn Metric>, MetricErro
 
 /// Every metric a task file can name, with its constructor. A new metric is one file in this
 /// folder and one line here.
-// TODO(judge): `judge` (a local judge model scoring each answer by P(" Yes")) belongs to
-// another change: it is one file here and one line in this table.
 pub const REGISTRY: &[(&str, Constructor)] = &[
     ("exact", exact::new),
     ("contains", contains::new),
@@ -42,6 +41,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("regex", regex::new),
     ("json", json::new),
     ("command", command::new),
+    ("judge", judge::new),
 ];
 
 /// The metric of a task file that names none.
@@ -78,6 +78,16 @@ impl Scored {
     }
 }
 
+/// The model that scores a task, as [`Metric::prepare`] is told of it (a `judge` metric with
+/// `judge_model = "scoring"` judges with it).
+#[derive(Clone, Debug)]
+pub enum ScoringModel {
+    /// A model file or folder loaded in process.
+    File(PathBuf),
+    /// An OpenAI-compatible server, connected.
+    Server(crate::remote::Client),
+}
+
 /// Why a metric could not be made or could not score.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricError {
@@ -92,12 +102,28 @@ pub enum MetricError {
         /// What went wrong and how to fix it.
         message: String,
     },
+    /// A judge model (`judge` metric) could not be loaded, reached or run; the message says how
+    /// and what to do.
+    #[error("judge model {model}: {message}")]
+    Judge {
+        /// The judge's file, URL or `scoring`.
+        model: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
 }
 
 /// Compares generated answers with an example's accepted answers.
 pub trait Metric: std::fmt::Debug + Send + Sync {
     /// Scores a batch of answers, one [`Scored`] per answer in order.
     fn score(&self, answers: &[Answer<'_>]) -> Result<Vec<Scored>, MetricError>;
+
+    /// Called when a scorer is made, before any answer is scored, with the model scoring the
+    /// task (None: not known): a metric that needs a model of its own loads it here, so one
+    /// that cannot load stops a run before any work.
+    fn prepare(&self, _scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
+        Ok(())
+    }
 
     /// Checks one accepted answer of the data when the task is loaded (Err: what is wrong).
     fn check_target(&self, _target: &str) -> Result<(), String> {
@@ -300,6 +326,12 @@ impl MetricSpec {
             return Ok(Vec::new());
         }
         self.metric.score(answers)
+    }
+
+    /// Prepares the metric for scoring with `scoring`, the model scoring the task (see
+    /// [`Metric::prepare`]).
+    pub fn prepare(&self, scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
+        self.metric.prepare(scoring)
     }
 
     /// Scores one answer against its accepted answers (no input).
