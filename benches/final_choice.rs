@@ -145,16 +145,28 @@ fn test_key(task: &str, prompt: &str, n: usize) -> String {
 }
 
 /// Validation results of `id` on examples 0..capacity: the log's, the cache's, then scored.
+/// One prompt of one run: the candidate whose validation results are completed.
+struct Who<'a> {
+    settings: &'a RunSettings,
+    task: &'a Task,
+    run: &'a str,
+    id: u64,
+    prompt: &'a str,
+}
+
 fn complete_validation(
     s: &mut Scoring,
-    settings: &RunSettings,
-    task: &Task,
-    run: &str,
-    id: u64,
-    prompt: &str,
+    who: Who<'_>,
     mut have: Results,
     capacity: usize,
 ) -> Result<Results> {
+    let Who {
+        settings,
+        task,
+        run,
+        id,
+        prompt,
+    } = who;
     let mut missing = Vec::new();
     for e in 0..capacity {
         if have.contains(e) {
@@ -322,24 +334,30 @@ fn summarise(
             None => r.old_accepted,
             Some(levels) => {
                 let seq = sequential_test(&r.dev_diffs.clone(), r.n, r.capacity, levels, |upto| {
+                    let have = std::mem::take(&mut r.initial_validation);
                     r.initial_validation = complete_validation(
                         s,
-                        &r.settings,
-                        &r.task,
-                        &r.path,
-                        r.initial_id,
-                        &r.initial_prompt,
-                        std::mem::take(&mut r.initial_validation),
+                        Who {
+                            settings: &r.settings,
+                            task: &r.task,
+                            run: &r.path,
+                            id: r.initial_id,
+                            prompt: &r.initial_prompt,
+                        },
+                        have,
                         upto,
                     )?;
+                    let have = std::mem::take(&mut r.validation);
                     r.validation = complete_validation(
                         s,
-                        &r.settings,
-                        &r.task,
-                        &r.path,
-                        r.challenger_id,
-                        &r.challenger_prompt,
-                        std::mem::take(&mut r.validation),
+                        Who {
+                            settings: &r.settings,
+                            task: &r.task,
+                            run: &r.path,
+                            id: r.challenger_id,
+                            prompt: &r.challenger_prompt,
+                        },
+                        have,
                         upto,
                     )?;
                     Ok::<_, anyhow::Error>(paired_diffs_below(
@@ -423,7 +441,7 @@ fn main() -> Result<()> {
     let dirs: Vec<PathBuf> = args
         .iter()
         .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && !(*i > 0 && args[i - 1] == "--cache"))
+        .filter(|(i, a)| !(a.starts_with("--") || *i > 0 && args[i - 1] == "--cache"))
         .map(|(_, a)| PathBuf::from(a))
         .collect();
     if dirs.is_empty() {

@@ -473,7 +473,7 @@ mod tests {
         assert_eq!(decide(&v, &pooled, LEVELS), (true, "pooled dev + validation sign test"));
         // No lead on validation: never, whatever dev says.
         let v = evidence(5, 5, 100);
-        assert_eq!(decide(&v, &evidence(40, 5, 200), LEVELS).0, false);
+        assert!(!decide(&v, &evidence(40, 5, 200), LEVELS).0);
     }
 
     use crate::evolve::genome::Genome;

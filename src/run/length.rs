@@ -107,6 +107,6 @@ mod tests {
         assert!((standard_error(0.88, 100) - 0.0325).abs() < 1e-3);
         assert_eq!(shortest_within(&pts, &chosen, 100).id, 2);
         // Nothing shorter qualifies: the chosen prompt itself.
-        assert_eq!(shortest_within(&[chosen.clone()], &chosen, 100).id, 5);
+        assert_eq!(shortest_within(std::slice::from_ref(&chosen), &chosen, 100).id, 5);
     }
 }
