@@ -156,7 +156,12 @@ fn racing_scores_weak_candidates_on_part_of_dev_and_reports_the_saving() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let recs = records(&out);
-    let sizes: Vec<u64> = recs.iter().map(|r| r["n"].as_u64().unwrap()).collect();
+    // Dev records only: the final choice may grow validation past --validation-limit.
+    let sizes: Vec<u64> = recs
+        .iter()
+        .filter(|r| r["pool"] == "dev")
+        .map(|r| r["n"].as_u64().unwrap())
+        .collect();
     assert!(sizes.iter().all(|n| [4, 8, 16].contains(n)), "{sizes:?}");
     assert!(sizes.contains(&4), "some candidates were raced: {sizes:?}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
