@@ -443,3 +443,38 @@ fn a_separate_mutator_model_writes_the_mutations() {
     let log = std::fs::read_to_string(out_dir.join("evaluations.jsonl")).unwrap();
     assert!(log.contains("\"operator\":\"pb-"), "{log}");
 }
+
+#[test]
+fn balanced_fitness_weighs_examples_by_class_share_and_reports_balance_and_length() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = small_optimize(&out, 12, 12, 0)
+        .args(["--fitness", "balanced", "--max-initial-prompts", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
+    let gold = task.gold(promptevo::task::Split::Dev);
+    let weights = promptevo::task::metrics::class_weights(&gold[..12], task.labels().len());
+    assert!(weights[0] != weights[1], "the first 12 dev examples are not balanced: {weights:?}");
+    let log = std::fs::read_to_string(out.join("evaluations.jsonl")).unwrap();
+    let mut checked = 0;
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["pool"] != "dev" {
+            continue;
+        }
+        for r in v["results"].as_array().unwrap() {
+            let e = r["example"].as_u64().unwrap() as usize;
+            let want = r["metric"].as_f64().unwrap() * weights[gold[e]];
+            assert!((r["fitness"].as_f64().unwrap() - want).abs() < 1e-9, "{r}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 24, "{checked}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for needle in ["## Class balance", "balanced accuracy", "## Prompt length", "Test balanced accuracy"] {
+        assert!(report.contains(needle), "report lacks {needle:?}:\n{report}");
+    }
+    assert!(out.join("best-short.txt").is_file());
+}
