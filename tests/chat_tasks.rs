@@ -9,27 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use candle_core::Device;
-use common::{bin, default_model, root};
+use common::{assert_bad_input, bin, default_model, root};
 use promptevo::evolve::ChatMessage;
 use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
 use promptevo::model::{ChatTemplate, Model, WeightFormat};
 use promptevo::score::{EngineOptions, Scorer};
 use promptevo::task::{Split, Task};
-
-/// Asserts a clean failure: exit code 2, one line on stderr mentioning every `needles`, no panic.
-fn assert_bad_input(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("promptevo: error"))
-        .collect();
-    assert_eq!(lines.len(), 1, "want one error line, got: {err}");
-    for n in needles {
-        assert!(lines[0].contains(n), "error line lacks {n:?}: {}", lines[0]);
-    }
-}
 
 /// A chat task file in `dir` with extra `keys` (e.g. `user = "..."`).
 fn write_chat_task(dir: &Path, keys: &str) -> PathBuf {
