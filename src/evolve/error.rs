@@ -62,14 +62,15 @@ pub enum EvolveError {
         index: usize,
     },
 
-    /// The evaluator failed; carries its message.
-    #[error("evaluation failed: {0}")]
-    Evaluation(String),
+    /// The evaluator failed; carries the evaluator's own error (the model's, the scorer's, a
+    /// metric's or a server's) as its source, so callers can inspect it.
+    #[error("evaluation failed")]
+    Evaluation(#[source] BoxError),
 
-    /// The run's record could not be written (full disk, permissions); carries the message,
-    /// which names the file.
-    #[error("{0}")]
-    Record(String),
+    /// The run's record could not be written (full disk, permissions); the source error names
+    /// the file.
+    #[error("the run's record could not be written")]
+    Record(#[source] BoxError),
 
     /// The evaluator broke its contract of one result per example.
     #[error(
@@ -94,9 +95,18 @@ pub enum EvolveError {
     },
 }
 
+/// An error from below the search (model, scorer, metric, server, file system), kept whole.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 impl EvolveError {
-    /// Wraps any evaluator-side error (model, cache, I/O) as [`EvolveError::Evaluation`].
-    pub fn evaluation(err: impl std::fmt::Display) -> EvolveError {
-        EvolveError::Evaluation(err.to_string())
+    /// Wraps an evaluator-side error (model, cache, metric, I/O; or a message) as
+    /// [`EvolveError::Evaluation`], keeping it as the source.
+    pub fn evaluation(err: impl Into<BoxError>) -> EvolveError {
+        EvolveError::Evaluation(err.into())
+    }
+
+    /// Wraps a failure to write the run's record as [`EvolveError::Record`].
+    pub fn record(err: impl Into<BoxError>) -> EvolveError {
+        EvolveError::Record(err.into())
     }
 }

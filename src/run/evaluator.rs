@@ -304,7 +304,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
         // being made.
         self.log
             .append(std::slice::from_ref(&record))
-            .map_err(|e| EvolveError::Record(e.to_string()))?;
+            .map_err(EvolveError::record)?;
         if pool == Pool::Dev {
             self.best = self.best.max(record.score);
         }
@@ -351,7 +351,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
             };
             checkpoint
                 .write(folder)
-                .map_err(|e| EvolveError::Record(e.to_string()))?;
+                .map_err(EvolveError::record)?;
         }
         if let Some(bar) = &self.progress {
             bar.set_prefix((generation + 1).to_string());
