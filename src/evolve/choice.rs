@@ -396,7 +396,7 @@ pub fn choose_on_validation(
         )
     } else if validation.mean_diff <= 0.0 {
         format!(
-            "the best challenger #{} did not lead the best initial prompt #{} on validation{grew} ({}); the initial prompt stays",
+            "the best challenger #{} did not lead the best initial prompt #{} on validation ({}){grew}; the initial prompt stays",
             ch.id,
             i.id,
             validation.describe()
