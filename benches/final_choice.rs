@@ -183,7 +183,13 @@ fn complete_validation(
             let model = s.model(&settings.model)?;
             let mut scorer = Scorer::new(model, task, settings.engine)?;
             scorer
-                .example_scores(prompt, Split::Validation, &missing, settings.calibrate, fitness)?
+                .example_scores(
+                    prompt,
+                    Split::Validation,
+                    &missing,
+                    settings.calibrate,
+                    fitness,
+                )?
                 .0
         };
         for sc in scores {
@@ -265,7 +271,9 @@ fn load_run(s: &mut Scoring, dir: &Path) -> Result<Option<Run>> {
             Pool::Validation => &mut val,
             Pool::Train => continue,
         };
-        map.entry(r.id).or_default().extend(r.results.iter().cloned());
+        map.entry(r.id)
+            .or_default()
+            .extend(r.results.iter().cloned());
     }
     let n = choice.validation_n;
     let initial = &choice.finalists[0];
@@ -436,7 +444,11 @@ fn main() -> Result<()> {
     let cache_path = args
         .iter()
         .position(|a| a == "--cache")
-        .map(|i| args.get(i + 1).map(PathBuf::from).context("--cache needs a file"))
+        .map(|i| {
+            args.get(i + 1)
+                .map(PathBuf::from)
+                .context("--cache needs a file")
+        })
         .transpose()?;
     let dirs: Vec<PathBuf> = args
         .iter()
@@ -495,7 +507,12 @@ fn main() -> Result<()> {
         }
     }
     let mut all: Vec<&mut Run> = runs.iter_mut().collect();
-    let mut overall = vec![summarise(&mut scoring, "old: any validation lead", &mut all, None)?];
+    let mut overall = vec![summarise(
+        &mut scoring,
+        "old: any validation lead",
+        &mut all,
+        None,
+    )?];
     overall.push(summarise(
         &mut scoring,
         &format!("{} (the product)", rule_name(LEVELS)),
@@ -507,7 +524,12 @@ fn main() -> Result<()> {
             validation: *v,
             pooled: *p,
         };
-        overall.push(summarise(&mut scoring, &rule_name(levels), &mut all, Some(levels))?);
+        overall.push(summarise(
+            &mut scoring,
+            &rule_name(levels),
+            &mut all,
+            Some(levels),
+        )?);
     }
     let mut groups: BTreeMap<(String, String), Vec<&mut Run>> = BTreeMap::new();
     for r in runs.iter_mut() {
@@ -549,7 +571,10 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
-    print_table("All runs: the answer's test accuracy under each rule", &overall);
+    print_table(
+        "All runs: the answer's test accuracy under each rule",
+        &overall,
+    );
     print_table("By arm and task (old rule vs the product's)", &by_group);
     println!("\nRuns whose answer becomes the best initial prompt under the product's rule:\n");
     for c in &changed {

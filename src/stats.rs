@@ -131,7 +131,10 @@ pub fn paired_sign_flip_p(diffs: &[f64]) -> f64 {
         return 1.0;
     }
     let size = nz[0].abs();
-    if nz.iter().all(|d| (d.abs() - size).abs() <= 1e-12 * size.max(1.0)) {
+    if nz
+        .iter()
+        .all(|d| (d.abs() - size).abs() <= 1e-12 * size.max(1.0))
+    {
         let better = nz.iter().filter(|d| **d > 0.0).count();
         return sign_test_p(better, nz.len() - better);
     }
@@ -321,6 +324,10 @@ mod tests {
         let weighted = [2.0, 2.0, 2.0, -0.5, -0.5, -0.5, 2.0, 2.0];
         let p = paired_sign_flip_p(&weighted);
         assert!(p < sign_test_p(5, 3), "{p}");
-        assert_eq!(p, paired_sign_flip_p(&weighted), "seeded: the same p every time");
+        assert_eq!(
+            p,
+            paired_sign_flip_p(&weighted),
+            "seeded: the same p every time"
+        );
     }
 }

@@ -10,7 +10,6 @@ use common::{assert_bad_input, bin, default_model, root, small_optimize};
 
 use promptevo::model::tiny::{write_tiny_llama, TinyConfig};
 
-
 fn write_task(dir: &Path, template: &str, labels: &str, data: &str) -> PathBuf {
     std::fs::write(dir.join("data.jsonl"), data).unwrap();
     let p = dir.join("task.toml");
@@ -456,7 +455,10 @@ fn balanced_fitness_weighs_examples_by_class_share_and_reports_balance_and_lengt
     let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2.toml")).unwrap();
     let gold = task.gold(promptevo::task::Split::Dev);
     let weights = promptevo::task::metrics::class_weights(&gold[..12], task.labels().len());
-    assert!(weights[0] != weights[1], "the first 12 dev examples are not balanced: {weights:?}");
+    assert!(
+        weights[0] != weights[1],
+        "the first 12 dev examples are not balanced: {weights:?}"
+    );
     let log = std::fs::read_to_string(out.join("evaluations.jsonl")).unwrap();
     let mut checked = 0;
     for line in log.lines() {
@@ -473,8 +475,16 @@ fn balanced_fitness_weighs_examples_by_class_share_and_reports_balance_and_lengt
     }
     assert!(checked >= 24, "{checked}");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for needle in ["## Class balance", "balanced accuracy", "## Prompt length", "Test balanced accuracy"] {
-        assert!(report.contains(needle), "report lacks {needle:?}:\n{report}");
+    for needle in [
+        "## Class balance",
+        "balanced accuracy",
+        "## Prompt length",
+        "Test balanced accuracy",
+    ] {
+        assert!(
+            report.contains(needle),
+            "report lacks {needle:?}:\n{report}"
+        );
     }
     assert!(out.join("best-short.txt").is_file());
 }

@@ -13,7 +13,6 @@ use promptevo::task::{Split, Task};
 /// SST-2 test examples scored (a few: enough for both labels to be predicted and gold).
 const SST2_N: usize = 12;
 
-
 fn json_of(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),

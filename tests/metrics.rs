@@ -12,7 +12,6 @@ use std::process::Output;
 use common::{assert_bad_input, bin, default_model, eval, root};
 use promptevo::task::Task;
 
-
 const ANIMALS: &str = "{\"input\": \"whale, mouse\", \"target\": \"whale\"}\n{\"input\": \"ant, horse\", \"target\": \"horse\"}\n";
 
 /// A generation task in `dir` over `data`, with `metric` (TOML placed before `[data]`).
@@ -26,7 +25,6 @@ fn write_task(dir: &Path, metric: &str, data: &str) -> PathBuf {
     .unwrap();
     p
 }
-
 
 /// `eval` of `task` without a model: the task is rejected before one is needed.
 fn eval_bad(task: &Path) -> Output {

@@ -232,7 +232,10 @@ fn a_missing_phrase_pool_prints_its_cause_once() {
 fn an_evaluation_error_keeps_the_library_error_as_its_source() {
     let e = promptevo::evolve::EvolveError::evaluation(promptevo::Error::Usage("bad flag".into()));
     let source = std::error::Error::source(&e).expect("a source");
-    assert!(source.downcast_ref::<promptevo::Error>().is_some(), "{source:?}");
+    assert!(
+        source.downcast_ref::<promptevo::Error>().is_some(),
+        "{source:?}"
+    );
     let shown = format!("{:#}", anyhow::Error::from(promptevo::Error::from(e)));
     assert_eq!(shown, "evaluation failed: bad flag");
 }

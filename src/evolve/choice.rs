@@ -380,9 +380,7 @@ pub fn choose_on_validation(
     let (w, i, ch) = (&finalists[winner], &finalists[0], &finalists[c]);
     let last = *looks.last().unwrap_or(&n);
     let grew = if looks.len() > 1 {
-        format!(
-            " (validation grew from {n} to {last} examples because the first look was close)"
-        )
+        format!(" (validation grew from {n} to {last} examples because the first look was close)")
     } else {
         String::new()
     };
@@ -470,7 +468,10 @@ mod tests {
         // A lead that validation alone cannot show but dev confirms strongly.
         let v = evidence(11, 5, 100);
         let pooled = evidence(11 + 14, 5 + 3, 200);
-        assert_eq!(decide(&v, &pooled, LEVELS), (true, "pooled dev + validation sign test"));
+        assert_eq!(
+            decide(&v, &pooled, LEVELS),
+            (true, "pooled dev + validation sign test")
+        );
         // No lead on validation: never, whatever dev says.
         let v = evidence(5, 5, 100);
         assert!(!decide(&v, &evidence(40, 5, 200), LEVELS).0);
@@ -571,7 +572,11 @@ mod tests {
         assert_eq!(calls.len(), 2 + 2 * 2);
         assert_eq!(calls[2].1, (20..40).collect::<Vec<_>>());
         assert_eq!(calls[4].1, (40..80).collect::<Vec<_>>());
-        assert!(choice.reason.contains("grew from 20 to 80"), "{}", choice.reason);
+        assert!(
+            choice.reason.contains("grew from 20 to 80"),
+            "{}",
+            choice.reason
+        );
     }
 
     #[test]

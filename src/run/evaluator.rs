@@ -349,9 +349,7 @@ impl Evaluator for RunEvaluator<'_, '_> {
                 forward_passes: self.records.iter().map(|r| r.forward_passes).sum(),
                 evals_used: self.evals_used,
             };
-            checkpoint
-                .write(folder)
-                .map_err(EvolveError::record)?;
+            checkpoint.write(folder).map_err(EvolveError::record)?;
         }
         if let Some(bar) = &self.progress {
             bar.set_prefix((generation + 1).to_string());

@@ -94,7 +94,13 @@ mod tests {
 
     #[test]
     fn the_front_keeps_what_no_shorter_prompt_beats() {
-        let pts = [p(0, 10, 0.80), p(1, 50, 0.85), p(2, 40, 0.90), p(3, 12, 0.70), p(4, 10, 0.75)];
+        let pts = [
+            p(0, 10, 0.80),
+            p(1, 50, 0.85),
+            p(2, 40, 0.90),
+            p(3, 12, 0.70),
+            p(4, 10, 0.75),
+        ];
         let f = front(&pts);
         assert_eq!(f.iter().map(|x| x.id).collect::<Vec<_>>(), vec![0, 2]);
     }
@@ -103,10 +109,18 @@ mod tests {
     fn the_short_answer_is_the_shortest_within_one_standard_error() {
         // Chosen: 88% on 100 examples, SE = 3.2 pts: 85% qualifies, 84% does not.
         let chosen = p(5, 120, 0.88);
-        let pts = [chosen.clone(), p(1, 30, 0.84), p(2, 60, 0.85), p(3, 90, 0.90)];
+        let pts = [
+            chosen.clone(),
+            p(1, 30, 0.84),
+            p(2, 60, 0.85),
+            p(3, 90, 0.90),
+        ];
         assert!((standard_error(0.88, 100) - 0.0325).abs() < 1e-3);
         assert_eq!(shortest_within(&pts, &chosen, 100).id, 2);
         // Nothing shorter qualifies: the chosen prompt itself.
-        assert_eq!(shortest_within(std::slice::from_ref(&chosen), &chosen, 100).id, 5);
+        assert_eq!(
+            shortest_within(std::slice::from_ref(&chosen), &chosen, 100).id,
+            5
+        );
     }
 }

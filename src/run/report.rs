@@ -178,7 +178,10 @@ impl Report {
         super::plots::operators(&folder.file(PLOTS[2]), &self.operators)?;
         folder.write("best.txt", format!("{}\n", self.best.prompt).as_bytes())?;
         if let Some(l) = &self.length {
-            folder.write("best-short.txt", format!("{}\n", l.best_short_prompt).as_bytes())?;
+            folder.write(
+                "best-short.txt",
+                format!("{}\n", l.best_short_prompt).as_bytes(),
+            )?;
         }
         folder.write_json("result.json", self)?;
         let markdown = self.to_markdown();
@@ -418,9 +421,17 @@ impl Report {
                 looks.join(" then ")
             );
             for (name, e, needs) in [
-                ("validation (exact sign test)", &t.validation, format!("< {}", t.validation_alpha)),
+                (
+                    "validation (exact sign test)",
+                    &t.validation,
+                    format!("< {}", t.validation_alpha),
+                ),
                 ("dev", &t.dev, "-".to_string()),
-                ("dev + validation pooled", &t.pooled, format!("< {}", t.pooled_alpha)),
+                (
+                    "dev + validation pooled",
+                    &t.pooled,
+                    format!("< {}", t.pooled_alpha),
+                ),
             ] {
                 s += &format!(
                     "| {name} | {} | {} | {} | {:+.1} pts | {:.4} | {needs} |\n",
@@ -467,8 +478,11 @@ Every call pays for the prompt. The front: candidates that no prompt at most as 
                 .iter()
                 .map(|p| format!("#{}: {}, {}", p.id, p.tokens, pct(p.score)))
                 .collect();
-            s += &format!("| {split} | {} |
-", points.join("; "));
+            s += &format!(
+                "| {split} | {} |
+",
+                points.join("; ")
+            );
         }
         s += &format!(
             "

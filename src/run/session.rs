@@ -280,7 +280,10 @@ pub fn execute(
         .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
     let gold_test = task.gold(Split::Test);
     let test_weights = (!task.is_generation()).then(|| {
-        metrics::class_weights(&gold_test[..test_n.min(gold_test.len())], task.labels().len())
+        metrics::class_weights(
+            &gold_test[..test_n.min(gold_test.len())],
+            task.labels().len(),
+        )
     });
     let mut result = |id: u64, prompt: &str| -> Result<(PromptResult, Vec<f64>)> {
         let dev = scorer.evaluate(prompt, Split::Dev, Some(dev_n), false)?;
@@ -362,9 +365,15 @@ pub fn execute(
             task,
             &[
                 (Split::Dev, dev_n),
-                (Split::Validation, outcome.final_choice.as_ref().map_or(0, |c| {
-                    c.test.as_ref().and_then(|t| t.looks.last().copied()).unwrap_or(c.validation_n)
-                })),
+                (
+                    Split::Validation,
+                    outcome.final_choice.as_ref().map_or(0, |c| {
+                        c.test
+                            .as_ref()
+                            .and_then(|t| t.looks.last().copied())
+                            .unwrap_or(c.validation_n)
+                    }),
+                ),
                 (Split::Test, test_n),
             ],
         ),

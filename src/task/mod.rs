@@ -472,7 +472,11 @@ fn task_format(path: &Path, file: &TaskFile) -> Result<(Format, Template)> {
 /// Labels, verbalisers and calibration of a classification task, validated; generation-only
 /// keys rejected. Default verbalisers are the labels after a space (completion, where they follow
 /// a word) or the labels themselves (chat, where they start the assistant's turn).
-fn classification_spec(path: &Path, file: &TaskFile, format: &Format) -> Result<ClassificationSpec> {
+fn classification_spec(
+    path: &Path,
+    file: &TaskFile,
+    format: &Format,
+) -> Result<ClassificationSpec> {
     for (key, given) in [
         ("metric", file.metric.is_some()),
         ("max_new_tokens", file.max_new_tokens.is_some()),

@@ -30,11 +30,11 @@ pub const STRATEGY_MOVES: [&str; 4] = [
 use rand_chacha::ChaCha8Rng;
 
 use super::choice::{choose_on_validation, Criterion};
-use crate::task::Fitness;
 use super::error::EvolveError;
 use super::operators::{weighted_operators, OperatorContext};
 use super::search::{Evaluator, OperatorSet, Scored, Search, SearchOutcome};
 use super::selection;
+use crate::task::Fitness;
 
 /// A way to search: proposes candidates and decides which survive, through a [`Search`].
 pub trait Strategy {

@@ -241,7 +241,10 @@ pub fn assert_reaches_the_toy_optimum(outcome: &SearchOutcome) {
         outcome.best.score,
         best_initial(outcome)
     );
-    let choice = outcome.final_choice.as_ref().expect("the toy has validation");
+    let choice = outcome
+        .final_choice
+        .as_ref()
+        .expect("the toy has validation");
     assert!(!choice.kept_initial, "{}", choice.reason);
 }
 
