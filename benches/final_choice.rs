@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use promptevo::evolve::choice::{
-    paired_diffs, paired_diffs_below, sequential_test, Criterion, Levels, LEVELS,
+    challenger_index, paired_diffs, paired_diffs_below, sequential_test, Criterion, Levels, LEVELS,
 };
 use promptevo::evolve::{ExampleResult, Pool, Results};
 use promptevo::model::{Model, WeightFormat};
@@ -277,17 +277,8 @@ fn load_run(s: &mut Scoring, dir: &Path) -> Result<Option<Run>> {
     }
     let n = choice.validation_n;
     let initial = &choice.finalists[0];
-    // The challenger as the final choice picks it: best validation accuracy, then fitness,
-    // then dev fitness, earliest first.
-    let mut c = &choice.finalists[1];
-    for f in &choice.finalists[2..] {
-        let key = |f: &promptevo::evolve::choice::Finalist| {
-            (f.validation_accuracy, f.validation_score, f.dev_score)
-        };
-        if key(f).partial_cmp(&key(c)) == Some(std::cmp::Ordering::Greater) {
-            c = f;
-        }
-    }
+    // The challenger as the final choice picks it.
+    let c = &choice.finalists[challenger_index(&choice.finalists, Criterion::Metric)];
     let capacity = task.validation.len();
     let run = dir.display().to_string();
     let initial_validation = val.remove(&initial.id).unwrap_or_default();

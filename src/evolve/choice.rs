@@ -270,9 +270,25 @@ pub fn sequential_test<E>(
     }
 }
 
-/// Mean criterion of a candidate's validation results.
-fn mean_criterion(r: &Results, criterion: Criterion) -> f64 {
-    stats::mean(&r.iter().map(|x| criterion.of(x)).collect::<Vec<_>>())
+/// The challenger among `finalists` (the best initial prompt first, then the candidates): the
+/// best validation criterion, then validation fitness, then dev fitness, the earliest on ties.
+/// 0 when there is no candidate.
+pub fn challenger_index(finalists: &[Finalist], criterion: Criterion) -> usize {
+    let key = |f: &Finalist| {
+        let value = match criterion {
+            Criterion::Metric => f.validation_accuracy,
+            Criterion::Fitness => f.validation_score,
+        };
+        (value, f.validation_score, f.dev_score)
+    };
+    let mut c = usize::from(finalists.len() > 1);
+    for i in 2..finalists.len() {
+        if key(&finalists[i]).partial_cmp(&key(&finalists[c])) == Some(std::cmp::Ordering::Greater)
+        {
+            c = i;
+        }
+    }
+    c
 }
 
 /// Re-scores the best initial prompt and the `top` best candidates on dev on the first
@@ -333,19 +349,7 @@ pub fn choose_on_validation(
             },
         )));
     }
-    let key = |i: usize| {
-        (
-            mean_criterion(&results[i], criterion),
-            finalists[i].validation_score,
-            finalists[i].dev_score,
-        )
-    };
-    let mut c = 1;
-    for i in 2..finalists.len() {
-        if key(i).partial_cmp(&key(c)) == Some(std::cmp::Ordering::Greater) {
-            c = i;
-        }
-    }
+    let c = challenger_index(&finalists, criterion);
     let dev_diffs = match (
         search.dev_results(pool[c].candidate.id),
         search.dev_results(initial.candidate.id),
