@@ -44,7 +44,8 @@ pub struct RunEvaluator<'s, 'm> {
     checkpoints: Option<RunFolder>,
     progress: Option<indicatif::ProgressBar>,
     best: f64,
-    class_weights: HashMap<Pool, Vec<f64>>,
+    /// Each example's balanced-accuracy weight, per pool (computed on first use).
+    example_weights: HashMap<Pool, Vec<f64>>,
     /// (L, the longest initial prompt's tokens): fitness loses L x tokens / longest.
     length_penalty: Option<(f64, usize)>,
     /// Every record of the run (replayed and new), in order.
@@ -75,7 +76,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             checkpoints: None,
             progress: None,
             best: f64::NEG_INFINITY,
-            class_weights: HashMap::new(),
+            example_weights: HashMap::new(),
             length_penalty: None,
             records: Vec::new(),
         }
@@ -168,22 +169,22 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         Ok(Some(r))
     }
 
-    /// The balanced-accuracy weight of each example's gold class in `pool`, from the class
-    /// counts of the examples the pool can score (validation: up to its capacity).
-    fn class_weight(&mut self, pool: Pool, example: usize) -> f64 {
+    /// The balanced-accuracy weight of each example of `pool` (its gold class's weight), from
+    /// the class counts of the examples the pool can score (validation: up to its capacity).
+    fn example_weights(&mut self, pool: Pool) -> &[f64] {
         let size = match pool {
             Pool::Validation => self.validation_capacity(),
             _ => self.pool_size(pool),
         };
         let task = self.scorer.task();
-        let gold = task.gold(Self::split(pool));
-        let weights = self.class_weights.entry(pool).or_insert_with(|| {
-            metrics::class_weights(&gold[..size.min(gold.len())], task.labels().len())
-        });
-        gold.get(example)
-            .and_then(|g| weights.get(*g))
-            .copied()
-            .unwrap_or(1.0)
+        self.example_weights.entry(pool).or_insert_with(|| {
+            let gold = task.gold(Self::split(pool));
+            let weights =
+                metrics::class_weights(&gold[..size.min(gold.len())], task.labels().len());
+            gold.iter()
+                .map(|g| weights.get(*g).copied().unwrap_or(1.0))
+                .collect()
+        })
     }
 
     /// Macro-F1 of a candidate's results so far (generation: the mean metric).
@@ -268,15 +269,16 @@ impl Evaluator for RunEvaluator<'_, '_> {
         let penalty = self.length_penalty.map_or(0.0, |(l, longest)| {
             l * self.scorer.prompt_tokens(&c.prompt()).0 as f64 / longest as f64
         });
+        let weights: &[f64] = if balanced {
+            self.example_weights(pool)
+        } else {
+            &[]
+        };
         let results: Vec<ExampleResult> = scores
             .into_iter()
             .map(|s| ExampleResult {
                 example: s.example,
-                fitness: if balanced {
-                    s.fitness * self.class_weight(pool, s.example)
-                } else {
-                    s.fitness
-                } - penalty,
+                fitness: s.fitness * weights.get(s.example).copied().unwrap_or(1.0) - penalty,
                 metric: s.metric,
                 predicted: s.predicted,
             })

@@ -333,7 +333,6 @@ pub fn execute(
         test_majority: if task.is_generation() {
             0.0
         } else {
-            let gold_test = task.gold(Split::Test);
             metrics::majority_rate(
                 &gold_test[..test_n.min(gold_test.len())],
                 task.labels().len(),

@@ -47,23 +47,14 @@ pub fn majority_rate(gold: &[usize], n_labels: usize) -> f64 {
     if gold.is_empty() {
         return 0.0;
     }
-    let mut counts = vec![0usize; n_labels];
-    for g in gold {
-        counts[*g] += 1;
-    }
-    *counts.iter().max().unwrap_or(&0) as f64 / gold.len() as f64
+    *class_counts(gold, n_labels).iter().max().unwrap_or(&0) as f64 / gold.len() as f64
 }
 
 /// Per-class weights that make the mean of weighted 0/1 correctness over `gold` its balanced
 /// accuracy (mean per-class recall): n / (classes present x examples of the class); 0 for a
 /// class absent from `gold`.
 pub fn class_weights(gold: &[usize], n_labels: usize) -> Vec<f64> {
-    let mut counts = vec![0usize; n_labels];
-    for &g in gold {
-        if g < n_labels {
-            counts[g] += 1;
-        }
-    }
+    let counts = class_counts(gold, n_labels);
     let present = counts.iter().filter(|c| **c > 0).count();
     counts
         .iter()
