@@ -109,6 +109,11 @@ struct ModelArgs {
     /// With a server URL: the served model's name (default: the first /v1/models lists).
     #[arg(long, value_name = "NAME")]
     server_model: Option<String>,
+    /// With a server URL: where the served model's chat template is read for chat tasks (its
+    /// GGUF, model folder, tokenizer_config.json or a Jinja file); promptevo renders the chat and
+    /// scores it through /completions. Default: the server's /props (llama.cpp's llama-server).
+    #[arg(long, value_name = "FILE")]
+    chat_template: Option<PathBuf>,
     /// With a server URL: requests in flight at once, so its continuous batching is fed.
     #[arg(long, value_name = "N", default_value_t = 8)]
     concurrency: usize,
@@ -420,6 +425,9 @@ fn server_config(args: &ModelArgs) -> Result<Option<ServerConfig>> {
         if args.server_model.is_some() {
             anyhow::bail!("--server-model names a served model; give --model a server URL too (e.g. http://127.0.0.1:8000/v1)");
         }
+        if args.chat_template.is_some() {
+            anyhow::bail!("--chat-template is for a served model (an in-process model's own template is used); give --model a server URL too, or drop --chat-template");
+        }
         return Ok(None);
     };
     if args.concurrency == 0 {
@@ -433,6 +441,7 @@ fn server_config(args: &ModelArgs) -> Result<Option<ServerConfig>> {
     }
     Ok(Some(ServerConfig {
         model: args.server_model.clone(),
+        chat_template: args.chat_template.as_deref().map(absolute),
         concurrency: args.concurrency,
         timeout_s: args.server_timeout,
         attempts: args.server_attempts,
@@ -443,7 +452,8 @@ fn server_config(args: &ModelArgs) -> Result<Option<ServerConfig>> {
 /// A scorer through the server `config` names, with its scoring method said on stderr.
 fn server_scorer<'m>(config: &ServerConfig, task: &'m Task) -> Result<Scorer<'m>> {
     let client = promptevo::remote::Client::connect(config)?;
-    let backend = promptevo::score::server::ServerBackend::new(client, config.concurrency);
+    let backend = promptevo::score::server::ServerBackend::new(client, config.concurrency)
+        .with_chat_template(config.chat_template.clone());
     let scorer = Scorer::with_backend(task, Box::new(backend))?;
     let info = scorer.backend_info();
     eprintln!(

@@ -11,6 +11,7 @@ pub mod kv_cache;
 mod native;
 pub mod safetensors;
 pub mod source;
+pub mod template_file;
 pub mod tiny;
 pub mod tokenizer;
 pub mod weights;

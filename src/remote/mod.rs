@@ -44,6 +44,11 @@ pub struct ServerConfig {
     pub timeout_s: f64,
     /// Attempts per request (1 = no retry).
     pub attempts: u32,
+    /// Where the served model's chat template is read for chat tasks (its GGUF, model folder,
+    /// tokenizer_config.json or a Jinja file); None: the server's `/props` (llama.cpp's
+    /// llama-server gives it there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<std::path::PathBuf>,
 }
 
 impl ServerConfig {
@@ -55,6 +60,7 @@ impl ServerConfig {
             concurrency: 1,
             timeout_s: DEFAULT_TIMEOUT_S,
             attempts: DEFAULT_ATTEMPTS,
+            chat_template: None,
         }
     }
 }
@@ -184,6 +190,16 @@ impl Client {
         let response = self
             .authorised(self.agent.post(&url))
             .send_json(body.clone());
+        response.ok()?.into_json().ok()
+    }
+
+    /// GET `path` relative to the server's root (the base URL without a trailing `/v1`),
+    /// without retries: for optional endpoints such as llama-server's `/props`. None when the
+    /// server does not have it.
+    pub fn get_optional(&self, path: &str) -> Option<Value> {
+        let root = self.base.strip_suffix("/v1").unwrap_or(&self.base);
+        let url = format!("{root}/{path}");
+        let response = self.authorised(self.agent.get(&url)).call();
         response.ok()?.into_json().ok()
     }
 

@@ -18,6 +18,7 @@
 //! capital")), so its echo is never used.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -25,6 +26,8 @@ use serde_json::{json, Value};
 
 use super::backend::{BackendInfo, ScoringBackend};
 use crate::error::{Error, Result};
+use crate::model::generate::ChatTemplate;
+use crate::model::template_file::read_chat_template;
 use crate::remote::Client;
 use crate::task::format::ChatRenderer;
 use crate::task::{GenerationSpec, Task};
@@ -43,6 +46,10 @@ const CHECK_TOLERANCE: f64 = 0.05;
 const LABEL_ANCHOR: &str = "Answer:";
 /// How many top log-probs the `top_logprobs` method asks for: vLLM's default `max_logprobs`.
 pub const TOP_K: usize = 20;
+/// How many it asks for again when a label is not among the first [`TOP_K`], where the server
+/// allows it (llama-cpp-python does; a chat model's labels at the start of its turn are often
+/// below its top 20, e.g. "positive" after "The", "I", "This" ...).
+pub const WIDE_TOP_K: usize = 1000;
 
 /// How label log-probs are read from the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -100,6 +107,13 @@ pub struct ServerBackend {
     tokens: u64,
     generated: u64,
     outside_top: u64,
+    chat_template: Option<PathBuf>,
+    /// Whether the server answers a request for [`WIDE_TOP_K`] top log-probs.
+    wide_allowed: bool,
+    /// Whether a label was outside the top [`TOP_K`] once already: later requests ask for
+    /// [`WIDE_TOP_K`] at once (the values are the same either way).
+    wide_first: bool,
+    wide_requests: u64,
 }
 
 impl ServerBackend {
@@ -117,7 +131,18 @@ impl ServerBackend {
             tokens: 0,
             generated: 0,
             outside_top: 0,
+            chat_template: None,
+            wide_allowed: false,
+            wide_first: false,
+            wide_requests: 0,
         }
+    }
+
+    /// Chat tasks render through the chat template read from `path` (the served model's GGUF,
+    /// model folder, tokenizer_config.json or a Jinja file); None: the server's `/props`.
+    pub fn with_chat_template(mut self, path: Option<PathBuf>) -> Self {
+        self.chat_template = path;
+        self
     }
 
     /// The method chosen by [`ScoringBackend::prepare`] (None before, or for generation tasks).
@@ -320,7 +345,18 @@ impl ServerBackend {
             });
         }
         self.method = Some(Method::TopLogprobs);
-        self.reason = format!("{echo_problem}; the first generated position's top_logprobs (top {TOP_K}) are used ({check})");
+        // A label outside the top 20 is asked again with a wider top, where the server allows.
+        self.wide_allowed = self
+            .complete(top_request(CHECK_CONTEXT, WIDE_TOP_K))
+            .ok()
+            .and_then(|v| top_logprobs(&v))
+            .is_some_and(|top| top.len() > TOP_K);
+        let wide = if self.wide_allowed {
+            format!(", asked again with the top {WIDE_TOP_K} when a label is not among them")
+        } else {
+            format!(" (the server refuses a top {WIDE_TOP_K}: a label outside the top {TOP_K} takes the smallest of them)")
+        };
+        self.reason = format!("{echo_problem}; the first generated position's top_logprobs (top {TOP_K}{wide}) are used ({check})");
         if counts.iter().any(Option::is_none) {
             self.notes.push("the server has no tokenize endpoint, so the labels could not be checked to be one token each; a label is matched by its text among the top log-probs".into());
         }
@@ -338,10 +374,14 @@ fn request(method: Method, prompt: &str) -> Value {
         Method::PromptLogprobs => json!({
             "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0,
         }),
-        Method::TopLogprobs => json!({
-            "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": TOP_K,
-        }),
+        Method::TopLogprobs => top_request(prompt, TOP_K),
     }
+}
+
+/// The `/completions` body (less the model) that reads the `k` top log-probs of the first
+/// position generated after `prompt`.
+fn top_request(prompt: &str, k: usize) -> Value {
+    json!({ "prompt": prompt, "max_tokens": 1, "temperature": 0.0, "logprobs": k })
 }
 
 /// The log-probs of an OpenAI-style `{token: log-prob}` object (entries that are not numbers
@@ -498,13 +538,39 @@ impl ScoringBackend for ServerBackend {
         self.prepare_labels(task.verbalizers())
     }
 
-    /// Refused: the server's chat template is out of sight (its chat endpoint applies it, but
-    /// gives no log-probs of a label as the start of the assistant turn comparable with the
-    /// in-process engine's), and rendering a guessed template would score a different prompt.
+    /// Chat tasks are rendered here, not by the server's chat endpoint (which gives no
+    /// log-probs of a label as the start of the assistant turn comparable with the in-process
+    /// engine's): the rendered text goes to `/completions` like any prompt, its special tokens
+    /// parsed by the server. The template is read from `--chat-template`'s file, else from the
+    /// server's `/props` (llama.cpp's llama-server); with neither, one error saying so.
     fn chat_renderer(&self) -> Result<ChatRenderer> {
-        Err(self.client.error(
-            "the server backend does not score chat tasks (format = \"chat\"): it cannot see the served model's chat template; score the task in process (--model a GGUF file or model folder), or set format = \"completion\" with a `template`".into(),
-        ))
+        if let Some(path) = &self.chat_template {
+            let file = read_chat_template(path)?;
+            return Ok(ChatRenderer::new(file.template, file.leading));
+        }
+        let props = self.client.get_optional("props");
+        let source = props
+            .as_ref()
+            .and_then(|p| p["chat_template"].as_str())
+            .filter(|t| !t.trim().is_empty());
+        let Some(source) = source else {
+            return Err(self.client.error(
+                "to score a chat task (format = \"chat\") the server backend renders the served model's chat template itself, and this server does not publish it at /props: pass --chat-template with the model's GGUF, model folder, tokenizer_config.json or a Jinja file, or set format = \"completion\" with a `template`".into(),
+            ));
+        };
+        let props = props.as_ref().expect("read above");
+        let token = |key: &str| props[key].as_str().unwrap_or_default().to_string();
+        let origin = PathBuf::from(format!("{}/props", self.client.url()));
+        let template = ChatTemplate::new(
+            source.to_string(),
+            token("bos_token"),
+            token("eos_token"),
+            origin,
+        )?;
+        // /props does not say whether the server adds BOS by itself, so the rendering is sent
+        // whole (some models' BOS text also opens every turn: SmolLM2's is <|im_start|>); give
+        // --chat-template the model's file for a model that both adds BOS and writes it.
+        Ok(ChatRenderer::new(template, None))
     }
 
     fn label_logprobs(&mut self, prefix: &str, suffixes: &[String]) -> Result<Vec<Vec<f32>>> {
@@ -515,15 +581,38 @@ impl ScoringBackend for ServerBackend {
         let tokens = AtomicU64::new(0);
         let outside = AtomicU64::new(0);
         let labels = &self.labels;
+        let wide_first = AtomicBool::new(self.wide_first);
+        let wide_requests = AtomicU64::new(0);
         let out: Vec<Vec<f32>> = match method {
             Method::TopLogprobs => self.in_flight(suffixes.len(), |i| {
                 let text = format!("{prefix}{}", suffixes[i]);
-                let v = self.complete(request(Method::TopLogprobs, &text))?;
-                tokens.fetch_add(usage(&v), Ordering::Relaxed);
-                let top = top_logprobs(&v).ok_or_else(|| {
-                    self.client
-                        .error("an answer had no top_logprobs (it had them at start-up)".into())
-                })?;
+                let mut k = if wide_first.load(Ordering::Relaxed) {
+                    WIDE_TOP_K
+                } else {
+                    TOP_K
+                };
+                let top = loop {
+                    let v = self.complete(top_request(&text, k))?;
+                    tokens.fetch_add(usage(&v), Ordering::Relaxed);
+                    if k == WIDE_TOP_K {
+                        wide_requests.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let top = top_logprobs(&v).ok_or_else(|| {
+                        self.client
+                            .error("an answer had no top_logprobs (it had them at start-up)".into())
+                    })?;
+                    // A label below the top 20 is read from the wider top: the same value a
+                    // wide first request gives, so the order of requests changes nothing.
+                    if k < WIDE_TOP_K
+                        && self.wide_allowed
+                        && labels.iter().any(|l| !top.contains_key(l))
+                    {
+                        wide_first.store(true, Ordering::Relaxed);
+                        k = WIDE_TOP_K;
+                        continue;
+                    }
+                    break top;
+                };
                 // A label outside the top k is at most as likely as the least likely of them:
                 // that bound keeps every label inside the top k ranked above it.
                 let floor = top.values().copied().fold(f64::INFINITY, f64::min);
@@ -563,6 +652,8 @@ impl ScoringBackend for ServerBackend {
         self.texts += suffixes.len() as u64;
         self.tokens += tokens.into_inner();
         self.outside_top += outside.into_inner();
+        self.wide_first = wide_first.into_inner();
+        self.wide_requests += wide_requests.into_inner();
         Ok(out)
     }
 
@@ -614,9 +705,22 @@ impl ScoringBackend for ServerBackend {
 
     fn info(&self) -> BackendInfo {
         let mut notes = self.notes.clone();
-        if self.outside_top > 0 {
+        if let Some(path) = &self.chat_template {
             notes.push(format!(
-                "{} label log-probs were outside the server's top {TOP_K} and took the smallest of them (an upper bound)",
+                "chat tasks are rendered here with the chat template of {}",
+                path.display()
+            ));
+        }
+        if self.wide_requests > 0 {
+            notes.push(format!(
+                "{} requests read the top {WIDE_TOP_K} log-probs: a label was not among the top {TOP_K}",
+                self.wide_requests
+            ));
+        }
+        if self.outside_top > 0 {
+            let k = if self.wide_allowed { WIDE_TOP_K } else { TOP_K };
+            notes.push(format!(
+                "{} label log-probs were outside the server's top {k} and took the smallest of them (an upper bound)",
                 self.outside_top
             ));
         }
