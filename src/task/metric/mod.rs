@@ -19,6 +19,7 @@ mod json;
 mod judge;
 mod number;
 mod regex;
+mod rouge;
 mod set;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
     ("json", json::new),
     ("command", command::new),
     ("judge", judge::new),
+    ("rouge", rouge::new),
 ];
 
 /// The metric of a task file that names none.
