@@ -400,7 +400,10 @@ mod tests {
             let n = 4000;
             let mean = (0..n).map(|_| beta_draw(a, b, rng)).sum::<f64>() / n as f64;
             let want = a as f64 / (a + b) as f64;
-            assert!((mean - want).abs() < 0.02, "Beta({a}, {b}): {mean} vs {want}");
+            assert!(
+                (mean - want).abs() < 0.02,
+                "Beta({a}, {b}): {mean} vs {want}"
+            );
         }
     }
 

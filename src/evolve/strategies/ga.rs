@@ -82,7 +82,11 @@ impl Strategy for GeneticAlgorithm {
 /// (mu+lambda) keeps the best of both; (mu,lambda) keeps the children and the `elite` best
 /// parents (and the next best parents in slots no child filled). Best first, at most
 /// `population` long.
-pub(crate) fn survivors(population: &[Scored], scored: Vec<Scored>, cfg: &SearchConfig) -> Vec<Scored> {
+pub(crate) fn survivors(
+    population: &[Scored],
+    scored: Vec<Scored>,
+    cfg: &SearchConfig,
+) -> Vec<Scored> {
     let mut next: Vec<Scored> = match cfg.replacement {
         Replacement::Plus => population.iter().cloned().chain(scored).collect(),
         Replacement::Comma => {

@@ -13,9 +13,7 @@ use super::error_driven::PROBE;
 use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
-use crate::evolve::search::{
-    sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason,
-};
+use crate::evolve::search::{sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason};
 
 /// Operator name logged for reflective mutations.
 pub const REFLECT: &str = "gepa-reflect";
