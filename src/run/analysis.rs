@@ -397,7 +397,7 @@ mod tests {
         id: u64,
         parents: &[u64],
         operator: &str,
-        pool: Pool,
+        pool: crate::evolve::Pool,
         on: &[(usize, f64)],
     ) -> EvaluationRecord {
         EvaluationRecord {
@@ -443,7 +443,7 @@ mod tests {
             ),
             // Screened on examples 0 and 1 (+0.5 over #0), then the rest of dev: +0.25.
             scored(2, &[0], "demo-error", Pool::Dev, &[(0, 1.0), (1, 1.0)]),
-            scored(2, &[0], "demo-error", Pool::Dev, &[(2, 0.0), (3, 0.0)]),
+            scored(2, &[0], "demo-error", Pool::Dev, &[(2, 0.0), (3, 1.0)]),
             // Parents tie at 0.5: compared with the later one, #1, on examples 0 and 1: 0.
             scored(3, &[0, 1], "uniform", Pool::Dev, &[(0, 0.0), (1, 0.0)]),
             // No family: left out.
