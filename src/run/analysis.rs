@@ -184,8 +184,8 @@ pub fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies
     }
     let most = dev.values().map(Results::len).max().unwrap_or(0);
     let full = dev_n.min(most).max(1);
-    // (children, dev evals, credited, wins, summed gain) per (generation, family).
-    let mut acc: BTreeMap<(usize, MoveFamily), (usize, u64, usize, usize, f64)> = BTreeMap::new();
+    // Per (generation, family); mean_gain holds the summed gain until the end.
+    let mut acc: BTreeMap<(usize, MoveFamily), FamilyStats> = BTreeMap::new();
     for r in latest_per_candidate(records) {
         let Some(family) = MoveFamily::of_operator(&r.operator) else {
             continue;
@@ -199,37 +199,37 @@ pub fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies
             .filter_map(|p| dev.get(p).map(|res| (*p, res)));
         let gain = crate::evolve::search::comparison_parent(parents, full)
             .and_then(|(_, parent)| child.paired_gain(parent));
-        let e = acc.entry((r.generation, family)).or_default();
-        e.0 += 1;
-        e.1 += child.len() as u64;
+        let e = acc
+            .entry((r.generation, family))
+            .or_insert_with(|| FamilyStats {
+                generation: r.generation,
+                family: family.name().to_string(),
+                children: 0,
+                share: 0.0,
+                dev_evals: 0,
+                credited: 0,
+                wins: 0,
+                mean_gain: 0.0,
+            });
+        e.children += 1;
+        e.dev_evals += child.len() as u64;
         if let Some(g) = gain {
-            e.2 += 1;
-            e.3 += usize::from(g > 0.0);
-            e.4 += g;
+            e.credited += 1;
+            e.wins += usize::from(g > 0.0);
+            e.mean_gain += g;
         }
     }
     let mut per_generation: BTreeMap<usize, usize> = BTreeMap::new();
-    for ((g, _), e) in &acc {
-        *per_generation.entry(*g).or_default() += e.0;
+    for e in acc.values() {
+        *per_generation.entry(e.generation).or_default() += e.children;
     }
     let rows = acc
-        .into_iter()
-        .map(
-            |((generation, family), (children, dev_evals, credited, wins, gain))| FamilyStats {
-                generation,
-                family: family.name().to_string(),
-                children,
-                share: children as f64 / per_generation[&generation] as f64,
-                dev_evals,
-                credited,
-                wins,
-                mean_gain: if credited > 0 {
-                    gain / credited as f64
-                } else {
-                    0.0
-                },
-            },
-        )
+        .into_values()
+        .map(|mut e| {
+            e.share = e.children as f64 / per_generation[&e.generation] as f64;
+            e.mean_gain /= e.credited.max(1) as f64;
+            e
+        })
         .collect();
     MoveFamilies {
         rows,
