@@ -311,3 +311,25 @@ pub(crate) fn select<'a>(
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_and_the_module_docs_name_every_registered_strategy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let docs = std::fs::read_to_string(root.join("src/evolve/strategies/mod.rs")).unwrap();
+        for name in STRATEGY_NAMES {
+            assert!(
+                readme.contains(&format!("| `{name}` ")),
+                "README.md's strategy table lacks `{name}`"
+            );
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "the strategies module doc lacks `{name}`"
+            );
+        }
+    }
+}
