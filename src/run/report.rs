@@ -517,7 +517,7 @@ The answer #{} has {} {unit} and scores {} on {} {} examples. The shortest candi
             return String::new();
         };
         let mut s = format!(
-            "\n## Move families\n\nThe adaptive strategy shares each generation's children between move families by Thompson sampling on how often their children beat their parent (a paired dev gain above 0 over the best fully scored parent, on the dev examples both were scored on, as paired screening compares them), each family that can act keeping at least {:.0}% of the children over the run. Per generation: children (share of the generation's), then won / compared with a parent. Generation 0 is the initial population's children, drawn by operator weight before any credit.\n\n| generation |",
+            "\n## Move families\n\nThe adaptive strategy shares each generation's children between move families by Thompson sampling on how often their children beat their parent (a paired dev gain above 0 over the best fully scored parent, on the dev examples both were scored on, as paired screening compares them), each family that can act keeping at least {:.0}% of the children over the run. Per generation: children (share of the generation's; the dev example evaluations they were charged, which screening cuts to a tenth for a child worse than its parent), then won / compared with a parent. Generation 0 is the initial population's children, drawn by operator weight before any credit.\n\n| generation |",
             100.0 * FAMILY_FLOOR
         );
         for f in MoveFamily::ALL {
@@ -528,9 +528,10 @@ The answer #{} has {} {unit} and scores {} on {} {} examples. The shortest candi
         s += "\n";
         let cell = |row: Option<&analysis::FamilyStats>| match row {
             Some(r) => format!(
-                "{} ({:.0}%), {}/{} won",
+                "{} ({:.0}%; {} evals), {}/{} won",
                 r.children,
                 100.0 * r.share,
+                r.dev_evals,
                 r.wins,
                 r.credited
             ),

@@ -95,7 +95,10 @@ pub struct Credit {
     pub wins: usize,
 }
 
-/// The adaptive strategy (`--strategy adaptive`).
+/// The adaptive strategy (`--strategy adaptive`): parents by `--selection`, `--population`
+/// minus `--elite` children a generation shared between the families by [`slot_order`],
+/// survivors by `--replacement` as in the GA. `--crossover-rate` does not apply: the bandit
+/// decides how many children are crossovers.
 pub struct Adaptive;
 
 impl Strategy for Adaptive {
