@@ -157,7 +157,10 @@ struct OptimizeArgs {
     /// differential evolution (model rewrites); hillclimb: GrIPS-like greedy edits;
     /// promptbreeder: co-evolving prompts and mutation-prompts; gepa: Pareto-front parents,
     /// reflective mutation from failing train examples, merges; opro: the model proposes from
-    /// the score trajectory; random: same operators, no selection (the baseline).
+    /// the score trajectory; adaptive: demonstration moves, reflection, edits and crossovers,
+    /// each generation's children shared between them by a bandit on which of them win on this
+    /// task (the report's "Move families" table); random: same operators, no selection (the
+    /// baseline).
     #[arg(long, value_name = "NAME", value_parser = clap::builder::PossibleValuesParser::new(STRATEGY_NAMES), default_value = STRATEGY_NAMES[0])]
     strategy: String,
     /// Prompts per generation (neighbours per step for hillclimb).

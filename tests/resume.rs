@@ -227,3 +227,90 @@ fn a_killed_model_driven_raced_run_resumes_to_the_uninterrupted_result() {
     assert_eq!(evaluations(&run), want);
     assert_eq!(best_prompt(&run), best_prompt(&whole));
 }
+
+#[test]
+fn a_killed_adaptive_run_resumes_to_the_same_search_and_move_families_table() {
+    // The bandit's posteriors come from the scores the log replays and its draws from the
+    // seeded stream, so a resumed run makes the same allocation; the report's table is
+    // computed from the log alone.
+    let cmd = |out: &Path| {
+        let mut c = bin();
+        c.current_dir(root())
+            .args([
+                "optimize",
+                "--task",
+                "experiments/tasks/sst2.toml",
+                "--quiet",
+            ])
+            .args(["--strategy", "adaptive", "--max-initial-prompts", "2"])
+            .args([
+                "--dev-limit",
+                "8",
+                "--test-limit",
+                "4",
+                "--validation-limit",
+                "4",
+                "--population",
+                "4",
+                "--elite",
+                "1",
+            ])
+            .args([
+                "--generations",
+                "3",
+                "--seed",
+                "3",
+                "--max-new-tokens",
+                "32",
+            ])
+            .arg("--model")
+            .arg(common::default_model())
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    let families = |dir: &Path| {
+        let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        let start = report.find("## Move families").expect("the table");
+        let end = report[start..].find("## Plots").unwrap();
+        report[start..start + end].to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert_ok(&cmd(&whole).output().unwrap());
+    let want = evaluations(&whole);
+    assert!(want.len() > 10, "{want:?}");
+    let run = dir.path().join("killed");
+    let mut child = cmd(&run)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while log_lines(&run).len() < 8 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "never logged 8 evaluations"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(evaluations(&run).len() < want.len());
+    assert_ok(
+        &bin()
+            .arg("resume")
+            .arg(&run)
+            .arg("--quiet")
+            .current_dir(root())
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(evaluations(&run), want);
+    assert_eq!(best_prompt(&run), best_prompt(&whole));
+    assert_eq!(families(&run), families(&whole));
+}

@@ -92,6 +92,12 @@ fn every_strategy_runs_within_budget_with_its_own_operators() {
             "{report}"
         );
         assert!(report.contains("stopped because"), "{report}");
+        // Only the adaptive strategy shares its children between move families.
+        assert_eq!(
+            report.contains("## Move families"),
+            strategy == "adaptive",
+            "{strategy}"
+        );
     }
 }
 

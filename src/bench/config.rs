@@ -315,7 +315,7 @@ operators = { swap = 0.0 }
         let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
         let names: Vec<&str> = s.arms.iter().map(|a| a.search.strategy.as_str()).collect();
         assert_eq!(names, crate::evolve::STRATEGY_NAMES);
-        assert_eq!((s.run_count(), s.baseline()), (160, "random"));
+        assert_eq!((s.run_count(), s.baseline()), (180, "random"));
         assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
         let g = BenchConfig::load(&dir.join("generation.toml")).unwrap();
         assert_eq!((g.run_count(), g.baseline()), (15, "random"));

@@ -101,6 +101,17 @@ impl Results {
             .collect();
         values.map(|v| mean(v.into_iter()))
     }
+
+    /// Paired gain over `parent`: the mean of (this fitness - the parent's) over the examples
+    /// both were scored on (None when they share none). Paired screening compares a child with
+    /// its parent this way, and the adaptive strategy credits a move family with it.
+    pub fn paired_gain(&self, parent: &Results) -> Option<f64> {
+        let diffs: Vec<f64> = self
+            .iter()
+            .filter_map(|r| parent.get(r.example).map(|p| r.fitness - p.fitness))
+            .collect();
+        (!diffs.is_empty()).then(|| crate::stats::mean(&diffs))
+    }
 }
 
 /// Mean of the values; NaN for none.
@@ -132,5 +143,17 @@ mod tests {
         assert_eq!(res.mean_metric(), 0.5);
         assert_eq!(res.mean_fitness_on(&[2]), Some(0.3));
         assert_eq!(res.mean_fitness_on(&[1, 2]), None);
+    }
+
+    #[test]
+    fn paired_gain_is_over_the_examples_both_were_scored_on() {
+        let mut child = Results::default();
+        child.extend([r(0, 1.0), r(1, 0.0), r(5, 1.0)]);
+        let mut parent = Results::default();
+        parent.extend([r(0, 0.0), r(1, 0.0), r(2, 1.0), r(3, 1.0)]);
+        // Examples 0 and 1 only: (+1 + 0) / 2.
+        assert_eq!(child.paired_gain(&parent), Some(0.5));
+        assert_eq!(parent.paired_gain(&child), Some(-0.5));
+        assert_eq!(child.paired_gain(&Results::default()), None);
     }
 }

@@ -261,6 +261,30 @@ impl OperatorSet {
         Some(weighted_choice(set, rng))
     }
 
+    /// An operator drawn by weight among those `keep` accepts, whatever their arity (None when
+    /// it accepts none).
+    pub fn choose_where(
+        &self,
+        keep: impl Fn(&dyn Operator) -> bool,
+        rng: &mut ChaCha8Rng,
+    ) -> Option<&dyn Operator> {
+        let set: Vec<&WeightedOperator> = self
+            .by_arity
+            .iter()
+            .flat_map(|(_, v)| v)
+            .filter(|w| keep(w.operator.as_ref()))
+            .collect();
+        (!set.is_empty()).then(|| weighted_pick(&set, rng))
+    }
+
+    /// Whether `keep` accepts some enabled operator.
+    pub fn any(&self, keep: impl Fn(&dyn Operator) -> bool) -> bool {
+        self.by_arity
+            .iter()
+            .flat_map(|(_, v)| v)
+            .any(|w| keep(w.operator.as_ref()))
+    }
+
     /// A one-parent operator, or a two-parent one when `crossover` is asked for; falls back to
     /// whichever kind exists.
     pub fn choose(&self, crossover: bool, rng: &mut ChaCha8Rng) -> &dyn Operator {
@@ -278,6 +302,11 @@ impl OperatorSet {
 
 /// Picks from a non-empty set with probability proportional to weight.
 fn weighted_choice<'a>(set: &'a [WeightedOperator], rng: &mut ChaCha8Rng) -> &'a dyn Operator {
+    weighted_pick(&set.iter().collect::<Vec<_>>(), rng)
+}
+
+/// Picks from a non-empty set with probability proportional to weight.
+fn weighted_pick<'a>(set: &[&'a WeightedOperator], rng: &mut ChaCha8Rng) -> &'a dyn Operator {
     let total: f64 = set.iter().map(|w| w.weight).sum();
     let mut r = rng.gen_range(0.0..total);
     for w in set {
@@ -288,6 +317,19 @@ fn weighted_choice<'a>(set: &'a [WeightedOperator], rng: &mut ChaCha8Rng) -> &'a
     }
     // Floating-point leftovers land on the last one.
     set[set.len() - 1].operator.as_ref()
+}
+
+/// The parent a child is compared with (paired screening, move-family credit): of the
+/// `parents` scored on at least `full` dev examples, the one with the best mean fitness (the
+/// last of equals).
+pub fn comparison_parent<'r>(
+    parents: impl IntoIterator<Item = (u64, &'r Results)>,
+    full: usize,
+) -> Option<(u64, &'r Results)> {
+    parents
+        .into_iter()
+        .filter(|(_, r)| r.len() >= full)
+        .max_by(|a, b| a.1.mean_fitness().total_cmp(&b.1.mean_fitness()))
 }
 
 /// Sorts best first; stable, so ties keep their current order.
@@ -540,13 +582,20 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// The parent a child is screened against: the one with the best full dev score.
     fn screening_parent(&self, candidate: &Candidate) -> Option<u64> {
-        let full = self.dev_size();
-        candidate
+        let parents = candidate
             .parents
             .iter()
-            .filter_map(|p| self.dev.get(p).filter(|r| r.len() >= full).map(|r| (*p, r)))
-            .max_by(|a, b| a.1.mean_fitness().total_cmp(&b.1.mean_fitness()))
-            .map(|(p, _)| p)
+            .filter_map(|p| self.dev.get(p).map(|r| (*p, r)));
+        comparison_parent(parents, self.dev_size()).map(|(p, _)| p)
+    }
+
+    /// A scored child's paired dev gain over its screening parent (the parent with the best
+    /// full dev score), on the dev examples both were scored on: what paired screening
+    /// measured for it, or the full-dev difference when it passed. None for an initial prompt,
+    /// a child not scored, or one without a fully scored parent.
+    pub fn paired_gain(&self, child: &Candidate) -> Option<f64> {
+        let parent = self.screening_parent(child)?;
+        self.dev.get(&child.id)?.paired_gain(&self.dev[&parent])
     }
 
     /// Scores candidates within the budget and updates the best. A child is first screened on

@@ -132,6 +132,111 @@ pub fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
         .collect()
 }
 
+/// How one move family of the adaptive strategy did in one generation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FamilyStats {
+    /// Generation its children were proposed in (0: the initial population's, drawn by
+    /// operator weight before any credit).
+    pub generation: usize,
+    /// Family name (`demos`, `reflect`, `edits`, `crossover`).
+    pub family: String,
+    /// Its children that were scored.
+    pub children: usize,
+    /// Its share of the generation's children made by any family.
+    pub share: f64,
+    /// Dev example evaluations its children were charged.
+    pub dev_evals: u64,
+    /// Children compared with a fully scored parent (the credit the bandit sees).
+    pub credited: usize,
+    /// Of those, the children whose paired dev gain over that parent is above 0.
+    pub wins: usize,
+    /// Mean paired dev gain (fitness) of the credited children (0 when none).
+    pub mean_gain: f64,
+}
+
+/// The adaptive strategy's allocation, from the log: per generation and family, children,
+/// share, dev evaluations and wins.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MoveFamilies {
+    /// One row per (generation, family) with children, by generation then family.
+    pub rows: Vec<FamilyStats>,
+    /// Train-pool example evaluations (the probes error-driven demonstrations and reflection
+    /// read failures from), which the log does not attribute to a family.
+    pub train_probe_evals: u64,
+}
+
+/// Per generation and move family (children whose operator has no family, and initial
+/// prompts, are left out), the children and their credit: each child's paired dev gain over
+/// its best fully scored parent on the dev examples both were scored on, as paired screening
+/// and the adaptive strategy compute it. `dev_n` is a full dev evaluation's size. Computed from
+/// the log alone, so a resumed run's report is the same as an uninterrupted one's.
+pub fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies {
+    use crate::evolve::strategies::MoveFamily;
+    use crate::evolve::Results;
+    let mut dev: HashMap<u64, Results> = HashMap::new();
+    let mut train_probe_evals = 0u64;
+    for r in records {
+        match r.pool {
+            crate::evolve::Pool::Dev => dev.entry(r.id).or_default().extend(r.results.clone()),
+            crate::evolve::Pool::Train => train_probe_evals += r.results.len() as u64,
+            crate::evolve::Pool::Validation => {}
+        }
+    }
+    let most = dev.values().map(Results::len).max().unwrap_or(0);
+    let full = dev_n.min(most).max(1);
+    // Per (generation, family); mean_gain holds the summed gain until the end.
+    let mut acc: BTreeMap<(usize, MoveFamily), FamilyStats> = BTreeMap::new();
+    for r in latest_per_candidate(records) {
+        let Some(family) = MoveFamily::of_operator(&r.operator) else {
+            continue;
+        };
+        let Some(child) = dev.get(&r.id) else {
+            continue;
+        };
+        let parents = r
+            .parents
+            .iter()
+            .filter_map(|p| dev.get(p).map(|res| (*p, res)));
+        let gain = crate::evolve::search::comparison_parent(parents, full)
+            .and_then(|(_, parent)| child.paired_gain(parent));
+        let e = acc
+            .entry((r.generation, family))
+            .or_insert_with(|| FamilyStats {
+                generation: r.generation,
+                family: family.name().to_string(),
+                children: 0,
+                share: 0.0,
+                dev_evals: 0,
+                credited: 0,
+                wins: 0,
+                mean_gain: 0.0,
+            });
+        e.children += 1;
+        e.dev_evals += child.len() as u64;
+        if let Some(g) = gain {
+            e.credited += 1;
+            e.wins += usize::from(g > 0.0);
+            e.mean_gain += g;
+        }
+    }
+    let mut per_generation: BTreeMap<usize, usize> = BTreeMap::new();
+    for e in acc.values() {
+        *per_generation.entry(e.generation).or_default() += e.children;
+    }
+    let rows = acc
+        .into_values()
+        .map(|mut e| {
+            e.share = e.children as f64 / per_generation[&e.generation] as f64;
+            e.mean_gain /= e.credited.max(1) as f64;
+            e
+        })
+        .collect();
+    MoveFamilies {
+        rows,
+        train_probe_evals,
+    }
+}
+
 /// One step of a lineage.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct LineageStep {
@@ -285,6 +390,82 @@ mod tests {
         let cross = ops.iter().find(|o| o.operator == "crossover").unwrap();
         assert_eq!((cross.applied, cross.improved), (1, 0));
         assert!(ops.iter().all(|o| o.operator != "initial"));
+    }
+
+    /// A record of `id` scored on these (example, fitness) pairs of `pool`.
+    fn scored(
+        id: u64,
+        parents: &[u64],
+        operator: &str,
+        pool: crate::evolve::Pool,
+        on: &[(usize, f64)],
+    ) -> EvaluationRecord {
+        EvaluationRecord {
+            pool,
+            n: on.len(),
+            results: on
+                .iter()
+                .map(|&(example, fitness)| crate::evolve::ExampleResult {
+                    example,
+                    fitness,
+                    metric: fitness,
+                    predicted: String::new(),
+                })
+                .collect(),
+            ..rec(id, usize::from(!parents.is_empty()), parents, operator, 0.0)
+        }
+    }
+
+    #[test]
+    fn move_families_credit_paired_gains_over_the_best_full_parent_from_the_log() {
+        use crate::evolve::Pool;
+        let log = vec![
+            scored(
+                0,
+                &[],
+                "initial",
+                Pool::Dev,
+                &[(0, 1.0), (1, 0.0), (2, 0.0), (3, 1.0)],
+            ),
+            scored(
+                1,
+                &[],
+                "initial",
+                Pool::Dev,
+                &[(0, 0.0), (1, 0.0), (2, 1.0), (3, 1.0)],
+            ),
+            scored(
+                0,
+                &[],
+                "initial",
+                Pool::Train,
+                &[(0, 0.0), (1, 1.0), (2, 0.0)],
+            ),
+            // Screened on examples 0 and 1 (+0.5 over #0), then the rest of dev: +0.25.
+            scored(2, &[0], "demo-error", Pool::Dev, &[(0, 1.0), (1, 1.0)]),
+            scored(2, &[0], "demo-error", Pool::Dev, &[(2, 0.0), (3, 1.0)]),
+            // Parents tie at 0.5: compared with the later one, #1, on examples 0 and 1: 0.
+            scored(3, &[0, 1], "uniform", Pool::Dev, &[(0, 0.0), (1, 0.0)]),
+            // No family: left out.
+            scored(4, &[1], "opro", Pool::Dev, &[(0, 1.0), (1, 1.0)]),
+        ];
+        let m = move_families(&log, 4);
+        assert_eq!(m.train_probe_evals, 3);
+        assert_eq!(m.rows.len(), 2, "{m:?}");
+        let (demos, cross) = (&m.rows[0], &m.rows[1]);
+        assert_eq!((demos.family.as_str(), demos.generation), ("demos", 1));
+        assert_eq!(
+            (demos.children, demos.dev_evals, demos.credited, demos.wins),
+            (1, 4, 1, 1)
+        );
+        assert!((demos.mean_gain - 0.25).abs() < 1e-12);
+        assert_eq!(demos.share, 0.5);
+        assert_eq!(cross.family, "crossover");
+        assert_eq!(
+            (cross.children, cross.dev_evals, cross.credited, cross.wins),
+            (1, 2, 1, 0)
+        );
+        assert_eq!(cross.mean_gain, 0.0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{self, GenerationStats, Headroom, LineageStep, OperatorStats};
+use super::analysis::{self, GenerationStats, Headroom, LineageStep, MoveFamilies, OperatorStats};
 use super::folder::RunFolder;
 use super::log::EvaluationRecord;
 use crate::error::Result;
@@ -134,6 +134,10 @@ pub struct Report {
     /// How an inference server scored and wrote (None: everything ran in process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<crate::score::BackendInfo>,
+    /// The adaptive strategy's children per move family and generation, with their wins
+    /// (from the log; None for other strategies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_families: Option<MoveFamilies>,
 }
 
 /// Rejected model replies below which no warning is given, however few replies there were.
@@ -153,6 +157,8 @@ fn delta(a: f64, b: f64) -> String {
 impl Report {
     /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
     pub fn analyse(&mut self, records: &[EvaluationRecord]) {
+        self.move_families =
+            (self.strategy == "adaptive").then(|| analysis::move_families(records, self.dev_n));
         let records = &analysis::latest_per_candidate(records);
         self.headroom = analysis::headroom(records, self.dev_n);
         self.generations = analysis::generation_stats(records);
@@ -348,6 +354,7 @@ impl Report {
                 delta(0.0, o.mean_gain)
             );
         }
+        s += &self.families_markdown();
         s += "\n## Plots\n\n";
         for p in PLOTS {
             s += &format!("![{p}]({p})\n\n");
@@ -498,6 +505,77 @@ The answer #{} has {} {unit} and scores {} on {} {} examples. The shortest candi
             l.best_short.id,
             l.best_short.tokens,
             pct(l.best_short.score)
+        );
+        s
+    }
+
+    /// The "move families" section of an adaptive run: per generation, each family's share
+    /// of the children and how many beat their parent.
+    fn families_markdown(&self) -> String {
+        use crate::evolve::strategies::{MoveFamily, FAMILY_FLOOR};
+        let Some(m) = &self.move_families else {
+            return String::new();
+        };
+        let mut s = format!(
+            "\n## Move families\n\nThe adaptive strategy shares each generation's children between move families by Thompson sampling on how often their children beat their parent (a paired dev gain above 0 over the best fully scored parent, on the dev examples both were scored on, as paired screening compares them), each family that can act keeping at least {:.0}% of the children over the run. Per generation: children (share of the generation's; the dev example evaluations they were charged, which screening cuts to a tenth for a child worse than its parent), then won / compared with a parent. Generation 0 is the initial population's children, drawn by operator weight before any credit.\n\n| generation |",
+            100.0 * FAMILY_FLOOR
+        );
+        for f in MoveFamily::ALL {
+            s += &format!(" {} |", f.name());
+        }
+        s += "\n|---|";
+        s += &"---|".repeat(MoveFamily::ALL.len());
+        s += "\n";
+        let cell = |row: Option<&analysis::FamilyStats>| match row {
+            Some(r) => format!(
+                "{} ({:.0}%; {} evals), {}/{} won",
+                r.children,
+                100.0 * r.share,
+                r.dev_evals,
+                r.wins,
+                r.credited
+            ),
+            None => "-".to_string(),
+        };
+        let mut generations: Vec<usize> = m.rows.iter().map(|r| r.generation).collect();
+        generations.dedup();
+        for g in generations {
+            s += &format!("| {g} |");
+            for f in MoveFamily::ALL {
+                let row = m
+                    .rows
+                    .iter()
+                    .find(|r| r.generation == g && r.family == f.name());
+                s += &format!(" {} |", cell(row));
+            }
+            s += "\n";
+        }
+        let all: usize = m.rows.iter().map(|r| r.children).sum();
+        s += "| all |";
+        for f in MoveFamily::ALL {
+            let rows: Vec<_> = m.rows.iter().filter(|r| r.family == f.name()).collect();
+            let children: usize = rows.iter().map(|r| r.children).sum();
+            if children == 0 {
+                s += " - |";
+                continue;
+            }
+            let credited: usize = rows.iter().map(|r| r.credited).sum();
+            let wins: usize = rows.iter().map(|r| r.wins).sum();
+            let evals: u64 = rows.iter().map(|r| r.dev_evals).sum();
+            let gain: f64 = rows
+                .iter()
+                .map(|r| r.mean_gain * r.credited as f64)
+                .sum::<f64>()
+                / credited.max(1) as f64;
+            s += &format!(
+                " {children} ({:.0}%), {wins}/{credited} won ({:.0}%), {evals} dev evals, mean gain {gain:+.3} |",
+                100.0 * children as f64 / all.max(1) as f64,
+                100.0 * wins as f64 / credited.max(1) as f64
+            );
+        }
+        s += &format!(
+            "\n\nTrain-pool probes (error-driven demonstrations and reflection read failures from them): {} example evaluations, charged to the budget but not to a family.\n",
+            m.train_probe_evals
         );
         s
     }

@@ -274,7 +274,7 @@ mod tests {
             tournament_k: 2,
             ..SearchConfig::default()
         };
-        for strategy in ["fewshot", "ga"] {
+        for strategy in ["fewshot", "ga", "adaptive"] {
             let err = small(strategy).validate().unwrap_err().to_string();
             assert!(
                 err.contains("--elite must be less than --population"),

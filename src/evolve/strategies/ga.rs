@@ -72,24 +72,35 @@ impl Strategy for GeneticAlgorithm {
                 children.extend(child);
             }
             let scored = search.score(children, rng)?;
-            let mut next: Vec<Scored> = match cfg.replacement {
-                Replacement::Plus => population.iter().cloned().chain(scored).collect(),
-                Replacement::Comma => {
-                    let mut next: Vec<Scored> =
-                        population[..cfg.elite.min(population.len())].to_vec();
-                    let short = cfg.population.saturating_sub(next.len() + scored.len());
-                    next.extend(scored);
-                    // Slots no child filled keep the next best parents.
-                    next.extend(population.iter().skip(cfg.elite).take(short).cloned());
-                    next
-                }
-            };
-            sort_best_first(&mut next);
-            next.truncate(cfg.population);
-            population = next;
+            population = survivors(&population, scored, cfg);
         }
         Ok(population)
     }
+}
+
+/// The next population from the current one (best first) and its scored children:
+/// (mu+lambda) keeps the best of both; (mu,lambda) keeps the children and the `elite` best
+/// parents (and the next best parents in slots no child filled). Best first, at most
+/// `population` long.
+pub(crate) fn survivors(
+    population: &[Scored],
+    scored: Vec<Scored>,
+    cfg: &SearchConfig,
+) -> Vec<Scored> {
+    let mut next: Vec<Scored> = match cfg.replacement {
+        Replacement::Plus => population.iter().cloned().chain(scored).collect(),
+        Replacement::Comma => {
+            let mut next: Vec<Scored> = population[..cfg.elite.min(population.len())].to_vec();
+            let short = cfg.population.saturating_sub(next.len() + scored.len());
+            next.extend(scored);
+            // Slots no child filled keep the next best parents.
+            next.extend(population.iter().skip(cfg.elite).take(short).cloned());
+            next
+        }
+    };
+    sort_best_first(&mut next);
+    next.truncate(cfg.population);
+    next
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::error_driven::PROBE;
 use super::{SearchConfig, Strategy};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::{sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason};
 
 /// Operator name logged for reflective mutations.
 pub const REFLECT: &str = "gepa-reflect";
@@ -73,6 +73,61 @@ fn draw<'a>(front: &'a [(Scored, usize)], rng: &mut ChaCha8Rng) -> &'a Scored {
     &front[front.len() - 1].0
 }
 
+/// What one reflective mutation gave.
+pub(crate) enum Reflection {
+    /// The parent could not be probed on the train pool (none, or the budget is spent).
+    NoProbe,
+    /// The revision, or None when the parent failed no probed example, the model's reply was
+    /// rejected or the prompt is not new.
+    Child(Option<Candidate>),
+}
+
+/// Reflective mutation: probes `parent` on train examples (charged to the budget), shows the
+/// model up to [`SHOWN_FAILURES`] it gets wrong with the gold and given answers, and proposes
+/// the revised instruction (with the parent's other genes) as a child logged as [`REFLECT`].
+pub(crate) fn reflect(
+    search: &mut Search<'_, '_>,
+    parent: &Candidate,
+    generation: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Reflection, EvolveError> {
+    let Some(results) = search.probe_train(parent, PROBE, rng)? else {
+        return Ok(Reflection::NoProbe);
+    };
+    let ctx = &search.ops;
+    let failures: Vec<String> = results
+        .iter()
+        .filter(|r| r.metric < 1.0 && r.example < ctx.demo_inputs.len())
+        .take(SHOWN_FAILURES)
+        .map(|r| {
+            format!(
+                "Input: {}\nCorrect answer: {}\nAnswer given: {}",
+                ctx.demo_inputs[r.example].trim(),
+                ctx.demo_labels[r.example].trim(),
+                r.predicted.trim()
+            )
+        })
+        .collect();
+    if failures.is_empty() {
+        return Ok(Reflection::Child(None));
+    }
+    let user = format!(
+        "Here is an instruction for a task:\n<instruction>{}</instruction>\n\nWith this instruction the assistant answered these inputs wrongly:\n\n{}\n\nRead the inputs and the correct answers, think about what the instruction misses, and write an improved instruction that would get them right. Reply with only the new instruction, bracketed with <prompt> and </prompt>.",
+        parent.genome.render_phrases(),
+        failures.join("\n\n")
+    );
+    let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? else {
+        return Ok(Reflection::Child(None));
+    };
+    let g = with_genes_of(g, &parent.genome);
+    Ok(Reflection::Child(search.propose(
+        g,
+        vec![parent.id],
+        REFLECT,
+        generation,
+    )))
+}
+
 impl Strategy for Gepa {
     fn name(&self) -> &'static str {
         "gepa"
@@ -117,34 +172,9 @@ impl Strategy for Gepa {
                     continue;
                 }
                 let parent = draw(&front, rng).candidate.clone();
-                let Some(results) = search.probe_train(&parent, PROBE, rng)? else {
-                    break;
-                };
-                let ctx = &search.ops;
-                let failures: Vec<String> = results
-                    .iter()
-                    .filter(|r| r.metric < 1.0 && r.example < ctx.demo_inputs.len())
-                    .take(SHOWN_FAILURES)
-                    .map(|r| {
-                        format!(
-                            "Input: {}\nCorrect answer: {}\nAnswer given: {}",
-                            ctx.demo_inputs[r.example].trim(),
-                            ctx.demo_labels[r.example].trim(),
-                            r.predicted.trim()
-                        )
-                    })
-                    .collect();
-                if failures.is_empty() {
-                    continue;
-                }
-                let user = format!(
-                    "Here is an instruction for a task:\n<instruction>{}</instruction>\n\nWith this instruction the assistant answered these inputs wrongly:\n\n{}\n\nRead the inputs and the correct answers, think about what the instruction misses, and write an improved instruction that would get them right. Reply with only the new instruction, bracketed with <prompt> and </prompt>.",
-                    parent.genome.render_phrases(),
-                    failures.join("\n\n")
-                );
-                if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {
-                    let g = with_genes_of(g, &parent.genome);
-                    children.extend(search.propose(g, vec![parent.id], REFLECT, generation));
+                match reflect(search, &parent, generation, rng)? {
+                    Reflection::NoProbe => break,
+                    Reflection::Child(child) => children.extend(child),
                 }
             }
             if search.stopped() {

@@ -2,10 +2,12 @@
 //! demonstrations and the instruction, with error-driven demonstrations), `ga` (genetic
 //! algorithm), `de` (EvoPrompt's differential evolution), `hillclimb` (GrIPS-like greedy edits
 //! with patience), `promptbreeder` (co-evolving prompts and mutation-prompts), `gepa` (Pareto
-//! front, reflective mutation, merge), `opro` (the model optimises from the score trajectory) and
-//! `random` (the same operators without selection: the baseline every benchmark compares
-//! against).
+//! front, reflective mutation, merge), `opro` (the model optimises from the score trajectory),
+//! `adaptive` (demonstration moves, reflection, edits and crossovers, the children shared
+//! between them by a bandit on what wins on this task) and `random` (the same operators without
+//! selection: the baseline every benchmark compares against).
 
+mod adaptive;
 mod config;
 mod de;
 mod error_driven;
@@ -16,6 +18,7 @@ mod opro;
 mod promptbreeder;
 mod random;
 
+pub use adaptive::{MoveFamily, FLOOR as FAMILY_FLOOR};
 pub use config::{Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN};
 
 /// Names of the moves strategies make themselves (they need scores, so they are not
@@ -96,6 +99,24 @@ const FEWSHOT: &[(&str, f64)] = &[
 ];
 // GEPA's merge combines two front members; its reflective mutation is its own move.
 const GEPA: &[(&str, f64)] = &[("uniform", 1.0), ("sentence", 1.0)];
+// Every family's operators; weights count within a family only (the bandit shares the
+// children between families): fewshot's demonstration weights, ga's edit and crossover ones.
+const ADAPTIVE: &[(&str, f64)] = &[
+    ("demo-set", 2.0),
+    ("demo-swap", 2.0),
+    ("demo-add", 1.0),
+    ("demo-drop", 1.0),
+    ("demo-order", 0.5),
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("paraphrase", 0.5),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("one-point", 1.0),
+    ("uniform", 1.0),
+    ("sentence", 1.0),
+];
 const DE: &[(&str, f64)] = &[("evo-de", 1.0)];
 const PROMPTBREEDER: &[(&str, f64)] = &[
     ("pb-first-order", 1.0),
@@ -118,7 +139,7 @@ struct Entry {
 
 /// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
 /// `--help` all read it).
-const REGISTRY: [Entry; 8] = [
+const REGISTRY: [Entry; 9] = [
     Entry {
         name: "fewshot",
         make: || Box::new(ga::GeneticAlgorithm::FEWSHOT),
@@ -167,6 +188,14 @@ const REGISTRY: [Entry; 8] = [
         make: || Box::new(opro::Opro),
         weights: &[],
         uses_elite: false,
+        needs_model: true,
+    },
+    // Reflection asks the model; without one (library use) that family is dropped.
+    Entry {
+        name: "adaptive",
+        make: || Box::new(adaptive::Adaptive),
+        weights: ADAPTIVE,
+        uses_elite: true,
         needs_model: true,
     },
     Entry {
@@ -254,8 +283,8 @@ fn operator_set(config: &SearchConfig) -> Result<OperatorSet, EvolveError> {
     OperatorSet::new(ops)
 }
 
-/// Whether a strategy asks the model for text whatever its operators (gepa reflects, opro
-/// writes every child).
+/// Whether a strategy asks the model for text whatever its operators (gepa and adaptive
+/// reflect, opro writes every child).
 pub fn strategy_needs_model(name: &str) -> bool {
     entry(name).is_some_and(|e| e.needs_model)
 }
@@ -282,3 +311,25 @@ pub(crate) fn select<'a>(
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_and_the_module_docs_name_every_registered_strategy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let docs = std::fs::read_to_string(root.join("src/evolve/strategies/mod.rs")).unwrap();
+        for name in STRATEGY_NAMES {
+            assert!(
+                readme.contains(&format!("| `{name}` ")),
+                "README.md's strategy table lacks `{name}`"
+            );
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "the strategies module doc lacks `{name}`"
+            );
+        }
+    }
+}
