@@ -101,7 +101,8 @@ struct ResumeArgs {
 #[derive(Args, Clone)]
 struct ModelArgs {
     /// Model: a GGUF path, hf:OWNER/REPO[:FILE.gguf], or an OpenAI-compatible server's base
-    /// URL (http://127.0.0.1:8000/v1: vLLM, SGLang, llama.cpp's server; the API key, if any,
+    /// URL (http://127.0.0.1:8000/v1: vLLM, SGLang, llama.cpp's server; several servers of the
+    /// same model separated by commas share the requests; the API key, if any,
     /// from $PROMPTEVO_API_KEY or $OPENAI_API_KEY). Default: $PROMPTEVO_MODEL, else
     /// models/SmolLM2-135M-Instruct.Q4_1.gguf (fetch it with ./models/fetch-default.sh).
     #[arg(long, value_name = "M")]

@@ -280,7 +280,14 @@ fn eval_chat_test100(extra: &[&str]) -> Output {
     bin()
         .current_dir(root())
         .args(["eval", "--task", "experiments/tasks/sst2-chat.toml"])
-        .args(["--split", "test", "--limit", "100", "--json", "--per-example"])
+        .args([
+            "--split",
+            "test",
+            "--limit",
+            "100",
+            "--json",
+            "--per-example",
+        ])
         .args(extra)
         .output()
         .unwrap()
@@ -302,7 +309,14 @@ fn a_chat_task_through_llama_cpp_python_is_rendered_here_and_scores_like_in_proc
 
     let local: serde_json::Value =
         serde_json::from_slice(&eval_chat_test100(&["--model", model]).stdout).unwrap();
-    let out = eval_chat_test100(&["--model", &url, "--chat-template", model, "--concurrency", "2"]);
+    let out = eval_chat_test100(&[
+        "--model",
+        &url,
+        "--chat-template",
+        model,
+        "--concurrency",
+        "2",
+    ]);
     assert_ok(&out);
     let remote: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let (l, r) = (&local["examples"], &remote["examples"]);
@@ -471,6 +485,95 @@ fn optimize_through_the_server_with_a_model_driven_operator() {
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains("## Backend"), "{report}");
     assert!(report.contains("top_logprobs"), "{report}");
+}
+
+/// Example evaluations in a run's log per second of `seconds`.
+fn examples_per_second(dir: &Path, seconds: f64) -> f64 {
+    let examples: usize = log_lines(dir)
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["results"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    examples as f64 / seconds
+}
+
+#[test]
+fn two_servers_share_a_run_and_one_killed_mid_run_leaves_the_log_of_a_one_server_run() {
+    let _one = serial();
+    let Some(python) = llama_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (logs_a, logs_b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&logs_a).unwrap();
+    std::fs::create_dir_all(&logs_b).unwrap();
+    let a = LlamaServer::start(&python, &logs_a);
+    let mut b = LlamaServer::start(&python, &logs_b);
+    let both = format!("{},{}", a.url(), b.url());
+
+    let one = dir.path().join("one");
+    let start = Instant::now();
+    assert_ok(&small_server_optimize(&a.url(), &one).output().unwrap());
+    let one_s = start.elapsed().as_secs_f64();
+    let want = evaluations(&one);
+    assert!(want.len() >= 6, "{want:?}");
+
+    // Both servers: the same log, the requests spread over them.
+    let two = dir.path().join("two");
+    let start = Instant::now();
+    assert_ok(&small_server_optimize(&both, &two).output().unwrap());
+    let two_s = start.elapsed().as_secs_f64();
+    assert_eq!(evaluations(&two), want);
+    let backend = std::fs::read_to_string(two.join("backend.json")).unwrap();
+    assert!(backend.contains("2 servers of the same model"), "{backend}");
+    let answered = |url: &str| {
+        let at = backend
+            .find(&format!("{url} answered "))
+            .unwrap_or_else(|| panic!("{backend}"));
+        let rest = &backend[at + url.len() + " answered ".len()..];
+        rest.split(' ').next().unwrap().parse::<u64>().unwrap()
+    };
+    assert!(
+        answered(&a.url()) > 0 && answered(&b.url()) > 0,
+        "{backend}"
+    );
+    println!(
+        "one server: {one_s:.1} s ({:.1} examples/s); two servers on this machine: {two_s:.1} s ({:.1} examples/s)",
+        examples_per_second(&one, one_s),
+        examples_per_second(&two, two_s)
+    );
+
+    // Server b dies mid-run: a carries on alone, and the log is still the one-server log.
+    let cut = dir.path().join("cut");
+    let mut run = small_server_optimize(&both, &cut)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while log_lines(&cut).len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the run logged nothing in 300 s"
+        );
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logged_before_kill = log_lines(&cut).len();
+    b.kill();
+    let out = run.wait_with_output().unwrap();
+    assert_ok(&out);
+    assert_eq!(evaluations(&cut), want);
+    let backend = std::fs::read_to_string(cut.join("backend.json")).unwrap();
+    assert!(
+        !backend.contains(&format!("{} answered 0 ", a.url())),
+        "{backend}"
+    );
+    println!(
+        "killed {} after {logged_before_kill} of {} logged evaluations: the run finished on {} alone with the one-server log",
+        b.url(),
+        want.len(),
+        a.url()
+    );
 }
 
 #[test]
@@ -1003,7 +1106,10 @@ fn fake_server_with_props() -> (String, Arc<Mutex<Vec<String>>>) {
     let (url, _, seen) = fake_server(|_, request| {
         let first = request.lines().next().unwrap_or_default().to_string();
         Some(if first.starts_with("GET /v1/models") {
-            http("200 OK", r#"{"object": "list", "data": [{"id": "toy.gguf"}]}"#)
+            http(
+                "200 OK",
+                r#"{"object": "list", "data": [{"id": "toy.gguf"}]}"#,
+            )
         } else if first.starts_with("GET /props") {
             let props = serde_json::json!({
                 "chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}",
@@ -1012,7 +1118,10 @@ fn fake_server_with_props() -> (String, Arc<Mutex<Vec<String>>>) {
             });
             http("200 OK", &props.to_string())
         } else if first.starts_with("POST /v1/completions") && request.contains(r#""echo":true"#) {
-            http("400 Bad Request", r#"{"error": {"code": 400, "message": "Only no echo is supported"}}"#)
+            http(
+                "400 Bad Request",
+                r#"{"error": {"code": 400, "message": "Only no echo is supported"}}"#,
+            )
         } else if first.starts_with("POST /v1/completions") {
             let top = serde_json::json!({"content": [{"token": " Paris", "logprob": -0.5, "top_logprobs": [
                 {"token": " Paris", "logprob": -0.2644},
@@ -1025,7 +1134,10 @@ fn fake_server_with_props() -> (String, Arc<Mutex<Vec<String>>>) {
             });
             http("200 OK", &answer.to_string())
         } else {
-            http("404 Not Found", r#"{"error": {"code": 404, "message": "File Not Found"}}"#)
+            http(
+                "404 Not Found",
+                r#"{"error": {"code": 404, "message": "File Not Found"}}"#,
+            )
         })
     });
     (url, seen)
@@ -1036,7 +1148,13 @@ fn a_chat_task_through_a_server_that_publishes_its_template_at_props_is_rendered
     let (url, seen) = fake_server_with_props();
     let out = bin()
         .current_dir(root())
-        .args(["eval", "--task", "experiments/tasks/sst2-chat.toml", "--split", "test"])
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2-chat.toml",
+            "--split",
+            "test",
+        ])
         .args(["--limit", "4", "--json", "--per-example", "--model", &url])
         .output()
         .unwrap();
@@ -1048,7 +1166,8 @@ fn a_chat_task_through_a_server_that_publishes_its_template_at_props_is_rendered
     }
     // The scored prompts are the template's rendering: system, user, then the assistant header.
     let seen = seen.lock().unwrap();
-    let task = promptevo::task::Task::load(&root().join("experiments/tasks/sst2-chat.toml")).unwrap();
+    let task =
+        promptevo::task::Task::load(&root().join("experiments/tasks/sst2-chat.toml")).unwrap();
     let want = serde_json::to_string(&format!(
         "<|system|>{}\n<|user|>{}\n<|assistant|>",
         task.initial_prompts[0], task.test[0].input
@@ -1059,4 +1178,41 @@ fn a_chat_task_through_a_server_that_publishes_its_template_at_props_is_rendered
         "no request scored {want}: {:?}",
         seen.iter().filter(|r| r.contains("completions")).last()
     );
+}
+
+#[test]
+fn a_server_down_at_start_is_set_aside_while_the_others_score_and_all_down_is_one_line() {
+    let (live, _) = fake_llama_cpp_server();
+    let dead = format!("http://127.0.0.1:{}/v1", free_port());
+    let alone = eval_test4_per_example(&live);
+    let both = eval_test4_per_example(&format!("{dead},{live}"));
+    // The same labels as the live server alone gives; the dead one answered nothing.
+    assert_eq!(alone["examples"], both["examples"]);
+    let notes = both["backend"]["notes"].to_string();
+    assert!(notes.contains("2 servers of the same model"), "{notes}");
+    assert!(notes.contains(&format!("{dead} answered 0 ")), "{notes}");
+    assert_labels_are_the_toy_models(&both);
+
+    let dead2 = format!("http://127.0.0.1:{}/v1", free_port());
+    let out = bin()
+        .current_dir(root())
+        .args([
+            "eval",
+            "--task",
+            "experiments/tasks/sst2.toml",
+            "--limit",
+            "2",
+        ])
+        .args([
+            "--model",
+            &format!("{dead},{dead2}"),
+            "--server-attempts",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("connection"), "{stderr}");
 }

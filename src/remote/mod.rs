@@ -6,7 +6,9 @@
 pub mod chat;
 pub mod retry;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -24,16 +26,32 @@ pub const DEFAULT_TIMEOUT_S: f64 = 300.0;
 /// Attempts per request before the server is declared down (about 8 s of backoff in all).
 pub const DEFAULT_ATTEMPTS: u32 = 5;
 
-/// Whether a `--model` value names a server (its base URL) rather than a model file.
+/// How long a server that failed a request is set aside before it is tried again (while the
+/// others carry on).
+pub const SET_ASIDE: Duration = Duration::from_secs(10);
+
+/// Whether a `--model` value names a server (its base URL, or several separated by commas)
+/// rather than a model file.
 pub fn is_server_url(model: &str) -> bool {
     let m = model.trim();
     m.starts_with("http://") || m.starts_with("https://")
 }
 
+/// The base URLs of a `--model` value naming one server or several (`URL1,URL2,...`), each
+/// without a trailing `/`.
+pub fn server_urls(model: &str) -> Vec<String> {
+    model
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
 /// How to reach a server, as the command line and `config.json` give it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ServerConfig {
-    /// Base URL of the OpenAI-compatible API, e.g. `http://127.0.0.1:8000/v1`.
+    /// Base URL of the OpenAI-compatible API, e.g. `http://127.0.0.1:8000/v1`, or several
+    /// servers of the same model separated by commas (requests are spread over them).
     pub url: String,
     /// The served model's name (None: the first model `/models` lists).
     #[serde(default)]
@@ -55,7 +73,7 @@ impl ServerConfig {
     /// A configuration for `url` with the default timeout and attempts.
     pub fn new(url: &str) -> Self {
         Self {
-            url: url.trim().trim_end_matches('/').to_string(),
+            url: server_urls(url).join(","),
             model: None,
             concurrency: 1,
             timeout_s: DEFAULT_TIMEOUT_S,
@@ -65,10 +83,68 @@ impl ServerConfig {
     }
 }
 
-/// A blocking client for one server and one served model; cheap to share between threads.
+/// One server of a [`Client`]: its base URL, requests now in flight, and until when it is set
+/// aside after a failure.
+#[derive(Debug)]
+struct Endpoint {
+    base: String,
+    in_flight: AtomicUsize,
+    aside_until: Mutex<Option<Instant>>,
+    answered: AtomicU64,
+    set_aside: AtomicU64,
+}
+
+impl Endpoint {
+    fn new(base: String) -> Self {
+        Self {
+            base,
+            in_flight: AtomicUsize::new(0),
+            aside_until: Mutex::new(None),
+            answered: AtomicU64::new(0),
+            set_aside: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether it may be sent a request now.
+    fn available(&self, now: Instant) -> bool {
+        self.aside_until
+            .lock()
+            .map_or(true, |until| until.is_none_or(|t| t <= now))
+    }
+
+    fn put_aside(&self) {
+        if let Ok(mut until) = self.aside_until.lock() {
+            *until = Some(Instant::now() + SET_ASIDE);
+        }
+        self.set_aside.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_back(&self) {
+        if let Ok(mut until) = self.aside_until.lock() {
+            *until = None;
+        }
+    }
+}
+
+/// How one server of a [`Client`] has fared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Its base URL.
+    pub url: String,
+    /// Requests it answered.
+    pub answered: u64,
+    /// Times it was set aside after a failed request.
+    pub set_aside: u64,
+}
+
+/// A blocking client for one served model on one server or several (the same model on each):
+/// every request goes to the server with the fewest requests in flight; a server that fails is
+/// set aside for [`SET_ASIDE`] while the others carry on, then tried again. Cheap to share
+/// between threads.
 #[derive(Clone)]
 pub struct Client {
     base: String,
+    endpoints: Arc<Vec<Endpoint>>,
     agent: ureq::Agent,
     key: Option<String>,
     model: String,
@@ -89,9 +165,22 @@ impl Client {
     /// Connects to the server: checks it answers and resolves the served model (the one named,
     /// else the first `/models` lists). An error names the URL and the fix.
     pub fn connect(config: &ServerConfig) -> Result<Self> {
-        if !is_server_url(&config.url) {
+        let urls = server_urls(&config.url);
+        if let Some(bad) = urls
+            .iter()
+            .find(|u| !is_server_url(u))
+            .or(urls.first().is_none().then_some(&config.url))
+        {
             return Err(Error::Usage(format!(
-                "`{}` is not a server URL; give one like http://127.0.0.1:8000/v1",
+                "`{bad}` is not a server URL; give one like http://127.0.0.1:8000/v1 (or several of the same model separated by commas)"
+            )));
+        }
+        let mut unique = urls.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != urls.len() {
+            return Err(Error::Usage(format!(
+                "`{}` names a server twice; give each server once",
                 config.url
             )));
         }
@@ -110,21 +199,29 @@ impl Client {
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|k| !k.trim().is_empty()));
         let mut client = Self {
-            base: config.url.trim().trim_end_matches('/').to_string(),
+            base: urls.join(","),
+            endpoints: Arc::new(urls.iter().cloned().map(Endpoint::new).collect()),
             agent,
             key,
             model: config.model.clone().unwrap_or_default(),
             backoff: Backoff::new(config.attempts.max(1)),
         };
-        let models = client.get("models")?;
-        let served: Vec<String> = models["data"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m["id"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // Every server must serve the model; one that does not answer now is set aside (it
+        // is tried again later), unless none answers.
+        let mut lists = Vec::new();
+        let mut first_error = None;
+        for (i, endpoint) in client.endpoints.iter().enumerate() {
+            match client.get_from(i, "models") {
+                Ok(models) => lists.push((endpoint.base.clone(), served_models(&models))),
+                Err(e) => {
+                    endpoint.put_aside();
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let Some((_, served)) = lists.first().cloned() else {
+            return Err(first_error.expect("no server answered"));
+        };
         match &config.model {
             Some(name) if !served.is_empty() && !served.contains(name) => {
                 return Err(client.error(format!(
@@ -142,12 +239,43 @@ impl Client {
                 })?;
             }
         }
+        if let Some((url, other)) = lists
+            .iter()
+            .find(|(_, list)| !list.is_empty() && !list.contains(&client.model))
+        {
+            return Err(Error::Server {
+                url: url.clone(),
+                message: format!(
+                    "serves {} but not `{}`, which {} serves: every server of one run must serve the same model",
+                    other.join(", "),
+                    client.model,
+                    lists[0].0
+                ),
+            });
+        }
         Ok(client)
     }
 
-    /// The base URL.
+    /// The base URL (several, comma-separated, for a client over several servers).
     pub fn url(&self) -> &str {
         &self.base
+    }
+
+    /// How many servers the client spreads its requests over.
+    pub fn server_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// How each server has fared so far, in the order given.
+    pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        self.endpoints
+            .iter()
+            .map(|e| EndpointStats {
+                url: e.base.clone(),
+                answered: e.answered.load(Ordering::Relaxed),
+                set_aside: e.set_aside.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// The served model's name.
@@ -165,27 +293,58 @@ impl Client {
 
     /// GET `path` (relative to the base URL) as JSON.
     pub fn get(&self, path: &str) -> Result<Value> {
-        let url = format!("{}/{path}", self.base);
-        self.send(&url, |agent| {
-            self.authorised(agent.get(&url)).call().map_err(Box::new)
+        self.send(None, path, |agent, url| {
+            self.authorised(agent.get(url)).call().map_err(Box::new)
+        })
+    }
+
+    /// GET `path` from the `i`-th server only.
+    fn get_from(&self, i: usize, path: &str) -> Result<Value> {
+        self.send(Some(i), path, |agent, url| {
+            self.authorised(agent.get(url)).call().map_err(Box::new)
         })
     }
 
     /// POST `body` to `path` (relative to the base URL) and read the JSON answer.
     pub fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        let url = format!("{}/{path}", self.base);
-        self.send(&url, |agent| {
-            self.authorised(agent.post(&url))
+        self.send(None, path, |agent, url| {
+            self.authorised(agent.post(url))
                 .send_json(body.clone())
                 .map_err(Box::new)
         })
+    }
+
+    /// The base of the server optional endpoints are asked: the first not set aside.
+    fn optional_base(&self) -> &str {
+        let now = Instant::now();
+        self.endpoints
+            .iter()
+            .find(|e| e.available(now))
+            .unwrap_or(&self.endpoints[0])
+            .base
+            .as_str()
+    }
+
+    /// The order in which servers are tried for one request: those not set aside, fewest
+    /// requests in flight first (ties: the order given), then those set aside.
+    fn try_order(&self) -> Vec<usize> {
+        let now = Instant::now();
+        let mut order: Vec<(bool, usize, usize)> = self
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (!e.available(now), e.in_flight.load(Ordering::Relaxed), i))
+            .collect();
+        order.sort();
+        order.into_iter().map(|(_, _, i)| i).collect()
     }
 
     /// POST `body` to `path` relative to the server's root (the base URL without a trailing
     /// `/v1`), without retries: for optional endpoints such as `/tokenize`. None when the
     /// server does not have it (any error status).
     pub fn post_optional(&self, path: &str, body: &Value) -> Option<Value> {
-        let root = self.base.strip_suffix("/v1").unwrap_or(&self.base);
+        let base = self.optional_base();
+        let root = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{root}/{path}");
         let response = self
             .authorised(self.agent.post(&url))
@@ -197,7 +356,8 @@ impl Client {
     /// without retries: for optional endpoints such as llama-server's `/props`. None when the
     /// server does not have it.
     pub fn get_optional(&self, path: &str) -> Option<Value> {
-        let root = self.base.strip_suffix("/v1").unwrap_or(&self.base);
+        let base = self.optional_base();
+        let root = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{root}/{path}");
         let response = self.authorised(self.agent.get(&url)).call();
         response.ok()?.into_json().ok()
@@ -212,38 +372,92 @@ impl Client {
 
     /// Sends with retries on 429, 5xx and transport errors; other statuses fail at once with
     /// the server's message.
+    /// Sends one request (to server `only`, or to each server in [`Self::try_order`] until one
+    /// answers: a server whose failure is worth retrying is set aside and the next is tried at
+    /// once), with retries and backoff once every server has failed; other failures stop at
+    /// once. The error names the server that failed last.
     fn send(
         &self,
-        url: &str,
-        request: impl Fn(&ureq::Agent) -> std::result::Result<ureq::Response, Box<ureq::Error>>,
+        only: Option<usize>,
+        path: &str,
+        request: impl Fn(&ureq::Agent, &str) -> std::result::Result<ureq::Response, Box<ureq::Error>>,
     ) -> Result<Value> {
-        let outcome = self
-            .backoff
-            .run(|| match request(&self.agent).map_err(|e| *e) {
-                Ok(response) => match response.into_json::<Value>() {
-                    Ok(v) => retry::Attempt::Done(v),
-                    // A body cut off mid-way (the server died while answering) is worth retrying.
-                    Err(e) => retry::Attempt::Retry(format!("unreadable answer ({e})"), None),
-                },
-                Err(ureq::Error::Status(code, response)) => {
-                    let wait = response
-                        .header("Retry-After")
-                        .and_then(|s| s.trim().parse::<f64>().ok());
-                    let body = response.into_string().unwrap_or_default();
-                    let detail = server_message(&body);
-                    if code == 429 || (500..=599).contains(&code) {
-                        retry::Attempt::Retry(format!("HTTP {code} {detail}"), wait)
-                    } else {
-                        retry::Attempt::Fail(format!("HTTP {code} {detail}"))
+        let url_of = |i: usize| format!("{}/{path}", self.endpoints[i].base);
+        let last_url = Mutex::new(url_of(only.unwrap_or(0)));
+        let outcome = self.backoff.run(|| {
+            let order = match only {
+                Some(i) => vec![i],
+                None => self.try_order(),
+            };
+            let mut last = None;
+            for i in order {
+                let endpoint = &self.endpoints[i];
+                let url = url_of(i);
+                if let Ok(mut last) = last_url.lock() {
+                    last.clone_from(&url);
+                }
+                endpoint.in_flight.fetch_add(1, Ordering::Relaxed);
+                let attempt = self.attempt(&request, &url);
+                endpoint.in_flight.fetch_sub(1, Ordering::Relaxed);
+                match attempt {
+                    retry::Attempt::Retry(message, wait) => {
+                        if self.endpoints.len() > 1 {
+                            endpoint.put_aside();
+                        }
+                        last = Some(retry::Attempt::Retry(message, wait));
+                    }
+                    done_or_failed => {
+                        endpoint.answered.fetch_add(1, Ordering::Relaxed);
+                        endpoint.take_back();
+                        return done_or_failed;
                     }
                 }
-                Err(ureq::Error::Transport(t)) => match t.kind() {
-                    ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
-                        retry::Attempt::Fail(format!("{t}"))
-                    }
-                    _ => retry::Attempt::Retry(transport_message(&t), None),
-                },
-            });
+            }
+            last.expect("at least one server was tried")
+        });
+        let url = last_url.into_inner().unwrap_or_default();
+        self.failure(outcome, &url)
+    }
+
+    /// One attempt at one server.
+    fn attempt(
+        &self,
+        request: &impl Fn(&ureq::Agent, &str) -> std::result::Result<ureq::Response, Box<ureq::Error>>,
+        url: &str,
+    ) -> retry::Attempt<Value> {
+        match request(&self.agent, url).map_err(|e| *e) {
+            Ok(response) => match response.into_json::<Value>() {
+                Ok(v) => retry::Attempt::Done(v),
+                // A body cut off mid-way (the server died while answering) is worth retrying.
+                Err(e) => retry::Attempt::Retry(format!("unreadable answer ({e})"), None),
+            },
+            Err(ureq::Error::Status(code, response)) => {
+                let wait = response
+                    .header("Retry-After")
+                    .and_then(|s| s.trim().parse::<f64>().ok());
+                let body = response.into_string().unwrap_or_default();
+                let detail = server_message(&body);
+                if code == 429 || (500..=599).contains(&code) {
+                    retry::Attempt::Retry(format!("HTTP {code} {detail}"), wait)
+                } else {
+                    retry::Attempt::Fail(format!("HTTP {code} {detail}"))
+                }
+            }
+            Err(ureq::Error::Transport(t)) => match t.kind() {
+                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => {
+                    retry::Attempt::Fail(format!("{t}"))
+                }
+                _ => retry::Attempt::Retry(transport_message(&t), None),
+            },
+        }
+    }
+
+    /// The request's value, or its failure as one error naming `url` and the fix.
+    fn failure(
+        &self,
+        outcome: std::result::Result<Value, retry::Failure>,
+        url: &str,
+    ) -> Result<Value> {
         outcome.map_err(|failure| {
             let hint = if failure.attempts > 1 {
                 format!(
@@ -263,6 +477,18 @@ impl Client {
             }
         })
     }
+}
+
+/// The model names a `/models` answer lists.
+fn served_models(models: &Value) -> Vec<String> {
+    models["data"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The one-line gist of an error body: OpenAI-style `{"error": {"message": ...}}`, FastAPI's

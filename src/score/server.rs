@@ -705,6 +705,25 @@ impl ScoringBackend for ServerBackend {
 
     fn info(&self) -> BackendInfo {
         let mut notes = self.notes.clone();
+        if self.client.server_count() > 1 {
+            let each: Vec<String> = self
+                .client
+                .endpoint_stats()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} answered {} and was set aside {} times",
+                        e.url, e.answered, e.set_aside
+                    )
+                })
+                .collect();
+            notes.push(format!(
+                "{} servers of the same model, each request sent to the one with the fewest in flight, a failed one set aside for {} s while the others carried on: {}",
+                self.client.server_count(),
+                crate::remote::SET_ASIDE.as_secs(),
+                each.join("; ")
+            ));
+        }
         if let Some(path) = &self.chat_template {
             notes.push(format!(
                 "chat tasks are rendered here with the chat template of {}",
