@@ -9,6 +9,7 @@ use super::config::BenchConfig;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
 use crate::error::Result;
 use crate::run::plots::accuracy_chart;
+use crate::run::ModelSettings;
 use crate::stats;
 
 /// Columns of `results.csv`, in order.
@@ -152,14 +153,67 @@ pub fn plot_names(task: &str) -> (String, String) {
     )
 }
 
-/// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods.
-pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str) -> String {
+/// Which backend scored the benchmark, for `bench.md`: in process (weights, device, batch
+/// size), or a server (its URL, the served model, and the scoring method of each task's runs,
+/// as their reports record them).
+pub fn backend_line(model: &ModelSettings, results: &[RunResult]) -> String {
+    let Some(server) = &model.server else {
+        let weights = clap::ValueEnum::to_possible_value(&model.weights).map_or_else(
+            || format!("{:?}", model.weights),
+            |v| v.get_name().to_string(),
+        );
+        return format!(
+            "in process (weights `{weights}`, device `{}`, batch size {}{})",
+            model.device,
+            model.engine.batch_size,
+            if model.engine.prefix_reuse {
+                ""
+            } else {
+                ", no prefix reuse"
+            }
+        );
+    };
+    let infos = results
+        .iter()
+        .filter_map(|r| r.backend.as_ref().map(|b| (r, b)));
+    let served = server
+        .model
+        .clone()
+        .or_else(|| infos.clone().next().map(|(_, b)| b.model.clone()))
+        .unwrap_or_default();
+    // Each method with the tasks scored by it, in task order.
+    let mut methods: Vec<(String, Vec<String>)> = Vec::new();
+    for (r, b) in infos {
+        let method = b.method().to_string();
+        match methods.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, tasks)) if tasks.contains(&r.row.task) => {}
+            Some((_, tasks)) => tasks.push(r.row.task.clone()),
+            None => methods.push((method, vec![r.row.task.clone()])),
+        }
+    }
+    let how = match methods.as_slice() {
+        [] => String::new(),
+        [(m, _)] => format!(", scoring method `{m}`"),
+        many => format!(
+            ", scoring methods {}",
+            many.iter()
+                .map(|(m, tasks)| format!("`{m}` ({})", tasks.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("server `{}` (served model `{served}`){how}", server.url)
+}
+
+/// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods;
+/// `backend` is [`backend_line`]'s.
+pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str, backend: &str) -> String {
     let baseline = config.baseline();
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(0);
     let mut s = format!("# promptevo benchmark: {}\n\n", config.name);
     s += &format!(
-        "- config: `{}`\n- model: `{model}`\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
+        "- config: `{}`\n- model: `{model}`\n- backend: {backend}\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
         config.path.display(),
         arms.join(", "),
         tasks_of(rows).join(", "),

@@ -30,6 +30,18 @@ pub struct BackendInfo {
     pub notes: Vec<String>,
 }
 
+impl BackendInfo {
+    /// The scoring method's name, without its reason: `forward` in process; `echo`,
+    /// `prompt_logprobs` or `top_logprobs` through a server (for generation tasks, the text
+    /// before the reason).
+    pub fn method(&self) -> &str {
+        self.scoring_method
+            .split_once(':')
+            .map_or(self.scoring_method.as_str(), |(name, _)| name)
+            .trim()
+    }
+}
+
 /// Runs the model for a [`Scorer`](super::Scorer).
 ///
 /// Results must not depend on how the texts were batched or on thread timing: the scorer caches
