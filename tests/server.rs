@@ -1146,6 +1146,23 @@ fn a_benchmark_whose_server_goes_down_stops_with_one_line_and_a_rerun_resumes_it
     );
     let want = evaluations(&one_run_dir(&whole));
     assert!(want.len() >= 4, "{want:?}");
+    // A merge reads the runs without asking the server; it names the served model the runs
+    // record, and refuses another.
+    let md = std::fs::read_to_string(whole.join("bench.md")).unwrap();
+    let before = count.load(Ordering::SeqCst);
+    assert_ok(&bench(&config, &whole, &url, &["--merge"]));
+    assert_eq!(count.load(Ordering::SeqCst), before);
+    assert_eq!(
+        backend_line(&whole),
+        md.lines().find(|l| l.starts_with("- backend: ")).unwrap()
+    );
+    let other = bench(
+        &config,
+        &whole,
+        &url,
+        &["--merge", "--server-model", "other.gguf"],
+    );
+    common::assert_bad_input(&other, &["config.json", "other settings"]);
 
     // The server goes down half-way through the same benchmark: one error line, exit 2.
     let cut = dir.path().join("cut");
