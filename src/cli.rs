@@ -46,9 +46,9 @@ enum Command {
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
     /// not re-scored, and the run ends as the uninterrupted run would have.
     Resume(ResumeArgs),
-    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model,
-    /// and write results.csv, results.json, bench.md and plots; rerunning it skips finished
-    /// runs and resumes half-finished ones.
+    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model
+    /// (or one inference server), and write results.csv, results.json, bench.md and plots;
+    /// rerunning it skips finished runs and resumes half-finished ones.
     Bench(BenchArgs),
 }
 
@@ -70,7 +70,8 @@ struct BenchArgs {
     shard: Option<String>,
     /// Run nothing: read the finished runs in --out (e.g. written by shards) and write
     /// results.csv, results.json, bench.md and plots as an unsharded run would; fails naming
-    /// the runs that have not finished. Give the same model flags as the shards.
+    /// the runs that have not finished. Give the same model flags as the shards (a server is
+    /// not asked: its runs name the served model).
     #[arg(long)]
     merge: bool,
     /// No per-candidate progress on stderr (the one line per run stays).

@@ -1,5 +1,5 @@
-//! Run folders: the resolved config, the append-only evaluation log, the per-generation
-//! checkpoint, and the final report.
+//! Runs: the backends a command opens, and run folders: the resolved config, the append-only
+//! evaluation log, the per-generation checkpoint, and the final report.
 
 pub mod analysis;
 pub mod backends;
