@@ -504,4 +504,58 @@ mod tests {
         assert_eq!(csv.lines().count(), 7);
         assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
     }
+
+    /// A run of `task` scored through a server by `method`.
+    fn scored(task: &str, method: &str) -> RunResult {
+        RunResult {
+            row: row("ga", task, 0, 0.5),
+            curve: Vec::new(),
+            backend: Some(crate::score::BackendInfo {
+                kind: "server".into(),
+                model: "served.gguf".into(),
+                url: Some("http://127.0.0.1:8000/v1".into()),
+                scoring_method: format!("{method}: the reason it was chosen"),
+                notes: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_backend_line_names_the_server_its_model_and_each_tasks_method() {
+        let mut model = ModelSettings {
+            model: "http://127.0.0.1:8000/v1".into(),
+            server: Some(crate::remote::ServerConfig::new("http://127.0.0.1:8000/v1")),
+            mutator_model: None,
+            mutator_server: None,
+            weights: crate::model::WeightFormat::Bf16,
+            device: "cpu".into(),
+            engine: crate::score::EngineOptions {
+                batch_size: 8,
+                prefix_reuse: true,
+            },
+        };
+        // The served model from the runs when the settings do not name it (a merge).
+        let one = [scored("a", "top_logprobs"), scored("a", "top_logprobs")];
+        assert_eq!(
+            backend_line(&model, &one),
+            "server `http://127.0.0.1:8000/v1` (served model `served.gguf`), scoring method `top_logprobs`"
+        );
+        let mixed = [
+            scored("a", "echo"),
+            scored("b", "generation task"),
+            scored("c", "echo"),
+        ];
+        assert!(
+            backend_line(&model, &mixed)
+                .ends_with("scoring methods `echo` (a, c), `generation task` (b)"),
+            "{}",
+            backend_line(&model, &mixed)
+        );
+        model.server = None;
+        model.engine.prefix_reuse = false;
+        assert_eq!(
+            backend_line(&model, &[]),
+            "in process (weights `bf16`, device `cpu`, batch size 8, no prefix reuse)"
+        );
+    }
 }

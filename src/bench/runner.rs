@@ -559,6 +559,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn server_settings_compare_what_answers_not_how_it_is_asked() {
+        let run = |concurrency: u32, model: Option<&str>| {
+            serde_json::json!({
+                "model": "http://127.0.0.1:8000/v1",
+                "version": "0.1.0",
+                "server": {"url": "http://127.0.0.1:8000/v1", "model": model, "concurrency": concurrency, "timeout_s": 300.0, "attempts": 5},
+            })
+        };
+        let same = |a: &serde_json::Value, b: &serde_json::Value, served: bool| {
+            comparable(a, served) == comparable(b, served)
+        };
+        assert!(same(&run(8, Some("m")), &run(16, Some("m")), true));
+        assert!(!same(&run(8, Some("m")), &run(8, Some("other")), true));
+        // A merge not told the served model leaves it to the runs' reports.
+        assert!(same(&run(8, Some("m")), &run(8, None), false));
+        let mut moved = run(8, Some("m"));
+        moved["server"]["url"] = "http://10.0.0.2:8000/v1".into();
+        assert!(!same(&run(8, Some("m")), &moved, true));
+    }
+
+    #[test]
     fn evals_to_95_reads_the_first_point_within_5_percent_of_the_final_best() {
         let curve = [(8, 0.5), (16, 0.5), (24, 0.76), (32, 0.8), (40, 0.8)];
         assert_eq!(evals_to_fraction(&curve, 0.95), 24);

@@ -96,3 +96,25 @@ pub trait ScoringBackend {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_name_is_the_scoring_method_without_its_reason() {
+        let info = |scoring_method: &str| BackendInfo {
+            scoring_method: scoring_method.into(),
+            ..BackendInfo::default()
+        };
+        assert_eq!(
+            info("top_logprobs: its echo log-probs are shifted (self-check on \"a: b\")").method(),
+            "top_logprobs"
+        );
+        assert_eq!(
+            info("generation task: greedy /completions").method(),
+            "generation task"
+        );
+        assert_eq!(info("forward").method(), "forward");
+    }
+}
