@@ -3,8 +3,10 @@
 //! servers: accuracy agrees with the in-process engine, the shifted echo of llama-cpp-python
 //! 0.3.36 is caught, llama-server's own log-prob shape and tokenizer are read, an `optimize` runs
 //! with a model-driven operator, a run whose server dies stops with one line and resumes to the
-//! uninterrupted log, a mutator whose every reply is rejected is warned about, and transient
-//! failures are retried with a bounded number of attempts.
+//! uninterrupted log, a mutator whose every reply is rejected is warned about, transient
+//! failures are retried with a bounded number of attempts, and `bench --model URL` scores
+//! through a server (naming it in bench.md, as in process up to near-ties), stops with one line
+//! when it goes down and resumes on a rerun.
 //!
 //! llama-cpp-python's server comes from `$PROMPTEVO_LLAMA_PYTHON` (a python with
 //! `llama-cpp-python[server]`) or is installed by `tests/support/llama-server-venv.sh` into
@@ -1136,6 +1138,12 @@ fn a_benchmark_whose_server_goes_down_stops_with_one_line_and_a_rerun_resumes_it
     let whole = dir.path().join("whole");
     let out = bench(&config, &whole, &url, &flags);
     assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("scores in process"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("scoring through {url} (toy.gguf)")),
+        "{stderr}"
+    );
     let requests = count.load(Ordering::SeqCst);
     assert!(
         backend_line(&whole).starts_with(&format!(
