@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success, 2 bad input or failure (the message names the file and the fix).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -12,11 +12,13 @@ use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
-use promptevo::model::{Model, ModelSpec, WeightFormat};
+use promptevo::model::{ModelSpec, WeightFormat};
 use promptevo::remote::ServerConfig;
 use promptevo::run::checkpoint::Checkpoint;
 use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
-use promptevo::run::{EvaluationLog, EvaluationRecord, Report, RunSettings};
+use promptevo::run::{
+    Backends, EvaluationLog, EvaluationRecord, ModelSettings, Report, RunSettings,
+};
 use promptevo::score::{EngineOptions, Scorer};
 use promptevo::task::{metrics, Split, Task};
 
@@ -44,9 +46,9 @@ enum Command {
     /// Continue an interrupted `optimize` run from its folder: logged evaluations are replayed,
     /// not re-scored, and the run ends as the uninterrupted run would have.
     Resume(ResumeArgs),
-    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model,
-    /// and write results.csv, results.json, bench.md and plots; rerunning it skips finished
-    /// runs and resumes half-finished ones.
+    /// Run every arm x task x seed of a benchmark file with the same budget, one loaded model
+    /// (or one inference server), and write results.csv, results.json, bench.md and plots;
+    /// rerunning it skips finished runs and resumes half-finished ones.
     Bench(BenchArgs),
 }
 
@@ -68,7 +70,8 @@ struct BenchArgs {
     shard: Option<String>,
     /// Run nothing: read the finished runs in --out (e.g. written by shards) and write
     /// results.csv, results.json, bench.md and plots as an unsharded run would; fails naming
-    /// the runs that have not finished. Give the same model flags as the shards.
+    /// the runs that have not finished. Give the same model flags as the shards (a server is
+    /// not asked: its runs name the served model).
     #[arg(long)]
     merge: bool,
     /// No per-candidate progress on stderr (the one line per run stays).
@@ -363,42 +366,29 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         anyhow::bail!("--merge reads every shard's runs; drop --shard");
     }
     let config = promptevo::bench::BenchConfig::load(&args.config)?;
-    if server_config(&args.model)?.is_some() {
-        anyhow::bail!("bench scores in process for now; give --model a GGUF file (a server URL works with optimize and eval)");
-    }
-    let model_path = model_path(&args.model)?;
+    let model = model_settings(&args.model)?;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{}", config.name)));
-    // Tasks and pool are checked before the model is loaded.
+    // Tasks and pool are checked before the model is loaded or the server asked.
     promptevo::bench::runner::load_tasks(&config)?;
     PhrasePool::load(&config.pool)?;
-    let record = promptevo::bench::ModelRecord {
-        path: model_path.clone(),
-        weights: args.model.weights,
-        device: args.model.device.clone(),
-        engine: engine_options(&args.model),
-    };
     if args.merge {
-        let results = promptevo::bench::merge(&config, &out, &record)?;
+        let results = promptevo::bench::merge(&config, &out, &model)?;
         eprintln!("merged {} finished runs", results.len());
         println!("{}", out.join("bench.md").display());
         return Ok(ExitCode::SUCCESS);
     }
-    let model = load_model(&model_path, args.model.weights, &args.model.device)?;
-    let bench_model = promptevo::bench::BenchModel {
-        model: &model,
-        record,
-    };
+    let backends = Backends::open(&model)?;
     let start = Instant::now();
     let (results, written) = match shard {
         Some(s) => (
-            promptevo::bench::run_shard(&config, &out, &bench_model, s, args.quiet)?,
+            promptevo::bench::run_shard(&config, &out, &backends, s, args.quiet)?,
             promptevo::bench::shard_dir(&out, s).join("results.csv"),
         ),
         None => (
-            promptevo::bench::run(&config, &out, &bench_model, args.quiet)?,
+            promptevo::bench::run(&config, &out, &backends, args.quiet)?,
             out.join("bench.md"),
         ),
     };
@@ -453,18 +443,23 @@ fn server_config(args: &ModelArgs) -> Result<Option<ServerConfig>> {
     }))
 }
 
-/// A scorer through the server `config` names, with its scoring method said on stderr.
-fn server_scorer<'m>(config: &ServerConfig, task: &'m Task) -> Result<Scorer<'m>> {
-    let client = promptevo::remote::Client::connect(config)?;
-    let backend = promptevo::score::server::ServerBackend::new(client, config.concurrency)
-        .with_chat_template(config.chat_template.clone());
-    let scorer = Scorer::with_backend(task, Box::new(backend))?;
-    let info = scorer.backend_info();
-    eprintln!(
-        "scoring through {} ({}), {} requests in flight; method {}",
-        config.url, info.model, config.concurrency, info.scoring_method
-    );
-    Ok(scorer)
+/// The model flags as settings: the server `--model` names, else the model file (found as
+/// [`model_path`] finds it); no mutator (optimize adds its own).
+fn model_settings(args: &ModelArgs) -> Result<ModelSettings> {
+    let server = server_config(args)?;
+    let model = match &server {
+        Some(config) => PathBuf::from(&config.url),
+        None => model_path(args)?,
+    };
+    Ok(ModelSettings {
+        model,
+        server,
+        mutator_model: None,
+        mutator_server: None,
+        weights: args.weights,
+        device: args.device.clone(),
+        engine: engine_options(args),
+    })
 }
 
 /// Checks the model flags and finds the model file (`--model`, `$PROMPTEVO_MODEL`, the default).
@@ -473,19 +468,6 @@ fn model_path(args: &ModelArgs) -> Result<PathBuf> {
         anyhow::bail!("--batch-size must be at least 1");
     }
     Ok(ModelSpec::resolve_default(args.model.as_deref())?.local_path()?)
-}
-
-/// Loads a model onto the CPU, reporting the load time on stderr.
-fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
-    let device = promptevo::model::parse_device(device)?;
-    let start = Instant::now();
-    let model = Model::load(path, weights, &device)?;
-    eprintln!(
-        "loaded {} in {:.2} s",
-        model.name,
-        start.elapsed().as_secs_f64()
-    );
-    Ok(model)
 }
 
 /// Default examples per forward pass on the CPU (bench: batch 4-8 is the sweet spot).
@@ -509,27 +491,13 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         anyhow::bail!("--per-example lists the examples in the JSON output; add --json");
     }
     let task = Task::load(&args.task)?;
-    let server = server_config(&args.model)?;
-    let model = match &server {
-        Some(_) => None,
-        None => Some(load_model(
-            &model_path(&args.model)?,
-            args.model.weights,
-            &args.model.device,
-        )?),
-    };
+    let backends = Backends::open(&model_settings(&args.model)?)?;
     let prompt = args
         .prompt
         .clone()
         .unwrap_or_else(|| task.initial_prompts[0].clone());
     let calibrate = args.calibrate || task.calibrates();
-    let mut scorer = match (&server, &model) {
-        (Some(config), _) => server_scorer(config, &task)?,
-        (None, Some(model)) => Scorer::new(model, &task, engine_options(&args.model))?,
-        (None, None) => {
-            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
-        }
-    };
+    let mut scorer = backends.scorer(&task)?;
     let start = Instant::now();
     let ev = scorer.evaluate(&prompt, args.split, args.limit, calibrate)?;
     let seconds = start.elapsed().as_secs_f64();
@@ -690,12 +658,19 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         anyhow::bail!("--max-initial-prompts must be at least 1");
     }
     PhrasePool::load(&args.pool)?;
-    let server = server_config(&args.model)?;
+    let ModelSettings {
+        model,
+        server,
+        weights,
+        device,
+        engine,
+        ..
+    } = model_settings(&args.model)?;
     let model_path = match &server {
-        Some(config) => PathBuf::from(&config.url),
-        None => absolute(&model_path(&args.model)?),
+        Some(_) => model,
+        None => absolute(&model),
     };
-    promptevo::model::parse_device(&args.model.device)?;
+    promptevo::model::parse_device(&device)?;
     let (mutator_model, mutator_server) = match &args.mutator_model {
         Some(m) if promptevo::remote::is_server_url(m) => {
             let config = ServerConfig {
@@ -730,9 +705,9 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
         mutator_model,
         server,
         mutator_server,
-        weights: args.model.weights,
-        device: args.model.device.clone(),
-        engine: engine_options(&args.model),
+        weights,
+        device,
+        engine,
         search,
         seed: args.seed,
         dev_limit: args.dev_limit.min(task.dev.len()),
@@ -892,7 +867,7 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Loads the models, runs (or replays, then continues) the search and writes the report.
+/// Opens the backends, runs (or replays, then continues) the search and writes the report.
 fn search_and_report(
     settings: &RunSettings,
     task: &Task,
@@ -900,53 +875,10 @@ fn search_and_report(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    use promptevo::run::session::{chat_generator, needs_generator, server_generator};
-    let model = match &settings.server {
-        Some(_) => None,
-        None => Some(load_model(
-            &settings.model,
-            settings.weights,
-            &settings.device,
-        )?),
-    };
-    let needs_text = needs_generator(&settings.search)?;
-    // Where operators' text comes from: the mutator server, else a mutator file, else the
-    // scoring server or model.
-    let mutator_server = settings.mutator_server.as_ref().or(settings
-        .mutator_model
-        .is_none()
-        .then_some(settings.server.as_ref())
-        .flatten());
-    let mutator = match (&settings.mutator_model, mutator_server) {
-        (Some(path), None) if model.is_none() || *path != settings.model => {
-            Some(load_model(path, settings.weights, &settings.device)?)
-        }
-        _ => None,
-    };
-    let mut generator: Option<Box<dyn TextGenerator + '_>> = match mutator_server {
-        _ if !needs_text => None,
-        Some(config) => {
-            let client = promptevo::remote::Client::connect(config)?;
-            eprintln!(
-                "model-driven operators write through {} ({})",
-                config.url,
-                client.model()
-            );
-            Some(Box::new(server_generator(client, &settings.search)))
-        }
-        None => match mutator.as_ref().or(model.as_ref()) {
-            Some(m) => chat_generator(m, &settings.search)?
-                .map(|g| Box::new(g) as Box<dyn TextGenerator + '_>),
-            None => None,
-        },
-    };
-    let mut scorer = match (&settings.server, &model) {
-        (Some(config), _) => server_scorer(config, task)?,
-        (None, Some(model)) => Scorer::new(model, task, settings.engine)?,
-        (None, None) => {
-            anyhow::bail!("no model was loaded and no server given (a bug: please report it)")
-        }
-    };
+    let backends = Backends::open(&ModelSettings::of_run(settings))?;
+    // The writer first: with both on servers, the operators' server is asked before scoring's.
+    let mut generator = backends.generator(&settings.search)?;
+    let mut scorer = backends.scorer(task)?;
     let report = promptevo::run::execute(
         settings,
         task,

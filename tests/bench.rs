@@ -130,6 +130,10 @@ fn tiny_benchmark_writes_results_and_a_rerun_redoes_only_the_damaged_run() {
     assert_eq!(json.as_array().unwrap().len(), 4);
     let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
     assert!(md.contains("### sst2"), "{md}");
+    assert!(
+        md.contains("\n- backend: in process (weights `bf16`, device `cpu`, batch size 8)\n"),
+        "{md}"
+    );
     assert!(md.contains("| ga | ga | 2 |"), "{md}");
     assert!(md.contains("## Paired comparison with `random`"), "{md}");
     assert!(md.contains("all tasks (pooled)"), "{md}");

@@ -115,7 +115,12 @@ impl Cluster {
         let start = Instant::now();
         loop {
             let states = self.states(job);
-            let live = |s: &String| matches!(s.as_str(), "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED");
+            let live = |s: &String| {
+                matches!(
+                    s.as_str(),
+                    "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "SUSPENDED"
+                )
+            };
             if !states.is_empty() && !states.iter().any(live) {
                 return states;
             }
@@ -147,8 +152,12 @@ impl Cluster {
         let stdout = String::from_utf8_lossy(&output.stdout).to_string();
         eprintln!("slurm-array.sh: {}", stdout.trim().replace('\n', " | "));
         let id_after = |needle: &str| {
-            let rest = &stdout[stdout.find(needle).unwrap_or_else(|| panic!("{stdout}")) + needle.len()..];
-            rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().to_string()
+            let rest =
+                &stdout[stdout.find(needle).unwrap_or_else(|| panic!("{stdout}")) + needle.len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .to_string()
         };
         (id_after("array job "), id_after("merge: job "))
     }
@@ -182,8 +191,7 @@ fn assert_ok(out: &Output) {
 
 /// Rows of a results.csv without the wall-seconds column (which differs between invocations).
 fn rows(csv: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(csv)
-        .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
     text.lines()
         .skip(1)
         .map(|l| {
@@ -224,7 +232,10 @@ fn a_benchmark_sharded_on_a_real_slurm_merges_to_the_unsharded_results_even_afte
     assert_ok(&out);
     let want = rows(&whole.join("results.csv"));
     assert_eq!(want.len(), 4);
-    eprintln!("unsharded: 4 runs in {:.0} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "unsharded: 4 runs in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
 
     // Two shards and the merge through Slurm.
     let sharded = dir.path().join("sharded");
@@ -234,7 +245,10 @@ fn a_benchmark_sharded_on_a_real_slurm_merges_to_the_unsharded_results_even_afte
     assert_eq!(cluster.wait(&merge), ["COMPLETED"]);
     assert_eq!(rows(&sharded.join("results.csv")), want);
     assert!(sharded.join("bench.md").exists());
-    for log in ["shard-".to_string() + &array + "_1.log", format!("merge-{merge}.log")] {
+    for log in [
+        "shard-".to_string() + &array + "_1.log",
+        format!("merge-{merge}.log"),
+    ] {
         assert!(sharded.join("slurm-logs").join(&log).exists(), "{log}");
     }
     eprintln!(
@@ -248,7 +262,10 @@ fn a_benchmark_sharded_on_a_real_slurm_merges_to_the_unsharded_results_even_afte
     let first_log = cancelled.join("runs/ga/sst2/seed0/evaluations.jsonl");
     let start = Instant::now();
     while line_count(&first_log) < 2 {
-        assert!(start.elapsed() < JOB_TIMEOUT, "shard 1 never started logging");
+        assert!(
+            start.elapsed() < JOB_TIMEOUT,
+            "shard 1 never started logging"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let task = format!("{array}_1");
@@ -260,7 +277,13 @@ fn a_benchmark_sharded_on_a_real_slurm_merges_to_the_unsharded_results_even_afte
     let before = &before[..before.rfind('\n').map_or(0, |i| i + 1)];
     let finished = ["seed0", "seed1"]
         .iter()
-        .filter(|s| cancelled.join("runs/ga/sst2").join(s).join("result.json").exists())
+        .filter(|s| {
+            cancelled
+                .join("runs/ga/sst2")
+                .join(s)
+                .join("result.json")
+                .exists()
+        })
         .count();
     assert!(finished < 2, "shard 1 finished before it was cancelled");
     // The merge depended on every shard: Slurm cancels it (--kill-on-invalid-dep=yes).
@@ -277,6 +300,8 @@ fn a_benchmark_sharded_on_a_real_slurm_merges_to_the_unsharded_results_even_afte
     assert_eq!(cluster.wait(&merge), ["COMPLETED"]);
     assert_eq!(rows(&cancelled.join("results.csv")), want);
     // The resumed run kept every evaluation logged before the cancel.
-    assert!(std::fs::read_to_string(&first_log).unwrap().starts_with(before));
+    assert!(std::fs::read_to_string(&first_log)
+        .unwrap()
+        .starts_with(before));
     eprintln!("resubmitted shard 1 (ARRAY=1, job {array}) and merge {merge}: results.csv equal to the unsharded run's");
 }

@@ -1,6 +1,6 @@
 //! Benchmarks: every arm (strategy or operator set) x task x seed at the same budget of example
-//! evaluations, with one loaded model, resumable, summarised with paired statistics, and
-//! splittable across machines.
+//! evaluations, with one opened backend (a model loaded once, or an inference server),
+//! resumable, summarised with paired statistics, and splittable across machines.
 //!
 //! [`config`] reads the benchmark file, [`runner`] brings every run folder to a result,
 //! [`shard`] splits the runs across machines, [`crate::stats`] holds the statistics and
@@ -15,11 +15,11 @@ pub mod shard;
 use std::path::{Path, PathBuf};
 
 pub use config::{Arm, BenchConfig};
-pub use runner::{BenchModel, ModelRecord, RunResult, RunRow};
+pub use runner::{RunResult, RunRow};
 pub use shard::Shard;
 
 use crate::error::Result;
-use crate::run::RunFolder;
+use crate::run::{Backends, ModelSettings, RunFolder};
 
 /// Folder (inside the benchmark's output folder) holding each shard's own tables.
 pub const SHARDS_DIR: &str = "shards";
@@ -35,35 +35,46 @@ fn write_rows(folder: &RunFolder, results: &[RunResult]) -> Result<()> {
     folder.write("results.json", report::to_json(&rows).as_bytes())
 }
 
-/// Writes the whole benchmark's tables, plots and `bench.md` into `folder`.
+/// Writes the whole benchmark's tables, plots and `bench.md` into `folder`; `model` is what
+/// scored (named `model_name`).
 fn write_all(
     folder: &RunFolder,
     config: &BenchConfig,
     results: &[RunResult],
     model_name: &str,
+    model: &ModelSettings,
 ) -> Result<()> {
     write_rows(folder, results)?;
     let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
     report::write_plots(folder.root(), config, results)?;
+    let backend = report::backend_line(model, results);
     folder.write(
         "bench.md",
-        report::to_markdown(config, &rows, model_name).as_bytes(),
+        report::to_markdown(config, &rows, model_name, &backend).as_bytes(),
     )
 }
 
-/// Runs (or finishes) the benchmark into `out` and writes its results; returns every run's
-/// result. `results.csv` and `results.json` are rewritten after every run, so an interrupted
-/// benchmark still leaves its finished runs tabulated.
+/// Runs (or finishes) the benchmark into `out`, scored and written by `backends`, and writes
+/// its results; returns every run's result. `results.csv` and `results.json` are rewritten
+/// after every run, so an interrupted benchmark still leaves its finished runs tabulated.
 pub fn run(
     config: &BenchConfig,
     out: &Path,
-    model: &BenchModel<'_>,
+    backends: &Backends,
     quiet: bool,
 ) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
-    let results = runner::run_all(config, out, model, None, quiet, |r| write_rows(&folder, r))?;
-    write_all(&folder, config, &results, &model.model.name)?;
+    let results = runner::run_all(config, out, backends, None, quiet, |r| {
+        write_rows(&folder, r)
+    })?;
+    write_all(
+        &folder,
+        config,
+        &results,
+        &backends.model_name()?,
+        &runner::record(backends)?,
+    )?;
     Ok(results)
 }
 
@@ -76,13 +87,13 @@ pub fn run(
 pub fn run_shard(
     config: &BenchConfig,
     out: &Path,
-    model: &BenchModel<'_>,
+    backends: &Backends,
     shard: Shard,
     quiet: bool,
 ) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(&shard_dir(out, shard))?;
     let _lock = folder.lock()?;
-    runner::run_all(config, out, model, Some(shard), quiet, |r| {
+    runner::run_all(config, out, backends, Some(shard), quiet, |r| {
         write_rows(&folder, r)
     })
 }
@@ -90,11 +101,12 @@ pub fn run_shard(
 /// Reads every finished run of the benchmark in `out` (typically written by its shards) and
 /// writes `results.csv`, `results.json`, `bench.md` and the plots, as an unsharded run of the
 /// same benchmark would. Runs nothing and loads no model; fails with one line naming the runs
-/// that have not finished, or a run whose config.json disagrees with `model` and the file.
-pub fn merge(config: &BenchConfig, out: &Path, model: &ModelRecord) -> Result<Vec<RunResult>> {
+/// that have not finished, or a run whose config.json disagrees with `model` and the file
+/// (or, through a server, runs scored by different served models or methods).
+pub fn merge(config: &BenchConfig, out: &Path, model: &ModelSettings) -> Result<Vec<RunResult>> {
     let (results, name) = runner::read_finished(config, out, model)?;
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
-    write_all(&folder, config, &results, &name)?;
+    write_all(&folder, config, &results, &name, model)?;
     Ok(results)
 }

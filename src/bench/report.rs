@@ -9,6 +9,7 @@ use super::config::BenchConfig;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
 use crate::error::Result;
 use crate::run::plots::accuracy_chart;
+use crate::run::ModelSettings;
 use crate::stats;
 
 /// Columns of `results.csv`, in order.
@@ -152,14 +153,67 @@ pub fn plot_names(task: &str) -> (String, String) {
     )
 }
 
-/// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods.
-pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str) -> String {
+/// Which backend scored the benchmark, for `bench.md`: in process (weights, device, batch
+/// size), or a server (its URL, the served model, and the scoring method of each task's runs,
+/// as their reports record them).
+pub fn backend_line(model: &ModelSettings, results: &[RunResult]) -> String {
+    let Some(server) = &model.server else {
+        let weights = clap::ValueEnum::to_possible_value(&model.weights).map_or_else(
+            || format!("{:?}", model.weights),
+            |v| v.get_name().to_string(),
+        );
+        return format!(
+            "in process (weights `{weights}`, device `{}`, batch size {}{})",
+            model.device,
+            model.engine.batch_size,
+            if model.engine.prefix_reuse {
+                ""
+            } else {
+                ", no prefix reuse"
+            }
+        );
+    };
+    let infos = results
+        .iter()
+        .filter_map(|r| r.backend.as_ref().map(|b| (r, b)));
+    let served = server
+        .model
+        .clone()
+        .or_else(|| infos.clone().next().map(|(_, b)| b.model.clone()))
+        .unwrap_or_default();
+    // Each method with the tasks scored by it, in task order.
+    let mut methods: Vec<(String, Vec<String>)> = Vec::new();
+    for (r, b) in infos {
+        let method = b.method().to_string();
+        match methods.iter_mut().find(|(m, _)| *m == method) {
+            Some((_, tasks)) if tasks.contains(&r.row.task) => {}
+            Some((_, tasks)) => tasks.push(r.row.task.clone()),
+            None => methods.push((method, vec![r.row.task.clone()])),
+        }
+    }
+    let how = match methods.as_slice() {
+        [] => String::new(),
+        [(m, _)] => format!(", scoring method `{m}`"),
+        many => format!(
+            ", scoring methods {}",
+            many.iter()
+                .map(|(m, tasks)| format!("`{m}` ({})", tasks.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    format!("server `{}` (served model `{served}`){how}", server.url)
+}
+
+/// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods;
+/// `backend` is [`backend_line`]'s.
+pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str, backend: &str) -> String {
     let baseline = config.baseline();
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(0);
     let mut s = format!("# promptevo benchmark: {}\n\n", config.name);
     s += &format!(
-        "- config: `{}`\n- model: `{model}`\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
+        "- config: `{}`\n- model: `{model}`\n- backend: {backend}\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
         config.path.display(),
         arms.join(", "),
         tasks_of(rows).join(", "),
@@ -449,5 +503,59 @@ mod tests {
         let csv = to_csv(&rows);
         assert_eq!(csv.lines().count(), 7);
         assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
+    }
+
+    /// A run of `task` scored through a server by `method`.
+    fn scored(task: &str, method: &str) -> RunResult {
+        RunResult {
+            row: row("ga", task, 0, 0.5),
+            curve: Vec::new(),
+            backend: Some(crate::score::BackendInfo {
+                kind: "server".into(),
+                model: "served.gguf".into(),
+                url: Some("http://127.0.0.1:8000/v1".into()),
+                scoring_method: format!("{method}: the reason it was chosen"),
+                notes: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_backend_line_names_the_server_its_model_and_each_tasks_method() {
+        let mut model = ModelSettings {
+            model: "http://127.0.0.1:8000/v1".into(),
+            server: Some(crate::remote::ServerConfig::new("http://127.0.0.1:8000/v1")),
+            mutator_model: None,
+            mutator_server: None,
+            weights: crate::model::WeightFormat::Bf16,
+            device: "cpu".into(),
+            engine: crate::score::EngineOptions {
+                batch_size: 8,
+                prefix_reuse: true,
+            },
+        };
+        // The served model from the runs when the settings do not name it (a merge).
+        let one = [scored("a", "top_logprobs"), scored("a", "top_logprobs")];
+        assert_eq!(
+            backend_line(&model, &one),
+            "server `http://127.0.0.1:8000/v1` (served model `served.gguf`), scoring method `top_logprobs`"
+        );
+        let mixed = [
+            scored("a", "echo"),
+            scored("b", "generation task"),
+            scored("c", "echo"),
+        ];
+        assert!(
+            backend_line(&model, &mixed)
+                .ends_with("scoring methods `echo` (a, c), `generation task` (b)"),
+            "{}",
+            backend_line(&model, &mixed)
+        );
+        model.server = None;
+        model.engine.prefix_reuse = false;
+        assert_eq!(
+            backend_line(&model, &[]),
+            "in process (weights `bf16`, device `cpu`, batch size 8, no prefix reuse)"
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Runs every arm x task x seed of a benchmark with one loaded model, one scorer per task, and
-//! ordinary run folders; finished runs are skipped and half-finished ones resumed.
+//! Runs every arm x task x seed of a benchmark with one opened backend (a model loaded once, or
+//! an inference server), one scorer per task, and ordinary run folders; finished runs are
+//! skipped and half-finished ones resumed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,37 +11,14 @@ use super::config::BenchConfig;
 use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::evolve::{PhrasePool, TextGenerator};
-use crate::model::{Model, WeightFormat};
 use crate::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
-use crate::run::session::chat_generator;
-use crate::run::{analysis, execute, EvaluationLog, Report, RunSettings};
-use crate::score::{EngineOptions, Scorer};
+use crate::run::session::BACKEND_FILE;
+use crate::run::{analysis, execute, Backends, EvaluationLog, ModelSettings, Report, RunSettings};
+use crate::score::{BackendInfo, Scorer};
 use crate::task::Task;
 
 /// Share of a run's final best dev score at which `evals_to_95` is read off.
 pub const CONVERGED_FRACTION: f64 = 0.95;
-
-/// What every run's config.json records about the scoring model and how it is run (a
-/// finished run is only reused, or merged, when these agree with its config.json).
-#[derive(Clone, Debug)]
-pub struct ModelRecord {
-    /// The model's file.
-    pub path: PathBuf,
-    /// How its weights are held.
-    pub weights: WeightFormat,
-    /// Where it runs (`cpu`, `cuda:N`, ...).
-    pub device: String,
-    /// Batching and prefix reuse.
-    pub engine: EngineOptions,
-}
-
-/// The scoring model, loaded once for the whole benchmark, and how it is run.
-pub struct BenchModel<'m> {
-    /// The loaded model.
-    pub model: &'m Model,
-    /// Its file, weights, device and engine options, as recorded in every run's config.json.
-    pub record: ModelRecord,
-}
 
 /// One run's row of `results.csv` / `results.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -80,6 +58,8 @@ pub struct RunResult {
     pub row: RunRow,
     /// (example evaluations charged, best full-dev score so far) after each logged evaluation.
     pub curve: Vec<(u64, f64)>,
+    /// How a server scored it (its report's backend section; None in process).
+    pub backend: Option<BackendInfo>,
 }
 
 /// How a run was brought to its result.
@@ -118,11 +98,25 @@ pub fn run_dir(out: &Path, arm: &str, task: &str, seed: u64) -> PathBuf {
         .join(format!("seed{seed}"))
 }
 
-/// Settings as JSON without the version, for comparing a folder's config.json with the benchmark.
-fn comparable(settings: &serde_json::Value) -> serde_json::Value {
+/// Settings as JSON without the version, for comparing a folder's config.json with the
+/// benchmark. Of a server, what answers is compared (its URL and served model), not how it is
+/// asked: concurrency, timeout and attempts change no figure, and a rerun after an outage may
+/// retry harder. `served_model` false drops the served model too (a merge not told it with
+/// `--server-model`; the runs are then checked to agree with each other).
+fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::Value {
     let mut v = settings.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("version");
+        for key in ["server", "mutator_server"] {
+            if let Some(server) = o.get_mut(key).and_then(serde_json::Value::as_object_mut) {
+                for how in ["concurrency", "timeout_s", "attempts"] {
+                    server.remove(how);
+                }
+                if !served_model {
+                    server.remove("model");
+                }
+            }
+        }
     }
     v
 }
@@ -138,7 +132,8 @@ fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
     })?;
     let want = serde_json::to_value(settings)
         .map_err(|e| Error::write(&path, std::io::Error::other(e)))?;
-    if comparable(&stored) != comparable(&want) {
+    let served_model = settings.server.as_ref().is_none_or(|s| s.model.is_some());
+    if comparable(&stored, served_model) != comparable(&want, served_model) {
         return Err(Error::Bench {
             path,
             message: "was written with other settings (benchmark file, model or flags changed); restore them, delete this run folder, or pass another --out".into(),
@@ -187,7 +182,7 @@ pub fn plan(
     config: &BenchConfig,
     tasks: &[Task],
     out: &Path,
-    model: &ModelRecord,
+    model: &ModelSettings,
 ) -> Vec<PlannedRun> {
     let mut runs = Vec::with_capacity(config.run_count());
     for &seed in &config.seeds {
@@ -195,10 +190,14 @@ pub fn plan(
             for (ai, arm) in config.arms.iter().enumerate() {
                 let settings = RunSettings {
                     task: absolute(task_path),
-                    model: absolute(&model.path),
-                    mutator_model: None,
-                    server: None,
-                    mutator_server: None,
+                    // A server's URL stays as given.
+                    model: match &model.server {
+                        Some(_) => model.model.clone(),
+                        None => absolute(&model.model),
+                    },
+                    mutator_model: model.mutator_model.as_deref().map(absolute),
+                    server: model.server.clone(),
+                    mutator_server: model.mutator_server.clone(),
                     weights: model.weights,
                     device: model.device.clone(),
                     engine: model.engine,
@@ -250,32 +249,47 @@ fn result_of(
         seconds: report.search_seconds,
         evals_to_95: evals_to_fraction(&curve, CONVERGED_FRACTION),
     };
-    Ok(RunResult { row, curve })
+    Ok(RunResult {
+        row,
+        curve,
+        backend: report.backend.clone(),
+    })
+}
+
+/// What the runs' config.json must record about the scoring backend, for a benchmark run on
+/// `backends`: its settings, with a server's served model named (connecting to it).
+pub fn record(backends: &Backends) -> Result<ModelSettings> {
+    let mut record = backends.settings().clone();
+    if let (Some(server), Some(client)) = (&mut record.server, backends.scoring_client()?) {
+        server.model = Some(client.model().to_string());
+    }
+    Ok(record)
 }
 
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
-/// of them, calling `each` after each run with the results so far; returns the results of the
-/// runs it was given, in run order (seed, task, arm).
+/// of them, scored and written by `backends`, calling `each` after each run with the results
+/// so far; returns the results of the runs it was given, in run order (seed, task, arm). A run
+/// stopped by its server fails naming its folder: rerunning the benchmark resumes it.
 pub fn run_all(
     config: &BenchConfig,
     out: &Path,
-    model: &BenchModel<'_>,
+    backends: &Backends,
     shard: Option<Shard>,
     quiet: bool,
     mut each: impl FnMut(&[RunResult]) -> Result<()>,
 ) -> Result<Vec<RunResult>> {
     PhrasePool::load(&config.pool)?;
     let tasks = load_tasks(config)?;
-    let runs: Vec<PlannedRun> = plan(config, &tasks, out, &model.record)
+    // One scorer per task, shared by every run of it: its cache makes repeated prompts free in
+    // wall time; the budget still charges every evaluation. A server is probed once per task.
+    let mut scorers = tasks
+        .iter()
+        .map(|t| backends.scorer(t))
+        .collect::<Result<Vec<_>>>()?;
+    let runs: Vec<PlannedRun> = plan(config, &tasks, out, &record(backends)?)
         .into_iter()
         .filter(|r| shard.is_none_or(|s| s.owns(r.index)))
         .collect();
-    // One scorer per task, shared by every run of it: its cache makes repeated prompts free in
-    // wall time; the budget still charges every evaluation.
-    let mut scorers = tasks
-        .iter()
-        .map(|t| Scorer::new(model.model, t, model.record.engine))
-        .collect::<Result<Vec<_>>>()?;
     let total = runs.len();
     let of = shard.map_or_else(String::new, |s| {
         format!(" of shard {s} ({} runs in all)", config.run_count())
@@ -288,10 +302,11 @@ pub fn run_all(
             &run.settings,
             task,
             &mut scorers[run.task],
-            model.model,
+            backends,
             &run.dir,
             quiet,
-        )?;
+        )
+        .map_err(|e| stopped(e, &run.dir))?;
         let result = result_of(config, &tasks, run, &report)?;
         eprintln!(
             "[{}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
@@ -313,6 +328,31 @@ pub fn run_all(
     Ok(results)
 }
 
+/// A run's failure as the benchmark reports it: one stopped by its server (down, or answering
+/// errors past its retries) names the run's folder and how the benchmark continues; any other
+/// failure is returned as it is.
+fn stopped(e: Error, dir: &Path) -> Error {
+    let mut chain: Vec<String> = Vec::new();
+    let mut server = false;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(c) = cause {
+        server |= matches!(c.downcast_ref::<Error>(), Some(Error::Server { .. }));
+        chain.push(c.to_string());
+        cause = c.source();
+    }
+    if !server {
+        return e;
+    }
+    chain.dedup();
+    Error::Bench {
+        path: dir.to_path_buf(),
+        message: format!(
+            "{}; to finish the benchmark, rerun the same `promptevo bench` command: finished runs are skipped and this one resumes from its log",
+            chain.join(": ")
+        ),
+    }
+}
+
 /// Runs listed in an error message before the rest are counted.
 const MISSING_SHOWN: usize = 6;
 
@@ -323,7 +363,7 @@ const MISSING_SHOWN: usize = 6;
 pub fn read_finished(
     config: &BenchConfig,
     out: &Path,
-    model: &ModelRecord,
+    model: &ModelSettings,
 ) -> Result<(Vec<RunResult>, String)> {
     let tasks = load_tasks(config)?;
     let runs = plan(config, &tasks, out, model);
@@ -367,6 +407,9 @@ pub fn read_finished(
         }
         results.push(result_of(config, &tasks, run, &report)?);
     }
+    if model.server.is_some() {
+        check_backends(&runs, &results)?;
+    }
     Ok((results, name))
 }
 
@@ -383,6 +426,89 @@ fn read_report(dir: &Path) -> Result<Report> {
     })
 }
 
+/// Fails unless a run scored through a server (its `backend.json`, written before its first
+/// request) was scored as `scorer` scores now: the same served model and scoring method (a
+/// server whose echo now passes the self-check would score the rest of the run otherwise).
+fn check_backend(folder: &RunFolder, scorer: &Scorer<'_>) -> Result<()> {
+    let now = scorer.backend_info();
+    let path = folder.file(BACKEND_FILE);
+    if now.kind != "server" || !path.is_file() {
+        return Ok(());
+    }
+    let stored = read_backend(&path)?;
+    if stored.model != now.model || stored.method() != now.method() {
+        return Err(Error::Bench {
+            path,
+            message: format!(
+                "records scoring of `{}` by the {} method, but the server now serves `{}` scored by the {} method; restore that server, delete this run folder, or pass another --out",
+                stored.model,
+                stored.method(),
+                now.model,
+                now.method()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a run's `backend.json`.
+fn read_backend(path: &Path) -> Result<BackendInfo> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Bench {
+        path: path.to_path_buf(),
+        message: format!(
+            "is not a backend description ({e}); delete the run folder to redo the run"
+        ),
+    })
+}
+
+/// Fails unless every run scored through a server was scored alike: the same served model,
+/// and per task the same scoring method (what a merge reads cannot be checked against a live
+/// server).
+fn check_backends(runs: &[PlannedRun], results: &[RunResult]) -> Result<()> {
+    let mut first: Vec<(usize, &PlannedRun, &BackendInfo)> = Vec::new();
+    for (run, result) in runs.iter().zip(results) {
+        let Some(info) = &result.backend else {
+            return Err(Error::Bench {
+                path: run.dir.join(RESULT_FILE),
+                message: "records no server backend, but the benchmark scores through a server; delete the run folder to redo the run".into(),
+            });
+        };
+        let model_of = first.first().map(|f| (f.1, f.2));
+        let method_of = first.iter().find(|f| f.0 == run.task).map(|f| (f.1, f.2));
+        for (other, what, same) in [
+            (
+                model_of,
+                "served model",
+                model_of.is_none_or(|(_, o)| o.model == info.model),
+            ),
+            (
+                method_of,
+                "scoring method",
+                method_of.is_none_or(|(_, o)| o.method() == info.method()),
+            ),
+        ] {
+            if let (false, Some((other_run, other))) = (same, other) {
+                return Err(Error::Bench {
+                    path: run.dir.join(RESULT_FILE),
+                    message: format!(
+                        "was scored with {what} `{}` by `{}`, but {} with `{}` by `{}`; the runs of a benchmark must be scored alike: delete one of the run folders and rerun it against the same server",
+                        info.model,
+                        info.method(),
+                        other_run.dir.display(),
+                        other.model,
+                        other.method()
+                    ),
+                });
+            }
+        }
+        if method_of.is_none() {
+            first.push((run.task, run, info));
+        }
+    }
+    Ok(())
+}
+
 /// Brings one run folder to a finished report: reads a finished one, resumes a started one,
 /// or runs a fresh one. The folder's lock is taken before its state is read, so a second
 /// process given the same run (the same shard started twice) never redoes it: while the run is
@@ -391,7 +517,7 @@ fn run_one(
     settings: &RunSettings,
     task: &Task,
     scorer: &mut Scorer<'_>,
-    model: &Model,
+    backends: &Backends,
     dir: &Path,
     quiet: bool,
 ) -> Result<(Report, RunState)> {
@@ -399,24 +525,28 @@ fn run_one(
     let _lock = folder.lock()?;
     if dir.join(RESULT_FILE).is_file() {
         check_settings(&folder, settings)?;
+        check_backend(&folder, scorer)?;
         return Ok((read_report(dir)?, RunState::Finished));
     }
     let started = dir.join(EVALUATIONS_FILE).is_file();
     let (logged, state) = if started {
         let folder = RunFolder::open(dir)?;
         check_settings(&folder, settings)?;
+        check_backend(&folder, scorer)?;
         let (records, _) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
         (records, RunState::Resumed)
     } else {
         folder.write_json(CONFIG_FILE, settings)?;
         (Vec::new(), RunState::Fresh)
     };
-    let mut generator = chat_generator(model, &settings.search)?;
+    let mut generator = backends.generator(&settings.search)?;
     let report = execute(
         settings,
         task,
         scorer,
-        generator.as_mut().map(|g| g as &mut dyn TextGenerator),
+        generator
+            .as_mut()
+            .map(|g| g.as_mut() as &mut dyn TextGenerator),
         &folder,
         logged,
         quiet,
@@ -427,6 +557,27 @@ fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_settings_compare_what_answers_not_how_it_is_asked() {
+        let run = |concurrency: u32, model: Option<&str>| {
+            serde_json::json!({
+                "model": "http://127.0.0.1:8000/v1",
+                "version": "0.1.0",
+                "server": {"url": "http://127.0.0.1:8000/v1", "model": model, "concurrency": concurrency, "timeout_s": 300.0, "attempts": 5},
+            })
+        };
+        let same = |a: &serde_json::Value, b: &serde_json::Value, served: bool| {
+            comparable(a, served) == comparable(b, served)
+        };
+        assert!(same(&run(8, Some("m")), &run(16, Some("m")), true));
+        assert!(!same(&run(8, Some("m")), &run(8, Some("other")), true));
+        // A merge not told the served model leaves it to the runs' reports.
+        assert!(same(&run(8, Some("m")), &run(8, None), false));
+        let mut moved = run(8, Some("m"));
+        moved["server"]["url"] = "http://10.0.0.2:8000/v1".into();
+        assert!(!same(&run(8, Some("m")), &moved, true));
+    }
 
     #[test]
     fn evals_to_95_reads_the_first_point_within_5_percent_of_the_final_best() {

@@ -48,7 +48,9 @@ pub fn read_chat_template(path: &Path) -> Result<TemplateFile> {
     }
     if is_gguf(path) {
         let gguf = GgufFile::open(path)?;
-        let source = gguf.string("tokenizer.chat_template").map_err(|_| missing())?;
+        let source = gguf
+            .string("tokenizer.chat_template")
+            .map_err(|_| missing())?;
         let (tok, special) = tokenizer::load(&gguf)?;
         let text = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
         let template =
@@ -129,11 +131,17 @@ mod tests {
         let none = dir.path().join("tokenizer_config.json");
         std::fs::write(&none, r#"{"bos_token": "<s>"}"#).unwrap();
         let err = read_chat_template(&none).err().unwrap().to_string();
-        assert!(err.contains("tokenizer_config.json") && err.contains("no chat template"), "{err}");
+        assert!(
+            err.contains("tokenizer_config.json") && err.contains("no chat template"),
+            "{err}"
+        );
         let err = read_chat_template(&dir.path().join("absent.gguf"))
             .err()
             .unwrap()
             .to_string();
-        assert!(err.contains("absent.gguf") && err.contains("no such file"), "{err}");
+        assert!(
+            err.contains("absent.gguf") && err.contains("no such file"),
+            "{err}"
+        );
     }
 }

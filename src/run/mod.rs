@@ -1,7 +1,8 @@
-//! Run folders: the resolved config, the append-only evaluation log, the per-generation
-//! checkpoint, and the final report.
+//! Runs: the backends a command opens, and run folders: the resolved config, the append-only
+//! evaluation log, the per-generation checkpoint, and the final report.
 
 pub mod analysis;
+pub mod backends;
 pub mod checkpoint;
 pub mod evaluator;
 pub mod folder;
@@ -11,6 +12,7 @@ pub mod plots;
 pub mod report;
 pub mod session;
 
+pub use backends::{Backends, ModelSettings};
 pub use folder::RunFolder;
 pub use log::{EvaluationLog, EvaluationRecord};
 pub use report::{PromptResult, Report};

@@ -30,6 +30,18 @@ pub struct BackendInfo {
     pub notes: Vec<String>,
 }
 
+impl BackendInfo {
+    /// The scoring method's name, without its reason: `forward` in process; `echo`,
+    /// `prompt_logprobs` or `top_logprobs` through a server (for generation tasks, the text
+    /// before the reason).
+    pub fn method(&self) -> &str {
+        self.scoring_method
+            .split_once(':')
+            .map_or(self.scoring_method.as_str(), |(name, _)| name)
+            .trim()
+    }
+}
+
 /// Runs the model for a [`Scorer`](super::Scorer).
 ///
 /// Results must not depend on how the texts were batched or on thread timing: the scorer caches
@@ -82,5 +94,27 @@ pub trait ScoringBackend {
     /// length penalty). None when the backend cannot tell.
     fn token_count(&self, _text: &str) -> Option<usize> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_method_name_is_the_scoring_method_without_its_reason() {
+        let info = |scoring_method: &str| BackendInfo {
+            scoring_method: scoring_method.into(),
+            ..BackendInfo::default()
+        };
+        assert_eq!(
+            info("top_logprobs: its echo log-probs are shifted (self-check on \"a: b\")").method(),
+            "top_logprobs"
+        );
+        assert_eq!(
+            info("generation task: greedy /completions").method(),
+            "generation task"
+        );
+        assert_eq!(info("forward").method(), "forward");
     }
 }

@@ -17,7 +17,10 @@ pub fn new(p: &mut Params<'_>) -> Result<Box<dyn Metric>, MetricError> {
     let threshold = p.float("threshold")?;
     if let Some(t) = threshold {
         if !(t > 0.0 && t <= 1.0) {
-            return Err(p.bad("threshold", format!("is {t}: give a number in (0, 1], e.g. 0.5")));
+            return Err(p.bad(
+                "threshold",
+                format!("is {t}: give a number in (0, 1], e.g. 0.5"),
+            ));
         }
     }
     Ok(Box::new(RougeL { threshold }))
@@ -99,27 +102,40 @@ mod tests {
     fn rouge_l_equals_googles_rouge_score() {
         // rouge_score 0.1.2: RougeScorer(["rougeL"]).score(reference, prediction).fmeasure.
         let cases = [
-            ("The judge was contacted, by the scientist!", "the scientist contacted the judge", 0.5),
+            (
+                "The judge was contacted, by the scientist!",
+                "the scientist contacted the judge",
+                0.5,
+            ),
             ("Café au lait 2x", "cafe au lait 2 x", 0.4444444444444445),
             ("a b c d e f", "f e d c b a", 0.16666666666666666),
             ("It's 10:30 now.", "it is 10 30 now", 0.8000000000000002),
         ];
         for (prediction, reference, want) in cases {
             let got = rouge_l(prediction, reference);
-            assert!((got - want).abs() < 1e-12, "{prediction:?}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-12,
+                "{prediction:?}: {got} vs {want}"
+            );
         }
     }
 
     #[test]
     fn a_threshold_makes_the_score_all_or_nothing_and_keeps_the_f1_as_fitness() {
         let plain = RougeL { threshold: None };
-        assert!((score(&plain, "the cat sat", &t(&["the cat was here"])).score - 4.0 / 7.0).abs() < 1e-12);
+        assert!(
+            (score(&plain, "the cat sat", &t(&["the cat was here"])).score - 4.0 / 7.0).abs()
+                < 1e-12
+        );
         let strict = RougeL {
             threshold: Some(0.6),
         };
         let s = score(&strict, "the cat sat", &t(&["the cat was here", "a dog"]));
         assert_eq!(s.score, 0.0);
         assert!((s.fitness - 4.0 / 7.0).abs() < 1e-12);
-        assert_eq!(score(&strict, "the cat sat", &t(&["the cat sat down"])).score, 1.0);
+        assert_eq!(
+            score(&strict, "the cat sat", &t(&["the cat sat down"])).score,
+            1.0
+        );
     }
 }

@@ -1,0 +1,208 @@
+//! The one place a command opens what it scores and writes with: from a run's model settings
+//! (a model file run in process, or an inference server; the operators' mutator model or
+//! server), [`Backends::open`] loads each model file once, connects to each server when first
+//! asked, and hands out a [`Scorer`] per task and a [`TextGenerator`] per search. `optimize`,
+//! `resume`, `eval` and `bench` all go through it, so they load, connect and report the
+//! backend alike.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::session::{chat_generator, needs_generator, server_generator, RunSettings};
+use crate::error::Result;
+use crate::evolve::{SearchConfig, TextGenerator};
+use crate::model::{Model, WeightFormat};
+use crate::remote::{Client, ServerConfig};
+use crate::score::server::ServerBackend;
+use crate::score::{EngineOptions, Scorer};
+use crate::task::Task;
+
+/// Which model scores and which writes, and how they run: the model fields of a run's
+/// `config.json` ([`RunSettings`]), as the model flags give them.
+#[derive(Clone, Debug)]
+pub struct ModelSettings {
+    /// The scoring model's file, or (with `server`) the scoring server's base URL.
+    pub model: PathBuf,
+    /// The inference server that scores (None: the file `model` runs in process).
+    pub server: Option<ServerConfig>,
+    /// The model file that writes text for model-driven operators (None: the scoring model,
+    /// or `mutator_server`).
+    pub mutator_model: Option<PathBuf>,
+    /// The server model-driven operators write through (None: `mutator_model` is a file, or
+    /// the scoring model or server writes).
+    pub mutator_server: Option<ServerConfig>,
+    /// How in-process weights are held.
+    pub weights: WeightFormat,
+    /// Where in-process models run (`cpu`, `cuda:N`, ...).
+    pub device: String,
+    /// Batching and prefix reuse of the in-process engine.
+    pub engine: EngineOptions,
+}
+
+impl ModelSettings {
+    /// The model settings a run's `config.json` records.
+    pub fn of_run(settings: &RunSettings) -> Self {
+        Self {
+            model: settings.model.clone(),
+            server: settings.server.clone(),
+            mutator_model: settings.mutator_model.clone(),
+            mutator_server: settings.mutator_server.clone(),
+            weights: settings.weights,
+            device: settings.device.clone(),
+            engine: settings.engine,
+        }
+    }
+
+    /// The server model-driven operators write through: the mutator server, else (when no
+    /// mutator file is given) the scoring server; None when a model file writes.
+    pub fn writer(&self) -> Option<&ServerConfig> {
+        self.mutator_server.as_ref().or(self
+            .mutator_model
+            .is_none()
+            .then_some(self.server.as_ref())
+            .flatten())
+    }
+}
+
+/// The opened backends of one command: in-process models loaded once, servers connected once
+/// (when first needed), shared by every task's scorer and every search's generator.
+pub struct Backends {
+    settings: ModelSettings,
+    /// The in-process scoring model (None: a server scores).
+    model: Option<Model>,
+    /// A mutator model file other than the scoring model.
+    mutator: Option<Model>,
+    /// The scoring server's client, once connected.
+    scoring: OnceCell<Client>,
+    /// The writing server's client, once connected.
+    writing: OnceCell<Client>,
+}
+
+impl Backends {
+    /// Loads the in-process scoring model (unless a server scores) and a mutator model file
+    /// other than it, reporting each load on stderr. Servers are connected when first asked
+    /// for: the writer by [`Backends::generator`], the scorer by [`Backends::scorer`].
+    pub fn open(settings: &ModelSettings) -> Result<Self> {
+        let model = match &settings.server {
+            Some(_) => None,
+            None => Some(load_model(
+                &settings.model,
+                settings.weights,
+                &settings.device,
+            )?),
+        };
+        let mutator = match (&settings.mutator_model, settings.writer()) {
+            (Some(path), None) if model.is_none() || *path != settings.model => {
+                Some(load_model(path, settings.weights, &settings.device)?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            settings: settings.clone(),
+            model,
+            mutator,
+            scoring: OnceCell::new(),
+            writing: OnceCell::new(),
+        })
+    }
+
+    /// The settings it was opened with.
+    pub fn settings(&self) -> &ModelSettings {
+        &self.settings
+    }
+
+    /// The in-process scoring model (None: a server scores).
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// The scoring model's name: the file's, or the one the server serves (connecting to it).
+    pub fn model_name(&self) -> Result<String> {
+        Ok(match (&self.model, self.scoring_client()?) {
+            (Some(model), _) => model.name.clone(),
+            (None, Some(client)) => client.model().to_string(),
+            (None, None) => String::new(),
+        })
+    }
+
+    /// The scoring server's client, connecting on first use (None: a model file scores).
+    pub fn scoring_client(&self) -> Result<Option<&Client>> {
+        let Some(config) = &self.settings.server else {
+            return Ok(None);
+        };
+        connected(&self.scoring, config).map(Some)
+    }
+
+    /// A scorer for `task` on the scoring backend: the in-process engine, or the server
+    /// (prepared for the task: its scoring method probed and said on stderr).
+    pub fn scorer<'a>(&'a self, task: &'a Task) -> Result<Scorer<'a>> {
+        let (Some(client), Some(config)) = (self.scoring_client()?, &self.settings.server) else {
+            let model = self.model.as_ref().ok_or_else(|| {
+                crate::Error::Usage(
+                    "no model was loaded and no server given (a bug: please report it)".into(),
+                )
+            })?;
+            return Scorer::new(model, task, self.settings.engine);
+        };
+        let backend = ServerBackend::new(client.clone(), config.concurrency)
+            .with_chat_template(config.chat_template.clone());
+        let scorer = Scorer::with_backend(task, Box::new(backend))?;
+        let info = scorer.backend_info();
+        eprintln!(
+            "scoring through {} ({}), {} requests in flight; method {}",
+            config.url, info.model, config.concurrency, info.scoring_method
+        );
+        Ok(scorer)
+    }
+
+    /// The text generator model-driven operators use in a search with `search`'s settings:
+    /// None when no enabled operator asks for text; else the writing server's chat endpoint
+    /// (connected, and said on stderr, the first time), or the mutator or scoring model's chat
+    /// template. An error when the model that should write cannot chat.
+    pub fn generator(&self, search: &SearchConfig) -> Result<Option<Box<dyn TextGenerator + '_>>> {
+        if !needs_generator(search)? {
+            return Ok(None);
+        }
+        if let Some(config) = self.settings.writer() {
+            let fresh = self.writing.get().is_none();
+            let client = connected(&self.writing, config)?;
+            if fresh {
+                eprintln!(
+                    "model-driven operators write through {} ({})",
+                    config.url,
+                    client.model()
+                );
+            }
+            return Ok(Some(Box::new(server_generator(client.clone(), search))));
+        }
+        Ok(match self.mutator.as_ref().or(self.model.as_ref()) {
+            Some(m) => {
+                chat_generator(m, search)?.map(|g| Box::new(g) as Box<dyn TextGenerator + '_>)
+            }
+            None => None,
+        })
+    }
+}
+
+/// The client in `cell`, connecting to `config` first if it is empty.
+fn connected<'c>(cell: &'c OnceCell<Client>, config: &ServerConfig) -> Result<&'c Client> {
+    if let Some(client) = cell.get() {
+        return Ok(client);
+    }
+    let client = Client::connect(config)?;
+    Ok(cell.get_or_init(|| client))
+}
+
+/// Loads a model, reporting the load time on stderr.
+pub fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
+    let device = crate::model::parse_device(device)?;
+    let start = Instant::now();
+    let model = Model::load(path, weights, &device)?;
+    eprintln!(
+        "loaded {} in {:.2} s",
+        model.name,
+        start.elapsed().as_secs_f64()
+    );
+    Ok(model)
+}
