@@ -102,6 +102,10 @@ pub enum Error {
         /// What went wrong and how to fix it.
         message: String,
     },
+    /// An inference server answered without what was asked for (no reply text); the message
+    /// names the endpoint and asks whether it is an OpenAI-compatible server.
+    #[error("{0}")]
+    BadReply(String),
     /// A flag or option has an invalid value.
     #[error("{0}")]
     Usage(String),

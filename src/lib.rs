@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod chat;
 pub mod error;
 pub mod evolve;
 pub mod limits;

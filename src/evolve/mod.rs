@@ -3,7 +3,6 @@
 
 pub mod choice;
 pub mod error;
-pub mod generator;
 pub mod genome;
 pub mod operators;
 pub mod pool;
@@ -12,8 +11,8 @@ pub mod search;
 pub mod selection;
 pub mod strategies;
 
+pub use crate::chat::{ChatMessage, TextGenerator};
 pub use error::EvolveError;
-pub use generator::{ChatMessage, TextGenerator};
 pub use genome::Genome;
 pub use operators::{operator_by_name, Family, Operator, OperatorContext, WeightedOperator};
 pub use pool::PhrasePool;

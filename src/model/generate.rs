@@ -9,9 +9,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{KvCache, Model};
+use crate::chat::{ChatMessage, TextGenerator};
 use crate::error::{Error, Result};
-use crate::evolve::error::EvolveError;
-use crate::evolve::generator::{ChatMessage, TextGenerator};
 
 /// End-of-turn markers of common chat formats, tried when the template does not reveal its own.
 const KNOWN_END_OF_TURN: [&str; 6] = [
@@ -566,14 +565,8 @@ impl<'m> ChatGenerator<'m> {
 }
 
 impl TextGenerator for ChatGenerator<'_> {
-    fn chat(
-        &mut self,
-        messages: &[ChatMessage],
-        rng: &mut ChaCha8Rng,
-    ) -> std::result::Result<String, EvolveError> {
-        self.reply(messages, rng)
-            .map(|g| g.text)
-            .map_err(EvolveError::evaluation)
+    fn chat(&mut self, messages: &[ChatMessage], rng: &mut ChaCha8Rng) -> Result<String> {
+        self.reply(messages, rng).map(|g| g.text)
     }
 
     fn tokens_generated(&self) -> u64 {

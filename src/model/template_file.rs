@@ -114,7 +114,7 @@ mod tests {
         .unwrap();
         let file = read_chat_template(&path).unwrap();
         assert_eq!(file.leading.as_deref(), Some("<s>"));
-        let messages = vec![crate::evolve::generator::ChatMessage::user("hi")];
+        let messages = vec![crate::chat::ChatMessage::user("hi")];
         assert_eq!(
             file.template.render(&messages, true).unwrap(),
             "<s>[user] hi\n[assistant] "

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::Client;
-use crate::evolve::error::EvolveError;
-use crate::evolve::generator::{ChatMessage, TextGenerator};
+use crate::chat::{ChatMessage, TextGenerator};
+use crate::error::{Error, Result};
 use crate::model::GenerateOptions;
 
 /// Writes replies through a server's chat endpoint.
@@ -42,11 +42,7 @@ impl ServerChat {
 }
 
 impl TextGenerator for ServerChat {
-    fn chat(
-        &mut self,
-        messages: &[ChatMessage],
-        rng: &mut ChaCha8Rng,
-    ) -> Result<String, EvolveError> {
+    fn chat(&mut self, messages: &[ChatMessage], rng: &mut ChaCha8Rng) -> Result<String> {
         // 32 bits: llama.cpp's seed is a u32, vLLM's and SGLang's an integer.
         let seed = u64::from(rng.next_u32());
         let mut body = json!({
@@ -60,16 +56,13 @@ impl TextGenerator for ServerChat {
         if !self.options.stop.is_empty() {
             body["stop"] = json!(self.options.stop);
         }
-        let answer = self
-            .client
-            .post("chat/completions", &body)
-            .map_err(EvolveError::evaluation)?;
+        let answer = self.client.post("chat/completions", &body)?;
         self.tokens_generated += answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
         answer["choices"][0]["message"]["content"]
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| {
-                EvolveError::evaluation(format!(
+                Error::BadReply(format!(
                     "{}/chat/completions answered without choices[0].message.content; is it an OpenAI-compatible server?",
                     self.client.url()
                 ))

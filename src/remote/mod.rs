@@ -1,7 +1,7 @@
 //! Talking to an OpenAI-compatible inference server (vLLM, SGLang, llama.cpp's server,
 //! llama-cpp-python, Ollama): the blocking HTTP [`Client`] with timeouts, an API key read from
 //! the environment, and retries with exponential backoff and jitter; [`chat`] is the
-//! [`TextGenerator`](crate::evolve::TextGenerator) over `/chat/completions`.
+//! [`TextGenerator`](crate::chat::TextGenerator) over `/chat/completions`.
 
 pub mod chat;
 pub mod retry;

@@ -6,8 +6,8 @@
 
 use serde::Serialize;
 
+use crate::chat::ChatMessage;
 use crate::error::{Error, Result};
-use crate::evolve::ChatMessage;
 use crate::model::ChatTemplate;
 
 /// Default `system` message template of chat tasks: the prompt is the system message.

@@ -53,9 +53,9 @@ pub use promptbreeder::{
 use rand_chacha::ChaCha8Rng;
 
 use super::error::EvolveError;
-use super::generator::TextGenerator;
 use super::genome::Genome;
 use super::pool::PhrasePool;
+use crate::chat::TextGenerator;
 
 /// The family an operator belongs to (for ablations and reports).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -133,12 +133,12 @@ impl<'a> OperatorContext<'a> {
     /// Asks the generator; Ok(None) when there is no generator.
     pub fn chat(
         &mut self,
-        messages: &[super::generator::ChatMessage],
+        messages: &[crate::chat::ChatMessage],
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<String>, EvolveError> {
         match self.generator.as_deref_mut() {
             Some(g) => {
-                let reply = g.chat(messages, rng)?;
+                let reply = g.chat(messages, rng).map_err(EvolveError::evaluation)?;
                 self.model_replies += 1;
                 Ok(Some(reply))
             }

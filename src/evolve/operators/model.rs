@@ -6,8 +6,8 @@
 use rand_chacha::ChaCha8Rng;
 
 use super::{Family, Operator, OperatorContext};
+use crate::chat::ChatMessage;
 use crate::evolve::error::EvolveError;
-use crate::evolve::generator::ChatMessage;
 use crate::evolve::genome::Genome;
 
 /// Longest prompt (characters) a model reply may become; longer replies are rejected.
@@ -249,7 +249,7 @@ impl Genome {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::evolve::generator::TextGenerator;
+    use crate::chat::TextGenerator;
     use crate::evolve::operators::genome;
     use rand::SeedableRng;
 
@@ -264,7 +264,7 @@ pub(crate) mod tests {
             &mut self,
             messages: &[ChatMessage],
             _rng: &mut ChaCha8Rng,
-        ) -> Result<String, EvolveError> {
+        ) -> crate::Result<String> {
             self.asked.push(messages.to_vec());
             let i = (self.asked.len() - 1) % self.replies.len();
             Ok(self.replies[i].clone())

@@ -185,7 +185,7 @@ pub fn run_with_generator(
 ) -> (
     SearchOutcome,
     ToyEvaluator,
-    Vec<Vec<crate::evolve::generator::ChatMessage>>,
+    Vec<Vec<crate::chat::ChatMessage>>,
 ) {
     let mut ev = ToyEvaluator::default();
     let mut generator = Counting::default();
@@ -282,15 +282,15 @@ pub fn check_lineage(ev: &ToyEvaluator) {
 /// rewards them), and that records what it was asked.
 #[derive(Default)]
 pub struct Counting {
-    pub asked: Vec<Vec<crate::evolve::generator::ChatMessage>>,
+    pub asked: Vec<Vec<crate::chat::ChatMessage>>,
 }
 
-impl crate::evolve::generator::TextGenerator for Counting {
+impl crate::chat::TextGenerator for Counting {
     fn chat(
         &mut self,
-        messages: &[crate::evolve::generator::ChatMessage],
+        messages: &[crate::chat::ChatMessage],
         _rng: &mut ChaCha8Rng,
-    ) -> Result<String, EvolveError> {
+    ) -> crate::Result<String> {
         self.asked.push(messages.to_vec());
         let n = self.asked.len();
         Ok(format!(

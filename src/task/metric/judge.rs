@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::{Answer, Metric, MetricError, Params, Scored, ScoringModel};
-use crate::evolve::ChatMessage;
+use crate::chat::ChatMessage;
 use crate::model::{ChatTemplate, Model, WeightFormat};
 use crate::remote::{is_server_url, Client, ServerConfig};
 use crate::score::server::ServerBackend;

@@ -1,12 +1,16 @@
-//! The handle model-driven operators use to ask a language model for text.
+//! Chat turns and the [`TextGenerator`] trait: the one seam through which anything (model-driven
+//! operators, a judge metric, chat tasks) asks a language model for text.
 //!
-//! The strategy never touches the model directly: operators that need wording from a model get a
-//! [`TextGenerator`] (implemented over the local model's chat template and sampler in
-//! `model::generate`), and never see scores or data splits other than train demonstrations.
+//! A leaf below `evolve`, `model`, `remote`, `score` and `task`: it depends only on the library's
+//! error type, so the model and the server client implement it without knowing the search. The
+//! search never touches the model directly: operators that need wording get a [`TextGenerator`]
+//! (implemented over the local model's chat template and sampler in `model::generate`, or over a
+//! server's `/chat/completions` in `remote::chat`), and never see scores or data splits other
+//! than train demonstrations.
 
 use rand_chacha::ChaCha8Rng;
 
-use super::error::EvolveError;
+use crate::error::Result;
 
 /// One chat turn.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -47,11 +51,7 @@ impl ChatMessage {
 pub trait TextGenerator {
     /// The model's reply to `messages` (the raw text after the chat template's assistant header,
     /// up to the end-of-turn token or the length limit), sampled with `rng`.
-    fn chat(
-        &mut self,
-        messages: &[ChatMessage],
-        rng: &mut ChaCha8Rng,
-    ) -> Result<String, EvolveError>;
+    fn chat(&mut self, messages: &[ChatMessage], rng: &mut ChaCha8Rng) -> Result<String>;
     /// Tokens generated so far (for reports).
     fn tokens_generated(&self) -> u64 {
         0
