@@ -109,6 +109,11 @@ pub enum Error {
     /// A flag or option has an invalid value.
     #[error("{0}")]
     Usage(String),
+    /// promptevo broke one of its own contracts (a caller asked for something its callee
+    /// cannot give: a position past the model, a packed pass without the CPU kernel); a bug, not
+    /// bad input. The message says what.
+    #[error("{0}")]
+    Internal(String),
     /// The search failed (bad strategy settings, operator set, pool, or a failed evaluation).
     ///
     /// Transparent: printed once, not once as this error and again as its cause.

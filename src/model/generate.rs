@@ -319,7 +319,7 @@ impl<'m> Generator<'m> {
         mut rng: Option<&mut ChaCha8Rng>,
     ) -> Result<Generation> {
         if options.temperature > 0.0 && rng.is_none() {
-            return Err(Error::Usage(
+            return Err(Error::Internal(
                 "sampling (temperature > 0) needs a seeded random stream; pass one or set temperature = 0".into(),
             ));
         }
@@ -352,7 +352,7 @@ impl<'m> Generator<'m> {
         while generated.len() < options.max_new_tokens {
             let Some(logp) = last.take() else {
                 // A caller-built cache without new tokens gives nothing to predict from.
-                return Err(Error::Usage(
+                return Err(Error::Internal(
                     "nothing to continue: give at least one token after the cache".into(),
                 ));
             };

@@ -33,7 +33,8 @@ impl GgufFile {
             )
         };
         // Every count and size is checked against the file's length before candle allocates.
-        let scan = super::gguf_scan::scan(&mut reader, file_len).map_err(|e| unreadable(&e))?;
+        let scan = super::gguf_scan::scan(&mut reader, file_len)
+            .map_err(|e| unreadable(&e.to_string()))?;
         let content = Content::read(&mut reader).map_err(|e| {
             // candle's message may span lines (with a backtrace); one line is enough here.
             unreadable(e.to_string().lines().next().unwrap_or_default())

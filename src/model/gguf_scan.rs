@@ -32,7 +32,31 @@ struct Walker<'r, R> {
     long_lengths: bool,
 }
 
-type Res<T> = std::result::Result<T, String>;
+/// Why a GGUF header is refused: one line saying what is wrong (the caller names the file and
+/// the fix).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ScanError {
+    /// Reading the file failed.
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// A count, length, size or value in the header is impossible for this file.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl From<String> for ScanError {
+    fn from(message: String) -> Self {
+        ScanError::Malformed(message)
+    }
+}
+
+impl From<&str> for ScanError {
+    fn from(message: &str) -> Self {
+        ScanError::Malformed(message.to_string())
+    }
+}
+
+type Res<T> = std::result::Result<T, ScanError>;
 
 impl<R: Read + Seek> Walker<'_, R> {
     fn remaining(&mut self) -> Res<u64> {
@@ -69,13 +93,14 @@ impl<R: Read + Seek> Walker<'_, R> {
             return Err(format!(
                 "{what} claims {n} bytes, more than the file's remaining {}",
                 self.remaining()?
-            ));
+            )
+            .into());
         }
         // Read through (not seek): a seek would throw away a BufReader's buffer on every field.
         let got = std::io::copy(&mut self.r.by_ref().take(n), &mut std::io::sink())
-            .map_err(|e| e.to_string())?;
+            .map_err(ScanError::Io)?;
         if got != n {
-            return Err(format!("file ends inside {what}"));
+            return Err(format!("file ends inside {what}").into());
         }
         self.pos += n;
         Ok(())
@@ -88,7 +113,8 @@ impl<R: Read + Seek> Walker<'_, R> {
             return Err(format!(
                 "{what} claims a {len}-byte string, more than the file's remaining {}",
                 self.remaining()?
-            ));
+            )
+            .into());
         }
         if len as usize <= keep {
             let mut v = vec![0u8; len as usize];
@@ -128,9 +154,9 @@ impl<R: Read + Seek> Walker<'_, R> {
             8 => self.string(key, 0).map(|_| None),
             9 => {
                 if depth >= MAX_DEPTH {
-                    return Err(format!(
-                        "metadata '{key}' nests arrays deeper than {MAX_DEPTH}"
-                    ));
+                    return Err(
+                        format!("metadata '{key}' nests arrays deeper than {MAX_DEPTH}").into(),
+                    );
                 }
                 let inner = self.u32(key)?;
                 let min = self
@@ -141,7 +167,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                 if count.saturating_mul(min) > remaining {
                     return Err(format!(
                         "metadata '{key}' claims {count} array elements, more than the file's remaining {remaining} bytes hold"
-                    ));
+                    ).into());
                 }
                 match inner {
                     // Fixed-size elements: one bounded seek.
@@ -154,7 +180,7 @@ impl<R: Read + Seek> Walker<'_, R> {
                 }
                 Ok(None)
             }
-            _ => Err(format!("metadata '{key}' has unknown value type {ty}")),
+            _ => Err(format!("metadata '{key}' has unknown value type {ty}").into()),
         }
     }
 }
@@ -185,7 +211,7 @@ fn ggml_dtype(code: u32) -> Option<GgmlDType> {
 /// Scans the GGUF header of `r` (a file of `file_len` bytes, read from its start) and leaves the
 /// reader at the start again. The error is one line saying what is wrong.
 pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
-    r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    r.seek(SeekFrom::Start(0)).map_err(ScanError::Io)?;
     let mut w = Walker {
         r,
         file_len,
@@ -200,7 +226,7 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
     w.long_lengths = match version {
         1 => false,
         2 | 3 => true,
-        v => return Err(format!("unsupported GGUF version {v}")),
+        v => return Err(format!("unsupported GGUF version {v}").into()),
     };
     let tensors = w.length("the tensor count")?;
     let kvs = w.length("the metadata count")?;
@@ -213,7 +239,7 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
     {
         return Err(format!(
             "header claims {tensors} tensors and {kvs} metadata entries, more than the file's {file_len} bytes hold"
-        ));
+        ).into());
     }
     let mut alignment = 32u64;
     for _ in 0..kvs {
@@ -226,9 +252,7 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
                 alignment = v.unwrap_or(32);
             }
             if alignment == 0 || !alignment.is_power_of_two() {
-                return Err(format!(
-                    "general.alignment is {alignment}, not a power of two"
-                ));
+                return Err(format!("general.alignment is {alignment}, not a power of two").into());
             }
         }
     }
@@ -239,7 +263,8 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
         if n_dims > MAX_DIMS {
             return Err(format!(
                 "tensor '{name}' has {n_dims} dimensions, at most {MAX_DIMS} are allowed"
-            ));
+            )
+            .into());
         }
         let mut elems: u64 = 1;
         for _ in 0..n_dims {
@@ -260,13 +285,13 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
         if !elems.is_multiple_of(block) {
             return Err(format!(
                 "tensor '{name}' has {elems} elements, not a whole number of {dtype:?} blocks of {block}"
-            ));
+            ).into());
         }
         let bytes = (elems / block)
             .checked_mul(dtype.type_size() as u64)
             .ok_or_else(|| format!("tensor '{name}' is larger than 2^64 bytes"))?;
         if usize::try_from(elems).is_err() || usize::try_from(bytes).is_err() {
-            return Err(format!("tensor '{name}' is too large for this machine"));
+            return Err(format!("tensor '{name}' is too large for this machine").into());
         }
         infos.push((name, offset, bytes));
     }
@@ -279,6 +304,6 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, file_len: u64) -> Res<Scan> {
             .ok_or_else(|| format!("tensor '{name}' ends past 2^64 bytes"))?;
         needed = needed.max(end);
     }
-    w.r.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    w.r.seek(SeekFrom::Start(0)).map_err(ScanError::Io)?;
     Ok(Scan { needed })
 }

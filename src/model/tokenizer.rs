@@ -124,19 +124,34 @@ pub fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// How a tokenizer.json's vocabulary differs from the model's (see [`belongs`]).
+#[derive(Debug, thiserror::Error)]
+enum VocabMismatch {
+    /// The vocabularies differ in size.
+    #[error("it has {tokenizer} tokens, the model's vocabulary {model}")]
+    Size { tokenizer: usize, model: usize },
+    /// A token sits at another id (or is absent: `got` is None).
+    #[error("it maps token {token:?} to {got:?}, the model to id {id}")]
+    Token {
+        token: String,
+        got: Option<u32>,
+        id: usize,
+    },
+}
+
 /// Whether `tokenizer` has the GGUF's vocabulary: the same number of tokens, and the GGUF's
 /// tokens (a sample of about 512 ids plus BOS and EOS) at the same ids. A GGUF without an
 /// embedded vocabulary accepts any tokenizer. The error says what differs.
-fn belongs(tokenizer: &Tokenizer, gguf: &GgufFile) -> std::result::Result<(), String> {
+fn belongs(tokenizer: &Tokenizer, gguf: &GgufFile) -> std::result::Result<(), VocabMismatch> {
     let Ok(tokens) = gguf.strings("tokenizer.ggml.tokens") else {
         return Ok(());
     };
     let n = tokenizer.get_vocab_size(true);
     if n != tokens.len() {
-        return Err(format!(
-            "it has {n} tokens, the model's vocabulary {}",
-            tokens.len()
-        ));
+        return Err(VocabMismatch::Size {
+            tokenizer: n,
+            model: tokens.len(),
+        });
     }
     let step = (tokens.len() / 512).max(1);
     let specials = ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
@@ -146,9 +161,11 @@ fn belongs(tokenizer: &Tokenizer, gguf: &GgufFile) -> std::result::Result<(), St
         let Some(tok) = tokens.get(id) else { continue };
         let got = tokenizer.token_to_id(tok);
         if got != Some(id as u32) {
-            return Err(format!(
-                "it maps token {tok:?} to {got:?}, the model to id {id}"
-            ));
+            return Err(VocabMismatch::Token {
+                token: tok.clone(),
+                got,
+                id,
+            });
         }
     }
     Ok(())
@@ -175,9 +192,19 @@ pub fn from_json_file(path: &Path) -> Result<Tokenizer> {
         .map_err(|e| invalid(&e))
 }
 
+/// A BPE merge whose second token is shorter than the `continuing_subword_prefix` (see
+/// [`check_bpe_merges`]).
+#[derive(Debug, thiserror::Error)]
+#[error("BPE merge {merge} does not fit the continuing_subword_prefix {prefix:?}")]
+struct BadMerge {
+    /// The merge as the file writes it (a JSON string or pair).
+    merge: serde_json::Value,
+    prefix: String,
+}
+
 /// Checks that every BPE merge's second token is long enough to hold the
 /// `continuing_subword_prefix` that tokenizers slices off it.
-fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String> {
+fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), BadMerge> {
     let model = &json["model"];
     let Some(prefix) = model["continuing_subword_prefix"].as_str() else {
         return Ok(());
@@ -193,9 +220,10 @@ fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), String>
         };
         if let Some(b) = second {
             if !b.is_char_boundary(prefix.len()) {
-                return Err(format!(
-                    "BPE merge {m} does not fit the continuing_subword_prefix {prefix:?}"
-                ));
+                return Err(BadMerge {
+                    merge: m.clone(),
+                    prefix: prefix.to_string(),
+                });
             }
         }
     }

@@ -139,7 +139,7 @@ impl Backends {
     pub fn scorer<'a>(&'a self, task: &'a Task) -> Result<Scorer<'a>> {
         let (Some(client), Some(config)) = (self.scoring_client()?, &self.settings.server) else {
             let model = self.model.as_ref().ok_or_else(|| {
-                crate::Error::Usage(
+                crate::Error::Internal(
                     "no model was loaded and no server given (a bug: please report it)".into(),
                 )
             })?;

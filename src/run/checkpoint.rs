@@ -2,10 +2,34 @@
 //! log stays the record that resume replays; the checkpoint tells the user where a run stopped and
 //! catches a log that lost lines the checkpoint had already counted.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use super::folder::{RunFolder, CHECKPOINT_FILE};
 use crate::error::Result;
+
+/// Why `checkpoint.json` could not be used; resume reports it and carries on (the evaluation
+/// log is the record).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The file exists but could not be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The underlying I/O error (in the message, not chained).
+        error: std::io::Error,
+    },
+    /// The file is not a checkpoint (damaged, or written by something else).
+    #[error("{} is not a promptevo checkpoint: {error}", path.display())]
+    Parse {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What the JSON parser reported (in the message, not chained).
+        error: serde_json::Error,
+    },
+}
 
 /// One member of the population at a checkpoint.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,17 +62,17 @@ impl Checkpoint {
     }
 
     /// The checkpoint in `folder`: Ok(None) when there is none yet (a run killed in its first
-    /// generation), Err(reason) when the file cannot be read or parsed.
-    pub fn read(folder: &RunFolder) -> std::result::Result<Option<Self>, String> {
+    /// generation), an error naming the file when it cannot be read or parsed.
+    pub fn read(folder: &RunFolder) -> std::result::Result<Option<Self>, CheckpointError> {
         let path = folder.file(CHECKPOINT_FILE);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(error) => return Err(CheckpointError::Read { path, error }),
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| format!("{} is not a promptevo checkpoint: {e}", path.display()))
+            .map_err(|error| CheckpointError::Parse { path, error })
     }
 
     /// What resume tells the user about this checkpoint, given the records the log still holds;
@@ -88,9 +112,9 @@ mod tests {
     fn a_written_checkpoint_reads_back_and_a_missing_one_is_none() {
         let dir = tempfile::tempdir().unwrap();
         let folder = RunFolder::create(dir.path()).unwrap();
-        assert_eq!(Checkpoint::read(&folder), Ok(None));
+        assert_eq!(Checkpoint::read(&folder).unwrap(), None);
         checkpoint().write(&folder).unwrap();
-        assert_eq!(Checkpoint::read(&folder), Ok(Some(checkpoint())));
+        assert_eq!(Checkpoint::read(&folder).unwrap(), Some(checkpoint()));
     }
 
     #[test]
@@ -98,7 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let folder = RunFolder::create(dir.path()).unwrap();
         std::fs::write(folder.file(CHECKPOINT_FILE), "{\"generation\": ").unwrap();
-        let err = Checkpoint::read(&folder).unwrap_err();
+        let err = Checkpoint::read(&folder).unwrap_err().to_string();
         assert!(
             err.contains("checkpoint.json is not a promptevo checkpoint"),
             "{err}"

@@ -277,7 +277,7 @@ pub fn execute(
     let initial = outcome
         .initial
         .first()
-        .ok_or_else(|| Error::Usage("the run has no initial prompt".into()))?;
+        .ok_or_else(|| Error::Internal("the run has no initial prompt".into()))?;
     let gold_test = task.gold(Split::Test);
     let test_weights = (!task.is_generation()).then(|| {
         metrics::class_weights(

@@ -320,7 +320,7 @@ impl<'m> Scorer<'m> {
     ) -> Result<(Vec<ExampleScore>, usize)> {
         let examples = self.task.examples(split);
         if let Some(&bad) = ids.iter().find(|&&i| i >= examples.len()) {
-            return Err(crate::error::Error::Usage(format!(
+            return Err(crate::error::Error::Internal(format!(
                 "example {bad} is past the end of the {split} split ({} examples)",
                 examples.len()
             )));

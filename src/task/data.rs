@@ -31,11 +31,22 @@ struct Line {
     targets: Option<Vec<String>>,
 }
 
-fn as_text(v: &serde_json::Value, key: &str) -> std::result::Result<String, String> {
+/// A data line's `input` or `target` that is neither a string nor a number.
+#[derive(Debug, thiserror::Error)]
+#[error("\"{key}\" must be a string, found {found}")]
+struct NotText {
+    key: &'static str,
+    found: serde_json::Value,
+}
+
+fn as_text(v: &serde_json::Value, key: &'static str) -> std::result::Result<String, NotText> {
     match v {
         serde_json::Value::String(s) => Ok(s.clone()),
         serde_json::Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("\"{key}\" must be a string, found {other}")),
+        other => Err(NotText {
+            key,
+            found: other.clone(),
+        }),
     }
 }
 
@@ -55,8 +66,8 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Example>> {
             message,
         };
         let line: Line = serde_json::from_str(raw).map_err(|e| bad(e.to_string()))?;
-        let input = as_text(&line.input, "input").map_err(bad)?;
-        let target = as_text(&line.target, "target").map_err(bad)?;
+        let input = as_text(&line.input, "input").map_err(|e| bad(e.to_string()))?;
+        let target = as_text(&line.target, "target").map_err(|e| bad(e.to_string()))?;
         let targets = line
             .targets
             .filter(|t| !t.is_empty())

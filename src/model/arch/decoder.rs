@@ -494,21 +494,60 @@ fn native_layers(
         .collect()
 }
 
+/// What is wrong with a file's tensors (see [`check_shapes`]); the caller adds the file and
+/// the fix.
+#[derive(Debug, thiserror::Error)]
+enum ShapeError {
+    /// A tensor the forward pass reads is not in the file.
+    #[error("tensor '{name}' is missing")]
+    Missing { name: String },
+    /// A tensor's shape differs from what the metadata implies.
+    #[error("tensor '{name}' has shape {got:?}, the metadata implies {implied:?}")]
+    Implied {
+        name: String,
+        got: Vec<usize>,
+        implied: Vec<usize>,
+    },
+    /// A tensor that sets a size (vocabulary, feed-forward width) has the wrong form.
+    #[error("tensor '{name}' has shape {got:?}, want {want}")]
+    Form {
+        name: String,
+        got: Vec<usize>,
+        /// The form wanted, e.g. `[vocab, 576]`.
+        want: String,
+    },
+    /// The block count is zero or more than the file's tensors can hold.
+    #[error(
+        "block_count is {blocks} but the file holds {tensors} tensors ({per_block} per block)"
+    )]
+    BlockCount {
+        blocks: usize,
+        tensors: usize,
+        per_block: usize,
+    },
+}
+
 /// Checks every tensor the forward pass reads against the metadata's shape before any is
 /// loaded, so that a malformed file is an error naming the tensor instead of a slice panic or a
 /// shape error deep in a forward pass. Returns the vocabulary size.
-fn check_shapes(src: &dyn WeightSource, spec: &DecoderSpec) -> std::result::Result<usize, String> {
+fn check_shapes(
+    src: &dyn WeightSource,
+    spec: &DecoderSpec,
+) -> std::result::Result<usize, ShapeError> {
     let cfg = &spec.config;
-    let dims = |name: &str| -> std::result::Result<Vec<usize>, String> {
-        src.tensor_dims(name)
-            .ok_or_else(|| format!("tensor '{name}' is missing"))
+    let dims = |name: &str| -> std::result::Result<Vec<usize>, ShapeError> {
+        src.tensor_dims(name).ok_or_else(|| ShapeError::Missing {
+            name: name.to_string(),
+        })
     };
-    let want = |name: &str, shape: &[usize]| -> std::result::Result<(), String> {
+    let want = |name: &str, shape: &[usize]| -> std::result::Result<(), ShapeError> {
         let got = dims(name)?;
         if got != shape {
-            return Err(format!(
-                "tensor '{name}' has shape {got:?}, the metadata implies {shape:?}"
-            ));
+            return Err(ShapeError::Implied {
+                name: name.to_string(),
+                got,
+                implied: shape.to_vec(),
+            });
         }
         Ok(())
     };
@@ -516,11 +555,11 @@ fn check_shapes(src: &dyn WeightSource, spec: &DecoderSpec) -> std::result::Resu
     // allocation.
     let per_block = spec.tensors_per_block();
     if cfg.n_layer == 0 || cfg.n_layer > src.tensor_count() / per_block {
-        return Err(format!(
-            "block_count is {} but the file holds {} tensors ({per_block} per block)",
-            cfg.n_layer,
-            src.tensor_count()
-        ));
+        return Err(ShapeError::BlockCount {
+            blocks: cfg.n_layer,
+            tensors: src.tensor_count(),
+            per_block,
+        });
     }
     let (h, q, kv, d) = (
         cfg.hidden,
@@ -531,9 +570,11 @@ fn check_shapes(src: &dyn WeightSource, spec: &DecoderSpec) -> std::result::Resu
     let vocab = match dims("token_embd.weight")?.as_slice() {
         &[v, c] if c == h && v > 0 => v,
         got => {
-            return Err(format!(
-                "tensor 'token_embd.weight' has shape {got:?}, want [vocab, {h}]"
-            ))
+            return Err(ShapeError::Form {
+                name: "token_embd.weight".into(),
+                got: got.to_vec(),
+                want: format!("[vocab, {h}]"),
+            })
         }
     };
     if src.has_tensor("output.weight") {
@@ -545,10 +586,11 @@ fn check_shapes(src: &dyn WeightSource, spec: &DecoderSpec) -> std::result::Resu
         let ff = match dims(&n("ffn_gate"))?.as_slice() {
             &[f, c] if c == h && f > 0 => f,
             got => {
-                return Err(format!(
-                    "tensor '{}' has shape {got:?}, want [ffn, {h}]",
-                    n("ffn_gate")
-                ))
+                return Err(ShapeError::Form {
+                    name: n("ffn_gate"),
+                    got: got.to_vec(),
+                    want: format!("[ffn, {h}]"),
+                })
             }
         };
         want(&n("attn_norm"), &[h])?;
@@ -622,7 +664,7 @@ impl Decoder {
     ) -> Result<Self> {
         let arch = spec.config.architecture.clone();
         let path = src.path().to_path_buf();
-        let vocab = check_shapes(src, &spec).map_err(|e| bad_file(&path, &arch, e))?;
+        let vocab = check_shapes(src, &spec).map_err(|e| bad_file(&path, &arch, e.to_string()))?;
         if spec.layer_rope.len() != spec.config.n_layer
             || spec.sliding.len() != spec.config.n_layer
             || spec.layer_rope.iter().any(|&t| t >= spec.rope_tables.len())
@@ -799,7 +841,7 @@ impl Decoder {
         for r in 0..b {
             let cached = cache.positions(r);
             if cached.len() != p {
-                return Err(Error::Usage(
+                return Err(Error::Internal(
                     "the KV cache lacks the positions of its tokens".into(),
                 ));
             }
@@ -854,7 +896,7 @@ impl Architecture for Decoder {
         }
         let pos_vec: Vec<u32> = positions.flatten_all()?.to_vec1()?;
         if let Some(&bad) = pos_vec.iter().find(|&&q| q as usize >= self.max_positions) {
-            return Err(Error::Usage(format!(
+            return Err(Error::Internal(format!(
                 "position {bad} is past the model's {} positions",
                 self.max_positions
             )));
@@ -1005,7 +1047,7 @@ impl Architecture for Decoder {
         keep: &[usize],
     ) -> Result<Vec<f32>> {
         let Some(native) = &self.native else {
-            return Err(Error::Usage(
+            return Err(Error::Internal(
                 "packed forward passes need --weights bf16 on the CPU".into(),
             ));
         };
