@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
-use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, STRATEGY_NAMES};
+use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, OPERATORS, STRATEGY_NAMES};
 use promptevo::model::{ModelSpec, WeightFormat};
 use promptevo::remote::ServerConfig;
 use promptevo::run::checkpoint::Checkpoint;
@@ -191,11 +191,8 @@ struct OptimizeArgs {
     ///.
     #[arg(long, value_name = "P", default_value_t = defaults().crossover_rate)]
     crossover_rate: f64,
-    /// Operator weights, e.g. `paraphrase=1,evo-ga=1,persona=0` (0 disables; others keep the
-    /// strategy's defaults). Names: delete swap insert paraphrase one-point uniform sentence
-    /// persona constraint demo-add demo-drop demo-swap demo-set demo-order evo-ga evo-de
-    /// pb-first-order pb-zero-order pb-hypermutation pb-lineage pb-lamarckian.
-    #[arg(long, value_name = "NAME=W,...", value_parser = parse_weights)]
+    // Help from the operator registry: see `operators_help`.
+    #[arg(long, value_name = "NAME=W,...", value_parser = parse_weights, help = operators_help())]
     operators: Option<std::collections::BTreeMap<String, f64>>,
     /// Per-example fitness the search maximises: accuracy (0/1), margin (gold label log-prob
     /// minus the best other, clipped to +-5 nats) or prob (gold label probability over the
@@ -325,6 +322,15 @@ struct EvalArgs {
 /// The search settings' defaults: the one source of `optimize`'s flag defaults.
 fn defaults() -> SearchConfig {
     SearchConfig::default()
+}
+
+/// `--operators`' help, naming every registered operator (no final period: clap drops it
+/// from doc-comment help, and the text stays what it was).
+fn operators_help() -> String {
+    format!(
+        "Operator weights, e.g. `paraphrase=1,evo-ga=1,persona=0` (0 disables; others keep the strategy's defaults). Names: {}",
+        OPERATORS.join(" ")
+    )
 }
 
 /// Parses `name=weight,name=weight`.

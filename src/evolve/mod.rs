@@ -14,7 +14,9 @@ pub mod strategies;
 pub use crate::chat::{ChatMessage, TextGenerator};
 pub use error::EvolveError;
 pub use genome::Genome;
-pub use operators::{operator_by_name, Family, Operator, OperatorContext, WeightedOperator};
+pub use operators::{
+    operator_by_name, Family, Operator, OperatorContext, WeightedOperator, OPERATORS,
+};
 pub use pool::PhrasePool;
 pub use results::{ExampleResult, Pool, Results};
 pub use search::{Candidate, Evaluator, Scored, Search, SearchLimits, SearchOutcome, StopReason};
