@@ -9,7 +9,7 @@ pub const RESAMPLES: usize = 2000;
 
 /// Largest number of non-zero differences whose Wilcoxon p-value is computed exactly; above it
 /// the normal approximation (tie- and continuity-corrected) is accurate to a few thousandths.
-pub const WILCOXON_EXACT_MAX: usize = 20;
+pub(crate) const WILCOXON_EXACT_MAX: usize = 20;
 
 /// Mean (NaN for no values).
 pub fn mean(xs: &[f64]) -> f64 {
@@ -21,7 +21,7 @@ pub fn mean(xs: &[f64]) -> f64 {
 }
 
 /// Sample standard deviation (n - 1 denominator; 0 for one value, NaN for none).
-pub fn std_dev(xs: &[f64]) -> f64 {
+pub(crate) fn std_dev(xs: &[f64]) -> f64 {
     match xs.len() {
         0 => f64::NAN,
         1 => 0.0,
@@ -40,7 +40,7 @@ fn sorted(xs: &[f64]) -> Vec<f64> {
 }
 
 /// Linear-interpolation quantile (`q` in [0, 1]) of `xs`; NaN for no values.
-pub fn quantile(xs: &[f64], q: f64) -> f64 {
+pub(crate) fn quantile(xs: &[f64], q: f64) -> f64 {
     if xs.is_empty() {
         return f64::NAN;
     }
@@ -97,7 +97,7 @@ pub fn average_ranks(xs: &[f64]) -> Vec<f64> {
 /// One-sided p-value of the exact sign test: the chance of at least `better` successes in
 /// `better + worse` fair coin flips (McNemar's exact test on the examples where two prompts
 /// differ). 1 when they never differ.
-pub fn sign_test_p(better: usize, worse: usize) -> f64 {
+pub(crate) fn sign_test_p(better: usize, worse: usize) -> f64 {
     let n = better + worse;
     if n == 0 {
         return 1.0;
@@ -117,7 +117,7 @@ fn ln_factorial(k: usize) -> f64 {
 }
 
 /// Draws of the Monte Carlo sign-flip test when the differences are not all the same size.
-pub const SIGN_FLIP_DRAWS: usize = 20_000;
+pub(crate) const SIGN_FLIP_DRAWS: usize = 20_000;
 
 /// One-sided p-value that paired differences are centred above 0, by flipping their signs: the
 /// chance that a random sign assignment gives a sum at least the observed one. Zero differences
@@ -125,7 +125,7 @@ pub const SIGN_FLIP_DRAWS: usize = 20_000;
 /// [`sign_test_p`]; otherwise (weighted or partial-credit scores) it is estimated from
 /// [`SIGN_FLIP_DRAWS`] draws of a fixed-seed stream, so the same differences always give the
 /// same p. 1 when every difference is zero.
-pub fn paired_sign_flip_p(diffs: &[f64]) -> f64 {
+pub(crate) fn paired_sign_flip_p(diffs: &[f64]) -> f64 {
     let nz: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
     if nz.is_empty() {
         return 1.0;
@@ -157,7 +157,7 @@ pub fn paired_sign_flip_p(diffs: &[f64]) -> f64 {
 /// [`WILCOXON_EXACT_MAX`] non-zero differences the p-value is exact (every sign assignment is
 /// counted, with the tied ranks), above it the normal approximation is used. 1 when every
 /// difference is zero.
-pub fn wilcoxon_signed_rank(diffs: &[f64]) -> f64 {
+pub(crate) fn wilcoxon_signed_rank(diffs: &[f64]) -> f64 {
     let nz: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
     let n = nz.len();
     if n == 0 {

@@ -11,7 +11,7 @@ use crate::evolve::strategies::check_operators;
 use crate::evolve::SearchConfig;
 
 /// Pool used when the benchmark file names none: the one compiled into the binary.
-pub const DEFAULT_POOL: &str = crate::evolve::pool::BUILTIN_POOL;
+pub(crate) const DEFAULT_POOL: &str = crate::evolve::pool::BUILTIN_POOL;
 
 /// The file as written; the `search` tables stay raw until merged.
 #[derive(Deserialize)]
@@ -229,7 +229,7 @@ impl BenchConfig {
     }
 
     /// Runs in the benchmark: arms x tasks x seeds.
-    pub fn run_count(&self) -> usize {
+    pub(crate) fn run_count(&self) -> usize {
         self.arms.len() * self.tasks.len() * self.seeds.len()
     }
 

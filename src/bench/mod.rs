@@ -22,7 +22,7 @@ use crate::error::Result;
 use crate::run::{Backends, ModelSettings, RunFolder};
 
 /// Folder (inside the benchmark's output folder) holding each shard's own tables.
-pub const SHARDS_DIR: &str = "shards";
+pub(crate) const SHARDS_DIR: &str = "shards";
 
 /// Where `shard` writes its own `results.csv` / `results.json`: `<out>/shards/<K>-of-<N>/`.
 pub fn shard_dir(out: &Path, shard: Shard) -> PathBuf {

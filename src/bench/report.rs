@@ -13,7 +13,7 @@ use crate::run::ModelSettings;
 use crate::stats;
 
 /// Columns of `results.csv`, in order.
-pub const CSV_COLUMNS: [&str; 12] = [
+pub(crate) const CSV_COLUMNS: [&str; 12] = [
     "arm",
     "strategy",
     "task",
@@ -29,7 +29,7 @@ pub const CSV_COLUMNS: [&str; 12] = [
 ];
 
 /// Seed of the paired bootstrap (fixed, so bench.md is reproducible).
-pub const BOOTSTRAP_SEED: u64 = 0;
+pub(crate) const BOOTSTRAP_SEED: u64 = 0;
 
 /// Points of the convergence curves along the evaluation axis.
 const CURVE_POINTS: usize = 60;
@@ -54,7 +54,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// `results.csv`: a header and one row per run.
-pub fn to_csv(rows: &[RunRow]) -> String {
+pub(crate) fn to_csv(rows: &[RunRow]) -> String {
     let mut s = CSV_COLUMNS.join(",") + "\n";
     for r in rows {
         s += &format!(
@@ -77,7 +77,7 @@ pub fn to_csv(rows: &[RunRow]) -> String {
 }
 
 /// `results.json`: the rows as a pretty JSON array.
-pub fn to_json(rows: &[RunRow]) -> String {
+pub(crate) fn to_json(rows: &[RunRow]) -> String {
     serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
@@ -146,7 +146,7 @@ fn pts(x: f64) -> String {
 }
 
 /// File names of a task's plots: (box plot of test accuracy, convergence curves).
-pub fn plot_names(task: &str) -> (String, String) {
+pub(crate) fn plot_names(task: &str) -> (String, String) {
     (
         format!("{task}-test.svg"),
         format!("{task}-convergence.svg"),
@@ -207,7 +207,12 @@ pub fn backend_line(model: &ModelSettings, results: &[RunResult]) -> String {
 
 /// `bench.md`: per-task tables, paired comparisons with the baseline, plots and methods;
 /// `backend` is [`backend_line`]'s.
-pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str, backend: &str) -> String {
+pub(crate) fn to_markdown(
+    config: &BenchConfig,
+    rows: &[RunRow],
+    model: &str,
+    backend: &str,
+) -> String {
     let baseline = config.baseline();
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(0);
@@ -300,7 +305,7 @@ pub fn to_markdown(config: &BenchConfig, rows: &[RunRow], model: &str, backend: 
 
 /// Box plot of best-prompt test accuracy per arm (box: quartiles, line: median, whiskers:
 /// min and max, dots: runs).
-pub fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> Result<()> {
+pub(crate) fn box_plot(path: &Path, task: &str, arms: &[&str], values: &[Vec<f64>]) -> Result<()> {
     let lo = values.iter().flatten().copied().fold(1.0, f64::min);
     let n = arms.len().max(1);
     let caption = format!("{task}: test accuracy of the best prompt");
@@ -365,7 +370,7 @@ fn at(curve: &[(u64, f64)], x: f64) -> Option<f64> {
 
 /// Mean (over seeds) best dev accuracy so far against evaluations spent, one line per arm with
 /// a ±1 std band.
-pub fn convergence_plot(
+pub(crate) fn convergence_plot(
     path: &Path,
     task: &str,
     arms: &[&str],
@@ -437,7 +442,7 @@ pub fn convergence_plot(
 }
 
 /// Writes both plots of every task into `out`.
-pub fn write_plots(out: &Path, config: &BenchConfig, results: &[RunResult]) -> Result<()> {
+pub(crate) fn write_plots(out: &Path, config: &BenchConfig, results: &[RunResult]) -> Result<()> {
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let rows: Vec<RunRow> = results.iter().map(|r| r.row.clone()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(1);

@@ -18,7 +18,7 @@ use crate::score::{BackendInfo, Scorer};
 use crate::task::Task;
 
 /// Share of a run's final best dev score at which `evals_to_95` is read off.
-pub const CONVERGED_FRACTION: f64 = 0.95;
+pub(crate) const CONVERGED_FRACTION: f64 = 0.95;
 
 /// One run's row of `results.csv` / `results.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -64,7 +64,7 @@ pub struct RunResult {
 
 /// How a run was brought to its result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
+pub(crate) enum RunState {
     /// It had finished in an earlier invocation; its result was read back.
     Finished,
     /// It had started; its logged evaluations were replayed and it was finished.
@@ -75,7 +75,7 @@ pub enum RunState {
 
 /// Example evaluations at which `curve` first reached `fraction` of its final best (0 for an
 /// empty curve).
-pub fn evals_to_fraction(curve: &[(u64, f64)], fraction: f64) -> u64 {
+pub(crate) fn evals_to_fraction(curve: &[(u64, f64)], fraction: f64) -> u64 {
     let Some(&(_, last)) = curve.last() else {
         return 0;
     };
@@ -161,7 +161,7 @@ pub fn load_tasks(config: &BenchConfig) -> Result<Vec<Task>> {
 
 /// One run of the grid, before it is run.
 #[derive(Clone, Debug)]
-pub struct PlannedRun {
+pub(crate) struct PlannedRun {
     /// Its position in run order (seed, task, arm), 0-based; shards split on it.
     pub index: usize,
     /// Index of its arm in the benchmark file.
@@ -178,7 +178,7 @@ pub struct PlannedRun {
 
 /// Every run of the benchmark in run order (seed, task, arm), with its settings and folder
 /// under `out`. `tasks` are the benchmark's tasks as [`load_tasks`] returns them.
-pub fn plan(
+pub(crate) fn plan(
     config: &BenchConfig,
     tasks: &[Task],
     out: &Path,
@@ -270,7 +270,7 @@ pub fn record(backends: &Backends) -> Result<ModelSettings> {
 /// of them, scored and written by `backends`, calling `each` after each run with the results
 /// so far; returns the results of the runs it was given, in run order (seed, task, arm). A run
 /// stopped by its server fails naming its folder: rerunning the benchmark resumes it.
-pub fn run_all(
+pub(crate) fn run_all(
     config: &BenchConfig,
     out: &Path,
     backends: &Backends,
@@ -360,7 +360,7 @@ const MISSING_SHOWN: usize = 6;
 /// sharded benchmark): each must have finished with the settings `model` gives. Fails with one
 /// line naming the runs that have not finished. Returns the results in run order and the
 /// model's name as the runs' reports give it.
-pub fn read_finished(
+pub(crate) fn read_finished(
     config: &BenchConfig,
     out: &Path,
     model: &ModelSettings,

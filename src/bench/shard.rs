@@ -42,13 +42,13 @@ impl Shard {
     }
 
     /// Whether run `run_index` (0-based, in run order) is this shard's.
-    pub fn owns(&self, run_index: usize) -> bool {
+    pub(crate) fn owns(&self, run_index: usize) -> bool {
         run_index % self.count + 1 == self.index
     }
 
     /// Folder name of this shard's own tables inside the benchmark's output folder
     /// (`shards/<K>-of-<N>`).
-    pub fn folder_name(&self) -> String {
+    pub(crate) fn folder_name(&self) -> String {
         format!("{}-of-{}", self.index, self.count)
     }
 }

@@ -24,10 +24,10 @@ use super::search::{Scored, Search, INITIAL_OPERATOR};
 use crate::stats;
 
 /// One-sided level of the sign test on validation alone.
-pub const VALIDATION_ALPHA: f64 = 0.05;
+pub(crate) const VALIDATION_ALPHA: f64 = 0.05;
 
 /// One-sided level of the sign test on dev and validation pooled.
-pub const POOLED_ALPHA: f64 = 0.01;
+pub(crate) const POOLED_ALPHA: f64 = 0.01;
 
 /// What a finalist is judged by, per example.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ pub struct PairedEvidence {
 
 impl PairedEvidence {
     /// The evidence from paired differences.
-    pub fn from_diffs(diffs: &[f64]) -> Self {
+    pub(crate) fn from_diffs(diffs: &[f64]) -> Self {
         Self {
             n: diffs.len(),
             better: diffs.iter().filter(|d| **d > 0.0).count(),
@@ -296,7 +296,7 @@ pub fn challenger_index(finalists: &[Finalist], criterion: Criterion) -> usize {
 /// dev fitness, earlier id) replaces the initial prompt only when a paired test says it is
 /// better (see the module docs), growing validation while the decision is close. None when
 /// there is no validation split.
-pub fn choose_on_validation(
+pub(crate) fn choose_on_validation(
     search: &mut Search<'_, '_>,
     top: usize,
     criterion: Criterion,

@@ -96,7 +96,7 @@ pub enum EvolveError {
 }
 
 /// An error from below the search (model, scorer, metric, server, file system), kept whole.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl EvolveError {
     /// Wraps an evaluator-side error (model, cache, metric, I/O; or a message) as

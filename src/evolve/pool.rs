@@ -68,7 +68,7 @@ impl PhrasePool {
     }
 
     /// Parses the contents of a pool file; `path` is only used in error messages.
-    pub fn from_toml_str(text: &str, path: &Path) -> Result<PhrasePool, EvolveError> {
+    pub(crate) fn from_toml_str(text: &str, path: &Path) -> Result<PhrasePool, EvolveError> {
         let file: PoolFile = toml::from_str(text).map_err(|e| EvolveError::PoolParse {
             path: path.to_path_buf(),
             message: e.message().to_string(),
@@ -96,7 +96,7 @@ impl PhrasePool {
     }
 
     /// Adds the phrases of these prompts (via [`Genome::parse`]) after the existing ones.
-    pub fn with_prompts(self, prompts: &[String]) -> PhrasePool {
+    pub(crate) fn with_prompts(self, prompts: &[String]) -> PhrasePool {
         self.extend(prompts.iter().flat_map(|p| Genome::parse(p).phrases))
     }
 

@@ -89,12 +89,12 @@ impl Results {
     }
 
     /// Mean metric (accuracy) over the scored examples (NaN when none).
-    pub fn mean_metric(&self) -> f64 {
+    pub(crate) fn mean_metric(&self) -> f64 {
         mean(self.iter().map(|r| r.metric))
     }
 
     /// Mean fitness over these examples, when every one of them is scored.
-    pub fn mean_fitness_on(&self, examples: &[usize]) -> Option<f64> {
+    pub(crate) fn mean_fitness_on(&self, examples: &[usize]) -> Option<f64> {
         let values: Option<Vec<f64>> = examples
             .iter()
             .map(|i| self.get(*i).map(|r| r.fitness))
@@ -105,7 +105,7 @@ impl Results {
     /// Paired gain over `parent`: the mean of (this fitness - the parent's) over the examples
     /// both were scored on (None when they share none). Paired screening compares a child with
     /// its parent this way, and the adaptive strategy credits a move family with it.
-    pub fn paired_gain(&self, parent: &Results) -> Option<f64> {
+    pub(crate) fn paired_gain(&self, parent: &Results) -> Option<f64> {
         let diffs: Vec<f64> = self
             .iter()
             .filter_map(|r| parent.get(r.example).map(|p| r.fitness - p.fitness))

@@ -17,13 +17,13 @@ use super::results::{ExampleResult, Pool, Results};
 
 /// How many attempt units one population slot gets before it is given up; an attempt with an
 /// edit or crossover costs 1, one that asks the model costs [`MODEL_ATTEMPT_COST`].
-pub const MAX_ATTEMPTS_PER_SLOT: usize = 50;
+pub(crate) const MAX_ATTEMPTS_PER_SLOT: usize = 50;
 
 /// Attempt units a model-driven attempt costs (so a slot asks the model at most 5 times).
-pub const MODEL_ATTEMPT_COST: usize = 10;
+pub(crate) const MODEL_ATTEMPT_COST: usize = 10;
 
 /// Operator name recorded on the user's own prompts.
-pub const INITIAL_OPERATOR: &str = "initial";
+pub(crate) const INITIAL_OPERATOR: &str = "initial";
 
 /// A candidate prompt proposed by a strategy, with its lineage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,7 +193,7 @@ pub struct SearchOutcome {
 }
 
 /// Weighted operators grouped by arity, ready to draw from.
-pub struct OperatorSet {
+pub(crate) struct OperatorSet {
     by_arity: Vec<(usize, Vec<WeightedOperator>)>,
 }
 
@@ -243,7 +243,7 @@ impl OperatorSet {
     }
 
     /// Whether some operator takes this many parents.
-    pub fn has_arity(&self, arity: usize) -> bool {
+    pub(crate) fn has_arity(&self, arity: usize) -> bool {
         self.by_arity.iter().any(|(a, _)| *a == arity)
     }
 
@@ -256,14 +256,14 @@ impl OperatorSet {
     }
 
     /// An operator of this arity drawn by weight (None when there is none).
-    pub fn choose_arity(&self, arity: usize, rng: &mut ChaCha8Rng) -> Option<&dyn Operator> {
+    pub(crate) fn choose_arity(&self, arity: usize, rng: &mut ChaCha8Rng) -> Option<&dyn Operator> {
         let set = &self.by_arity.iter().find(|(a, _)| *a == arity)?.1;
         Some(weighted_choice(set, rng))
     }
 
     /// An operator drawn by weight among those `keep` accepts, whatever their arity (None when
     /// it accepts none).
-    pub fn choose_where(
+    pub(crate) fn choose_where(
         &self,
         keep: impl Fn(&dyn Operator) -> bool,
         rng: &mut ChaCha8Rng,
@@ -287,7 +287,7 @@ impl OperatorSet {
 
     /// A one-parent operator, or a two-parent one when `crossover` is asked for; falls back to
     /// whichever kind exists.
-    pub fn choose(&self, crossover: bool, rng: &mut ChaCha8Rng) -> &dyn Operator {
+    pub(crate) fn choose(&self, crossover: bool, rng: &mut ChaCha8Rng) -> &dyn Operator {
         let want = if crossover { 2 } else { 1 };
         if self.has_arity(want) {
             return self.choose_arity(want, rng).expect("arity exists");
@@ -322,7 +322,7 @@ fn weighted_pick<'a>(set: &[&'a WeightedOperator], rng: &mut ChaCha8Rng) -> &'a 
 /// The parent a child is compared with (paired screening, move-family credit): of the
 /// `parents` scored on at least `full` dev examples, the one with the best mean fitness (the
 /// last of equals).
-pub fn comparison_parent<'r>(
+pub(crate) fn comparison_parent<'r>(
     parents: impl IntoIterator<Item = (u64, &'r Results)>,
     full: usize,
 ) -> Option<(u64, &'r Results)> {
@@ -333,7 +333,7 @@ pub fn comparison_parent<'r>(
 }
 
 /// Sorts best first; stable, so ties keep their current order.
-pub fn sort_best_first(population: &mut [Scored]) {
+pub(crate) fn sort_best_first(population: &mut [Scored]) {
     population.sort_by(|a, b| {
         b.score
             .partial_cmp(&a.score)
@@ -421,7 +421,7 @@ impl<'e, 'g> Search<'e, 'g> {
     }
 
     /// Every scored candidate so far, in scoring order.
-    pub fn archive(&self) -> &[Scored] {
+    pub(crate) fn archive(&self) -> &[Scored] {
         &self.archive
     }
 
@@ -431,17 +431,17 @@ impl<'e, 'g> Search<'e, 'g> {
     }
 
     /// A candidate's per-example dev results.
-    pub fn dev_results(&self, id: u64) -> Option<&Results> {
+    pub(crate) fn dev_results(&self, id: u64) -> Option<&Results> {
         self.dev.get(&id)
     }
 
     /// Examples in a full dev evaluation.
-    pub fn dev_size(&self) -> usize {
+    pub(crate) fn dev_size(&self) -> usize {
         self.evaluator.pool_size(Pool::Dev)
     }
 
     /// Makes a candidate if its prompt is new to this search.
-    pub fn propose(
+    pub(crate) fn propose(
         &mut self,
         genome: Genome,
         parents: Vec<u64>,
@@ -464,7 +464,7 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// Applies `op` to the parents and proposes the child (None: it did not apply or the prompt
     /// is not new).
-    pub fn vary(
+    pub(crate) fn vary(
         &mut self,
         op: &dyn Operator,
         parents: &[&Candidate],
@@ -485,7 +485,7 @@ impl<'e, 'g> Search<'e, 'g> {
     /// Tries to make one new child: `pick` draws an operator and its parents, each attempt
     /// costing 1 unit ([`MODEL_ATTEMPT_COST`] when the model is asked) of
     /// [`MAX_ATTEMPTS_PER_SLOT`].
-    pub fn breed<'p>(
+    pub(crate) fn breed<'p>(
         &mut self,
         generation: usize,
         rng: &mut ChaCha8Rng,
@@ -593,7 +593,7 @@ impl<'e, 'g> Search<'e, 'g> {
     /// full dev score), on the dev examples both were scored on: what paired screening
     /// measured for it, or the full-dev difference when it passed. None for an initial prompt,
     /// a child not scored, or one without a fully scored parent.
-    pub fn paired_gain(&self, child: &Candidate) -> Option<f64> {
+    pub(crate) fn paired_gain(&self, child: &Candidate) -> Option<f64> {
         let parent = self.screening_parent(child)?;
         self.dev.get(&child.id)?.paired_gain(&self.dev[&parent])
     }
@@ -692,7 +692,7 @@ impl<'e, 'g> Search<'e, 'g> {
     /// A candidate's results on `m` train-pool examples it was not probed on before (charged to
     /// the budget), with every earlier probe's; None when the pool is empty or the budget is
     /// spent. Error-driven moves and reflection read the failures from it.
-    pub fn probe_train(
+    pub(crate) fn probe_train(
         &mut self,
         candidate: &Candidate,
         m: usize,
@@ -748,7 +748,7 @@ impl<'e, 'g> Search<'e, 'g> {
     }
 
     /// Scores one candidate on these validation examples (not charged to the budget).
-    pub fn validate_on(
+    pub(crate) fn validate_on(
         &mut self,
         candidate: &Candidate,
         examples: &[usize],
@@ -762,12 +762,12 @@ impl<'e, 'g> Search<'e, 'g> {
     }
 
     /// Validation examples the final choice looks at first.
-    pub fn validation_size(&self) -> usize {
+    pub(crate) fn validation_size(&self) -> usize {
         self.evaluator.pool_size(Pool::Validation)
     }
 
     /// Validation examples the final choice may grow to when its decision is close.
-    pub fn validation_capacity(&self) -> usize {
+    pub(crate) fn validation_capacity(&self) -> usize {
         self.evaluator
             .validation_capacity()
             .max(self.validation_size())
@@ -776,7 +776,7 @@ impl<'e, 'g> Search<'e, 'g> {
     /// The initial population: the user's prompts (duplicates dropped), then children of them
     /// made by `operators` until there are `size`, all scored; returns it best first, at most
     /// `size` long (all initial prompts are scored even when there are more).
-    pub fn initial_population(
+    pub(crate) fn initial_population(
         &mut self,
         prompts: &[String],
         size: usize,
@@ -830,7 +830,7 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// Ends a generation: reports the population, updates the prompts operators see as "best
     /// so far", and checks patience. Returns whether the search goes on.
-    pub fn end_generation(
+    pub(crate) fn end_generation(
         &mut self,
         generation: usize,
         population: &[Scored],
@@ -863,7 +863,7 @@ impl<'e, 'g> Search<'e, 'g> {
     }
 
     /// Fully scored candidates, best first (ties: earliest id).
-    pub fn ranked_full(&self) -> Vec<&Scored> {
+    pub(crate) fn ranked_full(&self) -> Vec<&Scored> {
         let mut fulls: Vec<&Scored> = self.archive.iter().filter(|s| s.full).collect();
         fulls.sort_by(|a, b| {
             b.score
@@ -875,7 +875,10 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// The outcome, with `final_population` as the last population; the answer is the best on
     /// dev until [`super::choice`] chooses on validation.
-    pub fn finish(self, mut final_population: Vec<Scored>) -> Result<SearchOutcome, EvolveError> {
+    pub(crate) fn finish(
+        self,
+        mut final_population: Vec<Scored>,
+    ) -> Result<SearchOutcome, EvolveError> {
         sort_best_first(&mut final_population);
         let best = self.best.ok_or(EvolveError::NoInitialPrompts)?;
         Ok(SearchOutcome {

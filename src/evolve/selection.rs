@@ -48,7 +48,7 @@ pub fn tournament<'a, T>(
 ///
 /// # Panics
 /// If `population` is empty.
-pub fn roulette<'a, T>(
+pub(crate) fn roulette<'a, T>(
     population: &'a [T],
     fitness: impl Fn(&T) -> f64,
     rng: &mut ChaCha8Rng,

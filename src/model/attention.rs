@@ -144,7 +144,7 @@ pub(crate) struct KvSeg<'a> {
 
 impl KvSeg<'_> {
     /// No positions.
-    pub const EMPTY: KvSeg<'static> = KvSeg {
+    pub(crate) const EMPTY: KvSeg<'static> = KvSeg {
         k: &[],
         v: &[],
         stride: 0,

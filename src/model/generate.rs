@@ -25,14 +25,14 @@ const KNOWN_END_OF_TURN: [&str; 6] = [
 /// Instructions a chat-template render may execute (minijinja fuel). A Hugging Face template
 /// renders a short chat in a few thousand; this stops an endless or exponential loop in well
 /// under a second.
-pub const TEMPLATE_FUEL: u64 = 2_000_000;
+pub(crate) const TEMPLATE_FUEL: u64 = 2_000_000;
 /// Nested macro calls and includes a render may make (HF templates use one or two).
-pub const TEMPLATE_RECURSION: usize = 100;
+pub(crate) const TEMPLATE_RECURSION: usize = 100;
 /// Bytes a rendered chat may have (a prompt far beyond any model's context).
-pub const TEMPLATE_MAX_OUTPUT: usize = 1 << 20;
+pub(crate) const TEMPLATE_MAX_OUTPUT: usize = 1 << 20;
 /// Bytes a render may allocate, enforced when the binary installs
 /// [`crate::limits::BudgetedAlloc`] (a string doubled in a loop is not bounded by fuel).
-pub const TEMPLATE_MAX_ALLOC: usize = 256 << 20;
+pub(crate) const TEMPLATE_MAX_ALLOC: usize = 256 << 20;
 
 /// An `io::Write` that refuses to grow past [`TEMPLATE_MAX_OUTPUT`].
 struct CappedOutput(Vec<u8>);
@@ -135,7 +135,7 @@ impl ChatTemplate {
     }
 
     /// Where the template came from (the model file), for error messages.
-    pub fn origin(&self) -> &std::path::Path {
+    pub(crate) fn origin(&self) -> &std::path::Path {
         &self.origin
     }
 
@@ -311,7 +311,7 @@ impl<'m> Generator<'m> {
 
     /// Runs `ids` after what `cache` holds (a shared prompt prefix, say) and decodes from there;
     /// the cache is extended in place (clone it first to keep the prefix).
-    pub fn generate_after(
+    pub(crate) fn generate_after(
         &mut self,
         cache: &mut KvCache,
         ids: &[u32],
@@ -489,7 +489,12 @@ pub fn argmax(xs: &[f32]) -> u32 {
 
 /// Samples from softmax(logp / temperature) restricted to its top-p nucleus. Tokens are ranked
 /// by probability, then by id, so the draw depends only on the model's output and `rng`.
-pub fn sample_top_p(logp: &[f32], temperature: f64, top_p: f64, rng: &mut ChaCha8Rng) -> u32 {
+pub(crate) fn sample_top_p(
+    logp: &[f32],
+    temperature: f64,
+    top_p: f64,
+    rng: &mut ChaCha8Rng,
+) -> u32 {
     let max = logp
         .iter()
         .filter(|x| x.is_finite())

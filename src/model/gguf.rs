@@ -103,7 +103,7 @@ impl GgufFile {
     }
 
     /// An optional unsigned integer.
-    pub fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
+    pub(crate) fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
         match self.get(key) {
             None => Ok(None),
             Some(_) => self.usize(key).map(Some),
@@ -128,7 +128,7 @@ impl GgufFile {
     }
 
     /// An optional bool.
-    pub fn bool_opt(&self, key: &str) -> Option<bool> {
+    pub(crate) fn bool_opt(&self, key: &str) -> Option<bool> {
         match self.get(key) {
             Some(Value::Bool(b)) => Some(*b),
             _ => None,
@@ -165,7 +165,7 @@ impl GgufFile {
     }
 
     /// An optional array of integers.
-    pub fn ints_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
+    pub(crate) fn ints_opt(&self, key: &str) -> Result<Option<Vec<i64>>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array(items)) => items
@@ -195,12 +195,12 @@ impl GgufFile {
     }
 
     /// How many tensors the file holds.
-    pub fn tensor_count(&self) -> usize {
+    pub(crate) fn tensor_count(&self) -> usize {
         self.content.tensor_infos.len()
     }
 
     /// An optional float: `None` when absent, an error when present with another type.
-    pub fn f32_opt(&self, key: &str) -> Result<Option<f32>> {
+    pub(crate) fn f32_opt(&self, key: &str) -> Result<Option<f32>> {
         match self.get(key) {
             None => Ok(None),
             Some(_) => self.f32(key).map(Some),
@@ -208,7 +208,7 @@ impl GgufFile {
     }
 
     /// Whether the file holds a tensor of this name.
-    pub fn has_tensor(&self, name: &str) -> bool {
+    pub(crate) fn has_tensor(&self, name: &str) -> bool {
         self.content.tensor_infos.contains_key(name)
     }
 

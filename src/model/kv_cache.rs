@@ -166,7 +166,7 @@ impl KvCache {
 
     /// A cache whose batch of one row is repeated `batch` times (for scoring many examples
     /// after one shared prefix). A cache that already has `batch` rows is returned as is.
-    pub fn expand(&self, batch: usize) -> Result<Self> {
+    pub(crate) fn expand(&self, batch: usize) -> Result<Self> {
         if self.is_empty() || self.batch() == batch {
             return Ok(self.clone());
         }

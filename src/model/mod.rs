@@ -134,12 +134,6 @@ impl Model {
         })
     }
 
-    /// Resolves a spec (local path or hub) and loads it.
-    pub fn load_spec(spec: &ModelSpec, format: WeightFormat, device: &Device) -> Result<Self> {
-        let path = spec.local_path()?;
-        Self::load(&path, format, device)
-    }
-
     /// Token ids of `text` (special tokens such as `<|im_start|>` are recognised; no BOS added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let enc = self

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 /// `config.json` of a Hugging Face model folder, with the text model's settings (a multimodal
 /// Gemma 3's `text_config`).
 #[derive(Clone, Debug)]
-pub struct HfConfig {
+pub(crate) struct HfConfig {
     /// The folder.
     pub dir: PathBuf,
     /// `model_type` (`llama`, `mistral`, `qwen2`, `qwen3`, `gemma3_text`, ...).
@@ -51,7 +51,7 @@ impl HfConfig {
     /// This config with `defaults` filled in where a key is absent (integers where the value is
     /// whole; an explicit `null` stays): for architectures whose config.json leaves out default
     /// values.
-    pub fn with_defaults(&self, defaults: &[(&str, f64)]) -> Self {
+    pub(crate) fn with_defaults(&self, defaults: &[(&str, f64)]) -> Self {
         let mut out = self.clone();
         if let Some(map) = out.json.as_object_mut() {
             for (key, value) in defaults {
@@ -70,7 +70,7 @@ impl HfConfig {
 
     /// The `rope_scaling` object and its type (`rope_type`, else the older `type`); None when the
     /// config has none.
-    pub fn rope_scaling(&self) -> Option<(&serde_json::Value, Option<&str>)> {
+    pub(crate) fn rope_scaling(&self) -> Option<(&serde_json::Value, Option<&str>)> {
         let scaling = &self.json["rope_scaling"];
         (!scaling.is_null()).then(|| {
             let kind = scaling["rope_type"].as_str().or(scaling["type"].as_str());
@@ -87,18 +87,13 @@ impl HfConfig {
     }
 
     /// An optional unsigned integer.
-    pub fn usize_opt(&self, key: &str) -> Option<usize> {
+    pub(crate) fn usize_opt(&self, key: &str) -> Option<usize> {
         self.json[key].as_u64().map(|v| v as usize)
     }
 
     /// An optional number.
-    pub fn f64_opt(&self, key: &str) -> Option<f64> {
+    pub(crate) fn f64_opt(&self, key: &str) -> Option<f64> {
         self.json[key].as_f64()
-    }
-
-    /// An optional bool.
-    pub fn bool_opt(&self, key: &str) -> Option<bool> {
-        self.json[key].as_bool()
     }
 
     fn missing(&self, key: &str, what: &str) -> Error {
@@ -110,7 +105,7 @@ impl HfConfig {
 }
 
 /// Every tensor of a folder's `*.safetensors` files, by Hugging Face name.
-pub struct SafetensorsFolder {
+pub(crate) struct SafetensorsFolder {
     dir: PathBuf,
     tensors: HashMap<String, Tensor>,
     /// Gemma: RMS-norm weights are `1 + w`.

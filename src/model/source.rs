@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// The default model's file name, as `models/fetch-default.sh` writes it.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub(crate) const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The environment variable that names a model when `--model` is not given.
-pub const MODEL_ENV: &str = "PROMPTEVO_MODEL";
+pub(crate) const MODEL_ENV: &str = "PROMPTEVO_MODEL";
 /// The command that fetches the default model.
-pub const FETCH_COMMAND: &str = "./models/fetch-default.sh";
+pub(crate) const FETCH_COMMAND: &str = "./models/fetch-default.sh";
 
 /// Where a model comes from, before it is resolved to a local file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,20 +94,6 @@ impl ModelSpec {
             ModelSpec::Hub { repo, file } => download(repo, file.as_deref()),
         }
     }
-
-    /// A short name for logs and reports.
-    pub fn display_name(&self) -> String {
-        match self {
-            ModelSpec::Path(p) => p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| p.display().to_string()),
-            ModelSpec::Hub { repo, file } => format!(
-                "hf:{repo}{}",
-                file.as_ref().map(|f| format!(":{f}")).unwrap_or_default()
-            ),
-        }
-    }
 }
 
 /// `models/` next to the current directory, and next to the executable's crate root.
@@ -123,7 +109,7 @@ fn default_model_dirs() -> Vec<PathBuf> {
 
 /// The per-user model cache: `$XDG_CACHE_HOME/promptevo/models`, else
 /// `$HOME/.cache/promptevo/models` (None when neither variable is set).
-pub fn model_cache_dir() -> Option<PathBuf> {
+pub(crate) fn model_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)

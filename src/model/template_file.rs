@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// A chat template and the text its model's tokenisation puts first on its own (the BOS
 /// token's text when the model adds BOS; None otherwise).
-pub struct TemplateFile {
+pub(crate) struct TemplateFile {
     /// The template, ready to render.
     pub template: ChatTemplate,
     /// The BOS text the model's tokeniser adds by itself, if any.
@@ -21,7 +21,7 @@ pub struct TemplateFile {
 /// Hugging Face model folder or its `tokenizer_config.json` (`chat_template`), or a Jinja text
 /// file holding the template alone (no BOS/EOS tokens known). One error naming the file when it
 /// has no template.
-pub fn read_chat_template(path: &Path) -> Result<TemplateFile> {
+pub(crate) fn read_chat_template(path: &Path) -> Result<TemplateFile> {
     let missing = || {
         Error::chat_template(
             path,

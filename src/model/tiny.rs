@@ -44,7 +44,7 @@ pub struct TinyConfig {
 /// The Llama 3.1 `rope_scaling` of a tiny `llama3` model: (factor, low_freq_factor,
 /// high_freq_factor, original_max_position_embeddings), chosen so that a 16-wide head has pairs in
 /// all three regimes (unscaled, interpolated, fully scaled).
-pub const TINY_LLAMA3_ROPE: (f64, f64, f64, f64) = (8.0, 1.0, 4.0, 64.0);
+pub(crate) const TINY_LLAMA3_ROPE: (f64, f64, f64, f64) = (8.0, 1.0, 4.0, 64.0);
 
 impl Default for TinyConfig {
     fn default() -> Self {
@@ -66,7 +66,7 @@ impl Default for TinyConfig {
 }
 
 /// GPT-2's map from bytes to printable characters (the byte-level BPE alphabet).
-pub fn byte_alphabet() -> Vec<char> {
+pub(crate) fn byte_alphabet() -> Vec<char> {
     let mut printable: Vec<u32> = (33..=126).chain(161..=172).chain(174..=255).collect();
     let mut out = vec!['\0'; 256];
     let mut extra = 0;

@@ -89,7 +89,7 @@ pub fn load(gguf: &GgufFile) -> Result<(Tokenizer, SpecialTokens)> {
 
 /// The tokenizer of a Hugging Face model folder: `tokenizer.json`, BOS/EOS and `add_bos_token`
 /// from `tokenizer_config.json` (else `config.json`'s ids), and its chat template.
-pub fn load_folder(dir: &Path) -> Result<(Tokenizer, SpecialTokens, Option<String>)> {
+pub(crate) fn load_folder(dir: &Path) -> Result<(Tokenizer, SpecialTokens, Option<String>)> {
     let tokenizer = from_json_file(&dir.join("tokenizer.json"))?;
     let read = |name: &str| -> serde_json::Value {
         std::fs::read_to_string(dir.join(name))
@@ -118,7 +118,7 @@ pub fn load_folder(dir: &Path) -> Result<(Tokenizer, SpecialTokens, Option<Strin
 }
 
 /// `<stem>.tokenizer.json` beside `<stem>.gguf`, if present.
-pub fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
+pub(crate) fn own_tokenizer_json(model: &Path) -> Option<std::path::PathBuf> {
     let stem = model.file_stem()?.to_string_lossy();
     let p = model.with_file_name(format!("{stem}.tokenizer.json"));
     p.is_file().then_some(p)
@@ -231,7 +231,7 @@ fn check_bpe_merges(json: &serde_json::Value) -> std::result::Result<(), BadMerg
 }
 
 /// The GGUF tokenizer models (`tokenizer.ggml.model`) built here.
-pub const SUPPORTED_TOKENIZERS: &[&str] = &["gpt2", "llama"];
+pub(crate) const SUPPORTED_TOKENIZERS: &[&str] = &["gpt2", "llama"];
 
 /// Builds the tokenizer from `tokenizer.ggml.*` metadata: `gpt2` (byte-level BPE) or `llama`
 /// (SentencePiece BPE).

@@ -13,7 +13,7 @@ use super::gguf::GgufFile;
 use crate::error::Result;
 
 /// Tensors by role name, with their shapes known before any is read.
-pub trait WeightSource {
+pub(crate) trait WeightSource {
     /// The file (or folder) the weights come from, for error messages.
     fn path(&self) -> &Path;
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::GenerateOptions;
 
 /// Writes replies through a server's chat endpoint.
-pub struct ServerChat {
+pub(crate) struct ServerChat {
     client: Client,
     options: GenerateOptions,
     tokens_generated: u64,

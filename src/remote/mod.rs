@@ -17,7 +17,7 @@ use retry::Backoff;
 
 /// Environment variables read for the server's API key, first set wins. The key is sent as a
 /// bearer token and never written to a log, a run folder or an error.
-pub const API_KEY_VARS: [&str; 2] = ["PROMPTEVO_API_KEY", "OPENAI_API_KEY"];
+pub(crate) const API_KEY_VARS: [&str; 2] = ["PROMPTEVO_API_KEY", "OPENAI_API_KEY"];
 
 /// Seconds a request may take before it is abandoned (and retried): a long generation on a
 /// large model behind a busy server takes tens of seconds, an answer never takes this long.
@@ -28,7 +28,7 @@ pub const DEFAULT_ATTEMPTS: u32 = 5;
 
 /// How long a server that failed a request is set aside before it is tried again (while the
 /// others carry on).
-pub const SET_ASIDE: Duration = Duration::from_secs(10);
+pub(crate) const SET_ASIDE: Duration = Duration::from_secs(10);
 
 /// Whether a `--model` value names a server (its base URL, or several separated by commas)
 /// rather than a model file.
@@ -39,7 +39,7 @@ pub fn is_server_url(model: &str) -> bool {
 
 /// The base URLs of a `--model` value naming one server or several (`URL1,URL2,...`), each
 /// without a trailing `/`.
-pub fn server_urls(model: &str) -> Vec<String> {
+pub(crate) fn server_urls(model: &str) -> Vec<String> {
     model
         .split(',')
         .map(|u| u.trim().trim_end_matches('/').to_string())
@@ -128,7 +128,7 @@ impl Endpoint {
 
 /// How one server of a [`Client`] has fared.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointStats {
+pub(crate) struct EndpointStats {
     /// Its base URL.
     pub url: String,
     /// Requests it answered.
@@ -262,12 +262,12 @@ impl Client {
     }
 
     /// How many servers the client spreads its requests over.
-    pub fn server_count(&self) -> usize {
+    pub(crate) fn server_count(&self) -> usize {
         self.endpoints.len()
     }
 
     /// How each server has fared so far, in the order given.
-    pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+    pub(crate) fn endpoint_stats(&self) -> Vec<EndpointStats> {
         self.endpoints
             .iter()
             .map(|e| EndpointStats {
@@ -342,7 +342,7 @@ impl Client {
     /// POST `body` to `path` relative to the server's root (the base URL without a trailing
     /// `/v1`), without retries: for optional endpoints such as `/tokenize`. None when the
     /// server does not have it (any error status).
-    pub fn post_optional(&self, path: &str, body: &Value) -> Option<Value> {
+    pub(crate) fn post_optional(&self, path: &str, body: &Value) -> Option<Value> {
         let base = self.optional_base();
         let root = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{root}/{path}");
@@ -355,7 +355,7 @@ impl Client {
     /// GET `path` relative to the server's root (the base URL without a trailing `/v1`),
     /// without retries: for optional endpoints such as llama-server's `/props`. None when the
     /// server does not have it.
-    pub fn get_optional(&self, path: &str) -> Option<Value> {
+    pub(crate) fn get_optional(&self, path: &str) -> Option<Value> {
         let base = self.optional_base();
         let root = base.strip_suffix("/v1").unwrap_or(base);
         let url = format!("{root}/{path}");

@@ -16,7 +16,7 @@ const BASE: Duration = Duration::from_millis(500);
 const CAP: Duration = Duration::from_secs(8);
 
 /// What one attempt gave.
-pub enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     /// Success.
     Done(T),
     /// A transient failure (its message, and the server's Retry-After seconds if any).
@@ -27,7 +27,7 @@ pub enum Attempt<T> {
 
 /// Why the attempts ended without success.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The last failure's message.
     pub message: String,
     /// Attempts made.
@@ -36,7 +36,7 @@ pub struct Failure {
 
 /// A retry policy: a bounded number of attempts with jittered exponential backoff.
 #[derive(Clone, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     attempts: u32,
     base: Duration,
     cap: Duration,
@@ -50,7 +50,7 @@ impl Backoff {
     }
 
     /// At most `attempts` attempts, waits growing from `base` up to `cap`.
-    pub fn with_delays(attempts: u32, base: Duration, cap: Duration) -> Self {
+    pub(crate) fn with_delays(attempts: u32, base: Duration, cap: Duration) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

@@ -26,7 +26,7 @@ pub struct GenerationStats {
 /// One dev record per candidate: the one scored on the most dev examples (screening and racing
 /// log a candidate once per stage), in first-logged order. Validation and train records are
 /// left out.
-pub fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecord> {
+pub(crate) fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecord> {
     let mut out: Vec<EvaluationRecord> = Vec::with_capacity(records.len());
     let mut at: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
     for r in records.iter().filter(|r| r.is_dev()) {
@@ -46,7 +46,7 @@ pub fn latest_per_candidate(records: &[EvaluationRecord]) -> Vec<EvaluationRecor
 }
 
 /// Per generation, the best, median and worst of its new candidates and the best so far.
-pub fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
+pub(crate) fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationStats> {
     let mut by_gen: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     for r in records {
         by_gen.entry(r.generation).or_default().push(r.accuracy);
@@ -104,7 +104,7 @@ pub struct OperatorStats {
 }
 
 /// Per operator (initial prompts excluded), how often its child beat its best parent.
-pub fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
+pub(crate) fn operator_stats(records: &[EvaluationRecord]) -> Vec<OperatorStats> {
     let score: HashMap<u64, f64> = records.iter().map(|r| (r.id, r.accuracy)).collect();
     let mut acc: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
     for r in records.iter().filter(|r| !r.parents.is_empty()) {
@@ -170,7 +170,7 @@ pub struct MoveFamilies {
 /// its best fully scored parent on the dev examples both were scored on, as paired screening
 /// and the adaptive strategy compute it. `dev_n` is a full dev evaluation's size. Computed from
 /// the log alone, so a resumed run's report is the same as an uninterrupted one's.
-pub fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies {
+pub(crate) fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies {
     use crate::evolve::strategies::MoveFamily;
     use crate::evolve::Results;
     let mut dev: HashMap<u64, Results> = HashMap::new();
@@ -297,7 +297,7 @@ pub struct Headroom {
 
 /// The headroom of a run from its per-candidate dev records (None with fewer than two fully
 /// scored candidates).
-pub fn headroom(records: &[EvaluationRecord], dev_n: usize) -> Option<Headroom> {
+pub(crate) fn headroom(records: &[EvaluationRecord], dev_n: usize) -> Option<Headroom> {
     let mut acc: Vec<f64> = records
         .iter()
         .filter(|r| r.is_dev() && r.n >= dev_n && dev_n > 0)

@@ -127,7 +127,7 @@ impl Backends {
     }
 
     /// The scoring server's client, connecting on first use (None: a model file scores).
-    pub fn scoring_client(&self) -> Result<Option<&Client>> {
+    pub(crate) fn scoring_client(&self) -> Result<Option<&Client>> {
         let Some(config) = &self.settings.server else {
             return Ok(None);
         };
@@ -195,7 +195,7 @@ fn connected<'c>(cell: &'c OnceCell<Client>, config: &ServerConfig) -> Result<&'
 }
 
 /// Loads a model, reporting the load time on stderr.
-pub fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
+pub(crate) fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
     let device = crate::model::parse_device(device)?;
     let start = Instant::now();
     let model = Model::load(path, weights, &device)?;

@@ -17,7 +17,7 @@ use crate::task::{metrics, Fitness, Split};
 
 /// How many examples of each pool a run scores on.
 #[derive(Clone, Copy, Debug)]
-pub struct PoolSizes {
+pub(crate) struct PoolSizes {
     /// Dev examples per full evaluation.
     pub dev: usize,
     /// Validation examples the final choice looks at first.
@@ -30,7 +30,7 @@ pub struct PoolSizes {
 }
 
 /// Scores candidates and logs them.
-pub struct RunEvaluator<'s, 'm> {
+pub(crate) struct RunEvaluator<'s, 'm> {
     scorer: &'s mut Scorer<'m>,
     log: EvaluationLog,
     sizes: PoolSizes,
@@ -84,14 +84,14 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
 
     /// Replays these logged evaluations (of an interrupted run, in order) instead of scoring
     /// them again.
-    pub fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
+    pub(crate) fn with_logged(mut self, logged: Vec<EvaluationRecord>) -> Self {
         self.replay = logged.into();
         self
     }
 
     /// Makes prompt length a second objective: each example's fitness loses `penalty` x (the
     /// candidate's prompt tokens / the longest of `initial_prompts`' tokens). 0: off.
-    pub fn with_length_penalty(mut self, penalty: f64, initial_prompts: &[String]) -> Self {
+    pub(crate) fn with_length_penalty(mut self, penalty: f64, initial_prompts: &[String]) -> Self {
         if penalty > 0.0 {
             let longest = initial_prompts
                 .iter()
@@ -106,14 +106,14 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
 
     /// Writes `checkpoint.json` (population, counters) atomically into `folder` after every
     /// generation.
-    pub fn with_checkpoints(mut self, folder: RunFolder) -> Self {
+    pub(crate) fn with_checkpoints(mut self, folder: RunFolder) -> Self {
         self.checkpoints = Some(folder);
         self
     }
 
     /// Shows a progress bar on stderr (when it is a terminal and not quiet) sized for about
     /// `passes` example evaluations; otherwise progress is one plain line per candidate.
-    pub fn with_progress(mut self, passes: u64) -> Self {
+    pub(crate) fn with_progress(mut self, passes: u64) -> Self {
         use std::io::IsTerminal;
         if !self.quiet && std::io::stderr().is_terminal() {
             let bar = indicatif::ProgressBar::new(passes);

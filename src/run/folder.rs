@@ -15,9 +15,9 @@ pub const EVALUATIONS_FILE: &str = "evaluations.jsonl";
 /// The resolved configuration's file name.
 pub const CONFIG_FILE: &str = "config.json";
 /// The per-generation checkpoint's file name.
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The lock file's name.
-pub const LOCK_FILE: &str = ".lock";
+pub(crate) const LOCK_FILE: &str = ".lock";
 
 /// Holds a run folder's lock; dropping it releases the lock.
 #[derive(Debug)]

@@ -60,7 +60,7 @@ pub fn front(points: &[LengthPoint]) -> Vec<LengthPoint> {
 }
 
 /// Standard error of a mean score `p` in [0, 1] over `n` examples (binomial).
-pub fn standard_error(p: f64, n: usize) -> f64 {
+pub(crate) fn standard_error(p: f64, n: usize) -> f64 {
     if n == 0 {
         return 0.0;
     }
@@ -69,7 +69,11 @@ pub fn standard_error(p: f64, n: usize) -> f64 {
 
 /// The shortest of `points` scoring at least `chosen.score - standard error` over `n`
 /// examples (ties: higher score, earlier id); `chosen` itself when none is shorter.
-pub fn shortest_within(points: &[LengthPoint], chosen: &LengthPoint, n: usize) -> LengthPoint {
+pub(crate) fn shortest_within(
+    points: &[LengthPoint],
+    chosen: &LengthPoint,
+    n: usize,
+) -> LengthPoint {
     let tolerance = standard_error(chosen.score, n);
     points
         .iter()

@@ -144,7 +144,7 @@ pub struct Report {
 const MIN_REJECTED_TO_WARN: u64 = 3;
 
 /// The plots a report links to.
-pub const PLOTS: [&str; 3] = ["generations.svg", "progress.svg", "operators.svg"];
+pub(crate) const PLOTS: [&str; 3] = ["generations.svg", "progress.svg", "operators.svg"];
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
@@ -156,7 +156,7 @@ fn delta(a: f64, b: f64) -> String {
 
 impl Report {
     /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
-    pub fn analyse(&mut self, records: &[EvaluationRecord]) {
+    pub(crate) fn analyse(&mut self, records: &[EvaluationRecord]) {
         self.move_families =
             (self.strategy == "adaptive").then(|| analysis::move_families(records, self.dev_n));
         let records = &analysis::latest_per_candidate(records);
@@ -199,7 +199,7 @@ impl Report {
     }
 
     /// The report as Markdown.
-    pub fn to_markdown(&self) -> String {
+    pub(crate) fn to_markdown(&self) -> String {
         let (i, b) = (&self.initial, &self.best);
         let mut s = String::new();
         s += &format!("# promptevo run: {}\n\n", self.task);
@@ -374,7 +374,7 @@ impl Report {
 impl Report {
     /// A warning when most of the model's replies were unusable, so that the model-driven
     /// operators barely searched (None when they mostly worked or the model was not asked).
-    pub fn rejected_replies_warning(&self) -> Option<String> {
+    pub(crate) fn rejected_replies_warning(&self) -> Option<String> {
         (self.rejected_replies >= MIN_REJECTED_TO_WARN
             && self.rejected_replies * 2 >= self.model_replies)
             .then(|| {

@@ -26,13 +26,13 @@ use crate::task::{metrics, Split, Task};
 
 /// Train examples offered to the demonstration genes (and probed by error-driven moves): enough
 /// for a label-balanced choice on every shipped task.
-pub const DEMO_POOL: usize = 64;
+pub(crate) const DEMO_POOL: usize = 64;
 
 /// Validation examples the final choice scores each finalist on by default.
 pub const DEFAULT_VALIDATION_LIMIT: usize = 100;
 
 /// Train (input, target) pairs offered to instruction induction.
-pub const TRAIN_PAIRS: usize = 32;
+pub(crate) const TRAIN_PAIRS: usize = 32;
 
 fn cpu() -> String {
     "cpu".into()
@@ -88,7 +88,7 @@ pub struct RunSettings {
 }
 
 /// Whether the strategy or an enabled operator asks a model for text.
-pub fn needs_generator(search: &SearchConfig) -> Result<bool> {
+pub(crate) fn needs_generator(search: &SearchConfig) -> Result<bool> {
     Ok(
         crate::evolve::strategies::strategy_needs_model(&search.strategy)
             || crate::evolve::strategies::check_operators(search)?
@@ -111,14 +111,14 @@ fn operator_decoding(search: &SearchConfig) -> GenerateOptions {
 
 /// The text generator model-driven operators use when a server writes: its chat endpoint with
 /// the search's decoding settings and a seed per request from the run's stream.
-pub fn server_generator(client: Client, search: &SearchConfig) -> ServerChat {
+pub(crate) fn server_generator(client: Client, search: &SearchConfig) -> ServerChat {
     ServerChat::new(client, operator_decoding(search))
 }
 
 /// The text generator model-driven operators use: the model's own chat template and a seeded
 /// sampler. None when no enabled operator needs the model; an error when one does and the
 /// model cannot chat (no chat template).
-pub fn chat_generator<'m>(
+pub(crate) fn chat_generator<'m>(
     model: &'m Model,
     search: &SearchConfig,
 ) -> Result<Option<ChatGenerator<'m>>> {
@@ -136,7 +136,7 @@ pub fn chat_generator<'m>(
 }
 
 /// The file a run through an inference server records its backend in.
-pub const BACKEND_FILE: &str = "backend.json";
+pub(crate) const BACKEND_FILE: &str = "backend.json";
 
 /// The backend's description when a server scores or writes (None for a run wholly in
 /// process, whose folder stays as it was), with the generator's reproducibility note.
@@ -152,7 +152,7 @@ fn backend_info(scorer: &Scorer<'_>, mutator_note: &Option<String>) -> Option<Ba
 /// What operators may use from a task: the pool (plus the initial prompts' phrases), train
 /// demonstrations formatted with the task's template, train input-output pairs, the task
 /// description, and the generator.
-pub fn operator_context<'g>(
+pub(crate) fn operator_context<'g>(
     task: &Task,
     initial_prompts: &[String],
     pool: PhrasePool,

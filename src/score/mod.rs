@@ -195,7 +195,7 @@ impl<'m> Scorer<'m> {
     }
 
     /// Greedy answers of these examples (ids of `split`), as [`Scorer::answers`].
-    pub fn answers_of(
+    pub(crate) fn answers_of(
         &mut self,
         prompt: &str,
         split: Split,

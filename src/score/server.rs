@@ -49,7 +49,7 @@ pub const TOP_K: usize = 20;
 /// How many it asks for again when a label is not among the first [`TOP_K`], where the server
 /// allows it (llama-cpp-python does; a chat model's labels at the start of its turn are often
 /// below its top 20, e.g. "positive" after "The", "I", "This" ...).
-pub const WIDE_TOP_K: usize = 1000;
+pub(crate) const WIDE_TOP_K: usize = 1000;
 
 /// How label log-probs are read from the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -140,7 +140,7 @@ impl ServerBackend {
 
     /// Chat tasks render through the chat template read from `path` (the served model's GGUF,
     /// model folder, tokenizer_config.json or a Jinja file); None: the server's `/props`.
-    pub fn with_chat_template(mut self, path: Option<PathBuf>) -> Self {
+    pub(crate) fn with_chat_template(mut self, path: Option<PathBuf>) -> Self {
         self.chat_template = path;
         self
     }
@@ -283,7 +283,7 @@ impl ServerBackend {
     /// Prepares the backend to score `verbalizers` as the continuations of
     /// [`ScoringBackend::label_logprobs`] (what [`ScoringBackend::prepare`] does for a
     /// classification task's verbalisers; a judge metric asks for its own labels this way).
-    pub fn prepare_labels(&mut self, verbalizers: &[String]) -> Result<()> {
+    pub(crate) fn prepare_labels(&mut self, verbalizers: &[String]) -> Result<()> {
         self.reset_notes();
         self.choose(verbalizers)
     }

@@ -52,7 +52,7 @@ fn as_text(v: &serde_json::Value, key: &'static str) -> std::result::Result<Stri
 
 /// Reads every example of a JSONL file. Blank lines are skipped; any other line that is not an
 /// object with `input` and `target` is an error naming the file and line.
-pub fn load_jsonl(path: &Path) -> Result<Vec<Example>> {
+pub(crate) fn load_jsonl(path: &Path) -> Result<Vec<Example>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {

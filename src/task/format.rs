@@ -11,14 +11,14 @@ use crate::error::{Error, Result};
 use crate::model::ChatTemplate;
 
 /// Default `system` message template of chat tasks: the prompt is the system message.
-pub const DEFAULT_SYSTEM: &str = "{prompt}";
+pub(crate) const DEFAULT_SYSTEM: &str = "{prompt}";
 /// Default `user` message template of chat tasks: the input alone.
-pub const DEFAULT_USER: &str = "{input}";
+pub(crate) const DEFAULT_USER: &str = "{input}";
 
 /// Marks the start of a demonstration's user turn in a chat prompt's text (after a blank line).
-pub const DEMO_USER: &str = "User: ";
+pub(crate) const DEMO_USER: &str = "User: ";
 /// Marks the start of a demonstration's assistant turn (on its own line after the user turn).
-pub const DEMO_ASSISTANT: &str = "Assistant: ";
+pub(crate) const DEMO_ASSISTANT: &str = "Assistant: ";
 
 /// Stands for the input while the chat is rendered once per prompt; the rendering is split on
 /// it. Angle brackets and a fixed tag: no template rewrites it, and no prompt or input holds it
@@ -68,7 +68,7 @@ pub struct ChatFormat {
 
 /// One demonstration of a chat prompt: an earlier user turn and the assistant's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Demo {
+pub(crate) struct Demo {
     /// The demonstration's input (filled into `user` like the final turn's).
     pub input: String,
     /// The assistant's answer (a label's verbaliser, or an accepted answer).
@@ -166,7 +166,7 @@ pub fn demonstration(input: &str, answer: &str) -> String {
 /// the text that each start (after a blank line, or at the very start) with `User: ` and hold a
 /// line starting with `Assistant: ` (the last such line starts the answer). Anything else is
 /// instruction, so no text is ever refused.
-pub fn split_demos(prompt: &str) -> (&str, Vec<Demo>) {
+pub(crate) fn split_demos(prompt: &str) -> (&str, Vec<Demo>) {
     let sep = format!("\n\n{DEMO_USER}");
     // Candidate block starts (the byte where `User: ` begins), in order.
     let mut starts: Vec<usize> = prompt.match_indices(&sep).map(|(i, _)| i + 2).collect();

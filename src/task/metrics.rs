@@ -69,7 +69,7 @@ pub fn class_weights(gold: &[usize], n_labels: usize) -> Vec<f64> {
 }
 
 /// Examples of each label in `gold`, in label order.
-pub fn class_counts(gold: &[usize], n_labels: usize) -> Vec<usize> {
+pub(crate) fn class_counts(gold: &[usize], n_labels: usize) -> Vec<usize> {
     let mut counts = vec![0usize; n_labels];
     for &g in gold {
         if g < n_labels {
@@ -113,7 +113,7 @@ pub enum Fitness {
 }
 
 /// Largest gold-label margin (nats) one example contributes to the `margin` fitness.
-pub const MARGIN_CLIP: f64 = 5.0;
+pub(crate) const MARGIN_CLIP: f64 = 5.0;
 
 impl Fitness {
     /// This example's fitness from its label log-probs and gold label index.

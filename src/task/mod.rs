@@ -66,7 +66,7 @@ pub struct GenerationSpec {
 
 /// Most train examples carved off for validation when a task has no `validation` file (at most
 /// a third of train is taken, so the demonstrations keep a pool).
-pub const VALIDATION_CARVE: usize = 200;
+pub(crate) const VALIDATION_CARVE: usize = 200;
 
 /// Default answer length of generation tasks: enough for a word or a short phrase.
 const DEFAULT_MAX_NEW_TOKENS: usize = 16;
@@ -355,7 +355,7 @@ impl Task {
     }
 
     /// The content-free input of calibration (classification; "N/A" unless the file says).
-    pub fn content_free_input(&self) -> &str {
+    pub(crate) fn content_free_input(&self) -> &str {
         self.classification()
             .map_or(DEFAULT_CONTENT_FREE, |c| &c.content_free_input)
     }

@@ -41,7 +41,7 @@ pub struct DemoSet;
 pub struct DemoOrder;
 
 /// Most demonstrations `demo-set` draws.
-pub const MAX_DEMO_SET: usize = 8;
+pub(crate) const MAX_DEMO_SET: usize = 8;
 
 /// The pool's demonstrations the genome lacks, grouped by label (labels in first-seen order).
 fn fresh_by_label<'c>(p: &Genome, ctx: &'c OperatorContext<'_>) -> Vec<(&'c str, Vec<&'c String>)> {

@@ -116,8 +116,9 @@ pub struct OperatorContext<'a> {
 }
 
 impl<'a> OperatorContext<'a> {
+    #[cfg(test)]
     /// A context with only a phrase pool (enough for edit, crossover and persona/constraint).
-    pub fn with_pool(pool: PhrasePool) -> Self {
+    pub(crate) fn with_pool(pool: PhrasePool) -> Self {
         Self {
             pool,
             ..Self::default()
@@ -125,7 +126,7 @@ impl<'a> OperatorContext<'a> {
     }
 
     /// The label of a demonstration from `demos` (None for text not in the pool).
-    pub fn label_of(&self, demo: &str) -> Option<&String> {
+    pub(crate) fn label_of(&self, demo: &str) -> Option<&String> {
         let i = self.demos.iter().position(|d| d == demo)?;
         self.demo_labels.get(i)
     }
@@ -331,7 +332,7 @@ pub fn operator_by_name(name: &str) -> Option<Box<dyn Operator>> {
 
 /// Builds weighted operators from `(name, weight)` defaults overridden by `overrides`; an unknown
 /// name in either is an error naming the valid ones.
-pub fn weighted_operators(
+pub(crate) fn weighted_operators(
     defaults: &[(&str, f64)],
     overrides: &std::collections::BTreeMap<String, f64>,
 ) -> Result<Vec<WeightedOperator>, EvolveError> {

@@ -14,11 +14,11 @@ use crate::evolve::genome::Genome;
 pub const MAX_PROMPT_CHARS: usize = 400;
 
 /// System turn of the paraphrase edit.
-pub const PARAPHRASE_SYSTEM: &str =
+pub(crate) const PARAPHRASE_SYSTEM: &str =
     "You rewrite sentences in other words. Reply with the rewritten sentence only.";
 
 /// System turn of prompt-writing operators.
-pub const PROMPT_WRITER_SYSTEM: &str =
+pub(crate) const PROMPT_WRITER_SYSTEM: &str =
     "You write short instructions (prompts) for a language model. Reply with the prompt only.";
 
 /// Cleans a model reply into prompt text: takes the text between `<prompt>` tags when present,
@@ -241,7 +241,7 @@ pub(crate) fn with_genes_of(child: Genome, parent: &Genome) -> Genome {
 
 impl Genome {
     /// The instruction phrases alone, joined with spaces (what model-driven operators rewrite).
-    pub fn render_phrases(&self) -> String {
+    pub(crate) fn render_phrases(&self) -> String {
         self.phrases.join(" ")
     }
 }

@@ -45,7 +45,7 @@ pub enum MoveFamily {
 
 impl MoveFamily {
     /// Every family, in report order.
-    pub const ALL: [MoveFamily; 4] = [
+    pub(crate) const ALL: [MoveFamily; 4] = [
         MoveFamily::Demos,
         MoveFamily::Reflect,
         MoveFamily::Edits,
@@ -75,7 +75,7 @@ impl MoveFamily {
 
     /// The family of a logged operator name (None for initial prompts and moves no family
     /// makes, such as opro's).
-    pub fn of_operator(name: &str) -> Option<MoveFamily> {
+    pub(crate) fn of_operator(name: &str) -> Option<MoveFamily> {
         match name {
             DEMO_ERROR => Some(MoveFamily::Demos),
             REFLECT => Some(MoveFamily::Reflect),
@@ -88,7 +88,7 @@ impl MoveFamily {
 /// What the bandit knows about one family: its children that were credited (scored against a
 /// fully scored parent) and how many of them beat that parent.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Credit {
+pub(crate) struct Credit {
     /// Children with a paired gain.
     pub children: usize,
     /// Those whose paired gain is above 0.
@@ -99,13 +99,9 @@ pub struct Credit {
 /// minus `--elite` children a generation shared between the families by [`slot_order`],
 /// survivors by `--replacement` as in the GA. `--crossover-rate` does not apply: the bandit
 /// decides how many children are crossovers.
-pub struct Adaptive;
+pub(crate) struct Adaptive;
 
 impl Strategy for Adaptive {
-    fn name(&self) -> &'static str {
-        "adaptive"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,
@@ -206,7 +202,7 @@ fn credit(search: &Search<'_, '_>, families: &[MoveFamily]) -> Vec<Credit> {
 /// behind first; then the rest by a Thompson draw from each family's Beta(1 + wins,
 /// 1 + losses) posterior, highest first. A slot goes to the first family that makes a new
 /// child.
-pub fn slot_order(
+pub(crate) fn slot_order(
     credit: &[Credit],
     given: &[usize],
     floor: f64,

@@ -122,11 +122,11 @@ impl Default for SearchConfig {
 
 /// Generations of a default run: with the default strategy and 100 dev examples, about 60
 /// children on top of the task's initial prompts, within minutes on a 2-core CPU.
-pub const DEFAULT_GENERATIONS: usize = 10;
+pub(crate) const DEFAULT_GENERATIONS: usize = 10;
 
 /// Largest population accepted: far beyond any useful search, small enough that a typo (or a
 /// crafted config.json) cannot make one generation run for days.
-pub const MAX_POPULATION: usize = 10_000;
+pub(crate) const MAX_POPULATION: usize = 10_000;
 
 /// Dev examples a child is screened on by default: a tenth of the default dev set, so a child
 /// worse than its parent costs 10 evaluations instead of 100.

@@ -11,13 +11,9 @@ use crate::evolve::error::EvolveError;
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
 
 /// Differential evolution (`--strategy de`).
-pub struct DifferentialEvolution;
+pub(crate) struct DifferentialEvolution;
 
 impl Strategy for DifferentialEvolution {
-    fn name(&self) -> &'static str {
-        "de"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

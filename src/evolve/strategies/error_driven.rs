@@ -12,15 +12,15 @@ use crate::evolve::operators::OperatorContext;
 use crate::evolve::search::{Candidate, Search};
 
 /// The operator name logged for error-driven children.
-pub const DEMO_ERROR: &str = "demo-error";
+pub(crate) const DEMO_ERROR: &str = "demo-error";
 
 /// Train-pool examples a parent is probed on per error-driven move.
-pub const PROBE: usize = 8;
+pub(crate) const PROBE: usize = 8;
 
 /// Most demonstrations an error-driven move adds up to: one per label, at most 4 (more
 /// demonstrations cost this model accuracy on SST-2; the search can still add more with
 /// `demo-add`).
-pub fn demo_cap(ctx: &OperatorContext<'_>) -> usize {
+pub(crate) fn demo_cap(ctx: &OperatorContext<'_>) -> usize {
     let mut labels: Vec<&String> = ctx.demo_labels.iter().collect();
     labels.sort();
     labels.dedup();
@@ -30,7 +30,7 @@ pub fn demo_cap(ctx: &OperatorContext<'_>) -> usize {
 /// A child of `parent` with one of the train examples it fails on as a demonstration; None
 /// when the pool is empty, the budget is spent, the parent fails on none of the probed
 /// examples, or the child's prompt is not new.
-pub fn error_driven_child(
+pub(crate) fn error_driven_child(
     search: &mut Search<'_, '_>,
     parent: &Candidate,
     generation: usize,

@@ -11,8 +11,7 @@ use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search};
 
 /// The genetic algorithm (`--strategy ga`), and with error-driven demonstrations the default
 /// `fewshot` strategy.
-pub struct GeneticAlgorithm {
-    name: &'static str,
+pub(crate) struct GeneticAlgorithm {
     /// Share of children made by an error-driven move (a train example the parent gets wrong
     /// becomes a demonstration) instead of an operator.
     error_driven: f64,
@@ -20,23 +19,13 @@ pub struct GeneticAlgorithm {
 
 impl GeneticAlgorithm {
     /// `--strategy ga`: operators only.
-    pub const PLAIN: Self = Self {
-        name: "ga",
-        error_driven: 0.0,
-    };
+    pub(crate) const PLAIN: Self = Self { error_driven: 0.0 };
     /// `--strategy fewshot`: a quarter of the children are error-driven demonstrations; the
     /// rest come from demonstration-heavy operator weights.
-    pub const FEWSHOT: Self = Self {
-        name: "fewshot",
-        error_driven: 0.25,
-    };
+    pub(crate) const FEWSHOT: Self = Self { error_driven: 0.25 };
 }
 
 impl Strategy for GeneticAlgorithm {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

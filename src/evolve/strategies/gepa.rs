@@ -16,10 +16,10 @@ use crate::evolve::operators::{ask_for_prompt, with_genes_of};
 use crate::evolve::search::{sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason};
 
 /// Operator name logged for reflective mutations.
-pub const REFLECT: &str = "gepa-reflect";
+pub(crate) const REFLECT: &str = "gepa-reflect";
 
 /// Operator name logged for merges of two front members.
-pub const MERGE: &str = "gepa-merge";
+pub(crate) const MERGE: &str = "gepa-merge";
 
 /// Share of children that are merges (when there are two front members to merge).
 const MERGE_RATE: f64 = 0.2;
@@ -28,11 +28,11 @@ const MERGE_RATE: f64 = 0.2;
 const SHOWN_FAILURES: usize = 3;
 
 /// GEPA (`--strategy gepa`).
-pub struct Gepa;
+pub(crate) struct Gepa;
 
 /// The Pareto front of the fully scored candidates: each with the number of dev examples on
 /// which its fitness is the best (ties count for every candidate that reaches it).
-pub fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
+pub(crate) fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
     let full: Vec<&Scored> = search.ranked_full();
     let n = search.dev_size();
     let mut wins = vec![0usize; full.len()];
@@ -129,10 +129,6 @@ pub(crate) fn reflect(
 }
 
 impl Strategy for Gepa {
-    fn name(&self) -> &'static str {
-        "gepa"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

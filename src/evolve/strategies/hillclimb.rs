@@ -10,16 +10,12 @@ use crate::evolve::error::EvolveError;
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
 
 /// Steps without improvement before hill climbing stops when `patience` is not set.
-pub const DEFAULT_PATIENCE: usize = 2;
+pub(crate) const DEFAULT_PATIENCE: usize = 2;
 
 /// Hill climbing (`--strategy hillclimb`).
-pub struct HillClimb;
+pub(crate) struct HillClimb;
 
 impl Strategy for HillClimb {
-    fn name(&self) -> &'static str {
-        "hillclimb"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

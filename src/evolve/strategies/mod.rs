@@ -21,9 +21,10 @@ mod random;
 pub use adaptive::{MoveFamily, FLOOR as FAMILY_FLOOR};
 pub use config::{Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN};
 
+#[cfg(test)]
 /// Names of the moves strategies make themselves (they need scores, so they are not
 /// [`super::Operator`]s); logged as a candidate's operator like an operator's name.
-pub const STRATEGY_MOVES: [&str; 4] = [
+pub(crate) const STRATEGY_MOVES: [&str; 4] = [
     error_driven::DEMO_ERROR,
     gepa::REFLECT,
     gepa::MERGE,
@@ -40,9 +41,7 @@ use super::selection;
 use crate::task::Fitness;
 
 /// A way to search: proposes candidates and decides which survive, through a [`Search`].
-pub trait Strategy {
-    /// Its name in configs and reports.
-    fn name(&self) -> &'static str;
+pub(crate) trait Strategy {
     /// Runs until the search stops; returns the last population.
     fn run(
         &self,
@@ -224,12 +223,12 @@ fn entry(name: &str) -> Option<&'static Entry> {
 
 /// Operator weights a strategy uses unless the config overrides them (none for an unknown
 /// name).
-pub fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
+pub(crate) fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
     entry(strategy).map_or(&[], |e| e.weights)
 }
 
 /// The strategy with this name (see [`STRATEGY_NAMES`]).
-pub fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
+pub(crate) fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
     entry(name).map(|e| (e.make)())
 }
 
@@ -285,12 +284,12 @@ fn operator_set(config: &SearchConfig) -> Result<OperatorSet, EvolveError> {
 
 /// Whether a strategy asks the model for text whatever its operators (gepa and adaptive
 /// reflect, opro writes every child).
-pub fn strategy_needs_model(name: &str) -> bool {
+pub(crate) fn strategy_needs_model(name: &str) -> bool {
     entry(name).is_some_and(|e| e.needs_model)
 }
 
 /// Whether a strategy keeps `--elite` parents each generation (the GA loop's).
-pub fn strategy_uses_elite(name: &str) -> bool {
+pub(crate) fn strategy_uses_elite(name: &str) -> bool {
     entry(name).is_some_and(|e| e.uses_elite)
 }
 

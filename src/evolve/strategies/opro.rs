@@ -12,7 +12,7 @@ use crate::evolve::operators::{ask_for_prompt, with_genes_of};
 use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
 
 /// Operator name logged for OPRO's children.
-pub const OPRO: &str = "opro";
+pub(crate) const OPRO: &str = "opro";
 
 /// Past instructions shown in the meta-prompt.
 const TRAJECTORY: usize = 8;
@@ -21,10 +21,10 @@ const TRAJECTORY: usize = 8;
 const EXEMPLARS: usize = 3;
 
 /// OPRO (`--strategy opro`).
-pub struct Opro;
+pub(crate) struct Opro;
 
 /// OPRO's meta-prompt: the trajectory (instruction, score 0-100) ascending, then exemplars.
-pub fn meta_prompt(trajectory: &[(String, f64)], exemplars: &[(String, String)]) -> String {
+pub(crate) fn meta_prompt(trajectory: &[(String, f64)], exemplars: &[(String, String)]) -> String {
     let mut s = String::from(
         "Your task is to write an instruction for a task. Below are some previous instructions with their scores. The score ranges from 0 to 100.\n\n",
     );
@@ -39,10 +39,6 @@ pub fn meta_prompt(trajectory: &[(String, f64)], exemplars: &[(String, String)])
 }
 
 impl Strategy for Opro {
-    fn name(&self) -> &'static str {
-        "opro"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

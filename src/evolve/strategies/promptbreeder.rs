@@ -17,10 +17,6 @@ use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopRe
 pub struct Promptbreeder;
 
 impl Strategy for Promptbreeder {
-    fn name(&self) -> &'static str {
-        "promptbreeder"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

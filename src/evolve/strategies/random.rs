@@ -9,13 +9,9 @@ use crate::evolve::error::EvolveError;
 use crate::evolve::search::{OperatorSet, Scored, Search};
 
 /// Random search (`--strategy random`).
-pub struct RandomSearch;
+pub(crate) struct RandomSearch;
 
 impl Strategy for RandomSearch {
-    fn name(&self) -> &'static str {
-        "random"
-    }
-
     fn run(
         &self,
         search: &mut Search<'_, '_>,

@@ -132,11 +132,9 @@ type Loader = fn(&mut GgufFile, WeightFormat, &Device) -> Result<Box<dyn Archite
 type HfSpec = fn(&HfConfig) -> Result<decoder::DecoderSpec>;
 
 /// One supported architecture: its `general.architecture` name and its loaders.
-pub struct ArchEntry {
+pub(crate) struct ArchEntry {
     /// The name GGUF files give it.
     pub name: &'static str,
-    /// What models of it are (for `--help` and docs).
-    pub models: &'static str,
     /// The `model_type`s of Hugging Face `config.json` files of it.
     pub hf_model_types: &'static [&'static str],
     load: Loader,
@@ -147,10 +145,9 @@ pub struct ArchEntry {
 }
 
 /// Every architecture promptevo implements, in the order error messages list them.
-pub const ARCHITECTURES: &[ArchEntry] = &[
+pub(crate) const ARCHITECTURES: &[ArchEntry] = &[
     ArchEntry {
         name: "llama",
-        models: "Llama 2/3, SmolLM, Mistral",
         hf_model_types: &["llama", "mistral"],
         load: llama::load,
         from_hf: llama::spec_from_hf,
@@ -158,7 +155,6 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
     },
     ArchEntry {
         name: "gemma3",
-        models: "Gemma 3 (text)",
         hf_model_types: &["gemma3_text", "gemma3"],
         load: gemma3::load,
         from_hf: gemma3::spec_from_hf,
@@ -166,7 +162,6 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
     },
     ArchEntry {
         name: "qwen2",
-        models: "Qwen 2, Qwen 2.5",
         hf_model_types: &["qwen2"],
         load: qwen2::load,
         from_hf: qwen2::spec_from_hf,
@@ -174,7 +169,6 @@ pub const ARCHITECTURES: &[ArchEntry] = &[
     },
     ArchEntry {
         name: "qwen3",
-        models: "Qwen 3 (dense)",
         hf_model_types: &["qwen3"],
         load: qwen3::load,
         from_hf: qwen3::spec_from_hf,
@@ -207,7 +201,7 @@ pub fn load(
 
 /// Loads a Hugging Face model folder (`config.json` + `*.safetensors`) of a supported
 /// `model_type`, weights through [`SafetensorsFolder`].
-pub fn load_safetensors(
+pub(crate) fn load_safetensors(
     dir: &std::path::Path,
     format: WeightFormat,
     device: &Device,

@@ -167,11 +167,6 @@ impl Bf16Matrix {
         Ok(self)
     }
 
-    /// Bytes of weight data (packed, including the zero padding of `n` and `k`).
-    pub fn size_in_bytes(&self) -> usize {
-        self.packed.len() * 4
-    }
-
     /// `x · Wᵀ` for `x` of `m × cols` (row major); returns `m × rows`.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (n, k) = (self.rows, self.cols);

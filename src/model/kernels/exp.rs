@@ -54,15 +54,17 @@ const C: [f64; 3] = [
 /// `|x|` from which glibc takes its special-case path (`top12(88.0)`).
 const LIMIT_TOP12: u32 = 0x42b;
 
+#[cfg(test)]
 /// Whether `x` is in the range the table path covers (`|x| < 88`, not NaN).
 #[inline(always)]
 fn in_range(x: f32) -> bool {
     (x.to_bits() >> 20) & 0x7ff < LIMIT_TOP12
 }
 
+#[cfg(test)]
 /// `e^x`, the same value as glibc's `expf` (outside the table path it is `f32::exp`).
 #[inline(always)]
-pub fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     if !in_range(x) {
         return x.exp();
     }
@@ -82,7 +84,7 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// `o = silu(g) · u = g / (1 + e^-g) · u`, as candle's `silu` then `mul`.
-pub fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
+pub(crate) fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if silu_vectorised() {
         // SAFETY: `silu_vectorised` checked the CPU features.
@@ -93,7 +95,7 @@ pub fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
 
 /// Whether [`silu_mul`] runs its AVX-512 loop: the CPU has AVX-512 F and DQ and
 /// `PROMPTEVO_KERNEL=portable` is not set.
-pub fn silu_vectorised() -> bool {
+pub(crate) fn silu_vectorised() -> bool {
     if super::portable_forced() {
         return false;
     }

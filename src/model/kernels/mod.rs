@@ -14,14 +14,14 @@ pub use bf16::{bf16_to_f32, f32_to_bf16, Bf16Matrix, KernelKind, KernelUnavailab
 use std::sync::OnceLock;
 
 /// Whether `PROMPTEVO_KERNEL=portable` asks for the portable code everywhere (read once).
-pub fn portable_forced() -> bool {
+pub(crate) fn portable_forced() -> bool {
     static FORCED: OnceLock<bool> = OnceLock::new();
     *FORCED.get_or_init(|| std::env::var("PROMPTEVO_KERNEL").is_ok_and(|v| v == "portable"))
 }
 
 /// Whether the AVX-512 (F, VL) builds of attention and RMS norm may run: the CPU has the
 /// features and the portable switch is off.
-pub fn wide_vectors() -> bool {
+pub(crate) fn wide_vectors() -> bool {
     if portable_forced() {
         return false;
     }

@@ -28,7 +28,7 @@ pub fn new(p: &mut Params<'_>) -> Result<Box<dyn Metric>, MetricError> {
 }
 
 /// The first JSON object in `text`: parsed from each `{` in turn, trailing text ignored.
-pub fn first_object(text: &str) -> Option<Map<String, Value>> {
+pub(crate) fn first_object(text: &str) -> Option<Map<String, Value>> {
     text.match_indices('{').find_map(|(i, _)| {
         let mut stream = serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>();
         match stream.next() {

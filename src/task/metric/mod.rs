@@ -29,11 +29,11 @@ pub use exact::normalise_exact;
 pub use f1::{squad_tokens, token_f1};
 
 /// Makes a metric from its `[metric]` parameters.
-pub type Constructor = fn(&mut Params<'_>) -> Result<Box<dyn Metric>, MetricError>;
+pub(crate) type Constructor = fn(&mut Params<'_>) -> Result<Box<dyn Metric>, MetricError>;
 
 /// Every metric a task file can name, with its constructor. A new metric is one file in this
 /// folder and one line here.
-pub const REGISTRY: &[(&str, Constructor)] = &[
+pub(crate) const REGISTRY: &[(&str, Constructor)] = &[
     ("exact", exact::new),
     ("contains", contains::new),
     ("f1", f1::new),
@@ -47,7 +47,7 @@ pub const REGISTRY: &[(&str, Constructor)] = &[
 ];
 
 /// The metric of a task file that names none.
-pub const DEFAULT_METRIC: &str = "exact";
+pub(crate) const DEFAULT_METRIC: &str = "exact";
 
 /// One answer to score: the example's input, the model's output and the accepted answers.
 #[derive(Clone, Copy, Debug)]
@@ -143,7 +143,7 @@ pub fn each(
 }
 
 /// The best score and the best fitness of `f` over the accepted answers (0 when none).
-pub fn best_over(targets: &[String], f: impl Fn(&str) -> Scored) -> Scored {
+pub(crate) fn best_over(targets: &[String], f: impl Fn(&str) -> Scored) -> Scored {
     targets
         .iter()
         .map(|t| f(t))
@@ -155,7 +155,7 @@ pub fn best_over(targets: &[String], f: impl Fn(&str) -> Scored) -> Scored {
 
 /// A metric's parameters from the task file's `[metric]` table, read by its constructor; keys
 /// it never asks for are reported as unknown.
-pub struct Params<'a> {
+pub(crate) struct Params<'a> {
     metric: &'static str,
     table: toml::Table,
     asked: Vec<&'static str>,
@@ -252,7 +252,7 @@ impl<'a> Params<'a> {
 }
 
 /// The names in [`REGISTRY`], comma-separated.
-pub fn known_names() -> String {
+pub(crate) fn known_names() -> String {
     REGISTRY
         .iter()
         .map(|(n, _)| *n)
@@ -332,7 +332,7 @@ impl MetricSpec {
 
     /// Prepares the metric for scoring with `scoring`, the model scoring the task (see
     /// [`Metric::prepare`]).
-    pub fn prepare(&self, scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
+    pub(crate) fn prepare(&self, scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
         self.metric.prepare(scoring)
     }
 
@@ -347,7 +347,7 @@ impl MetricSpec {
     }
 
     /// Checks one accepted answer of the data (see [`Metric::check_target`]).
-    pub fn check_target(&self, target: &str) -> Result<(), String> {
+    pub(crate) fn check_target(&self, target: &str) -> Result<(), String> {
         self.metric.check_target(target)
     }
 }

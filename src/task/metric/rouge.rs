@@ -53,7 +53,7 @@ fn tokens(text: &str) -> Vec<String> {
 }
 
 /// ROUGE-L F1 between a prediction and one reference (0 when either has no tokens).
-pub fn rouge_l(prediction: &str, reference: &str) -> f64 {
+pub(crate) fn rouge_l(prediction: &str, reference: &str) -> f64 {
     let (p, r) = (tokens(prediction), tokens(reference));
     if p.is_empty() || r.is_empty() {
         return 0.0;
