@@ -1190,7 +1190,7 @@ fn a_chat_task_through_a_server_that_publishes_its_template_at_props_is_rendered
     assert!(
         seen.iter().any(|r| r.contains(&want)),
         "no request scored {want}: {:?}",
-        seen.iter().filter(|r| r.contains("completions")).last()
+        seen.iter().rfind(|r| r.contains("completions"))
     );
 }
 

@@ -169,7 +169,7 @@ impl Client {
         if let Some(bad) = urls
             .iter()
             .find(|u| !is_server_url(u))
-            .or(urls.first().is_none().then_some(&config.url))
+            .or(urls.is_empty().then_some(&config.url))
         {
             return Err(Error::Usage(format!(
                 "`{bad}` is not a server URL; give one like http://127.0.0.1:8000/v1 (or several of the same model separated by commas)"
