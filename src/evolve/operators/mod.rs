@@ -71,18 +71,6 @@ pub enum Family {
     Model,
 }
 
-impl Family {
-    /// Lower-case name used in configs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Edit => "edit",
-            Family::Crossover => "crossover",
-            Family::Gene => "gene",
-            Family::Model => "model",
-        }
-    }
-}
-
 /// What an operator may use besides its parents. Operators never see scores or dev/test data.
 #[derive(Default)]
 pub struct OperatorContext<'a> {
