@@ -101,7 +101,7 @@ fn models_only_server() -> String {
 }
 
 #[test]
-fn the_server_backend_refuses_chat_tasks_in_one_line() {
+fn a_server_that_publishes_no_chat_template_needs_one_named_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let task = write_chat_task(dir.path(), "");
     let url = models_only_server();
@@ -113,8 +113,26 @@ fn the_server_backend_refuses_chat_tasks_in_one_line() {
         .unwrap();
     assert_bad_input(
         &out,
-        &[&url, "does not score chat tasks", "format = \"completion\""],
+        &[&url, "/props", "--chat-template", "format = \"completion\""],
     );
+    // A template file that is not there is named, with what to give instead.
+    let missing = dir.path().join("absent.gguf");
+    let out = bin()
+        .args(["eval", "--task"])
+        .arg(&task)
+        .args(["--model", &url, "--chat-template"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["absent.gguf", "no such file"]);
+    // --chat-template is for a served model only.
+    let out = bin()
+        .args(["eval", "--task"])
+        .arg(&task)
+        .args(["--chat-template", "x.jinja"])
+        .output()
+        .unwrap();
+    assert_bad_input(&out, &["--chat-template", "server URL"]);
 }
 
 fn real_model() -> Model {
