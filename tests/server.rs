@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{bin, default_model, root};
+use common::{bin, default_model, free_port, root};
 use promptevo::remote::{Client, ServerConfig};
 
 /// Real-server tests run one at a time: each starts a server, and the machine may have 2 cores.
@@ -94,15 +94,6 @@ fn from_env_or_script(env: &str, script: &str, dir: &str, why: &str) -> Option<P
         }
         _ => panic!("tests/support/{script} failed (see its output above); {env}=PATH uses one made elsewhere"),
     }
-}
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Which server program serves the default model.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{bin, default_model, root};
+use common::{bin, default_model, free_port, root};
 
 /// Longest wait for any job to end.
 const JOB_TIMEOUT: Duration = Duration::from_secs(900);
@@ -170,14 +170,6 @@ impl Drop for Cluster {
             .arg(&self.dir)
             .output();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn assert_ok(out: &Output) {

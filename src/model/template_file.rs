@@ -36,15 +36,7 @@ pub(crate) fn read_chat_template(path: &Path) -> Result<TemplateFile> {
     }
     if path.is_dir() {
         let (tok, special, source) = tokenizer::load_folder(path)?;
-        let text = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
-        let template = ChatTemplate::new(
-            source.ok_or_else(missing)?,
-            text(special.bos),
-            text(special.eos),
-            path.to_path_buf(),
-        )?;
-        let leading = special.add_bos.then(|| text(special.bos));
-        return Ok(TemplateFile { template, leading });
+        return with_tokenizer(path, source.ok_or_else(missing)?, &tok, &special);
     }
     if is_gguf(path) {
         let gguf = GgufFile::open(path)?;
@@ -52,11 +44,7 @@ pub(crate) fn read_chat_template(path: &Path) -> Result<TemplateFile> {
             .string("tokenizer.chat_template")
             .map_err(|_| missing())?;
         let (tok, special) = tokenizer::load(&gguf)?;
-        let text = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
-        let template =
-            ChatTemplate::new(source, text(special.bos), text(special.eos), path.into())?;
-        let leading = special.add_bos.then(|| text(special.bos));
-        return Ok(TemplateFile { template, leading });
+        return with_tokenizer(path, source, &tok, &special);
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::chat_template(path, format!("cannot read it: {e}")))?;
@@ -86,6 +74,20 @@ pub(crate) fn read_chat_template(path: &Path) -> Result<TemplateFile> {
         template,
         leading: None,
     })
+}
+
+/// The template `source` of the model at `path`, with BOS/EOS texts from its tokenizer and the
+/// BOS text as leading when the model adds BOS.
+fn with_tokenizer(
+    path: &Path,
+    source: String,
+    tok: &tokenizers::Tokenizer,
+    special: &tokenizer::SpecialTokens,
+) -> Result<TemplateFile> {
+    let text = |id: Option<u32>| id.and_then(|i| tok.id_to_token(i)).unwrap_or_default();
+    let template = ChatTemplate::new(source, text(special.bos), text(special.eos), path.into())?;
+    let leading = special.add_bos.then(|| text(special.bos));
+    Ok(TemplateFile { template, leading })
 }
 
 /// Whether the file starts with GGUF's magic.

@@ -314,15 +314,18 @@ impl Client {
         })
     }
 
-    /// The base of the server optional endpoints are asked: the first not set aside.
-    fn optional_base(&self) -> &str {
+    /// `path` at the root (the base URL without a trailing `/v1`) of the server optional
+    /// endpoints are asked: the first not set aside.
+    fn optional_url(&self, path: &str) -> String {
         let now = Instant::now();
-        self.endpoints
+        let base = &self
+            .endpoints
             .iter()
             .find(|e| e.available(now))
             .unwrap_or(&self.endpoints[0])
-            .base
-            .as_str()
+            .base;
+        let root = base.strip_suffix("/v1").unwrap_or(base);
+        format!("{root}/{path}")
     }
 
     /// The order in which servers are tried for one request: those not set aside, fewest
@@ -343,9 +346,7 @@ impl Client {
     /// `/v1`), without retries: for optional endpoints such as `/tokenize`. None when the
     /// server does not have it (any error status).
     pub(crate) fn post_optional(&self, path: &str, body: &Value) -> Option<Value> {
-        let base = self.optional_base();
-        let root = base.strip_suffix("/v1").unwrap_or(base);
-        let url = format!("{root}/{path}");
+        let url = self.optional_url(path);
         let response = self
             .authorised(self.agent.post(&url))
             .send_json(body.clone());
@@ -356,9 +357,7 @@ impl Client {
     /// without retries: for optional endpoints such as llama-server's `/props`. None when the
     /// server does not have it.
     pub(crate) fn get_optional(&self, path: &str) -> Option<Value> {
-        let base = self.optional_base();
-        let root = base.strip_suffix("/v1").unwrap_or(base);
-        let url = format!("{root}/{path}");
+        let url = self.optional_url(path);
         let response = self.authorised(self.agent.get(&url)).call();
         response.ok()?.into_json().ok()
     }

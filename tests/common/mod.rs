@@ -4,6 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A port on 127.0.0.1 nobody listens on now (for servers and daemons a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// The binary under test.
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_promptevo"))
