@@ -1056,6 +1056,25 @@ impl Architecture for Decoder {
         Ok(native.forward_packed(x, positions, rows, prefix, keep)?)
     }
 
+    fn forward_ragged(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        rows: &[PackedRow],
+        prefix: &KvCache,
+        tails: &mut [KvCache],
+        keep: &[usize],
+    ) -> Result<Vec<f32>> {
+        let Some(native) = &self.native else {
+            return Err(Error::Internal(
+                "ragged forward passes need --weights bf16 on the CPU".into(),
+            ));
+        };
+        let ids = Tensor::new(tokens, &self.device)?;
+        let x: Vec<f32> = self.embed(&ids)?.flatten_all()?.to_vec1()?;
+        Ok(native.forward_ragged(x, positions, rows, prefix, tails, keep)?)
+    }
+
     fn log_probs(&self, hidden: &Tensor) -> Result<Tensor> {
         let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
         let logits = match self.spec.softcap {
