@@ -226,10 +226,14 @@ fn gemma_batched_generation_matches_one_at_a_time_across_the_sliding_window() {
     g.prefill(&mut prefix, &prefix_ids).unwrap();
     let window = 512;
     assert!(prefix.len() > window, "prefix of {} tokens", prefix.len());
-    let suffixes: Vec<Vec<u32>> = ["How many sacks", "The miller", "Q: What ran past the mill?\nA:"]
-        .iter()
-        .map(|s| model.encode(s).unwrap())
-        .collect();
+    let suffixes: Vec<Vec<u32>> = [
+        "How many sacks",
+        "The miller",
+        "Q: What ran past the mill?\nA:",
+    ]
+    .iter()
+    .map(|s| model.encode(s).unwrap())
+    .collect();
     let opts = GenerateOptions {
         max_new_tokens: 6,
         stop: vec!["\n".into()],

@@ -211,7 +211,10 @@ fn batched_greedy_generation_gives_the_tokens_of_one_at_a_time() {
             })
             .collect();
         let reasons: std::collections::HashSet<_> = alone.iter().map(|a| a.stop_reason).collect();
-        assert!(reasons.len() >= 2, "the rows should stop for different reasons: {alone:?}");
+        assert!(
+            reasons.len() >= 2,
+            "the rows should stop for different reasons: {alone:?}"
+        );
         // 3 rows at a time: rows join as others leave; 64: all at once.
         for rows in [3, 64] {
             let batched = g.generate_batch(&prefix, &suffixes, &opts, rows).unwrap();

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Builds a fair llama.cpp peer for THIS CPU (llama-server and llama-bench) and prints the folder
-# holding the binaries on stdout.
+# Builds a fair llama.cpp peer for THIS CPU (llama-server, llama-bench and the shared libraries
+# libllama.so/libggml*.so, which llama-cpp-python loads instead of its own when
+# LLAMA_CPP_LIB_PATH names the folder) and prints the folder holding them on stdout.
 #
 #   benches/peers/build-llama-cpp.sh [DIR]        (default DIR: target/llama-cpp-fair)
 #
@@ -38,12 +39,13 @@ fi
 SIG=""
 for f in AVX AVX2 FMA F16C BMI2 AVX_VNNI AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16; do
     eval v=\$$f
-    [ "$v" = ON ] && SIG="$SIG${SIG:+-}$(echo "$f" | tr 'A-Z_' 'a-z')"
+    [ "$v" = ON ] && SIG="$SIG${SIG:+-}$(echo "$f" | tr 'A-Z_' 'a-z-')"
 done
 [ -n "$SIG" ] || SIG=portable
 OUT="$DIR/$SIG"
 BIN="$OUT/build/bin"
-if [ -x "$BIN/llama-server" ] && [ -x "$BIN/llama-bench" ] && [ -f "$OUT/version" ] \
+if [ -x "$BIN/llama-server" ] && [ -x "$BIN/llama-bench" ] && [ -f "$BIN/libllama.so" ] \
+    && [ -f "$OUT/version" ] \
     && [ "$(cat "$OUT/version")" = "$VERSION" ]; then
     echo "$BIN"
     exit 0
@@ -81,7 +83,7 @@ fi
 PATH="$TOOLS/bin:$PATH"
 export PATH
 
-CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF \
+CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF \
 -DGGML_AVX=$AVX -DGGML_AVX2=$AVX2 -DGGML_FMA=$FMA -DGGML_F16C=$F16C -DGGML_BMI2=$BMI2 \
 -DGGML_AVX_VNNI=$AVX_VNNI -DGGML_AVX512=$AVX512 -DGGML_AVX512_VBMI=$AVX512_VBMI \
 -DGGML_AVX512_VNNI=$AVX512_VNNI -DGGML_AVX512_BF16=$AVX512_BF16 \
@@ -93,7 +95,7 @@ start=$(date +%s)
 echo "build-llama-cpp.sh: building llama.cpp (vendored by llama-cpp-python $VERSION) for $SIG in $OUT" >&2
 # shellcheck disable=SC2086
 cmake -S "$SRC" -B "$OUT/build" -G Ninja $CMAKE_FLAGS >&2
-cmake --build "$OUT/build" --target llama-server llama-bench -j "$(nproc 2>/dev/null || echo 2)" >&2
+cmake --build "$OUT/build" --target llama llama-server llama-bench -j "$(nproc 2>/dev/null || echo 2)" >&2
 echo "$VERSION" > "$OUT/version"
 echo "build-llama-cpp.sh: built in $(( $(date +%s) - start )) s" >&2
 echo "$BIN"

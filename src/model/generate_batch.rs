@@ -160,8 +160,7 @@ impl Generator<'_> {
 
     /// One packed pass over every live row's pending tokens after `prefix` and its own tail;
     /// returns, per row, the next-token log-probs after its last pending token.
-    fn step_rows(&self, prefix: &KvCache, live: &mut [Live]
-    ) -> Result<Vec<Vec<f32>>> {
+    fn step_rows(&self, prefix: &KvCache, live: &mut [Live]) -> Result<Vec<Vec<f32>>> {
         let arch = &self.model().arch;
         let p = prefix.len();
         let mut tokens = Vec::new();
