@@ -6,7 +6,13 @@
 //! prompt; labels " negative"/" positive". Each row runs in its own process so that its peak RSS
 //! is its own.
 //!
-//! `cargo bench --bench scoring [-- --json] [-- --examples N] [-- --device cuda] [-- --model gemma|PATH]`
+//! `cargo bench --bench scoring [-- --json] [-- --examples N] [-- --device cuda] [-- --model gemma|PATH] [-- --no-fair-peer]`
+//!
+//! Two llama.cpp rows: the old one (llama-cpp-python's own build with its extra buffer types
+//! off, which also turns off its repacked kernels; kept for history) and the fair one, the same
+//! scorer on llama.cpp built for this CPU by `benches/peers/build-llama-cpp.sh` (AVX-512, VNNI,
+//! BF16 as the CPU has them, repacked kernels on, AMX off; built on first use), loaded through
+//! `LLAMA_CPP_LIB_PATH` with the extra buffer types on. "x llama.cpp" is against the fair row.
 //!
 //! `--model gemma` benchmarks `models/gemma-3-270m-q4_k_m.gguf` (./models/fetch-gemma.sh), any
 //! other value a GGUF path; the naive candle row exists for the default (llama) model only, so
@@ -283,7 +289,39 @@ fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<R
     })
 }
 
-fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
+/// Where the fair llama.cpp build is (`benches/peers/build-llama-cpp.sh` prints it, building it
+/// on first use) and the feature set it was built for; None (said on stderr) when it cannot be.
+fn fair_build() -> Option<(PathBuf, String)> {
+    eprintln!("locating the fair llama.cpp build (benches/peers/build-llama-cpp.sh; builds it on first use, tens of minutes)");
+    let out = Command::new(root().join("benches/peers/build-llama-cpp.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let bin = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+            let features = bin
+                .parent()
+                .and_then(|b| b.parent())
+                .and_then(|d| d.file_name())
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Some((bin, features))
+        }
+        _ => {
+            eprintln!("fair llama.cpp peer skipped: benches/peers/build-llama-cpp.sh failed");
+            None
+        }
+    }
+}
+
+/// The llama.cpp peer through llama-cpp-python: its own build with the extra buffer types off
+/// (`fair` None: the old row, kept for history), or the fair build's libraries loaded through
+/// `LLAMA_CPP_LIB_PATH` with the extra buffer types (repacked kernels) on.
+fn run_peer(
+    n: usize,
+    model_file: &str,
+    fair: Option<&(PathBuf, String)>,
+) -> Result<Option<RowResult>> {
     // The same variable as the server test and bench (PROMPTEVO_PYTHON is the older name).
     let python = std::env::var("PROMPTEVO_LLAMA_PYTHON")
         .or_else(|_| std::env::var("PROMPTEVO_PYTHON"))
@@ -302,8 +340,8 @@ fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
         .parent()
         .unwrap_or(Path::new("."))
         .join("../data/sst2/test.jsonl");
-    let out = Command::new(&python)
-        .arg(root().join("benches/peers/llama_cpp_score.py"))
+    let mut cmd = Command::new(&python);
+    cmd.arg(root().join("benches/peers/llama_cpp_score.py"))
         .args([
             "--model",
             model_file,
@@ -321,8 +359,19 @@ fn run_peer(n: usize, model_file: &str) -> Result<Option<RowResult>> {
         .args(task.verbalizers())
         .arg("--data")
         .arg(&data)
-        .current_dir(root())
-        .output()?;
+        .current_dir(root());
+    match fair {
+        Some((bin, features)) => {
+            cmd.env("LLAMA_CPP_LIB_PATH", bin)
+                .arg("--extra-bufts")
+                .arg("--label")
+                .arg(format!("llama.cpp fair build [{features}, AMX off]"));
+        }
+        None => {
+            cmd.arg("--label").arg("llama.cpp old row, stock build");
+        }
+    }
+    let out = cmd.output()?;
     if !out.status.success() {
         bail!(
             "llama.cpp peer failed: {}",
@@ -401,10 +450,21 @@ fn main() -> Result<()> {
         eprintln!("running {}", row_name(&device, spec));
         rows.push(child(&i.to_string(), n, &device_name, &model_file)?);
     }
-    rows.extend(run_peer(n, &model_file)?);
+    // The old peer row (stock llama-cpp-python, extra buffer types off) is kept for history;
+    // the "x llama.cpp" column is against the fair build when it is there.
+    rows.extend(run_peer(n, &model_file, None)?);
+    let fair = if args.iter().any(|a| a == "--no-fair-peer") {
+        None
+    } else {
+        fair_build()
+    };
+    if let Some(fair) = &fair {
+        rows.extend(run_peer(n, &model_file, Some(fair))?);
+    }
     let peer = rows
         .iter()
-        .find(|r| r.engine.contains("llama.cpp"))
+        .find(|r| r.engine.contains("fair build"))
+        .or_else(|| rows.iter().find(|r| r.engine.contains("llama.cpp")))
         .cloned();
     // Differences are measured against the naive row, or llama.cpp where there is none.
     let Some(naive) = (if with_naive {

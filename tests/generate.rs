@@ -154,3 +154,89 @@ fn chat_reply_to_an_instruction_request_is_not_empty() {
     assert!(!reply.contains("<|im_end|>"));
     assert!(n > 0);
 }
+
+/// Prompts after a shared prefix that stop for different reasons at different lengths (end of
+/// turn, a stop string, the token budget), so rows leave the batch and waiting ones join.
+fn batched_suffixes(m: &Model, prefix: &str) -> (Vec<u32>, Vec<Vec<u32>>) {
+    let inputs = [
+        "cat, elephant",
+        "mouse, horse",
+        "the blue whale or a small brown sparrow that sits on a fence",
+        "ant, dog",
+        "1, 2, 3, 4, 5,",
+        "Write a long story about a dragon.",
+        "hi",
+        "lion, zebra, giraffe, hippo, rhino, buffalo, antelope",
+    ];
+    let mut prefix_ids = m.leading_ids();
+    prefix_ids.extend(m.encode(prefix.trim_end()).unwrap());
+    let suffixes = inputs
+        .iter()
+        .map(|input| {
+            let mut ids = m.leading_ids();
+            ids.extend(m.encode(&format!("{prefix}{input}\nOutput:")).unwrap());
+            assert!(ids.starts_with(&prefix_ids), "{input}");
+            ids[prefix_ids.len()..].to_vec()
+        })
+        .collect();
+    (prefix_ids, suffixes)
+}
+
+#[test]
+fn batched_greedy_generation_gives_the_tokens_of_one_at_a_time() {
+    let m = model();
+    let mut g = Generator::new(&m);
+    assert!(g.batches());
+    let (prefix_ids, suffixes) =
+        batched_suffixes(&m, "Name the larger of the two animals.\n\nInput: ");
+    let mut prefix = m.arch.new_cache();
+    g.prefill(&mut prefix, &prefix_ids).unwrap();
+    for opts in [
+        GenerateOptions {
+            max_new_tokens: 12,
+            stop: vec!["\n".into()],
+            ..Default::default()
+        },
+        GenerateOptions {
+            max_new_tokens: 20,
+            stop: vec![".".into()],
+            ..Default::default()
+        },
+    ] {
+        let alone: Vec<_> = suffixes
+            .iter()
+            .map(|ids| {
+                let mut cache = prefix.clone();
+                g.generate_after(&mut cache, ids, &opts, None).unwrap()
+            })
+            .collect();
+        let reasons: std::collections::HashSet<_> = alone.iter().map(|a| a.stop_reason).collect();
+        assert!(
+            reasons.len() >= 2,
+            "the rows should stop for different reasons: {alone:?}"
+        );
+        // 3 rows at a time: rows join as others leave; 64: all at once.
+        for rows in [3, 64] {
+            let batched = g.generate_batch(&prefix, &suffixes, &opts, rows).unwrap();
+            assert_eq!(batched, alone, "rows {rows}");
+        }
+        // No shared prefix: each row is its whole prompt.
+        let whole: Vec<Vec<u32>> = suffixes
+            .iter()
+            .map(|s| [prefix_ids.as_slice(), s].concat())
+            .collect();
+        let batched = g
+            .generate_batch(&m.arch.new_cache(), &whole, &opts, 4)
+            .unwrap();
+        for (b, a) in batched.iter().zip(&alone) {
+            assert_eq!(b.text, a.text);
+            assert_eq!(b.stop_reason, a.stop_reason);
+        }
+    }
+    // Sampling is not batched: an error, not a silent greedy answer.
+    let sampled = GenerateOptions {
+        temperature: 1.0,
+        ..Default::default()
+    };
+    assert!(g.generate_batch(&prefix, &suffixes, &sampled, 4).is_err());
+}

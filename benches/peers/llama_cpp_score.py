@@ -35,9 +35,10 @@ import numpy as np
 import llama_cpp
 from llama_cpp import Llama
 
-# llama.cpp's extra buffer types off (AMX crashes where the kernel grants no tile state).
+# llama.cpp's extra buffer types off (AMX crashes where the kernel grants no tile state) unless
+# --extra-bufts: for a llama.cpp built without AMX (benches/peers/build-llama-cpp.sh, loaded
+# through LLAMA_CPP_LIB_PATH), whose repacked kernels are then on.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/support"))
-import llama_cpp_no_amx  # noqa: E402,F401
 
 
 def log_softmax64(x):
@@ -104,7 +105,12 @@ def main():
     ap.add_argument("--n-ctx", type=int, default=1024)
     ap.add_argument("--no-prefix-reuse", action="store_true")
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    ap.add_argument("--extra-bufts", action="store_true",
+                    help="leave llama.cpp's extra buffer types (repacked kernels) on; only for a build without AMX")
+    ap.add_argument("--label", default="llama.cpp", help="engine name, before the details")
     args = ap.parse_args()
+    if not args.extra_bufts:
+        import llama_cpp_no_amx  # noqa: F401  (patches the model defaults before a model loads)
 
     # Unescape "\n" typed literally on the command line.
     template = args.template.replace("\\n", "\n")
@@ -144,7 +150,8 @@ def main():
 
     n = len(rows)
     res = {
-        "engine": f"llama.cpp (llama-cpp-python {llama_cpp.__version__}, "
+        "engine": f"{args.label} (llama-cpp-python {llama_cpp.__version__}, "
+                  f"{'extra buffer types on' if args.extra_bufts else 'extra buffer types off'}, "
                   f"{'prefix reuse' if reuse else 'no prefix reuse'}, {args.threads} threads)",
         "examples": n,
         "tokens": sc.evaluated,

@@ -222,7 +222,7 @@ impl Default for GenerateOptions {
 }
 
 /// Why decoding stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     /// EOS or the model's end-of-turn token.
@@ -311,7 +311,7 @@ impl<'m> Generator<'m> {
 
     /// Runs `ids` after what `cache` holds (a shared prompt prefix, say) and decodes from there;
     /// the cache is extended in place (clone it first to keep the prefix).
-    pub(crate) fn generate_after(
+    pub fn generate_after(
         &mut self,
         cache: &mut KvCache,
         ids: &[u32],
@@ -459,7 +459,7 @@ fn end_of_turn_id(model: &Model) -> Option<u32> {
 }
 
 /// Byte offset of the earliest stop string in `text`.
-fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
+pub(crate) fn first_stop(text: &str, stop: &[String]) -> Option<usize> {
     stop.iter()
         .filter(|s| !s.is_empty())
         .filter_map(|s| text.find(s.as_str()))

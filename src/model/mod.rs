@@ -4,6 +4,7 @@
 pub mod arch;
 pub mod attention;
 pub mod generate;
+pub mod generate_batch;
 pub mod gguf;
 mod gguf_scan;
 pub mod kernels;

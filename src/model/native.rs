@@ -523,6 +523,170 @@ impl Native {
         Ok(rms_norm(&x, &self.norm, self.shape.eps))
     }
 
+    /// Runs packed rows of different lengths (no padding), each after the shared one-row
+    /// `prefix` cache (left as is) and then its own one-row `tails[r]` cache (the row's earlier
+    /// tokens after the prefix; empty at first), which is extended with the row's new keys and
+    /// values: the step of many decodings at once, each row at its own length. `x` holds the
+    /// token embeddings of every row back to back, `positions` their positions, and row `r`'s
+    /// `mask` is `len × (prefix.len() + tails[r].len() + len)`. Returns the final-normed hidden
+    /// states of the packed tokens `keep` (ascending). A token's result is the one
+    /// [`Native::forward`] gives it with the prefix and tail as one cache.
+    pub(crate) fn forward_ragged(
+        &self,
+        mut x: Vec<f32>,
+        positions: &[u32],
+        rows: &[PackedRow],
+        prefix: &KvCache,
+        tails: &mut [KvCache],
+        keep: &[usize],
+    ) -> candle_core::Result<Vec<f32>> {
+        let NativeShape {
+            hidden,
+            heads,
+            kv_heads,
+            head_dim: d,
+            scale,
+            ..
+        } = self.shape;
+        let m: usize = rows.iter().map(|r| r.len).sum();
+        let p = prefix.len();
+        let q_width = heads * d;
+        let kv_width = kv_heads * d;
+        let qkv_width = self.shape.qkv_width();
+        self.check_positions(positions)?;
+        if tails.len() != rows.len()
+            || x.len() != m * hidden
+            || positions.len() != m
+            || rows
+                .iter()
+                .zip(tails.iter())
+                .any(|(r, t)| r.mask.len() != r.len * (p + t.len() + r.len))
+        {
+            candle_core::bail!("ragged forward: inputs do not match the rows' lengths");
+        }
+        if p > 0 && prefix.batch() != 1 || tails.iter().any(|t| !t.is_empty() && t.batch() != 1) {
+            candle_core::bail!("ragged forward: the prefix and every tail must hold one row");
+        }
+        if keep.windows(2).any(|w| w[0] >= w[1]) || keep.last().is_some_and(|&t| t >= m) {
+            candle_core::bail!("ragged forward: rows to keep must ascend and lie below {m}");
+        }
+        let mut owner = Vec::with_capacity(m);
+        let mut start = Vec::with_capacity(rows.len());
+        for (r, row) in rows.iter().enumerate() {
+            start.push(owner.len());
+            owner.extend(std::iter::repeat_n(r, row.len));
+        }
+        let before: Vec<usize> = tails.iter().map(KvCache::len).collect();
+        let swa: Option<Vec<Vec<f32>>> = match self.window() {
+            Some(w) => {
+                let cached = prefix.positions(0);
+                if cached.len() != p {
+                    candle_core::bail!("ragged forward: the prefix cache lacks its positions");
+                }
+                let mut out = Vec::with_capacity(rows.len());
+                for ((row, &s0), tail) in rows.iter().zip(&start).zip(tails.iter()) {
+                    let own = &positions[s0..s0 + row.len];
+                    let earlier = tail.positions(0);
+                    if earlier.len() != tail.len() {
+                        candle_core::bail!("ragged forward: a tail cache lacks its positions");
+                    }
+                    let kv = p + tail.len() + row.len;
+                    let mut mask = row.mask.to_vec();
+                    for (i, mrow) in mask.chunks_exact_mut(kv).enumerate() {
+                        let keys = cached.iter().chain(earlier).chain(own);
+                        window_row(mrow, own[i], keys, w);
+                    }
+                    out.push(mask);
+                }
+                Some(out)
+            }
+            None => None,
+        };
+        for ((tail, row), &s0) in tails.iter_mut().zip(rows).zip(&start) {
+            tail.push_positions(1, &positions[s0..s0 + row.len])?;
+        }
+        for (li, layer) in self.layers.iter().enumerate() {
+            let pre = match prefix.rows(li) {
+                Some([row]) => KvSeg {
+                    k: &row.k,
+                    v: &row.v,
+                    stride: kv_width,
+                    len: p,
+                },
+                _ if p == 0 => KvSeg::EMPTY,
+                _ => candle_core::bail!("ragged forward: the prefix cache is not a CPU cache"),
+            };
+            let h = rms_norm(&x, &layer.attn_norm, self.shape.eps);
+            let mut qkv = layer.qkv.matmul(&h, m);
+            layer.qkv_steps(self, &mut qkv, positions);
+            for ((tail, row), &s0) in tails.iter_mut().zip(rows).zip(&start) {
+                tail.append_rows(li, (1, row.len, kv_width), |_, i| {
+                    let r = &qkv[(s0 + i) * qkv_width..][..qkv_width];
+                    (&r[q_width..q_width + kv_width], &r[q_width + kv_width..])
+                })?;
+            }
+            let own: Vec<&super::kv_cache::RowKv> = tails
+                .iter()
+                .map(|t| match t.rows(li) {
+                    Some([row]) => Ok(row),
+                    _ => Err(candle_core::Error::Msg(
+                        "ragged forward: a tail cache is not a one-row CPU cache".into(),
+                    )),
+                })
+                .collect::<candle_core::Result<_>>()?;
+            let last = li + 1 == self.layers.len();
+            let queries: Vec<usize> = if last {
+                keep.to_vec()
+            } else {
+                (0..m).collect()
+            };
+            let q_rows = if last {
+                gather(&qkv, qkv_width, keep)
+            } else {
+                Vec::new()
+            };
+            let q: &[f32] = if last { &q_rows } else { &qkv };
+            let windowed = swa.as_ref().filter(|_| layer.sliding);
+            let y = attention_ctx(
+                q,
+                qkv_width,
+                queries.len(),
+                (heads, kv_heads, d),
+                scale,
+                |tq| {
+                    let t = queries[tq];
+                    let r = owner[t];
+                    let (row, i) = (&rows[r], t - start[r]);
+                    let kv = p + before[r] + row.len;
+                    let mask: &[f32] = match windowed {
+                        Some(w) => &w[r],
+                        None => row.mask,
+                    };
+                    QueryCtx {
+                        segs: [
+                            pre,
+                            KvSeg {
+                                k: &own[r].k,
+                                v: &own[r].v,
+                                stride: kv_width,
+                                len: before[r] + row.len,
+                            },
+                        ],
+                        mask: &mask[i * kv..(i + 1) * kv],
+                    }
+                },
+            );
+            if last {
+                x = gather(&x, hidden, keep);
+            }
+            layer.attention_out_and_mlp(&mut x, &y, queries.len(), &self.shape);
+        }
+        if self.layers.is_empty() {
+            x = gather(&x, hidden, keep);
+        }
+        Ok(rms_norm(&x, &self.norm, self.shape.eps))
+    }
+
     /// RoPE (table `table`) on the query and key columns of rows of `qkv` at `positions`.
     fn rope(&self, qkv: &mut [f32], positions: &[u32], table: usize) {
         let NativeShape {

@@ -8,6 +8,9 @@ use crate::model::{ChatTemplate, GenerateOptions, Generator, Model};
 use crate::task::format::ChatRenderer;
 use crate::task::{GenerationSpec, Task};
 
+/// Answers decoded side by side by [`Generator::generate_batch`].
+const GENERATION_ROWS: usize = crate::model::generate_batch::DEFAULT_ROWS;
+
 /// Scores with a model loaded in this process.
 pub struct LocalBackend<'m> {
     engine: Engine<'m>,
@@ -66,7 +69,8 @@ impl ScoringBackend for LocalBackend<'_> {
     }
 
     /// The prefix's text is run once and its KV cache reused for every text whose tokens start
-    /// with it (others are run whole).
+    /// with it (others are run whole); on the native CPU path the answers are decoded together,
+    /// many rows per forward pass, with the same tokens as one at a time.
     fn answers(
         &mut self,
         prefix: &str,
@@ -86,30 +90,48 @@ impl ScoringBackend for LocalBackend<'_> {
         let mut prefix_ids = lead.clone();
         prefix_ids.extend(model.encode(prefix.trim_end())?);
         let reuse = self.engine.options().prefix_reuse && prefix_ids.len() > lead.len();
-        let mut prefix_cache = None;
-        let mut out = Vec::with_capacity(suffixes.len());
-        for suffix in suffixes {
+        // Texts whose tokens start with the prefix's continue its cache; the others run whole.
+        let mut shared: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut alone: Vec<(usize, Vec<u32>)> = Vec::new();
+        for (i, suffix) in suffixes.iter().enumerate() {
             let mut ids = lead.clone();
             ids.extend(model.encode(&format!("{prefix}{suffix}"))?);
-            let g = if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids) {
-                let (cache, done) = match &prefix_cache {
-                    Some(c) => c,
-                    None => {
-                        let mut cache = model.arch.new_cache();
-                        self.generator.prefill(&mut cache, &prefix_ids)?;
-                        prefix_cache.insert((cache, prefix_ids.len()))
-                    }
-                };
-                let mut cache = cache.clone();
-                self.generator
-                    .generate_after(&mut cache, &ids[*done..], &options, None)?
+            if reuse && ids.len() > prefix_ids.len() && ids.starts_with(&prefix_ids) {
+                shared.push((i, ids[prefix_ids.len()..].to_vec()));
             } else {
-                let mut cache = model.arch.new_cache();
+                alone.push((i, ids));
+            }
+        }
+        let mut prefix_cache = model.arch.new_cache();
+        if !shared.is_empty() {
+            self.generator.prefill(&mut prefix_cache, &prefix_ids)?;
+        }
+        let mut out = vec![String::new(); suffixes.len()];
+        for (cache, group) in [(prefix_cache, shared), (model.arch.new_cache(), alone)] {
+            if group.is_empty() {
+                continue;
+            }
+            let texts: Vec<String> = if self.generator.batches() {
+                // Many answers per forward pass; each is the one decoded alone below.
+                let ids: Vec<Vec<u32>> = group.iter().map(|(_, ids)| ids.clone()).collect();
                 self.generator
-                    .generate_after(&mut cache, &ids, &options, None)?
+                    .generate_batch(&cache, &ids, &options, GENERATION_ROWS)?
+                    .into_iter()
+                    .map(|g| g.text)
+                    .collect()
+            } else {
+                let mut texts = Vec::with_capacity(group.len());
+                for (_, ids) in &group {
+                    let mut c = cache.clone();
+                    let g = self.generator.generate_after(&mut c, ids, &options, None)?;
+                    texts.push(g.text);
+                }
+                texts
             };
-            self.answers_generated += 1;
-            out.push(g.text);
+            for ((i, _), text) in group.iter().zip(texts) {
+                out[*i] = text;
+                self.answers_generated += 1;
+            }
         }
         Ok(out)
     }

@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use super::{Architecture, ModelConfig, PackedRow};
 use crate::error::{Error, Result};
 use crate::model::attention::{attention, AttentionShape};
-use crate::model::kernels::Bf16Matrix;
+use crate::model::kernels::{Bf16Matrix, Q8Matrix};
 use crate::model::kv_cache::KvCache;
 use crate::model::native::{Native, NativeLayer, NativeShape};
 use crate::model::weights::WeightSource;
@@ -374,6 +374,9 @@ pub(crate) struct Decoder {
     native: Option<Native>,
     norm: Tensor,
     lm_head: QMatMul,
+    /// The output projection for [`Q8Matrix`] when it is Q8_0 on a CPU that runs that kernel
+    /// (the same bits as `lm_head`, faster); None: `lm_head` runs.
+    lm_head_q8: Option<Q8Matrix>,
     /// Per RoPE table, `(max_positions, head_dim / 2)` (the candle path only).
     cos: Vec<Tensor>,
     sin: Vec<Tensor>,
@@ -680,12 +683,18 @@ impl Decoder {
             ));
         }
         let embed = Arc::new(src.tensor("token_embd.weight", device)?);
-        let lm_head = if src.has_tensor("output.weight") {
-            QMatMul::from_qtensor(src.tensor("output.weight", device)?)?
+        let head = if src.has_tensor("output.weight") {
+            Arc::new(src.tensor("output.weight", device)?)
         } else {
             // Tied embeddings (SmolLM2, Gemma): the output projection is the embedding matrix.
-            QMatMul::from_arc(embed.clone())?
+            embed.clone()
         };
+        let lm_head_q8 = if device.is_cpu() {
+            Q8Matrix::new(&head)
+        } else {
+            None
+        };
+        let lm_head = QMatMul::from_arc(head)?;
         let norm = src
             .tensor("output_norm.weight", device)?
             .dequantize(device)?;
@@ -750,6 +759,7 @@ impl Decoder {
             native,
             norm,
             lm_head,
+            lm_head_q8,
             cos,
             sin,
             max_positions: max_pos,
@@ -1056,8 +1066,33 @@ impl Architecture for Decoder {
         Ok(native.forward_packed(x, positions, rows, prefix, keep)?)
     }
 
+    fn forward_ragged(
+        &self,
+        tokens: &[u32],
+        positions: &[u32],
+        rows: &[PackedRow],
+        prefix: &KvCache,
+        tails: &mut [KvCache],
+        keep: &[usize],
+    ) -> Result<Vec<f32>> {
+        let Some(native) = &self.native else {
+            return Err(Error::Internal(
+                "ragged forward passes need --weights bf16 on the CPU".into(),
+            ));
+        };
+        let ids = Tensor::new(tokens, &self.device)?;
+        let x: Vec<f32> = self.embed(&ids)?.flatten_all()?.to_vec1()?;
+        Ok(native.forward_ragged(x, positions, rows, prefix, tails, keep)?)
+    }
+
     fn log_probs(&self, hidden: &Tensor) -> Result<Tensor> {
-        let logits = self.lm_head.forward(hidden)?.to_dtype(DType::F32)?;
+        let logits = match (&self.lm_head_q8, hidden.dims2()) {
+            (Some(q8), Ok((m, _))) => {
+                let x: Vec<f32> = hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+                Tensor::from_vec(q8.matmul(&x, m), (m, q8.rows()), &self.device)?
+            }
+            _ => self.lm_head.forward(hidden)?.to_dtype(DType::F32)?,
+        };
         let logits = match self.spec.softcap {
             Some(c) => ((logits / f64::from(c))?.tanh()? * f64::from(c))?,
             None => logits,

@@ -102,6 +102,26 @@ pub trait Architecture: Send + Sync {
         keep: &[usize],
     ) -> Result<Vec<f32>>;
 
+    /// Runs packed rows of different lengths after the shared one-row `prefix` cache (left as
+    /// is) and each row's own one-row cache `tails[r]` (its tokens after the prefix so far),
+    /// which is extended in place; row `r`'s mask is `len × (prefix + tails[r] + len)`. Returns
+    /// the final-normed hidden states of the packed tokens `keep` (ascending), each exactly what
+    /// [`Architecture::forward`] gives it with the prefix and tail as one batch-1 cache: many
+    /// greedy decodings advance in one pass. Only when [`Architecture::packs`].
+    fn forward_ragged(
+        &self,
+        _tokens: &[u32],
+        _positions: &[u32],
+        _rows: &[PackedRow],
+        _prefix: &KvCache,
+        _tails: &mut [KvCache],
+        _keep: &[usize],
+    ) -> Result<Vec<f32>> {
+        Err(Error::Internal(
+            "ragged forward passes need --weights bf16 on the CPU".into(),
+        ))
+    }
+
     /// Log-probabilities over the vocabulary (`(n, vocab)`, f32) for hidden states `(n, hidden)`.
     fn log_probs(&self, hidden: &Tensor) -> Result<Tensor>;
 

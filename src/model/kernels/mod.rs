@@ -8,8 +8,10 @@
 
 mod bf16;
 pub mod exp;
+pub mod q8;
 
 pub use bf16::{bf16_to_f32, f32_to_bf16, Bf16Matrix, KernelKind, KernelUnavailable};
+pub use q8::Q8Matrix;
 
 use std::sync::OnceLock;
 
