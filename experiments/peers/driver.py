@@ -214,7 +214,9 @@ def run_promptolution(job, chat, record):
     df = pd.DataFrame({"x": [render_input(job["template"], e["input"]) for e in job["dev"]],
                        "y": [e["target"].lower() for e in job["dev"]]})
     peer = job["peer"]
-    strategy = "sequential_block" if peer == "capo" else "full"
+    # As promptolution's own entry point (promptolution.utils.optimize) builds the task for
+    # every optimizer: blocks of n_subsamples (30) dev examples.
+    strategy = "sequential_block"
     task = ClassificationTask(df, task_description=job["description"], x_column="x", y_column="y",
                               eval_strategy=strategy, seed=seed)
     kinds = {"capo": CAPO, "evoprompt-ga": EvoPromptGA, "opro": OPRO}
@@ -224,7 +226,7 @@ def run_promptolution(job, chat, record):
         "library": "promptolution 2.3.0", "optimizer": kinds[peer].__name__,
         "llm_class": "APILLM (OpenAI-compatible chat completions) at the llama.cpp server",
         "predictor": "FirstOccurrencePredictor (first label word in the answer; else the first label)",
-        "task": f"ClassificationTask(eval_strategy={strategy!r}, n_subsamples=30 (its default), seed={seed})",
+        "task": f"ClassificationTask(eval_strategy={strategy!r} as promptolution.optimize() builds it, n_subsamples=30 (its default block size), seed={seed})",
         "downstream": f"max_tokens {ANSWER_TOKENS}, temperature 0, seed {seed}",
         "meta_llm": f"max_tokens {META_TOKENS}, server default temperature, seed {seed}",
         "input_format": "prompt + newline + the task template without its prompt (as promptolution's predictor joins them)",

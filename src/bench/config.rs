@@ -375,6 +375,44 @@ operators = { swap = 0.0 }
     }
 
     #[test]
+    fn peer_arms_name_a_known_peer_keep_the_base_budget_and_take_tools_from_peers() {
+        let text = format!(
+            "{BASE}[peers]\npython = \"venv/bin/python\"\n[[arm]]\nname = \"capo\"\nkind = \"peer\"\npeer = \"capo\"\n"
+        );
+        let c = BenchConfig::parse(&text, Path::new("b/x.toml")).unwrap();
+        let capo = &c.arms[2];
+        assert_eq!(capo.peer.as_deref(), Some("capo"));
+        assert_eq!(
+            (capo.strategy(), capo.search.max_evals),
+            ("peer:capo".into(), Some(48))
+        );
+        assert_eq!(c.arms[0].peer, None);
+        assert_eq!(c.peer_tools.python, Path::new("b/venv/bin/python"));
+        // Left out: the repository's, from the current directory.
+        assert_eq!(
+            c.peer_tools.driver,
+            Path::new("experiments/peers/driver.py")
+        );
+        for (arm, want) in [
+            ("kind = \"peer\"\npeer = \"dspy\"", "unknown peer `dspy`"),
+            ("kind = \"peer\"", "no peer"),
+            ("peer = \"opro\"", "add kind = \"peer\""),
+            ("kind = \"plugin\"", "unknown kind `plugin`"),
+            (
+                "kind = \"peer\"\npeer = \"opro\"\n[arm.search]\npopulation = 4",
+                "remove its [arm.search]",
+            ),
+        ] {
+            let text = format!("{BASE}[[arm]]\nname = \"p\"\n{arm}\n");
+            let err = BenchConfig::parse(&text, Path::new("b/x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("b/x.toml: ") && err.contains(want), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
     fn shipped_benchmarks_parse_and_cover_every_strategy_and_family() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/benches");
         let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
@@ -390,5 +428,8 @@ operators = { swap = 0.0 }
         assert!(enabled(0).contains(&"evo-ga") && enabled(0).contains(&"paraphrase"));
         assert!(!enabled(4).contains(&"evo-ga") && !enabled(4).contains(&"paraphrase"));
         assert!(!enabled(2).contains(&"uniform") && enabled(2).contains(&"swap"));
+        let p = BenchConfig::load(&dir.join("peers.toml")).unwrap();
+        let peers: Vec<&str> = p.arms.iter().filter_map(|a| a.peer.as_deref()).collect();
+        assert_eq!(peers, super::PEER_NAMES);
     }
 }
