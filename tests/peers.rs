@@ -241,7 +241,7 @@ fn a_peer_that_crashes_gives_a_failed_row_quoting_it_and_is_not_rerun() {
 }
 
 /// A real peer (gepa 0.1.4 through a llama.cpp server on the default model), tiny: run
-/// `experiments/peers/install.sh` first. About a minute here.
+/// `experiments/peers/install.sh` first. 117 s here.
 #[test]
 #[ignore]
 fn a_real_peer_runs_and_its_answer_is_scored() {
