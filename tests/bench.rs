@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use common::{bin, default_model, root};
 
-const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95";
+const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
 
 /// A tiny benchmark (ga and random x sst2 x 2 seeds) written into `dir`.
 fn tiny_config(dir: &Path) -> PathBuf {

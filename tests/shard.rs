@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 use common::{bin, default_model, root};
 
-const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95";
+const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
 
 /// Index of the wall-clock `seconds` column of results.csv.
 const SECONDS_COLUMN: usize = 10;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::peer::{PeerTools, RawPeerTools, PEER_NAMES};
 use crate::error::{Error, Result};
 use crate::evolve::strategies::check_operators;
 use crate::evolve::SearchConfig;
@@ -33,6 +34,8 @@ struct RawBench {
     #[serde(default)]
     search: toml::Table,
     #[serde(default)]
+    peers: RawPeerTools,
+    #[serde(default)]
     arm: Vec<RawArm>,
 }
 
@@ -40,6 +43,12 @@ struct RawBench {
 #[serde(deny_unknown_fields)]
 struct RawArm {
     name: String,
+    /// `search` (the default: our search) or `peer` (an external optimiser).
+    #[serde(default)]
+    kind: Option<String>,
+    /// The peer of a `kind = "peer"` arm.
+    #[serde(default)]
+    peer: Option<String>,
     #[serde(default)]
     search: toml::Table,
 }
@@ -49,8 +58,22 @@ struct RawArm {
 pub struct Arm {
     /// Its name (a folder name under `runs/`).
     pub name: String,
-    /// The base `[search]` with the arm's overrides applied.
+    /// The base `[search]` with the arm's overrides applied (of a peer arm: the base, whose
+    /// `max_evals` is its budget).
     pub search: SearchConfig,
+    /// The external optimiser a `kind = "peer"` arm runs (one of [`PEER_NAMES`]); None for our
+    /// own search.
+    pub peer: Option<String>,
+}
+
+impl Arm {
+    /// What `results.csv` names its strategy: the search's, or `peer:<name>`.
+    pub fn strategy(&self) -> String {
+        match &self.peer {
+            Some(p) => format!("peer:{p}"),
+            None => self.search.strategy.clone(),
+        }
+    }
 }
 
 /// A checked benchmark configuration, with paths resolved.
@@ -78,6 +101,8 @@ pub struct BenchConfig {
     pub calibrate: bool,
     /// The arms, in file order.
     pub arms: Vec<Arm>,
+    /// Where the peer arms' tools are (`[peers]`, resolved against the file's folder).
+    pub peer_tools: PeerTools,
 }
 
 /// Overlays `over` onto `base`; nested tables (such as `operators`) are merged key by key.
@@ -176,6 +201,44 @@ impl BenchConfig {
                     a.name
                 )));
             }
+            let peer = match (a.kind.as_deref(), &a.peer) {
+                (None | Some("search"), None) => None,
+                (Some("peer"), Some(p)) if PEER_NAMES.contains(&p.as_str()) => {
+                    if !a.search.is_empty() {
+                        return Err(fail(format!(
+                            "arm `{}` is a peer, which runs its own search: remove its [arm.search] (its budget is [search] max_evals)",
+                            a.name
+                        )));
+                    }
+                    Some(p.clone())
+                }
+                (Some("peer"), Some(p)) => {
+                    return Err(fail(format!(
+                        "arm `{}`: unknown peer `{p}`; one of {}",
+                        a.name,
+                        PEER_NAMES.join(", ")
+                    )))
+                }
+                (Some("peer"), None) => {
+                    return Err(fail(format!(
+                        "arm `{}` has kind = \"peer\" but no peer; add peer = one of {}",
+                        a.name,
+                        PEER_NAMES.join(", ")
+                    )))
+                }
+                (None | Some("search"), Some(_)) => {
+                    return Err(fail(format!(
+                        "arm `{}` names a peer but is not kind = \"peer\"; add kind = \"peer\"",
+                        a.name
+                    )))
+                }
+                (Some(k), _) => {
+                    return Err(fail(format!(
+                        "arm `{}`: unknown kind `{k}`; `search` (the default) or `peer`",
+                        a.name
+                    )))
+                }
+            };
             let merged = merge(&raw.search, &a.search);
             let search: SearchConfig =
                 toml::Value::Table(merged)
@@ -209,6 +272,7 @@ impl BenchConfig {
             arms.push(Arm {
                 name: a.name.clone(),
                 search,
+                peer,
             });
         }
         Ok(Self {
@@ -225,6 +289,7 @@ impl BenchConfig {
                 .map_or_else(|| PathBuf::from(DEFAULT_POOL), |p| dir.join(p)),
             calibrate: raw.calibrate,
             arms,
+            peer_tools: raw.peers.resolve(dir),
         })
     }
 
@@ -310,6 +375,44 @@ operators = { swap = 0.0 }
     }
 
     #[test]
+    fn peer_arms_name_a_known_peer_keep_the_base_budget_and_take_tools_from_peers() {
+        let text = format!(
+            "{BASE}[peers]\npython = \"venv/bin/python\"\n[[arm]]\nname = \"capo\"\nkind = \"peer\"\npeer = \"capo\"\n"
+        );
+        let c = BenchConfig::parse(&text, Path::new("b/x.toml")).unwrap();
+        let capo = &c.arms[2];
+        assert_eq!(capo.peer.as_deref(), Some("capo"));
+        assert_eq!(
+            (capo.strategy(), capo.search.max_evals),
+            ("peer:capo".into(), Some(48))
+        );
+        assert_eq!(c.arms[0].peer, None);
+        assert_eq!(c.peer_tools.python, Path::new("b/venv/bin/python"));
+        // Left out: the repository's, from the current directory.
+        assert_eq!(
+            c.peer_tools.driver,
+            Path::new("experiments/peers/driver.py")
+        );
+        for (arm, want) in [
+            ("kind = \"peer\"\npeer = \"dspy\"", "unknown peer `dspy`"),
+            ("kind = \"peer\"", "no peer"),
+            ("peer = \"opro\"", "add kind = \"peer\""),
+            ("kind = \"plugin\"", "unknown kind `plugin`"),
+            (
+                "kind = \"peer\"\npeer = \"opro\"\n[arm.search]\npopulation = 4",
+                "remove its [arm.search]",
+            ),
+        ] {
+            let text = format!("{BASE}[[arm]]\nname = \"p\"\n{arm}\n");
+            let err = BenchConfig::parse(&text, Path::new("b/x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("b/x.toml: ") && err.contains(want), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
     fn shipped_benchmarks_parse_and_cover_every_strategy_and_family() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments/benches");
         let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
@@ -325,5 +428,8 @@ operators = { swap = 0.0 }
         assert!(enabled(0).contains(&"evo-ga") && enabled(0).contains(&"paraphrase"));
         assert!(!enabled(4).contains(&"evo-ga") && !enabled(4).contains(&"paraphrase"));
         assert!(!enabled(2).contains(&"uniform") && enabled(2).contains(&"swap"));
+        let p = BenchConfig::load(&dir.join("peers.toml")).unwrap();
+        let peers: Vec<&str> = p.arms.iter().filter_map(|a| a.peer.as_deref()).collect();
+        assert_eq!(peers, super::PEER_NAMES);
     }
 }

@@ -8,6 +8,7 @@
 //! [`run_shard`] and [`merge`] tie them together.
 
 pub mod config;
+pub mod peer;
 pub mod report;
 pub mod runner;
 pub mod shard;

@@ -13,7 +13,7 @@ use crate::run::ModelSettings;
 use crate::stats;
 
 /// Columns of `results.csv`, in order.
-pub(crate) const CSV_COLUMNS: [&str; 12] = [
+pub(crate) const CSV_COLUMNS: [&str; 17] = [
     "arm",
     "strategy",
     "task",
@@ -26,6 +26,11 @@ pub(crate) const CSV_COLUMNS: [&str; 12] = [
     "candidates",
     "seconds",
     "evals_to_95",
+    "status",
+    "cpu_seconds",
+    "peak_rss_mb",
+    "peer_test",
+    "note",
 ];
 
 /// Seed of the paired bootstrap (fixed, so bench.md is reproducible).
@@ -56,21 +61,36 @@ fn csv_field(s: &str) -> String {
 /// `results.csv`: a header and one row per run.
 pub(crate) fn to_csv(rows: &[RunRow]) -> String {
     let mut s = CSV_COLUMNS.join(",") + "\n";
+    // Empty where there is no figure (a peer's missing answer, our arms' peer-only columns).
+    let num = |x: f64| {
+        if x.is_nan() {
+            String::new()
+        } else {
+            x.to_string()
+        }
+    };
+    let opt =
+        |x: Option<f64>, digits: usize| x.map_or_else(String::new, |x| format!("{x:.digits$}"));
     for r in rows {
         s += &format!(
-            "{},{},{},{},{},{},{},{},{},{},{:.3},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{:.3},{},{},{},{},{},{}\n",
             csv_field(&r.arm),
             csv_field(&r.strategy),
             csv_field(&r.task),
             r.seed,
             r.initial_dev,
             r.initial_test,
-            r.best_dev,
-            r.best_test,
+            num(r.best_dev),
+            num(r.best_test),
             r.evals_used,
             r.candidates,
             r.seconds,
-            r.evals_to_95
+            r.evals_to_95,
+            csv_field(&r.status),
+            opt(r.cpu_seconds, 1),
+            opt(r.peak_rss_mb, 1),
+            r.peer_test.map_or_else(String::new, |x| x.to_string()),
+            csv_field(r.note.as_deref().unwrap_or(""))
         );
     }
     s
@@ -97,16 +117,16 @@ pub struct Comparison {
 }
 
 /// Compares `arm` with `baseline` on test accuracy over the (task, seed) pairs both have, among
-/// rows of the tasks `task` selects.
+/// rows of the tasks `task` selects (a peer run without an answer pairs with nothing).
 pub fn compare(rows: &[RunRow], arm: &str, baseline: &str, task: Option<&str>) -> Comparison {
-    let keep = |r: &&RunRow| task.is_none_or(|t| r.task == t);
+    let keep = |r: &&RunRow| task.is_none_or(|t| r.task == t) && r.is_ok();
     let diffs: Vec<f64> = rows
         .iter()
         .filter(keep)
         .filter(|r| r.arm == arm)
         .filter_map(|a| {
             rows.iter()
-                .find(|b| b.arm == baseline && b.task == a.task && b.seed == a.seed)
+                .find(|b| b.arm == baseline && b.task == a.task && b.seed == a.seed && b.is_ok())
                 .map(|b| a.best_test - b.best_test)
         })
         .collect();
@@ -242,19 +262,34 @@ pub(crate) fn to_markdown(
         );
         s += "| arm | strategy | runs | test acc mean ± std | test acc median | best dev mean | evals to 95% (mean) | wall s (mean) |\n|---|---|---|---|---|---|---|---|\n";
         for arm in &config.arms {
-            let r: Vec<&&RunRow> = of_task.iter().filter(|r| r.arm == arm.name).collect();
+            let all = of_task.iter().filter(|r| r.arm == arm.name).count();
+            let r: Vec<&&RunRow> = of_task
+                .iter()
+                .filter(|r| r.arm == arm.name && r.is_ok())
+                .collect();
             if r.is_empty() {
+                if all > 0 {
+                    s += &format!(
+                        "| {} | {} | 0 of {all} (see Peers) | - | - | - | - | - |\n",
+                        arm.name,
+                        arm.strategy()
+                    );
+                }
                 continue;
             }
+            let runs = if r.len() == all {
+                all.to_string()
+            } else {
+                format!("{} of {all} (see Peers)", r.len())
+            };
             let test: Vec<f64> = r.iter().map(|r| r.best_test).collect();
             let dev: Vec<f64> = r.iter().map(|r| r.best_dev).collect();
             let to95: Vec<f64> = r.iter().map(|r| r.evals_to_95 as f64).collect();
             let secs: Vec<f64> = r.iter().map(|r| r.seconds).collect();
             s += &format!(
-                "| {} | {} | {} | {} ± {:.1} | {} | {} | {:.0} | {:.1} |\n",
+                "| {} | {} | {runs} | {} ± {:.1} | {} | {} | {:.0} | {:.1} |\n",
                 arm.name,
-                arm.search.strategy,
-                r.len(),
+                arm.strategy(),
                 pct(stats::mean(&test)),
                 100.0 * stats::std_dev(&test),
                 pct(stats::median(&test)),
@@ -288,6 +323,7 @@ pub(crate) fn to_markdown(
             );
         }
     }
+    s += &peers_section(config, rows);
     s += &format!(
         "\n## Methods\n\n\
 - Every arm gets the same budget of example evaluations; the initial population is charged too. `evals to 95%` is the number of evaluations spent when the best full-dev score so far first reached {:.0}% of the run's final best.\n\
@@ -300,6 +336,48 @@ pub(crate) fn to_markdown(
         stats::RESAMPLES,
         stats::WILCOXON_EXACT_MAX
     );
+    s
+}
+
+/// `bench.md`'s section on the peer arms (empty without one): every peer run with its status
+/// (and why it failed or was skipped), our test accuracy of its answer beside the peer's own,
+/// its budget spent, CPU seconds and peak memory.
+fn peers_section(config: &BenchConfig, rows: &[RunRow]) -> String {
+    let peers: Vec<&str> = config
+        .arms
+        .iter()
+        .filter(|a| a.peer.is_some())
+        .map(|a| a.name.as_str())
+        .collect();
+    if peers.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Peers\n\nExternal optimisers run by `experiments/peers/driver.py` on the same task, model, dev / validation / test examples, seed and budget; `test (ours)` is our scorer's accuracy of the prompt each returned, on the same test examples as every arm (as `promptevo eval` scores it), `test (peer's)` the peer's own score of it (its own prompt format and answer extraction). CPU seconds and peak memory are the driver's plus the llama.cpp server's it started, during the search. Settings and errors: each run folder's `peer-result.json`; how to install and run: experiments/peers/README.md.\n\n| arm | task | seed | status | test (ours) | test (peer's) | initial test | evals used | candidates | wall s | CPU s | peak RSS MB | note |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows.iter().filter(|r| peers.contains(&r.arm.as_str())) {
+        let opt = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{x:.0}"));
+        s += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+            r.arm,
+            r.task,
+            r.seed,
+            r.status,
+            pct(r.best_test),
+            pct(r.peer_test.unwrap_or(f64::NAN)),
+            pct(r.initial_test),
+            r.evals_used,
+            r.candidates,
+            r.seconds,
+            opt(r.cpu_seconds),
+            opt(r.peak_rss_mb),
+            r.note
+                .as_deref()
+                .unwrap_or("")
+                .replace('|', "\\|")
+                .replace('\n', " ")
+        );
+    }
     s
 }
 
@@ -455,7 +533,13 @@ pub(crate) fn write_plots(out: &Path, config: &BenchConfig, results: &[RunResult
         };
         let values: Vec<Vec<f64>> = arms
             .iter()
-            .map(|a| of(a).iter().map(|r| r.row.best_test).collect())
+            .map(|a| {
+                of(a)
+                    .iter()
+                    .map(|r| r.row.best_test)
+                    .filter(|x| x.is_finite())
+                    .collect()
+            })
             .collect();
         let curves: Vec<Vec<&[(u64, f64)]>> = arms
             .iter()
@@ -486,6 +570,11 @@ mod tests {
             candidates: 6,
             seconds: 1.0,
             evals_to_95: 16,
+            status: "ok".into(),
+            cpu_seconds: None,
+            peak_rss_mb: None,
+            peer_test: None,
+            note: None,
         }
     }
 

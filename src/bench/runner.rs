@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::config::BenchConfig;
+use super::peer::{self, PeerResult, PeerRun, PeerStatus, PEER_RESULT_FILE};
 use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::evolve::{PhrasePool, TextGenerator};
@@ -49,6 +50,33 @@ pub struct RunRow {
     /// Example evaluations spent when the best full-dev score so far first reached 95% of the
     /// run's final best.
     pub evals_to_95: u64,
+    /// `ok`; of a peer arm also `failed` or `skipped` (then `best_dev` and `best_test` are NaN,
+    /// and the row is left out of every statistic).
+    #[serde(default = "ok")]
+    pub status: String,
+    /// CPU seconds of a peer's search (its driver and the llama.cpp server it started).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// Peak resident memory (MB) of a peer's driver plus its server.
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
+    /// A peer's own test accuracy of its answer (its own way of scoring, same examples).
+    #[serde(default)]
+    pub peer_test: Option<f64>,
+    /// Why a peer failed or was skipped.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+fn ok() -> String {
+    "ok".into()
+}
+
+impl RunRow {
+    /// Whether the run has an answer scored by us (every search run; a peer that ran).
+    pub fn is_ok(&self) -> bool {
+        self.status == "ok"
+    }
 }
 
 /// A run's row and its convergence curve.
@@ -237,7 +265,7 @@ fn result_of(
     let curve = analysis::progress(&records);
     let row = RunRow {
         arm: arm.name.clone(),
-        strategy: arm.search.strategy.clone(),
+        strategy: arm.strategy(),
         task: tasks[run.task].name.clone(),
         seed: run.seed,
         initial_dev: report.initial.dev_accuracy,
@@ -248,12 +276,50 @@ fn result_of(
         candidates: report.candidates,
         seconds: report.search_seconds,
         evals_to_95: evals_to_fraction(&curve, CONVERGED_FRACTION),
+        status: ok(),
+        cpu_seconds: None,
+        peak_rss_mb: None,
+        peer_test: None,
+        note: None,
     };
     Ok(RunResult {
         row,
         curve,
         backend: report.backend.clone(),
     })
+}
+
+/// A peer run's row (no convergence curve: the peer logs none we read).
+fn peer_result_of(
+    config: &BenchConfig,
+    tasks: &[Task],
+    run: &PlannedRun,
+    r: &PeerResult,
+) -> RunResult {
+    let arm = &config.arms[run.arm];
+    RunResult {
+        row: RunRow {
+            arm: arm.name.clone(),
+            strategy: arm.strategy(),
+            task: tasks[run.task].name.clone(),
+            seed: run.seed,
+            initial_dev: r.initial_dev,
+            initial_test: r.initial_test,
+            best_dev: r.best_dev.unwrap_or(f64::NAN),
+            best_test: r.best_test.unwrap_or(f64::NAN),
+            evals_used: r.evals_used,
+            candidates: r.candidates,
+            seconds: r.search_seconds,
+            evals_to_95: 0,
+            status: r.status.name().into(),
+            cpu_seconds: r.cpu_seconds,
+            peak_rss_mb: r.peak_rss_mb,
+            peer_test: r.peer_test,
+            note: r.reason.clone(),
+        },
+        curve: Vec::new(),
+        backend: None,
+    }
 }
 
 /// What the runs' config.json must record about the scoring backend, for a benchmark run on
@@ -298,6 +364,46 @@ pub(crate) fn run_all(
     for run in &runs {
         let task = &tasks[run.task];
         let start = Instant::now();
+        if let Some(peer_name) = &config.arms[run.arm].peer {
+            let peer_run = PeerRun {
+                peer: peer_name,
+                task,
+                settings: &run.settings,
+                model: backends.settings(),
+                tools: &config.peer_tools,
+                dir: &run.dir,
+            };
+            let (r, state) = run_peer(&peer_run, &mut scorers[run.task], quiet)?;
+            let result = peer_result_of(config, &tasks, run, &r);
+            let how = match state {
+                RunState::Finished => "(finished earlier, skipped)".to_string(),
+                _ => format!("in {:.0} s", start.elapsed().as_secs_f64()),
+            };
+            let position = format!("[{}/{total}{of}]", results.len() + 1);
+            match r.status {
+                PeerStatus::Ok => eprintln!(
+                    "{position} {} {} seed {}: dev {:.1}% test {:.1}% (peer {}) {how}",
+                    result.row.arm,
+                    task.name,
+                    run.seed,
+                    100.0 * result.row.best_dev,
+                    100.0 * result.row.best_test,
+                    peer_name
+                ),
+                status => eprintln!(
+                    "{position} {} {} seed {}: PEER {} {}: {} {how}",
+                    result.row.arm,
+                    task.name,
+                    run.seed,
+                    peer_name.to_uppercase(),
+                    status.name().to_uppercase(),
+                    r.reason.as_deref().unwrap_or("no reason given")
+                ),
+            }
+            results.push(result);
+            each(&results)?;
+            continue;
+        }
         let (report, state) = run_one(
             &run.settings,
             task,
@@ -367,9 +473,13 @@ pub(crate) fn read_finished(
 ) -> Result<(Vec<RunResult>, String)> {
     let tasks = load_tasks(config)?;
     let runs = plan(config, &tasks, out, model);
+    let done_file = |r: &PlannedRun| match config.arms[r.arm].peer {
+        Some(_) => PEER_RESULT_FILE,
+        None => RESULT_FILE,
+    };
     let missing: Vec<&PlannedRun> = runs
         .iter()
-        .filter(|r| !r.dir.join(RESULT_FILE).is_file())
+        .filter(|r| !r.dir.join(done_file(r)).is_file())
         .collect();
     if !missing.is_empty() {
         let mut names: Vec<String> = missing
@@ -401,6 +511,10 @@ pub(crate) fn read_finished(
     for run in &runs {
         let folder = RunFolder::open(&run.dir)?;
         check_settings(&folder, &run.settings)?;
+        if config.arms[run.arm].peer.is_some() {
+            results.push(peer_result_of(config, &tasks, run, &peer::read(&run.dir)?));
+            continue;
+        }
         let report = read_report(&run.dir)?;
         if name.is_empty() {
             name = report.model.clone();
@@ -408,7 +522,14 @@ pub(crate) fn read_finished(
         results.push(result_of(config, &tasks, run, &report)?);
     }
     if model.server.is_some() {
-        check_backends(&runs, &results)?;
+        // Peer runs are scored by the same scorer but record no backend of their own.
+        let (ours, ours_results): (Vec<PlannedRun>, Vec<RunResult>) = runs
+            .iter()
+            .zip(&results)
+            .filter(|(r, _)| config.arms[r.arm].peer.is_none())
+            .map(|(r, x)| (r.clone(), x.clone()))
+            .unzip();
+        check_backends(&ours, &ours_results)?;
     }
     Ok((results, name))
 }
@@ -507,6 +628,26 @@ fn check_backends(runs: &[PlannedRun], results: &[RunResult]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Brings one peer run to a result: reads a finished (ok or failed) one, or runs it, under the
+/// folder's lock. A skipped one (the peer could not run here) and one whose driver was
+/// interrupted (no result file) are run again.
+fn run_peer(
+    run: &PeerRun<'_>,
+    scorer: &mut Scorer<'_>,
+    quiet: bool,
+) -> Result<(PeerResult, RunState)> {
+    let folder = RunFolder::at(run.dir)?;
+    let _lock = folder.lock()?;
+    if run.dir.join(PEER_RESULT_FILE).is_file() {
+        check_settings(&folder, run.settings)?;
+        let r = peer::read(run.dir)?;
+        if r.status != PeerStatus::Skipped {
+            return Ok((r, RunState::Finished));
+        }
+    }
+    Ok((peer::run(run, scorer, quiet)?, RunState::Fresh))
 }
 
 /// Brings one run folder to a finished report: reads a finished one, resumes a started one,
