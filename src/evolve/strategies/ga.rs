@@ -129,10 +129,7 @@ mod tests {
                     previous = scores[0];
                 }
                 check_lineage(&ev);
-                assert!(
-                    outcome.best.score > best_initial(&outcome),
-                    "{replacement:?} {selection:?}"
-                );
+                assert_reaches_the_toy_optimum(&outcome);
                 assert_eq!(outcome.initial.len(), 4);
                 assert!(outcome
                     .initial
@@ -153,5 +150,44 @@ mod tests {
         let (_, ev) = run(&cfg, 3);
         let gen1_children = ev.received.iter().filter(|c| c.generation == 1).count();
         assert_eq!(gen1_children, cfg.population - 1);
+    }
+
+    #[test]
+    fn fewshot_adds_train_examples_its_parents_get_wrong_and_reaches_the_optimum() {
+        let cfg = SearchConfig {
+            strategy: "fewshot".into(),
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 11);
+        check_lineage(&ev);
+        let train = context().demos;
+        let by_id = |id: u64| ev.received.iter().find(|c| c.id == id).unwrap();
+        let errors: Vec<_> = ev
+            .received
+            .iter()
+            .filter(|c| c.operator == "demo-error")
+            .collect();
+        assert!(!errors.is_empty(), "no error-driven child");
+        for c in errors {
+            // One parent; the child holds a train demonstration the parent did not.
+            let parent = by_id(c.parents[0]);
+            let added: Vec<_> = c
+                .genome
+                .demos
+                .iter()
+                .filter(|d| !parent.genome.demos.contains(d))
+                .collect();
+            assert_eq!(added.len(), 1, "{c:?}");
+            let i = train
+                .iter()
+                .position(|d| d == added[0])
+                .expect("a train demo");
+            // The toy gets train example i wrong when (i + prompt length) is a multiple of 3.
+            assert!(
+                (i + parent.prompt().len()).is_multiple_of(3),
+                "the parent gets train example {i} right: {c:?}"
+            );
+        }
+        assert_reaches_the_toy_optimum(&outcome);
     }
 }

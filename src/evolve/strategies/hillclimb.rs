@@ -119,6 +119,6 @@ mod tests {
             }
         }
         assert_eq!(outcome.stop, StopReason::Patience);
-        assert!(outcome.best.score > best_initial(&outcome));
+        assert_reaches_the_toy_optimum(&outcome);
     }
 }

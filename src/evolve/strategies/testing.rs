@@ -36,6 +36,32 @@ pub struct ToyEvaluator {
     pub populations: Vec<Vec<u64>>,
     /// Sleep this long per evaluation (to test time budgets without racing the operators).
     pub delay: std::time::Duration,
+    /// How far a dev or train example's fitness strays from the toy score (see
+    /// [`toy_fitness`]); 0: every example scores the toy score.
+    pub spread: f64,
+}
+
+/// A dev or train example's toy fitness: the toy score, moved by up to `spread` by a pattern
+/// fixed by the prompt and the example, opposite on the two halves of dev (example `e` and
+/// `e + TOY_DEV / 2`), so the full-dev mean is the toy score while a quarter or half of dev
+/// (racing's rungs) is off by up to `spread`.
+pub fn toy_fitness(prompt: &str, example: usize, spread: f64) -> f64 {
+    if spread == 0.0 {
+        return toy_score(prompt);
+    }
+    let half = TOY_DEV / 2;
+    // FNV-1a over the prompt and the example's place in its half.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prompt.bytes().chain((example % half).to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+    let sign = if (example % TOY_DEV) < half {
+        1.0
+    } else {
+        -1.0
+    };
+    toy_score(prompt) + spread * sign * u
 }
 
 /// Dev size of the toy evaluator.
@@ -86,9 +112,11 @@ impl Evaluator for ToyEvaluator {
         self.ids.push(c.id);
         self.sizes.push(examples.len());
         self.pools.push(pool);
-        let score = match pool {
-            Pool::Validation if self.flip_validation => -toy_score(&c.prompt()),
-            _ => toy_score(&c.prompt()),
+        let prompt = c.prompt();
+        let fitness = |e: usize| match pool {
+            Pool::Validation if self.flip_validation => -toy_score(&prompt),
+            Pool::Validation => toy_score(&prompt),
+            _ => toy_fitness(&prompt, e, self.spread),
         };
         Ok(examples
             .iter()
@@ -107,7 +135,7 @@ impl Evaluator for ToyEvaluator {
                 };
                 ExampleResult {
                     example: e,
-                    fitness: score,
+                    fitness: fitness(e),
                     metric: f64::from(u8::from(right)),
                     predicted: if right { "positive" } else { "negative" }.into(),
                 }
