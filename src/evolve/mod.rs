@@ -10,6 +10,7 @@ pub mod results;
 pub mod search;
 pub mod selection;
 pub mod strategies;
+pub mod train;
 
 pub use crate::chat::{ChatMessage, TextGenerator};
 pub use error::EvolveError;
@@ -22,3 +23,4 @@ pub use results::{ExampleResult, Pool, Results};
 pub use search::{Candidate, Evaluator, Scored, Search, SearchLimits, SearchOutcome, StopReason};
 pub use selection::{elite_indices, tournament};
 pub use strategies::{run_search, SearchConfig, STRATEGY_NAMES};
+pub use train::{TrainExample, TrainPool};

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::EvolveError;
 use super::genome::Genome;
-use super::operators::{Operator, OperatorContext, WeightedOperator};
+use super::operators::{Operator, OperatorContext, Unit, WeightedOperator};
 use super::results::{ExampleResult, Pool, Results};
 
 /// How many attempt units one population slot gets before it is given up; an attempt with an
@@ -38,12 +38,15 @@ pub struct Candidate {
     pub genome: Genome,
     /// Generation in which it was proposed (0 = initial population).
     pub generation: usize,
+    /// The prompt text: the genome rendered, its demonstrations from the train pool, when it
+    /// was proposed.
+    prompt: String,
 }
 
 impl Candidate {
     /// The prompt text sent to the model.
     pub fn prompt(&self) -> String {
-        self.genome.render()
+        self.prompt.clone()
     }
 }
 
@@ -300,6 +303,15 @@ impl OperatorSet {
     }
 }
 
+/// Attempt units one try with `op` costs (see [`MAX_ATTEMPTS_PER_SLOT`]).
+fn attempt_cost(op: &dyn Operator) -> usize {
+    if op.needs_model() {
+        MODEL_ATTEMPT_COST
+    } else {
+        1
+    }
+}
+
 /// Picks from a non-empty set with probability proportional to weight.
 fn weighted_choice<'a>(set: &'a [WeightedOperator], rng: &mut ChaCha8Rng) -> &'a dyn Operator {
     weighted_pick(&set.iter().collect::<Vec<_>>(), rng)
@@ -448,7 +460,11 @@ impl<'e, 'g> Search<'e, 'g> {
         operator: &str,
         generation: usize,
     ) -> Option<Candidate> {
-        if genome.is_empty() || !self.seen.insert(genome.render()) {
+        if genome.is_empty() {
+            return None;
+        }
+        let prompt = genome.render(self.ops.train);
+        if !self.seen.insert(prompt.clone()) {
             return None;
         }
         let id = self.next_id;
@@ -459,6 +475,7 @@ impl<'e, 'g> Search<'e, 'g> {
             operator: operator.to_string(),
             genome,
             generation,
+            prompt,
         })
     }
 
@@ -472,9 +489,6 @@ impl<'e, 'g> Search<'e, 'g> {
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<Candidate>, EvolveError> {
         let genomes: Vec<&Genome> = parents.iter().map(|c| &c.genome).collect();
-        // A side output (a hypermutation's new mutation-prompt) belongs to this attempt only: a
-        // rejected attempt's must not reach the next child.
-        self.ops.new_mutation_prompt = None;
         let Some(genome) = op.apply(&genomes, &mut self.ops, rng)? else {
             return Ok(None);
         };
@@ -496,13 +510,42 @@ impl<'e, 'g> Search<'e, 'g> {
             let Some((op, parents)) = pick(rng) else {
                 return Ok(None);
             };
-            spent += if op.needs_model() {
-                MODEL_ATTEMPT_COST
-            } else {
-                1
-            };
+            spent += attempt_cost(op);
             if let Some(child) = self.vary(op, &parents, generation, rng)? {
                 return Ok(Some(child));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Tries to make one mutant of a Promptbreeder unit (`parent` with its mutation-prompt),
+    /// attempts counted as in [`Search::breed`]: the child and its unit's mutation-prompt
+    /// (a rejected attempt's never reaches the next one).
+    pub(crate) fn breed_unit<'p>(
+        &mut self,
+        generation: usize,
+        parent: &Candidate,
+        mutation_prompt: &str,
+        thinking_style: &str,
+        rng: &mut ChaCha8Rng,
+        mut pick: impl FnMut(&mut ChaCha8Rng) -> Option<&'p dyn Operator>,
+    ) -> Result<Option<(Candidate, String)>, EvolveError> {
+        let unit = Unit {
+            genome: parent.genome.clone(),
+            mutation_prompt: mutation_prompt.to_string(),
+        };
+        let mut spent = 0;
+        while spent < MAX_ATTEMPTS_PER_SLOT {
+            let Some(op) = pick(rng) else {
+                return Ok(None);
+            };
+            spent += attempt_cost(op);
+            let Some(mutant) = op.apply_unit(&unit, thinking_style, &mut self.ops, rng)? else {
+                continue;
+            };
+            if let Some(child) = self.propose(mutant.genome, vec![parent.id], op.name(), generation)
+            {
+                return Ok(Some((child, mutant.mutation_prompt)));
             }
         }
         Ok(None)
@@ -1109,12 +1152,13 @@ mod tests {
         assert_ne!(outcome.best.candidate.id, outcome.dev_best.candidate.id);
     }
 
-    /// Sets a new mutation-prompt and returns its parent's genome plus `phrase`.
-    struct SideOutput(&'static str);
+    /// A Promptbreeder-like operator: the parent plus `phrase` (nothing when empty), its unit
+    /// given a new mutation-prompt.
+    struct Hyper(&'static str);
 
-    impl Operator for SideOutput {
+    impl Operator for Hyper {
         fn name(&self) -> &'static str {
-            "delete"
+            "pb-hypermutation"
         }
         fn family(&self) -> crate::evolve::Family {
             crate::evolve::Family::Edit
@@ -1125,16 +1169,26 @@ mod tests {
         fn apply(
             &self,
             parents: &[&Genome],
-            ctx: &mut OperatorContext<'_>,
+            _ctx: &mut OperatorContext<'_>,
             _rng: &mut ChaCha8Rng,
         ) -> Result<Option<Genome>, EvolveError> {
-            if self.0.is_empty() {
-                ctx.new_mutation_prompt = Some("leaked".into());
-                return Ok(Some(parents[0].clone()));
-            }
             let mut g = parents[0].clone();
-            g.phrases.push(self.0.into());
+            if !self.0.is_empty() {
+                g.phrases.push(self.0.into());
+            }
             Ok(Some(g))
+        }
+        fn apply_unit(
+            &self,
+            unit: &Unit,
+            _thinking_style: &str,
+            ctx: &mut OperatorContext<'_>,
+            rng: &mut ChaCha8Rng,
+        ) -> Result<Option<Unit>, EvolveError> {
+            Ok(self.apply(&[&unit.genome], ctx, rng)?.map(|genome| Unit {
+                genome,
+                mutation_prompt: format!("improved by {}", self.0),
+            }))
         }
     }
 
@@ -1151,17 +1205,18 @@ mod tests {
                 0,
             )
             .unwrap();
-        // The first attempt makes a duplicate (rejected) and sets a mutation-prompt ...
-        assert!(search
-            .vary(&SideOutput(""), &[&parent], 1, rng)
+        // The first attempt makes a duplicate (rejected) with a new mutation-prompt, the
+        // second a new child with its own.
+        let (dup, new) = (Hyper(""), Hyper("Be careful."));
+        let mut attempts = [&dup as &dyn Operator, &new].into_iter();
+        let (child, mutation_prompt) = search
+            .breed_unit(1, &parent, "the parent's", "a style", rng, |_| {
+                attempts.next()
+            })
             .unwrap()
-            .is_none());
-        // ... the second makes a new child without one.
-        let child = search
-            .vary(&SideOutput("Be careful."), &[&parent], 1, rng)
-            .unwrap();
-        assert!(child.is_some());
-        assert_eq!(search.ops.new_mutation_prompt, None);
+            .expect("the second attempt is new");
+        assert_eq!(child.prompt(), "Classify it. Be careful.");
+        assert_eq!(mutation_prompt, "improved by Be careful.");
     }
 
     #[test]

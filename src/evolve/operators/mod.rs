@@ -46,7 +46,7 @@ pub use genes::{ConstraintGene, DemoAdd, DemoDrop, DemoOrder, DemoSet, DemoSwap,
 pub(crate) use model::{ask_for_prompt, with_genes_of};
 pub use model::{clean_reply, extract_tagged, EvoDe, EvoGa, MAX_PROMPT_CHARS};
 pub use promptbreeder::{
-    FirstOrder, Hypermutation, Lamarckian, LineageBased, ZeroOrder, MUTATION_PROMPTS,
+    FirstOrder, Hypermutation, Lamarckian, LineageBased, Unit, ZeroOrder, MUTATION_PROMPTS,
     THINKING_STYLES,
 };
 
@@ -55,6 +55,7 @@ use rand_chacha::ChaCha8Rng;
 use super::error::EvolveError;
 use super::genome::Genome;
 use super::pool::PhrasePool;
+use super::train::{self, TrainPool};
 use crate::chat::TextGenerator;
 
 /// The family an operator belongs to (for ablations and reports).
@@ -72,18 +73,12 @@ pub enum Family {
 }
 
 /// What an operator may use besides its parents. Operators never see scores or dev/test data.
-#[derive(Default)]
 pub struct OperatorContext<'a> {
     /// Phrases, personas and constraints to add.
     pub pool: PhrasePool,
-    /// Formatted demonstrations from the train split.
-    pub demos: Vec<String>,
-    /// The gold label (target) of each of `demos`, in the same order.
-    pub demo_labels: Vec<String>,
-    /// The input of each of `demos`, in the same order (for reflection).
-    pub demo_inputs: Vec<String>,
-    /// (input, target) pairs from the train split, for instruction induction.
-    pub train_pairs: Vec<(String, String)>,
+    /// The train examples demonstrations come from (a genome's demos are ids into it) and the
+    /// input-output pairs instruction induction shows; read-only.
+    pub train: &'a TrainPool,
     /// The task's one-line description, for zero-order generation.
     pub task_description: String,
     /// The model that writes text for model-driven operators (None: they do not apply).
@@ -91,16 +86,25 @@ pub struct OperatorContext<'a> {
     /// The best prompts found so far, best first (EvoPrompt-DE's "Prompt 3", lineage-based
     /// mutation).
     pub best: Vec<Genome>,
-    /// Promptbreeder: the unit's mutation-prompt.
-    pub mutation_prompt: Option<String>,
-    /// Promptbreeder: a thinking-style for hypermutation.
-    pub thinking_style: Option<String>,
-    /// Promptbreeder: a new mutation-prompt set by hypermutation, taken by the strategy.
-    pub new_mutation_prompt: Option<String>,
     /// Replies the model gave (for reports and the rejected-replies warning).
     pub model_replies: u64,
     /// Replies the model gave that were rejected by cleaning (for reports).
     pub rejected_replies: u64,
+}
+
+impl Default for OperatorContext<'_> {
+    /// No pool, no train example, no generator.
+    fn default() -> Self {
+        Self {
+            pool: PhrasePool::default(),
+            train: &train::EMPTY,
+            task_description: String::new(),
+            generator: None,
+            best: Vec::new(),
+            model_replies: 0,
+            rejected_replies: 0,
+        }
+    }
 }
 
 impl<'a> OperatorContext<'a> {
@@ -111,12 +115,6 @@ impl<'a> OperatorContext<'a> {
             pool,
             ..Self::default()
         }
-    }
-
-    /// The label of a demonstration from `demos` (None for text not in the pool).
-    pub(crate) fn label_of(&self, demo: &str) -> Option<&String> {
-        let i = self.demos.iter().position(|d| d == demo)?;
-        self.demo_labels.get(i)
     }
 
     /// Asks the generator; Ok(None) when there is no generator.
@@ -156,6 +154,22 @@ pub trait Operator {
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<Genome>, EvolveError>;
+    /// A mutant of a Promptbreeder unit, or Ok(None) as for [`Operator::apply`].
+    /// Promptbreeder's operators read the unit's mutation-prompt (hypermutation, with
+    /// `thinking_style`, gives the mutant a new one); any other operator mutates the prompt
+    /// and keeps the mutation-prompt.
+    fn apply_unit(
+        &self,
+        unit: &Unit,
+        _thinking_style: &str,
+        ctx: &mut OperatorContext<'_>,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Option<Unit>, EvolveError> {
+        Ok(self.apply(&[&unit.genome], ctx, rng)?.map(|genome| Unit {
+            genome,
+            mutation_prompt: unit.mutation_prompt.clone(),
+        }))
+    }
 }
 
 /// An operator with its selection weight.

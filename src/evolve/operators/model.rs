@@ -330,7 +330,7 @@ pub(crate) mod tests {
             .unwrap()
             .expect("applies");
         assert_eq!(
-            child.render(),
+            child.instruction(),
             "You are a critic. Decide if the review is positive or negative."
         );
         drop(ctx);

@@ -161,7 +161,7 @@ fn families_that_can_act(
     cfg: &SearchConfig,
     operators: &OperatorSet,
 ) -> Vec<MoveFamily> {
-    let has_pool = !search.ops.demos.is_empty();
+    let has_pool = !search.ops.train.is_empty();
     let has_model = search.ops.generator.is_some();
     MoveFamily::ALL
         .into_iter()

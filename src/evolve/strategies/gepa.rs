@@ -94,16 +94,17 @@ pub(crate) fn reflect(
     let Some(results) = search.probe_train(parent, PROBE, rng)? else {
         return Ok(Reflection::NoProbe);
     };
-    let ctx = &search.ops;
+    let train = search.ops.train;
     let failures: Vec<String> = results
         .iter()
-        .filter(|r| r.metric < 1.0 && r.example < ctx.demo_inputs.len())
+        .filter(|r| r.metric < 1.0)
+        .filter_map(|r| Some((r, train.get(r.example)?)))
         .take(SHOWN_FAILURES)
-        .map(|r| {
+        .map(|(r, e)| {
             format!(
                 "Input: {}\nCorrect answer: {}\nAnswer given: {}",
-                ctx.demo_inputs[r.example].trim(),
-                ctx.demo_labels[r.example].trim(),
+                e.input.trim(),
+                e.target.trim(),
                 r.predicted.trim()
             )
         })

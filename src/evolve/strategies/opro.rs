@@ -78,9 +78,12 @@ impl Strategy for Opro {
                     .iter()
                     .map(|s| (s.candidate.genome.render_phrases(), s.accuracy))
                     .collect();
-                let pairs = &search.ops.train_pairs;
+                let pairs = search.ops.train.pairs();
                 let exemplars: Vec<(String, String)> = (0..EXEMPLARS.min(pairs.len()))
-                    .map(|_| pairs[rng.gen_range(0..pairs.len())].clone())
+                    .map(|_| {
+                        let e = &pairs[rng.gen_range(0..pairs.len())];
+                        (e.input.clone(), e.target.clone())
+                    })
                     .collect();
                 let user = meta_prompt(&trajectory, &exemplars);
                 if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {

@@ -11,6 +11,7 @@ use crate::evolve::pool::PhrasePool;
 use crate::evolve::results::{ExampleResult, Pool};
 use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
 use crate::evolve::strategies::{run_search, SearchConfig, STRATEGY_MOVES};
+use crate::evolve::train::{TrainExample, TrainPool};
 
 /// Toy fitness: +1 per occurrence of "careful", minus a small length penalty; on a partial
 /// dev set the score is scaled by n/dev (so partial scores are lower, as racing expects noise).
@@ -95,7 +96,7 @@ impl Evaluator for ToyEvaluator {
         match pool {
             Pool::Dev => TOY_DEV,
             Pool::Validation => TOY_VALIDATION,
-            Pool::Train => context().demos.len(),
+            Pool::Train => train().len(),
         }
     }
 
@@ -182,25 +183,32 @@ pub fn pool() -> PhrasePool {
     pool
 }
 
+/// The toy's train pool: four reviews, two per label.
+pub fn train() -> &'static TrainPool {
+    static TRAIN: std::sync::OnceLock<TrainPool> = std::sync::OnceLock::new();
+    TRAIN.get_or_init(|| {
+        let pairs = [
+            ("careful film", "positive"),
+            ("dull plot", "negative"),
+            ("a careful, moving story", "positive"),
+            ("flat and long", "negative"),
+        ];
+        let examples = pairs
+            .iter()
+            .map(|(i, l)| TrainExample {
+                input: i.to_string(),
+                target: l.to_string(),
+                demonstration: format!("Review: {i}\nSentiment: {l}"),
+            })
+            .collect();
+        TrainPool::new(examples, pairs.len())
+    })
+}
+
 pub fn context<'g>() -> OperatorContext<'g> {
-    let pairs = [
-        ("careful film", "positive"),
-        ("dull plot", "negative"),
-        ("a careful, moving story", "positive"),
-        ("flat and long", "negative"),
-    ];
     OperatorContext {
         pool: pool(),
-        demos: pairs
-            .iter()
-            .map(|(i, l)| format!("Review: {i}\nSentiment: {l}"))
-            .collect(),
-        demo_labels: pairs.iter().map(|(_, l)| l.to_string()).collect(),
-        demo_inputs: pairs.iter().map(|(i, _)| i.to_string()).collect(),
-        train_pairs: pairs
-            .iter()
-            .map(|(i, l)| (i.to_string(), l.to_string()))
-            .collect(),
+        train: train(),
         ..OperatorContext::default()
     }
 }
