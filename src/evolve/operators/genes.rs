@@ -5,7 +5,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
 use crate::evolve::train::TrainPool;
@@ -188,7 +188,7 @@ single_parent!(DemoOrder, "demo-order", Family::Gene, |p, _ctx, rng| {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::genome;
+    use crate::evolve::operators::operator::genome;
     use crate::evolve::pool::PhrasePool;
     use rand::SeedableRng;
 

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::model::{ask_for_prompt, ask_for_text, with_genes_of, PROMPT_WRITER_SYSTEM};
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext, Unit};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
 
@@ -34,16 +34,6 @@ pub const THINKING_STYLES: [&str; 6] = [
     "How can I break down this problem into smaller parts?",
     "What is the core issue that needs to be addressed?",
 ];
-
-/// A Promptbreeder unit: a task prompt and the mutation-prompt that mutates it. Promptbreeder's
-/// operators take a unit and give back the mutant's (hypermutation with a new mutation-prompt).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unit {
-    /// The task prompt.
-    pub genome: Genome,
-    /// The instruction that tells the model how to mutate it.
-    pub mutation_prompt: String,
-}
 
 impl Unit {
     /// A prompt as a unit with the first of [`MUTATION_PROMPTS`] (a prompt outside a
@@ -243,8 +233,8 @@ impl Lamarckian {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::genome;
     use crate::evolve::operators::model::tests::scripted;
+    use crate::evolve::operators::operator::genome;
     use crate::evolve::train::TrainPool;
     use rand::SeedableRng;
 

@@ -7,8 +7,9 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::evolve::candidate::Candidate;
 use crate::evolve::error::EvolveError;
-use crate::evolve::search::{Candidate, Search};
+use crate::evolve::search::Search;
 use crate::evolve::train::TrainPool;
 
 /// The operator name logged for error-driven children.

@@ -4,10 +4,13 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::config::{Replacement, SearchConfig};
 use super::error_driven::error_driven_child;
-use super::{select, Replacement, SearchConfig, Strategy};
+use super::strategy::{select, Strategy};
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search};
+use crate::evolve::operators::OperatorSet;
+use crate::evolve::search::Search;
 
 /// The genetic algorithm (`--strategy ga`), and with error-driven demonstrations the default
 /// `fewshot` strategy.
@@ -95,7 +98,7 @@ pub(crate) fn survivors(
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use crate::evolve::search::INITIAL_OPERATOR;
+    use crate::evolve::candidate::INITIAL_OPERATOR;
     use crate::evolve::strategies::{Replacement, SearchConfig, SelectionKind};
 
     #[test]

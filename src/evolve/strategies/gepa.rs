@@ -9,11 +9,15 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::config::SearchConfig;
 use super::error_driven::PROBE;
-use super::{SearchConfig, Strategy};
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
-use crate::evolve::search::{sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Operator name logged for reflective mutations.
 pub(crate) const REFLECT: &str = "gepa-reflect";

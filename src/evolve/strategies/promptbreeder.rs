@@ -8,10 +8,14 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{SearchConfig, Strategy};
+use super::config::SearchConfig;
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Promptbreeder (`--strategy promptbreeder`).
 pub struct Promptbreeder;
@@ -91,7 +95,8 @@ impl Strategy for Promptbreeder {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use crate::evolve::strategies::{run_search, SearchConfig};
+    use crate::evolve::driver::run_search;
+    use crate::evolve::strategies::SearchConfig;
     use crate::evolve::train::TrainPool;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;

@@ -5,12 +5,15 @@ use std::collections::BTreeSet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::evolve::candidate::{Candidate, Scored, INITIAL_OPERATOR};
+use crate::evolve::driver::run_search;
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{operator_by_name, OperatorContext};
+use crate::evolve::outcome::SearchOutcome;
 use crate::evolve::pool::PhrasePool;
 use crate::evolve::results::{ExampleResult, Pool};
-use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
-use crate::evolve::strategies::{run_search, SearchConfig, STRATEGY_MOVES};
+use crate::evolve::search::Evaluator;
+use crate::evolve::strategies::{SearchConfig, STRATEGY_MOVES};
 use crate::evolve::train::{TrainExample, TrainPool};
 
 /// Toy fitness: +1 per occurrence of "careful", minus a small length penalty; on a partial
