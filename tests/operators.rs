@@ -5,7 +5,7 @@
 mod common;
 
 use candle_core::Device;
-use promptevo::evolve::{operator_by_name, Genome, OperatorContext};
+use promptevo::evolve::{operator_by_name, Genome, OperatorContext, TrainExample, TrainPool};
 use promptevo::model::{ChatGenerator, GenerateOptions, Model, WeightFormat};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -34,20 +34,26 @@ fn apply_all(model: &Model, seed: u64) -> Vec<Option<Genome>> {
     let donor1 = Genome::parse("Is the sentiment of this movie review positive or negative?");
     let donor2 =
         Genome::parse("Determine the sentiment of the text provided, positive or negative.");
+    let pairs = [
+        ("a gorgeous , witty , seductive movie .", "positive"),
+        ("the story is too thin to hold interest .", "negative"),
+    ];
+    let train = TrainPool::new(
+        pairs
+            .iter()
+            .map(|(input, target)| TrainExample {
+                input: input.to_string(),
+                target: target.to_string(),
+                demonstration: format!("Review: {input}\nSentiment: {target}"),
+            })
+            .collect(),
+        pairs.len(),
+    );
     let mut ctx = OperatorContext {
         generator: Some(&mut generator),
         task_description: "Binary sentiment of movie-review sentences.".into(),
         best: vec![donor2.clone(), donor1.clone()],
-        train_pairs: vec![
-            (
-                "a gorgeous , witty , seductive movie .".into(),
-                "positive".into(),
-            ),
-            (
-                "the story is too thin to hold interest .".into(),
-                "negative".into(),
-            ),
-        ],
+        train: &train,
         ..OperatorContext::default()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -70,9 +76,9 @@ fn model_operators_are_seeded_and_mostly_produce_prompts() {
     let again = apply_all(&model, 0);
     assert_eq!(first, again, "same seed, same children");
     for (name, child) in MODEL_OPERATORS.iter().zip(&first) {
-        eprintln!("{name:>17}: {:?}", child.as_ref().map(Genome::render));
+        eprintln!("{name:>17}: {:?}", child.as_ref().map(Genome::instruction));
         if let Some(g) = child {
-            let text = g.render();
+            let text = g.instruction();
             assert!(
                 !text.is_empty() && text.chars().count() <= 400,
                 "{name}: {text:?}"

@@ -18,9 +18,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::candidate::{Scored, INITIAL_OPERATOR};
 use super::error::EvolveError;
 use super::results::{ExampleResult, Results};
-use super::search::{Scored, Search, INITIAL_OPERATOR};
+use super::search::Search;
 use crate::stats;
 
 /// One-sided level of the sign test on validation alone.
@@ -481,9 +482,10 @@ mod tests {
         assert!(!decide(&v, &evidence(40, 5, 200), LEVELS).0);
     }
 
+    use crate::evolve::candidate::Candidate;
     use crate::evolve::genome::Genome;
     use crate::evolve::results::Pool;
-    use crate::evolve::search::{Candidate, Evaluator, SearchLimits};
+    use crate::evolve::search::{Evaluator, SearchLimits};
     use crate::evolve::strategies::testing::context;
     use rand::SeedableRng;
 

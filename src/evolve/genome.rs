@@ -1,7 +1,9 @@
 //! The genome: a prompt as genes (an optional persona, instruction phrases, an optional output
-//! constraint and few-shot demonstrations from the train split), and its rendering back to text.
+//! constraint and few-shot demonstrations as train example ids), and its rendering back to text.
 
 use serde::{Deserialize, Serialize};
+
+use super::train::TrainPool;
 
 /// A prompt as genes. Rendered as `persona phrases constraint`, then the demonstrations, one
 /// blank line apart.
@@ -15,9 +17,10 @@ pub struct Genome {
     /// An output constraint ("Answer with one word.").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<String>,
-    /// Few-shot demonstrations, already formatted with the task's template (train split only).
+    /// Few-shot demonstrations: ids of train pool examples ([`TrainPool`]), in the order shown;
+    /// rendered only when the prompt is (so chat tasks can show them as turns).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub demos: Vec<String>,
+    pub demos: Vec<usize>,
 }
 
 /// Words ending in '.' that do not end a sentence (compared lower-case).
@@ -83,18 +86,11 @@ impl Genome {
         }
     }
 
-    /// The prompt text: persona, phrases and constraint joined with single spaces, then each
-    /// demonstration after a blank line.
-    pub fn render(&self) -> String {
-        let words: Vec<&str> = self
-            .persona
-            .iter()
-            .map(String::as_str)
-            .chain(self.phrases.iter().map(String::as_str))
-            .chain(self.constraint.iter().map(String::as_str))
-            .collect();
-        let mut text = words.join(" ");
-        for demo in &self.demos {
+    /// The prompt text: the [`Genome::instruction`], then each demonstration as `train`
+    /// renders it, after a blank line.
+    pub fn render(&self, train: &TrainPool) -> String {
+        let mut text = self.instruction();
+        for demo in train.demonstrations(&self.demos) {
             text.push_str("\n\n");
             text.push_str(demo);
         }
@@ -107,13 +103,17 @@ impl Genome {
         self.phrases.is_empty()
     }
 
-    /// The instruction alone (persona, phrases, constraint) without demonstrations.
+    /// The instruction alone, without demonstrations: persona, phrases and constraint joined
+    /// with single spaces.
     pub fn instruction(&self) -> String {
-        Genome {
-            demos: Vec::new(),
-            ..self.clone()
-        }
-        .render()
+        let words: Vec<&str> = self
+            .persona
+            .iter()
+            .map(String::as_str)
+            .chain(self.phrases.iter().map(String::as_str))
+            .chain(self.constraint.iter().map(String::as_str))
+            .collect();
+        words.join(" ")
     }
 
     /// Number of phrases.
@@ -191,7 +191,7 @@ mod tests {
         for (prompt, expected) in cases {
             let g = Genome::parse(prompt);
             assert_eq!(g.phrases, expected, "split of {prompt:?}");
-            assert_eq!(g.render(), prompt, "round trip of {prompt:?}");
+            assert_eq!(g.instruction(), prompt, "round trip of {prompt:?}");
             assert_eq!(g.len(), expected.len());
         }
     }
@@ -200,7 +200,7 @@ mod tests {
     fn empty_and_blank_prompts_give_empty_genome() {
         assert!(Genome::parse("").is_empty());
         assert!(Genome::parse("   \n ").is_empty());
-        assert_eq!(Genome::parse("").render(), "");
+        assert_eq!(Genome::parse("").instruction(), "");
     }
 
     #[test]
@@ -241,9 +241,13 @@ mod tests {
         let mut g = Genome::parse("Classify the review. Answer now.");
         g.persona = Some("You are a critic.".into());
         g.constraint = Some("Answer with one word.".into());
-        g.demos = vec!["Review: good\nSentiment: positive".into()];
+        let train = TrainPool::from_triples(&[
+            ("bad", "negative", "Review: bad\nSentiment: negative"),
+            ("good", "positive", "Review: good\nSentiment: positive"),
+        ]);
+        g.demos = vec![1];
         assert_eq!(
-            g.render(),
+            g.render(&train),
             "You are a critic. Classify the review. Answer now. Answer with one word.\n\nReview: good\nSentiment: positive"
         );
         assert_eq!(
@@ -256,7 +260,7 @@ mod tests {
     fn extra_whitespace_is_normalised_at_phrase_boundaries() {
         let g = Genome::parse("  One.   Two,\n three  ");
         assert_eq!(g.phrases, ["One.", "Two,", "three"]);
-        assert_eq!(g.render(), "One. Two, three");
-        assert_eq!(Genome::parse(&g.render()), g);
+        assert_eq!(g.instruction(), "One. Two, three");
+        assert_eq!(Genome::parse(&g.instruction()), g);
     }
 }

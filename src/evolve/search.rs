@@ -4,15 +4,16 @@
 //! and how far they are scored.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::Instant;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
+use super::admission::{comparison_parent, Racing, Screening};
+use super::budget::{Budget, StopReason};
+use super::candidate::{sort_best_first, Candidate, Scored, INITIAL_OPERATOR};
 use super::error::EvolveError;
 use super::genome::Genome;
-use super::operators::{Operator, OperatorContext, WeightedOperator};
+use super::operators::{Operator, OperatorContext, OperatorSet, Unit};
 use super::results::{ExampleResult, Pool, Results};
 
 /// How many attempt units one population slot gets before it is given up; an attempt with an
@@ -21,49 +22,6 @@ pub(crate) const MAX_ATTEMPTS_PER_SLOT: usize = 50;
 
 /// Attempt units a model-driven attempt costs (so a slot asks the model at most 5 times).
 pub(crate) const MODEL_ATTEMPT_COST: usize = 10;
-
-/// Operator name recorded on the user's own prompts.
-pub(crate) const INITIAL_OPERATOR: &str = "initial";
-
-/// A candidate prompt proposed by a strategy, with its lineage.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Candidate {
-    /// Sequential id in proposal order, starting at 0 for the first initial prompt.
-    pub id: u64,
-    /// Ids of the parents (empty for initial prompts).
-    pub parents: Vec<u64>,
-    /// Name of the operator that made it, or "initial".
-    pub operator: String,
-    /// The prompt as genes.
-    pub genome: Genome,
-    /// Generation in which it was proposed (0 = initial population).
-    pub generation: usize,
-}
-
-impl Candidate {
-    /// The prompt text sent to the model.
-    pub fn prompt(&self) -> String {
-        self.genome.render()
-    }
-}
-
-/// A candidate with its fitness.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scored {
-    /// The candidate.
-    pub candidate: Candidate,
-    /// Its fitness: the mean per-example fitness over the dev examples scored; higher is better.
-    pub score: f64,
-    /// Its mean metric (accuracy) over the same examples.
-    #[serde(default)]
-    pub accuracy: f64,
-    /// Dev examples scored.
-    #[serde(default)]
-    pub n: usize,
-    /// Whether the score is on the full dev set (false: stopped early by screening, racing or
-    /// the budget).
-    pub full: bool,
-}
 
 /// Scores candidates, example by example. Implemented outside this module (by the model-backed
 /// run evaluator); tests implement cheap deterministic ones. The search asks only for examples
@@ -132,219 +90,14 @@ impl Default for SearchLimits {
     }
 }
 
-/// Why a search ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StopReason {
-    /// All configured generations ran.
-    Generations,
-    /// The next evaluation would have exceeded `max_evals`.
-    MaxEvals,
-    /// `max_seconds` passed.
-    MaxSeconds,
-    /// `patience` generations without a better best.
-    Patience,
-    /// No operator could make a new prompt.
-    Exhausted,
-}
-
-impl std::fmt::Display for StopReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            StopReason::Generations => "generations done",
-            StopReason::MaxEvals => "evaluation budget spent",
-            StopReason::MaxSeconds => "time budget spent",
-            StopReason::Patience => "no improvement within patience",
-            StopReason::Exhausted => "no new prompt could be made",
-        })
+/// Attempt units one try with `op` costs (see [`MAX_ATTEMPTS_PER_SLOT`]).
+fn attempt_cost(op: &dyn Operator) -> usize {
+    if op.needs_model() {
+        MODEL_ATTEMPT_COST
+    } else {
+        1
     }
 }
-
-/// What a search produced.
-#[derive(Clone, Debug)]
-pub struct SearchOutcome {
-    /// The answer: the finalist chosen on validation (or, without validation, the best fully
-    /// scored candidate on dev; ties: earliest id).
-    pub best: Scored,
-    /// The best fully scored candidate on dev.
-    pub dev_best: Scored,
-    /// The user's initial prompts (after dropping duplicates), scored, in the order given.
-    pub initial: Vec<Scored>,
-    /// The last population, best first.
-    pub final_population: Vec<Scored>,
-    /// Candidates scored (at least partly), initial prompts included.
-    pub candidates_proposed: usize,
-    /// Example forward passes charged to the budget.
-    pub evals_used: u64,
-    /// Generations completed after the initial one.
-    pub generations: usize,
-    /// Why it ended.
-    pub stop: StopReason,
-    /// Replies the model gave to operators.
-    pub model_replies: u64,
-    /// Model replies rejected by cleaning.
-    pub rejected_replies: u64,
-    /// Children that paired screening stopped (worse than their parent on the minibatch).
-    pub screened_out: u64,
-    /// Example evaluations spent on the validation split (not charged to the budget).
-    pub validation_evals: u64,
-    /// How the answer was chosen: None when it is simply the best on dev (no validation split).
-    pub final_choice: Option<super::choice::FinalChoice>,
-}
-
-/// Weighted operators grouped by arity, ready to draw from.
-pub(crate) struct OperatorSet {
-    by_arity: Vec<(usize, Vec<WeightedOperator>)>,
-}
-
-impl OperatorSet {
-    /// Groups the operators with positive weight; errors when none is left.
-    pub fn new(operators: Vec<WeightedOperator>) -> Result<Self, EvolveError> {
-        let mut by_arity: Vec<(usize, Vec<WeightedOperator>)> = Vec::new();
-        for w in operators {
-            if !(w.weight.is_finite() && w.weight >= 0.0) {
-                return Err(EvolveError::Operators(format!(
-                    "operator `{}` has weight {}; weights must be finite numbers >= 0 (0 disables it)",
-                    w.operator.name(),
-                    w.weight
-                )));
-            }
-            if w.weight == 0.0 {
-                continue;
-            }
-            let a = w.operator.arity();
-            match by_arity.iter_mut().find(|(x, _)| *x == a) {
-                Some((_, v)) => v.push(w),
-                None => by_arity.push((a, vec![w])),
-            }
-        }
-        by_arity.sort_by_key(|(a, _)| *a);
-        for (_, set) in &by_arity {
-            if !set.iter().map(|w| w.weight).sum::<f64>().is_finite() {
-                return Err(EvolveError::Operators(
-                    "operator weights are too large to add up; use weights like 1 or 2".to_string(),
-                ));
-            }
-        }
-        if by_arity.is_empty() {
-            return Err(EvolveError::Operators(
-                "no operator has a positive weight; enable at least one (e.g. --operators swap=1)"
-                    .to_string(),
-            ));
-        }
-        Ok(Self { by_arity })
-    }
-
-    /// No operators (for a strategy that makes its children itself).
-    pub fn empty() -> Self {
-        Self {
-            by_arity: Vec::new(),
-        }
-    }
-
-    /// Whether some operator takes this many parents.
-    pub(crate) fn has_arity(&self, arity: usize) -> bool {
-        self.by_arity.iter().any(|(a, _)| *a == arity)
-    }
-
-    /// Names of the enabled operators.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.by_arity
-            .iter()
-            .flat_map(|(_, v)| v.iter().map(|w| w.operator.name()))
-            .collect()
-    }
-
-    /// An operator of this arity drawn by weight (None when there is none).
-    pub(crate) fn choose_arity(&self, arity: usize, rng: &mut ChaCha8Rng) -> Option<&dyn Operator> {
-        let set = &self.by_arity.iter().find(|(a, _)| *a == arity)?.1;
-        Some(weighted_choice(set, rng))
-    }
-
-    /// An operator drawn by weight among those `keep` accepts, whatever their arity (None when
-    /// it accepts none).
-    pub(crate) fn choose_where(
-        &self,
-        keep: impl Fn(&dyn Operator) -> bool,
-        rng: &mut ChaCha8Rng,
-    ) -> Option<&dyn Operator> {
-        let set: Vec<&WeightedOperator> = self
-            .by_arity
-            .iter()
-            .flat_map(|(_, v)| v)
-            .filter(|w| keep(w.operator.as_ref()))
-            .collect();
-        (!set.is_empty()).then(|| weighted_pick(&set, rng))
-    }
-
-    /// Whether `keep` accepts some enabled operator.
-    pub fn any(&self, keep: impl Fn(&dyn Operator) -> bool) -> bool {
-        self.by_arity
-            .iter()
-            .flat_map(|(_, v)| v)
-            .any(|w| keep(w.operator.as_ref()))
-    }
-
-    /// A one-parent operator, or a two-parent one when `crossover` is asked for; falls back to
-    /// whichever kind exists.
-    pub(crate) fn choose(&self, crossover: bool, rng: &mut ChaCha8Rng) -> &dyn Operator {
-        let want = if crossover { 2 } else { 1 };
-        if self.has_arity(want) {
-            return self.choose_arity(want, rng).expect("arity exists");
-        }
-        let other = if crossover { 1 } else { 2 };
-        if self.has_arity(other) {
-            return self.choose_arity(other, rng).expect("arity exists");
-        }
-        weighted_choice(&self.by_arity[0].1, rng)
-    }
-}
-
-/// Picks from a non-empty set with probability proportional to weight.
-fn weighted_choice<'a>(set: &'a [WeightedOperator], rng: &mut ChaCha8Rng) -> &'a dyn Operator {
-    weighted_pick(&set.iter().collect::<Vec<_>>(), rng)
-}
-
-/// Picks from a non-empty set with probability proportional to weight.
-fn weighted_pick<'a>(set: &[&'a WeightedOperator], rng: &mut ChaCha8Rng) -> &'a dyn Operator {
-    let total: f64 = set.iter().map(|w| w.weight).sum();
-    let mut r = rng.gen_range(0.0..total);
-    for w in set {
-        if r < w.weight {
-            return w.operator.as_ref();
-        }
-        r -= w.weight;
-    }
-    // Floating-point leftovers land on the last one.
-    set[set.len() - 1].operator.as_ref()
-}
-
-/// The parent a child is compared with (paired screening, move-family credit): of the
-/// `parents` scored on at least `full` dev examples, the one with the best mean fitness (the
-/// last of equals).
-pub(crate) fn comparison_parent<'r>(
-    parents: impl IntoIterator<Item = (u64, &'r Results)>,
-    full: usize,
-) -> Option<(u64, &'r Results)> {
-    parents
-        .into_iter()
-        .filter(|(_, r)| r.len() >= full)
-        .max_by(|a, b| a.1.mean_fitness().total_cmp(&b.1.mean_fitness()))
-}
-
-/// Sorts best first; stable, so ties keep their current order.
-pub(crate) fn sort_best_first(population: &mut [Scored]) {
-    population.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-}
-
-/// Floor on the per-example standard deviation racing uses for its optimistic bound (that of
-/// a 0/1 score at 5% or 95%), so a candidate with identical results on a few examples is not
-/// taken as certain.
-const MIN_RACING_SD: f64 = 0.2179;
 
 /// The state of one search, shared by every strategy.
 pub struct Search<'e, 'g> {
@@ -356,9 +109,7 @@ pub struct Search<'e, 'g> {
     seen: BTreeSet<String>,
     dev: HashMap<u64, Results>,
     train: HashMap<u64, Results>,
-    evals_used: u64,
-    validation_evals: u64,
-    started: Instant,
+    budget: Budget,
     best: Option<Scored>,
     initial: Vec<Scored>,
     archive: Vec<Scored>,
@@ -377,6 +128,7 @@ impl<'e, 'g> Search<'e, 'g> {
         ops: OperatorContext<'g>,
         limits: SearchLimits,
     ) -> Self {
+        let budget = Budget::new(limits.max_evals, limits.max_seconds);
         Self {
             evaluator,
             ops,
@@ -385,9 +137,7 @@ impl<'e, 'g> Search<'e, 'g> {
             seen: BTreeSet::new(),
             dev: HashMap::new(),
             train: HashMap::new(),
-            evals_used: 0,
-            validation_evals: 0,
-            started: Instant::now(),
+            budget,
             best: None,
             initial: Vec::new(),
             archive: Vec::new(),
@@ -402,7 +152,32 @@ impl<'e, 'g> Search<'e, 'g> {
 
     /// Example evaluations charged so far.
     pub fn evals_used(&self) -> u64 {
-        self.evals_used
+        self.budget.evals_used
+    }
+
+    /// Example evaluations spent on validation so far (not charged to the budget).
+    pub(crate) fn validation_evals(&self) -> u64 {
+        self.budget.validation_evals
+    }
+
+    /// Why the search stopped (None while it goes on).
+    pub(crate) fn stop_reason(&self) -> Option<StopReason> {
+        self.stop
+    }
+
+    /// Candidates scored (at least partly), initial prompts included.
+    pub(crate) fn candidates_proposed(&self) -> usize {
+        self.proposed
+    }
+
+    /// Generations completed after the initial one.
+    pub(crate) fn generations(&self) -> usize {
+        self.generations
+    }
+
+    /// Children that paired screening stopped.
+    pub(crate) fn screened_out(&self) -> u64 {
+        self.screened_out
     }
 
     /// Whether the search should stop (budget, time, patience, or a strategy's own reason).
@@ -448,7 +223,11 @@ impl<'e, 'g> Search<'e, 'g> {
         operator: &str,
         generation: usize,
     ) -> Option<Candidate> {
-        if genome.is_empty() || !self.seen.insert(genome.render()) {
+        if genome.is_empty() {
+            return None;
+        }
+        let prompt = genome.render(self.ops.train);
+        if !self.seen.insert(prompt.clone()) {
             return None;
         }
         let id = self.next_id;
@@ -459,6 +238,7 @@ impl<'e, 'g> Search<'e, 'g> {
             operator: operator.to_string(),
             genome,
             generation,
+            prompt,
         })
     }
 
@@ -472,9 +252,6 @@ impl<'e, 'g> Search<'e, 'g> {
         rng: &mut ChaCha8Rng,
     ) -> Result<Option<Candidate>, EvolveError> {
         let genomes: Vec<&Genome> = parents.iter().map(|c| &c.genome).collect();
-        // A side output (a hypermutation's new mutation-prompt) belongs to this attempt only: a
-        // rejected attempt's must not reach the next child.
-        self.ops.new_mutation_prompt = None;
         let Some(genome) = op.apply(&genomes, &mut self.ops, rng)? else {
             return Ok(None);
         };
@@ -496,11 +273,7 @@ impl<'e, 'g> Search<'e, 'g> {
             let Some((op, parents)) = pick(rng) else {
                 return Ok(None);
             };
-            spent += if op.needs_model() {
-                MODEL_ATTEMPT_COST
-            } else {
-                1
-            };
+            spent += attempt_cost(op);
             if let Some(child) = self.vary(op, &parents, generation, rng)? {
                 return Ok(Some(child));
             }
@@ -508,12 +281,43 @@ impl<'e, 'g> Search<'e, 'g> {
         Ok(None)
     }
 
+    /// Tries to make one mutant of a Promptbreeder unit (`parent` with its mutation-prompt),
+    /// attempts counted as in [`Search::breed`]: the child and its unit's mutation-prompt
+    /// (a rejected attempt's never reaches the next one).
+    pub(crate) fn breed_unit<'p>(
+        &mut self,
+        generation: usize,
+        parent: &Candidate,
+        mutation_prompt: &str,
+        thinking_style: &str,
+        rng: &mut ChaCha8Rng,
+        mut pick: impl FnMut(&mut ChaCha8Rng) -> Option<&'p dyn Operator>,
+    ) -> Result<Option<(Candidate, String)>, EvolveError> {
+        let unit = Unit {
+            genome: parent.genome.clone(),
+            mutation_prompt: mutation_prompt.to_string(),
+        };
+        let mut spent = 0;
+        while spent < MAX_ATTEMPTS_PER_SLOT {
+            let Some(op) = pick(rng) else {
+                return Ok(None);
+            };
+            spent += attempt_cost(op);
+            let Some(mutant) = op.apply_unit(&unit, thinking_style, &mut self.ops, rng)? else {
+                continue;
+            };
+            if let Some(child) = self.propose(mutant.genome, vec![parent.id], op.name(), generation)
+            {
+                return Ok(Some((child, mutant.mutation_prompt)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Checks the time budget.
     fn check_time(&mut self) {
-        if let Some(max) = self.limits.max_seconds {
-            if self.started.elapsed().as_secs_f64() >= max {
-                self.stop(StopReason::MaxSeconds);
-            }
+        if self.budget.out_of_time() {
+            self.stop(StopReason::MaxSeconds);
         }
     }
 
@@ -526,13 +330,9 @@ impl<'e, 'g> Search<'e, 'g> {
         examples: &[usize],
     ) -> Result<Option<Vec<ExampleResult>>, EvolveError> {
         let cost = examples.len() as u64;
-        if pool != Pool::Validation {
-            if let Some(max) = self.limits.max_evals {
-                if self.evals_used + cost > max {
-                    self.stop(StopReason::MaxEvals);
-                    return Ok(None);
-                }
-            }
+        if pool != Pool::Validation && !self.budget.fits(cost) {
+            self.stop(StopReason::MaxEvals);
+            return Ok(None);
         }
         let results = self.evaluator.evaluate(candidate, pool, examples)?;
         if results.len() != examples.len() {
@@ -551,8 +351,8 @@ impl<'e, 'g> Search<'e, 'g> {
             });
         }
         match pool {
-            Pool::Validation => self.validation_evals += cost,
-            _ => self.evals_used += cost,
+            Pool::Validation => self.budget.validation_evals += cost,
+            _ => self.budget.evals_used += cost,
         }
         Ok(Some(results))
     }
@@ -609,43 +409,28 @@ impl<'e, 'g> Search<'e, 'g> {
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
         let full = self.dev_size().max(1);
-        let threshold = {
-            let mut fulls: Vec<f64> = self
-                .archive
-                .iter()
-                .filter(|s| s.full)
-                .map(|s| s.score)
-                .collect();
-            fulls.sort_by(|a, b| b.total_cmp(a));
-            fulls.get(self.limits.racing_top.max(1) - 1).copied()
+        let screening = Screening {
+            size: self.limits.screen,
         };
-        let rungs: Vec<usize> = match (self.limits.racing, threshold) {
-            (true, Some(_)) => {
-                let mut r: Vec<usize> = [full / 4, full / 2]
-                    .into_iter()
-                    .filter(|&n| n > 0 && n < full)
-                    .collect();
-                r.dedup();
-                r
-            }
-            _ => Vec::new(),
+        let racing = Racing {
+            on: self.limits.racing,
+            top: self.limits.racing_top,
         };
+        let threshold = racing.threshold(self.archive.iter().filter(|s| s.full).map(|s| s.score));
+        let rungs = racing.rungs(full, threshold);
         let all: Vec<usize> = (0..full).collect();
         let mut out = Vec::with_capacity(candidates.len());
         for candidate in candidates {
             let mut go_on = true;
-            if self.limits.screen > 0 && self.limits.screen < full {
+            if screening.applies(full) {
                 if let Some(parent) = self.screening_parent(&candidate) {
-                    let batch: Vec<usize> =
-                        rand::seq::index::sample(rng, full, self.limits.screen).into_vec();
+                    let batch = screening.minibatch(full, rng);
                     go_on = self.score_on(&candidate, &batch)?;
-                    if go_on {
-                        let child = self.dev[&candidate.id].mean_fitness_on(&batch);
-                        let parent = self.dev[&parent].mean_fitness_on(&batch);
-                        if child < parent {
-                            self.screened_out += 1;
-                            go_on = false;
-                        }
+                    if go_on
+                        && !Screening::passes(&self.dev[&candidate.id], &self.dev[&parent], &batch)
+                    {
+                        self.screened_out += 1;
+                        go_on = false;
                     }
                 }
             }
@@ -655,13 +440,7 @@ impl<'e, 'g> Search<'e, 'g> {
                 }
                 go_on = self.score_on(&candidate, &all[..n])?;
                 if go_on {
-                    // Successive halving: continue only while an optimistic bound on the
-                    // full-dev score could still reach the top.
-                    let r = &self.dev[&candidate.id];
-                    let fitness: Vec<f64> = r.iter().map(|x| x.fitness).collect();
-                    let sd = crate::stats::std_dev(&fitness);
-                    let upper = r.mean_fitness() + sd.max(MIN_RACING_SD) / (r.len() as f64).sqrt();
-                    go_on = upper >= threshold.unwrap_or(f64::NEG_INFINITY);
+                    go_on = Racing::keeps(&self.dev[&candidate.id], threshold);
                 }
             }
             if go_on {
@@ -872,31 +651,6 @@ impl<'e, 'g> Search<'e, 'g> {
         });
         fulls
     }
-
-    /// The outcome, with `final_population` as the last population; the answer is the best on
-    /// dev until [`super::choice`] chooses on validation.
-    pub(crate) fn finish(
-        self,
-        mut final_population: Vec<Scored>,
-    ) -> Result<SearchOutcome, EvolveError> {
-        sort_best_first(&mut final_population);
-        let best = self.best.ok_or(EvolveError::NoInitialPrompts)?;
-        Ok(SearchOutcome {
-            dev_best: best.clone(),
-            best,
-            initial: self.initial,
-            final_population,
-            candidates_proposed: self.proposed,
-            evals_used: self.evals_used,
-            generations: self.generations,
-            stop: self.stop.unwrap_or(StopReason::Generations),
-            model_replies: self.ops.model_replies,
-            rejected_replies: self.ops.rejected_replies,
-            screened_out: self.screened_out,
-            validation_evals: self.validation_evals,
-            final_choice: None,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -963,7 +717,21 @@ mod tests {
             screen: 0,
             ..SearchConfig::default()
         };
-        let (outcome, ev) = run(&raced, 8);
+        // Per-example fitness varies (up to 0.3 either way), so a rung's mean is not the
+        // full-dev score: racing has to decide on noisy partial means.
+        let spread = 0.3;
+        let mut ev = ToyEvaluator {
+            spread,
+            ..ToyEvaluator::default()
+        };
+        let outcome = crate::evolve::driver::run_search(
+            &raced,
+            &prompts(),
+            context(),
+            &mut ev,
+            &mut rand::SeedableRng::seed_from_u64(8),
+        )
+        .unwrap();
         // Rungs: a quarter, then half, then all of dev; each call asks only for new examples.
         let dev_calls: Vec<usize> = (0..ev.sizes.len())
             .filter(|&k| ev.pools[k] == Pool::Dev)
@@ -980,12 +748,30 @@ mod tests {
         assert!(!stopped.is_empty(), "some candidates were stopped early");
         let candidates = outcome.candidates_proposed as u64;
         assert!(outcome.evals_used < candidates * TOY_DEV as u64);
-        // The best is always a fully scored candidate, and racing never stopped one that would
-        // have beaten it (toy scores do not depend on the examples).
+        // The best is always a fully scored candidate, and it is the best full-dev score.
         assert!(outcome.dev_best.full);
+        let mean_on = |c: &Candidate, n: usize| {
+            (0..n)
+                .map(|e| toy_fitness(&c.prompt(), e, spread))
+                .sum::<f64>()
+                / n as f64
+        };
+        let mut noisy = 0;
         for c in stopped {
-            assert!(toy_score(&c.prompt()) < outcome.dev_best.score, "{c:?}");
+            // Racing stops a candidate only when an optimistic bound on what it had been
+            // scored on fell below the top it had to reach, which is never above the best:
+            // so its mean there is below the best's full-dev score.
+            let n = ev.dev_examples(c.id);
+            let mean = mean_on(c, n);
+            assert!(
+                mean < outcome.dev_best.score,
+                "{c:?} stopped at {mean} on {n} examples"
+            );
+            if (mean - toy_score(&c.prompt())).abs() > 0.01 {
+                noisy += 1;
+            }
         }
+        assert!(noisy > 0, "the rung means equal the full-dev scores");
     }
 
     #[test]
@@ -1063,7 +849,7 @@ mod tests {
             flip_validation: true,
             ..ToyEvaluator::default()
         };
-        let outcome = crate::evolve::strategies::run_search(
+        let outcome = crate::evolve::driver::run_search(
             &cfg,
             &prompts(),
             context(),
@@ -1077,12 +863,13 @@ mod tests {
         assert_ne!(outcome.best.candidate.id, outcome.dev_best.candidate.id);
     }
 
-    /// Sets a new mutation-prompt and returns its parent's genome plus `phrase`.
-    struct SideOutput(&'static str);
+    /// A Promptbreeder-like operator: the parent plus `phrase` (nothing when empty), its unit
+    /// given a new mutation-prompt.
+    struct Hyper(&'static str);
 
-    impl Operator for SideOutput {
+    impl Operator for Hyper {
         fn name(&self) -> &'static str {
-            "delete"
+            "pb-hypermutation"
         }
         fn family(&self) -> crate::evolve::Family {
             crate::evolve::Family::Edit
@@ -1093,16 +880,26 @@ mod tests {
         fn apply(
             &self,
             parents: &[&Genome],
-            ctx: &mut OperatorContext<'_>,
+            _ctx: &mut OperatorContext<'_>,
             _rng: &mut ChaCha8Rng,
         ) -> Result<Option<Genome>, EvolveError> {
-            if self.0.is_empty() {
-                ctx.new_mutation_prompt = Some("leaked".into());
-                return Ok(Some(parents[0].clone()));
-            }
             let mut g = parents[0].clone();
-            g.phrases.push(self.0.into());
+            if !self.0.is_empty() {
+                g.phrases.push(self.0.into());
+            }
             Ok(Some(g))
+        }
+        fn apply_unit(
+            &self,
+            unit: &Unit,
+            _thinking_style: &str,
+            ctx: &mut OperatorContext<'_>,
+            rng: &mut ChaCha8Rng,
+        ) -> Result<Option<Unit>, EvolveError> {
+            Ok(self.apply(&[&unit.genome], ctx, rng)?.map(|genome| Unit {
+                genome,
+                mutation_prompt: format!("improved by {}", self.0),
+            }))
         }
     }
 
@@ -1119,17 +916,18 @@ mod tests {
                 0,
             )
             .unwrap();
-        // The first attempt makes a duplicate (rejected) and sets a mutation-prompt ...
-        assert!(search
-            .vary(&SideOutput(""), &[&parent], 1, rng)
+        // The first attempt makes a duplicate (rejected) with a new mutation-prompt, the
+        // second a new child with its own.
+        let (dup, new) = (Hyper(""), Hyper("Be careful."));
+        let mut attempts = [&dup as &dyn Operator, &new].into_iter();
+        let (child, mutation_prompt) = search
+            .breed_unit(1, &parent, "the parent's", "a style", rng, |_| {
+                attempts.next()
+            })
             .unwrap()
-            .is_none());
-        // ... the second makes a new child without one.
-        let child = search
-            .vary(&SideOutput("Be careful."), &[&parent], 1, rng)
-            .unwrap();
-        assert!(child.is_some());
-        assert_eq!(search.ops.new_mutation_prompt, None);
+            .expect("the second attempt is new");
+        assert_eq!(child.prompt(), "Classify it. Be careful.");
+        assert_eq!(mutation_prompt, "improved by Be careful.");
     }
 
     #[test]
@@ -1146,7 +944,7 @@ mod tests {
             ..ToyEvaluator::default()
         };
         let started = std::time::Instant::now();
-        let outcome = crate::evolve::strategies::run_search(
+        let outcome = crate::evolve::driver::run_search(
             &cfg,
             &prompts(),
             context(),

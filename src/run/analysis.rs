@@ -197,7 +197,7 @@ pub(crate) fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveF
             .parents
             .iter()
             .filter_map(|p| dev.get(p).map(|res| (*p, res)));
-        let gain = crate::evolve::search::comparison_parent(parents, full)
+        let gain = crate::evolve::admission::comparison_parent(parents, full)
             .and_then(|(_, parent)| child.paired_gain(parent));
         let e = acc
             .entry((r.generation, family))

@@ -16,7 +16,9 @@ use super::length::{self, LengthPoint, LengthReport};
 use super::log::{EvaluationLog, EvaluationRecord};
 use super::report::{PromptResult, Report, SplitBalance};
 use crate::error::{Error, Result};
-use crate::evolve::{run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator};
+use crate::evolve::{
+    run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator, TrainExample, TrainPool,
+};
 use crate::model::generate::{ChatGenerator, GenerateOptions};
 use crate::model::{Model, WeightFormat};
 use crate::remote::chat::ServerChat;
@@ -149,45 +151,35 @@ fn backend_info(scorer: &Scorer<'_>, mutator_note: &Option<String>) -> Option<Ba
     Some(info)
 }
 
-/// What operators may use from a task: the pool (plus the initial prompts' phrases), train
-/// demonstrations formatted with the task's template, train input-output pairs, the task
-/// description, and the generator.
+/// The train pool operators read from a task: its first [`DEMO_POOL`] train examples, each
+/// with its demonstration as the task renders it (completion text or chat turns), the first
+/// [`TRAIN_PAIRS`] of them shown as input-output pairs.
+pub(crate) fn train_pool(task: &Task) -> TrainPool {
+    let examples = task
+        .train
+        .iter()
+        .take(DEMO_POOL)
+        .map(|e| TrainExample {
+            input: e.input.clone(),
+            target: e.target.clone(),
+            demonstration: task.demonstration(e),
+        })
+        .collect();
+    TrainPool::new(examples, TRAIN_PAIRS)
+}
+
+/// What operators may use from a task: the pool (plus the initial prompts' phrases), the
+/// train pool, the task description, and the generator.
 pub(crate) fn operator_context<'g>(
     task: &Task,
     initial_prompts: &[String],
     pool: PhrasePool,
+    train: &'g TrainPool,
     generator: Option<&'g mut dyn TextGenerator>,
 ) -> OperatorContext<'g> {
-    let demos = task
-        .train
-        .iter()
-        .take(DEMO_POOL)
-        .map(|e| task.demonstration(e))
-        .collect();
-    let demo_labels = task
-        .train
-        .iter()
-        .take(DEMO_POOL)
-        .map(|e| e.target.clone())
-        .collect();
-    let demo_inputs = task
-        .train
-        .iter()
-        .take(DEMO_POOL)
-        .map(|e| e.input.clone())
-        .collect();
-    let train_pairs = task
-        .train
-        .iter()
-        .take(TRAIN_PAIRS)
-        .map(|e| (e.input.clone(), e.target.clone()))
-        .collect();
     OperatorContext {
         pool: pool.with_prompts(initial_prompts),
-        demos,
-        demo_labels,
-        demo_inputs,
-        train_pairs,
+        train,
         task_description: task.description.clone(),
         generator,
         ..OperatorContext::default()
@@ -246,7 +238,10 @@ pub fn execute(
     if let Some(info) = &backend {
         folder.write_json(BACKEND_FILE, info)?;
     }
-    let ops = operator_context(task, prompts, pool, generator);
+    let train = train_pool(task);
+    // The generator, borrowed for as long as the train pool lives.
+    let generator = generator.map(|g| g as &mut dyn TextGenerator);
+    let ops = operator_context(task, prompts, pool, &train, generator);
     let (outcome, records, search_seconds) = {
         let sizes = PoolSizes {
             dev: dev_n,

@@ -5,7 +5,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
 
@@ -223,7 +223,7 @@ fn equals_concat<T: PartialEq>(target: &[T], head: &[T], tail: &[T]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::{genome, run_op};
+    use crate::evolve::operators::operator::{genome, run_op};
     use crate::evolve::pool::PhrasePool;
     use rand::SeedableRng;
 

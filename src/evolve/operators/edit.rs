@@ -5,7 +5,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::model::{ask_for_text, PARAPHRASE_SYSTEM};
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
 
@@ -115,7 +115,7 @@ impl Operator for Paraphrase {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::{genome, run_op};
+    use crate::evolve::operators::operator::{genome, run_op};
     use crate::evolve::pool::PhrasePool;
     use rand::SeedableRng;
 

@@ -5,9 +5,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
+use crate::evolve::train::TrainPool;
 
 /// Sets, replaces or drops the persona: with a persona, drops it one time in three, else
 /// replaces it with another pool persona; without one, sets a pool persona.
@@ -43,17 +44,19 @@ pub struct DemoOrder;
 /// Most demonstrations `demo-set` draws.
 pub(crate) const MAX_DEMO_SET: usize = 8;
 
-/// The pool's demonstrations the genome lacks, grouped by label (labels in first-seen order).
-fn fresh_by_label<'c>(p: &Genome, ctx: &'c OperatorContext<'_>) -> Vec<(&'c str, Vec<&'c String>)> {
-    let mut groups: Vec<(&str, Vec<&String>)> = Vec::new();
-    for (i, d) in ctx.demos.iter().enumerate() {
-        if p.demos.contains(d) {
+/// The train pool's examples the genome lacks as demonstrations, as ids grouped by label
+/// (labels in first-seen order).
+fn fresh_by_label<'c>(p: &Genome, ctx: &OperatorContext<'c>) -> Vec<(&'c str, Vec<usize>)> {
+    let train: &'c TrainPool = ctx.train;
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    for (i, e) in train.examples().iter().enumerate() {
+        if p.demos.contains(&i) {
             continue;
         }
-        let label = ctx.demo_labels.get(i).map_or("", String::as_str);
+        let label = e.target.as_str();
         match groups.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, v)) => v.push(d),
-            None => groups.push((label, vec![d])),
+            Some((_, v)) => v.push(i),
+            None => groups.push((label, vec![i])),
         }
     }
     groups
@@ -98,19 +101,17 @@ single_parent!(DemoAdd, "demo-add", Family::Gene, |p, ctx, rng| {
     let shown = |label: &str| {
         p.demos
             .iter()
-            .filter(|d| ctx.label_of(d).map(String::as_str) == Some(label))
+            .filter(|&&d| ctx.train.label(d) == Some(label))
             .count()
     };
     let least = groups.iter().map(|(l, _)| shown(l)).min()?;
-    let fresh: Vec<&String> = groups
+    let fresh: Vec<usize> = groups
         .iter()
         .filter(|(l, _)| shown(l) == least)
         .flat_map(|(_, v)| v.iter().copied())
         .collect();
     let mut child = p.clone();
-    child
-        .demos
-        .push(fresh[rng.gen_range(0..fresh.len())].clone());
+    child.demos.push(fresh[rng.gen_range(0..fresh.len())]);
     Some(child)
 });
 
@@ -129,13 +130,13 @@ single_parent!(DemoSwap, "demo-swap", Family::Gene, |p, ctx, rng| {
     }
     let i = rng.gen_range(0..p.demos.len());
     let groups = fresh_by_label(p, ctx);
-    let label = ctx.label_of(&p.demos[i]).map(String::as_str);
-    let same: Vec<&String> = groups
+    let label = ctx.train.label(p.demos[i]);
+    let same: Vec<usize> = groups
         .iter()
         .filter(|(l, _)| Some(*l) == label)
         .flat_map(|(_, v)| v.iter().copied())
         .collect();
-    let fresh: Vec<&String> = if same.is_empty() {
+    let fresh: Vec<usize> = if same.is_empty() {
         groups.iter().flat_map(|(_, v)| v.iter().copied()).collect()
     } else {
         same
@@ -144,7 +145,7 @@ single_parent!(DemoSwap, "demo-swap", Family::Gene, |p, ctx, rng| {
         return None;
     }
     let mut child = p.clone();
-    child.demos[i] = fresh[rng.gen_range(0..fresh.len())].clone();
+    child.demos[i] = fresh[rng.gen_range(0..fresh.len())];
     Some(child)
 });
 
@@ -158,11 +159,11 @@ single_parent!(DemoSet, "demo-set", Family::Gene, |p, ctx, rng| {
     } else {
         1
     };
-    let mut demos: Vec<String> = Vec::new();
+    let mut demos: Vec<usize> = Vec::new();
     for (_, pool) in &groups {
         let k = per_label.min(pool.len());
         for j in rand::seq::index::sample(rng, pool.len(), k) {
-            demos.push(pool[j].clone());
+            demos.push(pool[j]);
         }
     }
     demos.truncate(MAX_DEMO_SET);
@@ -187,7 +188,7 @@ single_parent!(DemoOrder, "demo-order", Family::Gene, |p, _ctx, rng| {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::genome;
+    use crate::evolve::operators::operator::genome;
     use crate::evolve::pool::PhrasePool;
     use rand::SeedableRng;
 
@@ -199,28 +200,32 @@ mod tests {
         };
         OperatorContext {
             pool,
-            demos: vec![
-                "Review: good\nSentiment: positive".into(),
-                "Review: bad\nSentiment: negative".into(),
-            ],
+            train: Box::leak(Box::new(TrainPool::from_triples(&[
+                ("good", "positive", "Review: good\nSentiment: positive"),
+                ("bad", "negative", "Review: bad\nSentiment: negative"),
+            ]))),
             ..OperatorContext::default()
         }
     }
 
     /// Six demonstrations, three per label.
     fn labelled() -> OperatorContext<'static> {
-        let demos: Vec<(String, String)> = (0..6)
+        let demos: Vec<(String, String, String)> = (0..6)
             .map(|i| {
                 let label = if i % 2 == 0 { "positive" } else { "negative" };
                 (
-                    format!("Review: r{i}\nSentiment: {label}"),
+                    format!("r{i}"),
                     label.to_string(),
+                    format!("Review: r{i}\nSentiment: {label}"),
                 )
             })
             .collect();
+        let triples: Vec<(&str, &str, &str)> = demos
+            .iter()
+            .map(|(i, l, d)| (i.as_str(), l.as_str(), d.as_str()))
+            .collect();
         OperatorContext {
-            demos: demos.iter().map(|d| d.0.clone()).collect(),
-            demo_labels: demos.iter().map(|d| d.1.clone()).collect(),
+            train: Box::leak(Box::new(TrainPool::from_triples(&triples))),
             ..OperatorContext::default()
         }
     }
@@ -232,7 +237,7 @@ mod tests {
         let count = |g: &Genome, ctx: &OperatorContext<'_>, label: &str| {
             g.demos
                 .iter()
-                .filter(|d| ctx.label_of(d).map(String::as_str) == Some(label))
+                .filter(|&&d| ctx.train.label(d) == Some(label))
                 .count()
         };
         for seed in 0..30 {
@@ -254,7 +259,7 @@ mod tests {
                 count(&set, &ctx, "positive")
             );
             let mut one = g.clone();
-            one.demos = vec![ctx.demos[0].clone()];
+            one.demos = vec![0];
             let added = DemoAdd
                 .apply(&[&one], &mut ctx, rng)
                 .unwrap()
@@ -268,10 +273,7 @@ mod tests {
                 .apply(&[&added], &mut ctx, rng)
                 .unwrap()
                 .expect("reorders");
-            assert_eq!(
-                reordered.demos,
-                [added.demos[1].clone(), added.demos[0].clone()]
-            );
+            assert_eq!(reordered.demos, [added.demos[1], added.demos[0]]);
         }
     }
 
@@ -286,7 +288,7 @@ mod tests {
         let with = apply(&PersonaGene, &g, 7).expect("sets a persona");
         assert_eq!(with.persona.as_deref(), Some("You are a critic."));
         assert_eq!(with.phrases, g.phrases);
-        assert_eq!(with.render(), "You are a critic. Classify it.");
+        assert_eq!(with.instruction(), "You are a critic. Classify it.");
         let mut seen_drop = false;
         let mut seen_replace = false;
         for seed in 0..20 {
@@ -304,7 +306,7 @@ mod tests {
     fn constraint_with_one_choice_toggles() {
         let g = genome(&["Classify it."]);
         let on = apply(&ConstraintGene, &g, 1).expect("sets");
-        assert_eq!(on.render(), "Classify it. Answer with one word.");
+        assert_eq!(on.instruction(), "Classify it. Answer with one word.");
         let off = apply(&ConstraintGene, &on, 1).expect("drops");
         assert_eq!(off, g);
         let empty = OperatorContext::default();
@@ -321,16 +323,16 @@ mod tests {
     fn demos_are_added_dropped_and_swapped_from_train_only() {
         let g = genome(&["Classify it."]);
         let one = apply(&DemoAdd, &g, 3).expect("adds");
-        assert_eq!(one.demos, ["Review: bad\nSentiment: negative"]);
+        assert_eq!(one.demos, [1], "the train example `bad`");
         assert_eq!(
-            one.render(),
+            one.render(ctx().train),
             "Classify it.\n\nReview: bad\nSentiment: negative"
         );
         let two = apply(&DemoAdd, &one, 3).expect("adds the other");
         assert_eq!(two.demos.len(), 2);
         assert_eq!(apply(&DemoAdd, &two, 3), None, "no fresh demo left");
         let swapped = apply(&DemoSwap, &one, 3).expect("swaps");
-        assert_eq!(swapped.demos, ["Review: good\nSentiment: positive"]);
+        assert_eq!(swapped.demos, [0], "the train example `good`");
         assert_eq!(apply(&DemoSwap, &two, 3), None);
         assert_eq!(apply(&DemoDrop, &one, 3).expect("drops"), g);
         assert_eq!(apply(&DemoDrop, &g, 3), None);

@@ -5,7 +5,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext};
 use crate::chat::ChatMessage;
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
@@ -250,7 +250,7 @@ impl Genome {
 pub(crate) mod tests {
     use super::*;
     use crate::chat::TextGenerator;
-    use crate::evolve::operators::genome;
+    use crate::evolve::operators::operator::genome;
     use rand::SeedableRng;
 
     /// Replies with a fixed text and records what it was asked.
@@ -330,7 +330,7 @@ pub(crate) mod tests {
             .unwrap()
             .expect("applies");
         assert_eq!(
-            child.render(),
+            child.instruction(),
             "You are a critic. Decide if the review is positive or negative."
         );
         drop(ctx);

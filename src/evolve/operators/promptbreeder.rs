@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use super::model::{ask_for_prompt, ask_for_text, with_genes_of, PROMPT_WRITER_SYSTEM};
-use super::{Family, Operator, OperatorContext};
+use super::operator::{Family, Operator, OperatorContext, Unit};
 use crate::evolve::error::EvolveError;
 use crate::evolve::genome::Genome;
 
@@ -35,6 +35,17 @@ pub const THINKING_STYLES: [&str; 6] = [
     "What is the core issue that needs to be addressed?",
 ];
 
+impl Unit {
+    /// A prompt as a unit with the first of [`MUTATION_PROMPTS`] (a prompt outside a
+    /// Promptbreeder population, e.g. when another strategy uses these operators).
+    pub fn of(genome: Genome) -> Unit {
+        Unit {
+            genome,
+            mutation_prompt: MUTATION_PROMPTS[0].to_string(),
+        }
+    }
+}
+
 macro_rules! model_operator {
     ($ty:ident, $name:literal, $doc:literal) => {
         #[doc = $doc]
@@ -54,6 +65,8 @@ macro_rules! model_operator {
                 1
             }
 
+            /// The parent as a unit with the first mutation-prompt, mutated with the first
+            /// thinking-style.
             fn apply(
                 &self,
                 parents: &[&Genome],
@@ -63,8 +76,25 @@ macro_rules! model_operator {
                 let Some(parent) = parents.first() else {
                     return Ok(None);
                 };
-                let child = $ty::mutate(parent, ctx, rng)?;
-                Ok(child.map(|g| with_genes_of(g, parent)))
+                let unit = Unit::of((*parent).clone());
+                Ok(self
+                    .apply_unit(&unit, THINKING_STYLES[0], ctx, rng)?
+                    .map(|u| u.genome))
+            }
+
+            fn apply_unit(
+                &self,
+                unit: &Unit,
+                thinking_style: &str,
+                ctx: &mut OperatorContext<'_>,
+                rng: &mut ChaCha8Rng,
+            ) -> Result<Option<Unit>, EvolveError> {
+                let child = $ty::mutate(unit, thinking_style, ctx, rng)?;
+                Ok(child.map(|(g, mutation_prompt)| Unit {
+                    genome: with_genes_of(g, &unit.genome),
+                    mutation_prompt: mutation_prompt
+                        .unwrap_or_else(|| unit.mutation_prompt.clone()),
+                }))
             }
         }
     };
@@ -80,15 +110,12 @@ model_operator!(
     "pb-zero-order",
     "Zero-order generation: a new prompt from the task description alone."
 );
-model_operator!(Hypermutation, "pb-hypermutation", "Hypermutation: improves the mutation-prompt with a thinking-style, then applies it (the new mutation-prompt is left in the context).");
+model_operator!(Hypermutation, "pb-hypermutation", "Hypermutation: improves the unit's mutation-prompt with a thinking-style, then applies it (the mutant's unit carries the new mutation-prompt).");
 model_operator!(LineageBased, "pb-lineage", "Lineage-based mutation: the best prompts so far in ascending order of quality, continued by the model.");
 model_operator!(Lamarckian, "pb-lamarckian", "Lamarckian mutation (instruction induction): an instruction written from a few correct train input-output pairs.");
 
-fn mutation_prompt(ctx: &OperatorContext<'_>) -> String {
-    ctx.mutation_prompt
-        .clone()
-        .unwrap_or_else(|| MUTATION_PROMPTS[0].to_string())
-}
+/// The mutant's phrases, and a new mutation-prompt for its unit (None: the parent's).
+type Mutant = Option<(Genome, Option<String>)>;
 
 fn first_order(
     parent: &Genome,
@@ -105,60 +132,56 @@ fn first_order(
 
 impl FirstOrder {
     fn mutate(
-        parent: &Genome,
+        unit: &Unit,
+        _thinking_style: &str,
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        let mp = mutation_prompt(ctx);
-        first_order(parent, &mp, ctx, rng)
+    ) -> Result<Mutant, EvolveError> {
+        Ok(first_order(&unit.genome, &unit.mutation_prompt, ctx, rng)?.map(|g| (g, None)))
     }
 }
 
 impl ZeroOrder {
     fn mutate(
-        _parent: &Genome,
+        _unit: &Unit,
+        _thinking_style: &str,
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
+    ) -> Result<Mutant, EvolveError> {
         let user = format!(
             "{} Write one instruction that would help someone solve this task.\nINSTRUCTION:",
             ctx.task_description
         );
-        ask_for_prompt(ctx, user, rng)
+        Ok(ask_for_prompt(ctx, user, rng)?.map(|g| (g, None)))
     }
 }
 
 impl Hypermutation {
     fn mutate(
-        parent: &Genome,
+        unit: &Unit,
+        thinking_style: &str,
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        let style = ctx
-            .thinking_style
-            .clone()
-            .unwrap_or_else(|| THINKING_STYLES[0].to_string());
+    ) -> Result<Mutant, EvolveError> {
         let user = format!(
-            "{style} Please summarize and improve the following instruction:\n{}",
-            mutation_prompt(ctx)
+            "{thinking_style} Please summarize and improve the following instruction:\n{}",
+            unit.mutation_prompt
         );
         let Some(new_mp) = ask_for_text(ctx, PROMPT_WRITER_SYSTEM, user, rng)? else {
             return Ok(None);
         };
-        let child = first_order(parent, &new_mp, ctx, rng)?;
-        if child.is_some() {
-            ctx.new_mutation_prompt = Some(new_mp);
-        }
-        Ok(child)
+        let child = first_order(&unit.genome, &new_mp, ctx, rng)?;
+        Ok(child.map(|g| (g, Some(new_mp))))
     }
 }
 
 impl LineageBased {
     fn mutate(
-        parent: &Genome,
+        unit: &Unit,
+        _thinking_style: &str,
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
+    ) -> Result<Mutant, EvolveError> {
         let mut elites: Vec<String> = ctx
             .best
             .iter()
@@ -166,7 +189,7 @@ impl LineageBased {
             .map(Genome::render_phrases)
             .collect();
         if elites.is_empty() {
-            elites.push(parent.render_phrases());
+            elites.push(unit.genome.render_phrases());
         }
         elites.reverse();
         let list: Vec<String> = elites
@@ -178,53 +201,58 @@ impl LineageBased {
             "INSTRUCTION GENOTYPES FOUND, IN ASCENDING ORDER OF QUALITY\n{}\nWrite the next, better instruction.\nINSTRUCTION:",
             list.join("\n")
         );
-        ask_for_prompt(ctx, user, rng)
+        Ok(ask_for_prompt(ctx, user, rng)?.map(|g| (g, None)))
     }
 }
 
 impl Lamarckian {
     fn mutate(
-        _parent: &Genome,
+        _unit: &Unit,
+        _thinking_style: &str,
         ctx: &mut OperatorContext<'_>,
         rng: &mut ChaCha8Rng,
-    ) -> Result<Option<Genome>, EvolveError> {
-        if ctx.train_pairs.is_empty() {
+    ) -> Result<Mutant, EvolveError> {
+        let train = ctx.train;
+        if train.pairs().is_empty() {
             return Ok(None);
         }
-        let pairs: Vec<(String, String)> =
-            ctx.train_pairs.choose_multiple(rng, 5).cloned().collect();
-        let shown: Vec<String> = pairs
-            .iter()
-            .map(|(i, o)| format!("Input: {i}\nOutput: {o}"))
+        let shown: Vec<String> = train
+            .pairs()
+            .choose_multiple(rng, 5)
+            .map(|e| format!("Input: {}\nOutput: {}", e.input, e.target))
             .collect();
         let user = format!(
             "I gave a friend an instruction and {} inputs. The friend read the instruction and wrote an output for every one of the inputs. Here are the input-output pairs:\n\n{}\n\nThe instruction was:",
-            pairs.len(),
+            shown.len(),
             shown.join("\n\n")
         );
-        ask_for_prompt(ctx, user, rng)
+        Ok(ask_for_prompt(ctx, user, rng)?.map(|g| (g, None)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evolve::operators::genome;
     use crate::evolve::operators::model::tests::scripted;
+    use crate::evolve::operators::operator::genome;
+    use crate::evolve::train::TrainPool;
     use rand::SeedableRng;
 
     #[test]
     fn each_operator_builds_its_meta_prompt() {
         let parent = genome(&["Classify the review."]);
         let mut gen = scripted(&["Better instruction.", "Decide the sentiment."]);
+        let train = TrainPool::from_triples(&[("good film", "positive", "")]);
         let mut ctx = OperatorContext {
             generator: Some(&mut gen),
             task_description: "Binary sentiment of movie reviews.".into(),
-            mutation_prompt: Some("Rewrite the following instruction in simpler words:".into()),
-            thinking_style: Some("Let's think step by step.".into()),
             best: vec![genome(&["Best."]), genome(&["Second."])],
-            train_pairs: vec![("good film".into(), "positive".into())],
+            train: &train,
             ..OperatorContext::default()
+        };
+        let unit = Unit {
+            genome: parent.clone(),
+            mutation_prompt: "Rewrite the following instruction in simpler words:".into(),
         };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let ops: [&dyn Operator; 5] = [
@@ -237,17 +265,22 @@ mod tests {
         let mut children = Vec::new();
         for op in ops {
             children.push(
-                op.apply(&[&parent], &mut ctx, &mut rng)
+                op.apply_unit(&unit, "Let's think step by step.", &mut ctx, &mut rng)
                     .unwrap()
                     .expect("applies"),
             );
         }
-        assert_eq!(
-            ctx.new_mutation_prompt.as_deref(),
-            Some("Better instruction.")
-        );
         drop(ctx);
-        assert_eq!(children[0], genome(&["Better instruction."]));
+        // Only hypermutation gives its mutant a new mutation-prompt.
+        for (k, child) in children.iter().enumerate() {
+            let want = if k == 2 {
+                "Better instruction."
+            } else {
+                unit.mutation_prompt.as_str()
+            };
+            assert_eq!(child.mutation_prompt, want, "operator {k}");
+        }
+        assert_eq!(children[0].genome, genome(&["Better instruction."]));
         let asked: Vec<&str> = gen.asked.iter().map(|m| m[1].content.as_str()).collect();
         assert!(asked[0].starts_with("Rewrite the following instruction in simpler words:\nINSTRUCTION: Classify the review."));
         assert!(asked[1].starts_with("Binary sentiment of movie reviews."));

@@ -12,13 +12,17 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::config::SearchConfig;
 use super::error_driven::{error_driven_child, DEMO_ERROR};
 use super::ga::survivors;
 use super::gepa::{reflect, Reflection, MERGE, REFLECT};
-use super::{select, SearchConfig, Strategy};
+use super::strategy::{select, Strategy};
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{Candidate, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{operator_by_name, Family, Operator};
-use crate::evolve::search::{Candidate, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Least share of the children every family that can act gets over the run so far (a family
 /// below it gets the next slot): enough to notice when a family starts to pay off, little
@@ -161,7 +165,7 @@ fn families_that_can_act(
     cfg: &SearchConfig,
     operators: &OperatorSet,
 ) -> Vec<MoveFamily> {
-    let has_pool = !search.ops.demos.is_empty();
+    let has_pool = !search.ops.train.is_empty();
     let has_model = search.ops.generator.is_some();
     MoveFamily::ALL
         .into_iter()

@@ -6,9 +6,13 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{SearchConfig, Strategy};
+use super::config::SearchConfig;
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::operators::OperatorSet;
+use crate::evolve::search::Search;
 
 /// Differential evolution (`--strategy de`).
 pub(crate) struct DifferentialEvolution;
@@ -90,7 +94,8 @@ impl Strategy for DifferentialEvolution {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use crate::evolve::strategies::{run_search, SearchConfig};
+    use crate::evolve::driver::run_search;
+    use crate::evolve::strategies::SearchConfig;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 

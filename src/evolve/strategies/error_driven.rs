@@ -7,9 +7,10 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::evolve::candidate::Candidate;
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorContext;
-use crate::evolve::search::{Candidate, Search};
+use crate::evolve::search::Search;
+use crate::evolve::train::TrainPool;
 
 /// The operator name logged for error-driven children.
 pub(crate) const DEMO_ERROR: &str = "demo-error";
@@ -20,8 +21,8 @@ pub(crate) const PROBE: usize = 8;
 /// Most demonstrations an error-driven move adds up to: one per label, at most 4 (more
 /// demonstrations cost this model accuracy on SST-2; the search can still add more with
 /// `demo-add`).
-pub(crate) fn demo_cap(ctx: &OperatorContext<'_>) -> usize {
-    let mut labels: Vec<&String> = ctx.demo_labels.iter().collect();
+pub(crate) fn demo_cap(train: &TrainPool) -> usize {
+    let mut labels: Vec<&str> = train.examples().iter().map(|e| e.target.as_str()).collect();
     labels.sort();
     labels.dedup();
     labels.len().clamp(1, 4)
@@ -39,25 +40,24 @@ pub(crate) fn error_driven_child(
     let Some(results) = search.probe_train(parent, PROBE, rng)? else {
         return Ok(None);
     };
-    let ctx = &search.ops;
+    let train = search.ops.train;
     let failures: Vec<usize> = results
         .iter()
         .filter(|r| r.metric < 1.0)
         .map(|r| r.example)
-        .filter(|&i| i < ctx.demos.len() && !parent.genome.demos.contains(&ctx.demos[i]))
+        .filter(|&i| i < train.len() && !parent.genome.demos.contains(&i))
         .collect();
     if failures.is_empty() {
         return Ok(None);
     }
-    let pick = failures[rng.gen_range(0..failures.len())];
-    let demo = ctx.demos[pick].clone();
+    let demo = failures[rng.gen_range(0..failures.len())];
     let mut genome = parent.genome.clone();
-    if genome.demos.len() < demo_cap(ctx) {
+    if genome.demos.len() < demo_cap(train) {
         genome.demos.push(demo);
     } else {
-        let label = ctx.demo_labels.get(pick);
+        let label = train.label(demo);
         let same: Vec<usize> = (0..genome.demos.len())
-            .filter(|&j| ctx.label_of(&genome.demos[j]) == label)
+            .filter(|&j| train.label(genome.demos[j]) == label)
             .collect();
         let j = if same.is_empty() {
             rng.gen_range(0..genome.demos.len())

@@ -4,10 +4,13 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::config::{Replacement, SearchConfig};
 use super::error_driven::error_driven_child;
-use super::{select, Replacement, SearchConfig, Strategy};
+use super::strategy::{select, Strategy};
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search};
+use crate::evolve::operators::OperatorSet;
+use crate::evolve::search::Search;
 
 /// The genetic algorithm (`--strategy ga`), and with error-driven demonstrations the default
 /// `fewshot` strategy.
@@ -95,7 +98,7 @@ pub(crate) fn survivors(
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use crate::evolve::search::INITIAL_OPERATOR;
+    use crate::evolve::candidate::INITIAL_OPERATOR;
     use crate::evolve::strategies::{Replacement, SearchConfig, SelectionKind};
 
     #[test]
@@ -129,10 +132,7 @@ mod tests {
                     previous = scores[0];
                 }
                 check_lineage(&ev);
-                assert!(
-                    outcome.best.score > best_initial(&outcome),
-                    "{replacement:?} {selection:?}"
-                );
+                assert_reaches_the_toy_optimum(&outcome);
                 assert_eq!(outcome.initial.len(), 4);
                 assert!(outcome
                     .initial
@@ -153,5 +153,41 @@ mod tests {
         let (_, ev) = run(&cfg, 3);
         let gen1_children = ev.received.iter().filter(|c| c.generation == 1).count();
         assert_eq!(gen1_children, cfg.population - 1);
+    }
+
+    #[test]
+    fn fewshot_adds_train_examples_its_parents_get_wrong_and_reaches_the_optimum() {
+        let cfg = SearchConfig {
+            strategy: "fewshot".into(),
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&cfg, 11);
+        check_lineage(&ev);
+        let by_id = |id: u64| ev.received.iter().find(|c| c.id == id).unwrap();
+        let errors: Vec<_> = ev
+            .received
+            .iter()
+            .filter(|c| c.operator == "demo-error")
+            .collect();
+        assert!(!errors.is_empty(), "no error-driven child");
+        for c in errors {
+            // One parent; the child holds a train demonstration the parent did not.
+            let parent = by_id(c.parents[0]);
+            let added: Vec<_> = c
+                .genome
+                .demos
+                .iter()
+                .filter(|d| !parent.genome.demos.contains(d))
+                .collect();
+            assert_eq!(added.len(), 1, "{c:?}");
+            let i = *added[0];
+            assert!(i < train().len(), "{c:?}");
+            // The toy gets train example i wrong when (i + prompt length) is a multiple of 3.
+            assert!(
+                (i + parent.prompt().len()).is_multiple_of(3),
+                "the parent gets train example {i} right: {c:?}"
+            );
+        }
+        assert_reaches_the_toy_optimum(&outcome);
     }
 }

@@ -9,11 +9,15 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::config::SearchConfig;
 use super::error_driven::PROBE;
-use super::{SearchConfig, Strategy};
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
-use crate::evolve::search::{sort_best_first, Candidate, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Operator name logged for reflective mutations.
 pub(crate) const REFLECT: &str = "gepa-reflect";
@@ -94,16 +98,17 @@ pub(crate) fn reflect(
     let Some(results) = search.probe_train(parent, PROBE, rng)? else {
         return Ok(Reflection::NoProbe);
     };
-    let ctx = &search.ops;
+    let train = search.ops.train;
     let failures: Vec<String> = results
         .iter()
-        .filter(|r| r.metric < 1.0 && r.example < ctx.demo_inputs.len())
+        .filter(|r| r.metric < 1.0)
+        .filter_map(|r| Some((r, train.get(r.example)?)))
         .take(SHOWN_FAILURES)
-        .map(|r| {
+        .map(|(r, e)| {
             format!(
                 "Input: {}\nCorrect answer: {}\nAnswer given: {}",
-                ctx.demo_inputs[r.example].trim(),
-                ctx.demo_labels[r.example].trim(),
+                e.input.trim(),
+                e.target.trim(),
                 r.predicted.trim()
             )
         })

@@ -6,10 +6,14 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{SearchConfig, Strategy};
+use super::config::SearchConfig;
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Operator name logged for OPRO's children.
 pub(crate) const OPRO: &str = "opro";
@@ -78,9 +82,12 @@ impl Strategy for Opro {
                     .iter()
                     .map(|s| (s.candidate.genome.render_phrases(), s.accuracy))
                     .collect();
-                let pairs = &search.ops.train_pairs;
+                let pairs = search.ops.train.pairs();
                 let exemplars: Vec<(String, String)> = (0..EXEMPLARS.min(pairs.len()))
-                    .map(|_| pairs[rng.gen_range(0..pairs.len())].clone())
+                    .map(|_| {
+                        let e = &pairs[rng.gen_range(0..pairs.len())];
+                        (e.input.clone(), e.target.clone())
+                    })
                     .collect();
                 let user = meta_prompt(&trajectory, &exemplars);
                 if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {

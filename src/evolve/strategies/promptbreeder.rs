@@ -8,10 +8,14 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{SearchConfig, Strategy};
+use super::config::SearchConfig;
+use super::strategy::Strategy;
+use crate::evolve::budget::StopReason;
+use crate::evolve::candidate::{sort_best_first, Scored};
 use crate::evolve::error::EvolveError;
+use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
-use crate::evolve::search::{sort_best_first, OperatorSet, Scored, Search, StopReason};
+use crate::evolve::search::Search;
 
 /// Promptbreeder (`--strategy promptbreeder`).
 pub struct Promptbreeder;
@@ -56,24 +60,19 @@ impl Strategy for Promptbreeder {
                 } else {
                     (*j, *i)
                 };
-                search.ops.mutation_prompt = Some(mutation_prompts[winner].clone());
-                search.ops.thinking_style =
-                    Some(THINKING_STYLES[rng.gen_range(0..THINKING_STYLES.len())].to_string());
-                search.ops.new_mutation_prompt = None;
-                let parent = &units[winner].candidate;
-                let child = search.breed(generation, rng, |rng| {
-                    Some((operators.choose_arity(1, rng)?, vec![parent]))
-                })?;
-                if let Some(child) = child {
+                let style = THINKING_STYLES[rng.gen_range(0..THINKING_STYLES.len())];
+                let mutant = search.breed_unit(
+                    generation,
+                    &units[winner].candidate,
+                    &mutation_prompts[winner],
+                    style,
+                    rng,
+                    |rng| operators.choose_arity(1, rng),
+                )?;
+                if let Some((child, mutation_prompt)) = mutant {
                     losers.push(loser);
                     children.push(child);
-                    inherited.push(
-                        search
-                            .ops
-                            .new_mutation_prompt
-                            .take()
-                            .unwrap_or_else(|| mutation_prompts[winner].clone()),
-                    );
+                    inherited.push(mutation_prompt);
                 }
             }
             if children.is_empty() {
@@ -96,7 +95,9 @@ impl Strategy for Promptbreeder {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
-    use crate::evolve::strategies::{run_search, SearchConfig};
+    use crate::evolve::driver::run_search;
+    use crate::evolve::strategies::SearchConfig;
+    use crate::evolve::train::TrainPool;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
@@ -108,12 +109,13 @@ mod tests {
             generations: 3,
             ..SearchConfig::default()
         };
+        let train = TrainPool::from_triples(&[("a careful film", "positive", "")]);
         let run_once = |seed| {
             let mut gen = Counting::default();
             let mut ctx = context();
             ctx.generator = Some(&mut gen);
             ctx.task_description = "Sentiment of movie reviews.".into();
-            ctx.train_pairs = vec![("a careful film".into(), "positive".into())];
+            ctx.train = &train;
             let mut ev = ToyEvaluator::default();
             let outcome = run_search(
                 &cfg,

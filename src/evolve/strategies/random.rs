@@ -4,9 +4,12 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{SearchConfig, Strategy};
+use super::config::SearchConfig;
+use super::strategy::Strategy;
+use crate::evolve::candidate::Scored;
 use crate::evolve::error::EvolveError;
-use crate::evolve::search::{OperatorSet, Scored, Search};
+use crate::evolve::operators::OperatorSet;
+use crate::evolve::search::Search;
 
 /// Random search (`--strategy random`).
 pub(crate) struct RandomSearch;
@@ -39,12 +42,12 @@ impl Strategy for RandomSearch {
                 children.extend(child);
             }
             if children.is_empty() {
-                search.stop(crate::evolve::search::StopReason::Exhausted);
+                search.stop(crate::evolve::budget::StopReason::Exhausted);
                 continue;
             }
             // No selection: the new population is just the new children.
             population = search.score(children, rng)?;
-            crate::evolve::search::sort_best_first(&mut population);
+            crate::evolve::candidate::sort_best_first(&mut population);
         }
         Ok(population)
     }

@@ -5,12 +5,16 @@ use std::collections::BTreeSet;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::evolve::candidate::{Candidate, Scored, INITIAL_OPERATOR};
+use crate::evolve::driver::run_search;
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{operator_by_name, OperatorContext};
+use crate::evolve::outcome::SearchOutcome;
 use crate::evolve::pool::PhrasePool;
 use crate::evolve::results::{ExampleResult, Pool};
-use crate::evolve::search::{Candidate, Evaluator, Scored, SearchOutcome, INITIAL_OPERATOR};
-use crate::evolve::strategies::{run_search, SearchConfig, STRATEGY_MOVES};
+use crate::evolve::search::Evaluator;
+use crate::evolve::strategies::{SearchConfig, STRATEGY_MOVES};
+use crate::evolve::train::{TrainExample, TrainPool};
 
 /// Toy fitness: +1 per occurrence of "careful", minus a small length penalty; on a partial
 /// dev set the score is scaled by n/dev (so partial scores are lower, as racing expects noise).
@@ -36,6 +40,32 @@ pub struct ToyEvaluator {
     pub populations: Vec<Vec<u64>>,
     /// Sleep this long per evaluation (to test time budgets without racing the operators).
     pub delay: std::time::Duration,
+    /// How far a dev or train example's fitness strays from the toy score (see
+    /// [`toy_fitness`]); 0: every example scores the toy score.
+    pub spread: f64,
+}
+
+/// A dev or train example's toy fitness: the toy score, moved by up to `spread` by a pattern
+/// fixed by the prompt and the example, opposite on the two halves of dev (example `e` and
+/// `e + TOY_DEV / 2`), so the full-dev mean is the toy score while a quarter or half of dev
+/// (racing's rungs) is off by up to `spread`.
+pub fn toy_fitness(prompt: &str, example: usize, spread: f64) -> f64 {
+    if spread == 0.0 {
+        return toy_score(prompt);
+    }
+    let half = TOY_DEV / 2;
+    // FNV-1a over the prompt and the example's place in its half.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prompt.bytes().chain((example % half).to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let u = (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0;
+    let sign = if (example % TOY_DEV) < half {
+        1.0
+    } else {
+        -1.0
+    };
+    toy_score(prompt) + spread * sign * u
 }
 
 /// Dev size of the toy evaluator.
@@ -69,7 +99,7 @@ impl Evaluator for ToyEvaluator {
         match pool {
             Pool::Dev => TOY_DEV,
             Pool::Validation => TOY_VALIDATION,
-            Pool::Train => context().demos.len(),
+            Pool::Train => train().len(),
         }
     }
 
@@ -86,9 +116,11 @@ impl Evaluator for ToyEvaluator {
         self.ids.push(c.id);
         self.sizes.push(examples.len());
         self.pools.push(pool);
-        let score = match pool {
-            Pool::Validation if self.flip_validation => -toy_score(&c.prompt()),
-            _ => toy_score(&c.prompt()),
+        let prompt = c.prompt();
+        let fitness = |e: usize| match pool {
+            Pool::Validation if self.flip_validation => -toy_score(&prompt),
+            Pool::Validation => toy_score(&prompt),
+            _ => toy_fitness(&prompt, e, self.spread),
         };
         Ok(examples
             .iter()
@@ -107,7 +139,7 @@ impl Evaluator for ToyEvaluator {
                 };
                 ExampleResult {
                     example: e,
-                    fitness: score,
+                    fitness: fitness(e),
                     metric: f64::from(u8::from(right)),
                     predicted: if right { "positive" } else { "negative" }.into(),
                 }
@@ -154,25 +186,32 @@ pub fn pool() -> PhrasePool {
     pool
 }
 
+/// The toy's train pool: four reviews, two per label.
+pub fn train() -> &'static TrainPool {
+    static TRAIN: std::sync::OnceLock<TrainPool> = std::sync::OnceLock::new();
+    TRAIN.get_or_init(|| {
+        let pairs = [
+            ("careful film", "positive"),
+            ("dull plot", "negative"),
+            ("a careful, moving story", "positive"),
+            ("flat and long", "negative"),
+        ];
+        let examples = pairs
+            .iter()
+            .map(|(i, l)| TrainExample {
+                input: i.to_string(),
+                target: l.to_string(),
+                demonstration: format!("Review: {i}\nSentiment: {l}"),
+            })
+            .collect();
+        TrainPool::new(examples, pairs.len())
+    })
+}
+
 pub fn context<'g>() -> OperatorContext<'g> {
-    let pairs = [
-        ("careful film", "positive"),
-        ("dull plot", "negative"),
-        ("a careful, moving story", "positive"),
-        ("flat and long", "negative"),
-    ];
     OperatorContext {
         pool: pool(),
-        demos: pairs
-            .iter()
-            .map(|(i, l)| format!("Review: {i}\nSentiment: {l}"))
-            .collect(),
-        demo_labels: pairs.iter().map(|(_, l)| l.to_string()).collect(),
-        demo_inputs: pairs.iter().map(|(i, _)| i.to_string()).collect(),
-        train_pairs: pairs
-            .iter()
-            .map(|(i, l)| (i.to_string(), l.to_string()))
-            .collect(),
+        train: train(),
         ..OperatorContext::default()
     }
 }

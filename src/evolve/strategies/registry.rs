@@ -1,0 +1,228 @@
+//! The one registry of strategies: each strategy's name, how to make it, its default operator
+//! weights and what it needs. `--strategy`, configs, benchmarks and `--help` read it; adding a
+//! strategy is one file in this folder plus one entry here.
+
+use super::strategy::Strategy;
+use super::{adaptive, de, ga, gepa, hillclimb, opro, promptbreeder, random};
+
+#[cfg(test)]
+/// Names of the moves strategies make themselves (they need scores, so they are not
+/// [`super::Operator`]s); logged as a candidate's operator like an operator's name.
+pub(crate) const STRATEGY_MOVES: [&str; 4] = [
+    super::error_driven::DEMO_ERROR,
+    gepa::REFLECT,
+    gepa::MERGE,
+    opro::OPRO,
+];
+
+/// Default operator weights of the genetic strategies (ga, random).
+const GA: &[(&str, f64)] = &[
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("one-point", 1.0),
+    ("uniform", 1.0),
+    ("sentence", 1.0),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("demo-add", 0.5),
+    ("demo-drop", 0.5),
+    ("demo-swap", 0.5),
+    ("paraphrase", 0.0),
+    ("evo-ga", 0.0),
+];
+const HILLCLIMB: &[(&str, f64)] = &[
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("paraphrase", 1.0),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("demo-add", 0.5),
+    ("demo-drop", 0.5),
+    ("demo-swap", 0.5),
+];
+// The default: this model is far more sensitive to which demonstrations it sees than to
+// wording (README, issue 12's measurements), so most children change the demonstrations.
+// No two-parent operator: phrase crossovers of unrelated instructions broke the wording
+// (e.g. "Given a statement," alone) more often than they helped.
+const FEWSHOT: &[(&str, f64)] = &[
+    ("demo-set", 2.0),
+    ("demo-swap", 2.0),
+    ("demo-add", 1.0),
+    ("demo-drop", 1.0),
+    ("demo-order", 0.5),
+    ("delete", 0.5),
+    ("swap", 0.5),
+    ("insert", 0.5),
+    ("persona", 0.25),
+    ("constraint", 0.25),
+];
+// GEPA's merge combines two front members; its reflective mutation is its own move.
+const GEPA: &[(&str, f64)] = &[("uniform", 1.0), ("sentence", 1.0)];
+// Every family's operators; weights count within a family only (the bandit shares the
+// children between families): fewshot's demonstration weights, ga's edit and crossover ones.
+const ADAPTIVE: &[(&str, f64)] = &[
+    ("demo-set", 2.0),
+    ("demo-swap", 2.0),
+    ("demo-add", 1.0),
+    ("demo-drop", 1.0),
+    ("demo-order", 0.5),
+    ("delete", 1.0),
+    ("swap", 1.0),
+    ("insert", 1.0),
+    ("paraphrase", 0.5),
+    ("persona", 0.5),
+    ("constraint", 0.5),
+    ("one-point", 1.0),
+    ("uniform", 1.0),
+    ("sentence", 1.0),
+];
+const DE: &[(&str, f64)] = &[("evo-de", 1.0)];
+const PROMPTBREEDER: &[(&str, f64)] = &[
+    ("pb-first-order", 1.0),
+    ("pb-zero-order", 1.0),
+    ("pb-hypermutation", 1.0),
+    ("pb-lineage", 1.0),
+    ("pb-lamarckian", 1.0),
+];
+
+/// One strategy's entry in the registry: its name, how to make it, its default operator
+/// weights, whether it asks the model for text whatever its operators, and whether it keeps
+/// `--elite` parents (so that setting must be checked against `--population`).
+struct Entry {
+    name: &'static str,
+    make: fn() -> Box<dyn Strategy>,
+    weights: &'static [(&'static str, f64)],
+    needs_model: bool,
+    uses_elite: bool,
+}
+
+/// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
+/// `--help` all read it).
+const REGISTRY: [Entry; 9] = [
+    Entry {
+        name: "fewshot",
+        make: || Box::new(ga::GeneticAlgorithm::FEWSHOT),
+        weights: FEWSHOT,
+        uses_elite: true,
+        needs_model: false,
+    },
+    Entry {
+        name: "ga",
+        make: || Box::new(ga::GeneticAlgorithm::PLAIN),
+        weights: GA,
+        uses_elite: true,
+        needs_model: false,
+    },
+    Entry {
+        name: "de",
+        make: || Box::new(de::DifferentialEvolution),
+        weights: DE,
+        uses_elite: false,
+        needs_model: false,
+    },
+    Entry {
+        name: "hillclimb",
+        make: || Box::new(hillclimb::HillClimb),
+        weights: HILLCLIMB,
+        uses_elite: false,
+        needs_model: false,
+    },
+    Entry {
+        name: "promptbreeder",
+        make: || Box::new(promptbreeder::Promptbreeder),
+        weights: PROMPTBREEDER,
+        uses_elite: false,
+        needs_model: false,
+    },
+    Entry {
+        name: "gepa",
+        make: || Box::new(gepa::Gepa),
+        weights: GEPA,
+        uses_elite: false,
+        needs_model: true,
+    },
+    // OPRO writes every child with the model from the score trajectory; it uses no operator.
+    Entry {
+        name: "opro",
+        make: || Box::new(opro::Opro),
+        weights: &[],
+        uses_elite: false,
+        needs_model: true,
+    },
+    // Reflection asks the model; without one (library use) that family is dropped.
+    Entry {
+        name: "adaptive",
+        make: || Box::new(adaptive::Adaptive),
+        weights: ADAPTIVE,
+        uses_elite: true,
+        needs_model: true,
+    },
+    Entry {
+        name: "random",
+        make: || Box::new(random::RandomSearch),
+        weights: GA,
+        uses_elite: false,
+        needs_model: false,
+    },
+];
+
+/// Names accepted by `--strategy`, the default first.
+pub const STRATEGY_NAMES: [&str; REGISTRY.len()] = {
+    let mut names = [""; REGISTRY.len()];
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        names[i] = REGISTRY[i].name;
+        i += 1;
+    }
+    names
+};
+
+fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
+
+/// Operator weights a strategy uses unless the config overrides them (none for an unknown
+/// name).
+pub(crate) fn default_weights(strategy: &str) -> &'static [(&'static str, f64)] {
+    entry(strategy).map_or(&[], |e| e.weights)
+}
+
+/// The strategy with this name (see [`STRATEGY_NAMES`]).
+pub(crate) fn strategy_by_name(name: &str) -> Option<Box<dyn Strategy>> {
+    entry(name).map(|e| (e.make)())
+}
+
+/// Whether a strategy asks the model for text whatever its operators (gepa and adaptive
+/// reflect, opro writes every child).
+pub(crate) fn strategy_needs_model(name: &str) -> bool {
+    entry(name).is_some_and(|e| e.needs_model)
+}
+
+/// Whether a strategy keeps `--elite` parents each generation (the GA loop's).
+pub(crate) fn strategy_uses_elite(name: &str) -> bool {
+    entry(name).is_some_and(|e| e.uses_elite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_and_the_module_docs_name_every_registered_strategy() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let docs = std::fs::read_to_string(root.join("src/evolve/strategies/mod.rs")).unwrap();
+        for name in STRATEGY_NAMES {
+            assert!(
+                readme.contains(&format!("| `{name}` ")),
+                "README.md's strategy table lacks `{name}`"
+            );
+            assert!(
+                docs.contains(&format!("`{name}`")),
+                "the strategies module doc lacks `{name}`"
+            );
+        }
+    }
+}
