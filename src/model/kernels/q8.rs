@@ -107,6 +107,13 @@ impl Q8Matrix {
     /// The matrix of a Q8_0 `(n, k)` tensor, when this CPU runs the kernel; None otherwise (or
     /// for another dtype), and candle's own matmul is used.
     pub fn new(t: &QTensor) -> Option<Self> {
+        Self::build(t, vnni())
+    }
+
+    /// As [`Q8Matrix::new`], with the AVX-512 VNNI layout when `pairs` (then the row-major
+    /// values are dropped: only the pairs are read, and keeping both would hold the matrix
+    /// twice, about 28 MB more for SmolLM2's embedding), else the AVX2 layout.
+    fn build(t: &QTensor, pairs: bool) -> Option<Self> {
         if t.dtype() != GgmlDType::Q8_0 || !available() {
             return None;
         }
@@ -122,7 +129,7 @@ impl Q8Matrix {
         let mut scales = Vec::with_capacity(n * k / BLOCK);
         split_blocks(&data, &mut qs, &mut scales);
         let (mut pairs_abs, mut pairs_neg) = (Vec::new(), Vec::new());
-        if vnni() {
+        if pairs {
             let nb = k / BLOCK;
             for p in 0..n.div_ceil(2) {
                 for b in 0..nb {
@@ -143,6 +150,7 @@ impl Q8Matrix {
                     pairs_neg.push(neg);
                 }
             }
+            qs = Vec::new();
         }
         Some(Self {
             n,
@@ -395,9 +403,7 @@ mod tests {
             let q = QTensor::quantize(&w, GgmlDType::Q8_0).unwrap();
             let ours = Q8Matrix::new(&q).unwrap();
             // The same matrix without the VNNI pairs runs the AVX2 tile.
-            let mut avx2 = Q8Matrix::new(&q).unwrap();
-            avx2.pairs_abs.clear();
-            avx2.pairs_neg.clear();
+            let avx2 = Q8Matrix::build(&q, false).unwrap();
             let theirs = QMatMul::from_qtensor(q).unwrap();
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let want: Vec<f32> = theirs
