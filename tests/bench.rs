@@ -4,10 +4,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Instant;
 
-use common::{bin, default_model, root};
+use common::{assert_ok, bench, root};
 
 const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
 
@@ -44,27 +43,6 @@ strategy = "random"
     let path = dir.join("tiny.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn bench(config: &Path, out: &Path) -> Output {
-    bin()
-        .current_dir(root())
-        .args(["bench", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(default_model())
-        .output()
-        .unwrap()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// results.csv rows without the wall-seconds column (which differs between invocations).

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{bin, default_model, eval, root};
+use common::{assert_ok, bench, eval, root};
 
 const DEV: usize = 8;
 const TEST: usize = 8;
@@ -46,25 +46,8 @@ peer = "{peer}"
     path
 }
 
-fn bench(config: &Path, out: &Path) -> Output {
-    bin()
-        .current_dir(root())
-        .args(["bench", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(default_model())
-        .output()
-        .unwrap()
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(out.status.success(), "{}", stderr(out));
 }
 
 /// The one row of results.csv, by column name.

@@ -5,9 +5,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{bin, root, small_optimize};
+use common::{assert_ok, bin, root, small_optimize};
 use std::time::{Duration, Instant};
 
 fn optimize_cmd(out: &Path) -> Command {
@@ -40,14 +40,6 @@ fn evaluations(dir: &Path) -> Vec<(u64, String, f64, String)> {
 
 fn best_prompt(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("best.txt")).unwrap()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{bin, default_model, free_port, root};
+use common::{assert_ok, bin, default_model, free_port, root};
 use promptevo::remote::{Client, ServerConfig};
 
 /// Real-server tests run one at a time: each starts a server, and the machine may have 2 cores.
@@ -209,14 +209,6 @@ impl Drop for LlamaServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// `eval --json` of the task's first prompt on test@200, through `model` (a file or a URL).

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{bin, default_model, root};
+use common::{assert_ok, bin, default_model, root};
 
 const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
 
@@ -61,14 +61,6 @@ fn bench(config: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg(default_model())
         .args(extra);
     c
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn assert_one_line_error(out: &Output, needles: &[&str]) {

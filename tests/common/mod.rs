@@ -93,3 +93,26 @@ pub fn eval(task: &Path, limit: usize, extra: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+/// Fails the test with the command's stderr unless it exited successfully.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `promptevo bench --quiet --config CONFIG --out OUT` on the default model, run to the end.
+pub fn bench(config: &Path, out: &Path) -> Output {
+    bin()
+        .current_dir(root())
+        .args(["bench", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(default_model())
+        .output()
+        .unwrap()
+}
