@@ -98,6 +98,19 @@ fn fake_driver(dir: &Path, crash: bool) -> PathBuf {
     path
 }
 
+/// The `[peers]` lines for the stand-in driver: system `python3`, the driver, and a stand-in
+/// llama.cpp server file (the stand-in driver never starts it; a real one is not built on CI).
+fn stand_in_tools(dir: &Path, driver: &Path) -> String {
+    let server = dir.join("llama-server");
+    std::fs::write(&server, "#!/bin/sh\nexit 1\n").unwrap();
+    format!(
+        "python = \"{}\"\ndriver = \"{}\"\nllama_server = \"{}\"",
+        python3().display(),
+        driver.display(),
+        server.display()
+    )
+}
+
 fn calls(dir: &Path) -> usize {
     std::fs::read_to_string(dir.join("calls"))
         .map(|s| s.len())
@@ -138,11 +151,7 @@ fn a_peer_that_cannot_install_is_skipped_loudly_then_run_once_installed_and_not_
     // Installed now (the stand-in driver): the skipped run is run, and its answer is scored by
     // our scorer as `promptevo eval` scores it on the same test examples.
     let driver = fake_driver(dir.path(), false);
-    let tools = format!(
-        "python = \"{}\"\ndriver = \"{}\"",
-        python3().display(),
-        driver.display()
-    );
+    let tools = stand_in_tools(dir.path(), &driver);
     let installed = config(dir.path(), "capo", &tools);
     assert_ok(&bench(&installed, &out));
     assert_eq!(calls(dir.path()), 1);
@@ -197,11 +206,7 @@ fn a_peer_that_crashes_gives_a_failed_row_quoting_it_and_is_not_rerun() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let driver = fake_driver(dir.path(), true);
-    let tools = format!(
-        "python = \"{}\"\ndriver = \"{}\"",
-        python3().display(),
-        driver.display()
-    );
+    let tools = stand_in_tools(dir.path(), &driver);
     let c = config(dir.path(), "gepa", &tools);
     let first = bench(&c, &out);
     assert_ok(&first);
