@@ -76,7 +76,7 @@ pub enum Error {
     ModelNotFound(String),
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    Tokenizer(#[source] tokenizers::Error),
     /// A run folder is invalid, locked or inconsistent.
     #[error("{}: {message}", shown(path))]
     Run {

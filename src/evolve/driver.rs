@@ -1,6 +1,7 @@
-//! The driver of a search: makes the configured strategy, runs it within the search's budget,
-//! chooses the answer on validation and assembles the outcome. Every strategy ends the same
-//! way through here.
+//! The driver of a search: makes the configured strategy and owns its loop (ask, score, tell;
+//! stopping, patience and checkpoints through [`Search`]), then chooses the answer on
+//! validation and assembles the outcome. Every strategy runs and ends the same way through
+//! here.
 
 use rand_chacha::ChaCha8Rng;
 
@@ -11,7 +12,9 @@ use super::error::EvolveError;
 use super::operators::OperatorContext;
 use super::outcome::SearchOutcome;
 use super::search::{Evaluator, Search};
-use super::strategies::{operator_set, strategy_by_name, SearchConfig, STRATEGY_NAMES};
+use super::strategies::{
+    operator_set, strategy_by_name, SearchConfig, Setup, Strategy, STRATEGY_NAMES,
+};
 use crate::task::Fitness;
 
 /// Runs the configured strategy from `initial_prompts` against `evaluator`, with `ops` for the
@@ -24,7 +27,7 @@ pub fn run_search(
     rng: &mut ChaCha8Rng,
 ) -> Result<SearchOutcome, EvolveError> {
     config.validate()?;
-    let strategy = strategy_by_name(&config.strategy).ok_or_else(|| {
+    let mut strategy = strategy_by_name(&config.strategy).ok_or_else(|| {
         EvolveError::Config(format!(
             "unknown strategy `{}`; use one of {}",
             config.strategy,
@@ -32,8 +35,14 @@ pub fn run_search(
         ))
     })?;
     let operators = operator_set(config)?;
-    let mut search = Search::new(evaluator, ops, config.limits());
-    let population = strategy.run(&mut search, config, &operators, initial_prompts, rng)?;
+    let mut limits = config.limits();
+    limits.patience = limits.patience.or(strategy.default_patience());
+    let mut search = Search::new(evaluator, ops, limits);
+    let setup = Setup {
+        cfg: config,
+        operators: &operators,
+    };
+    let population = drive(strategy.as_mut(), &mut search, &setup, initial_prompts, rng)?;
     let criterion = if config.fitness == Fitness::Balanced {
         Criterion::Fitness
     } else {
@@ -46,6 +55,35 @@ pub fn run_search(
         outcome.final_choice = Some(how);
     }
     Ok(outcome)
+}
+
+/// The search loop every strategy shares: the first population, then generations of ask,
+/// score and tell until the search stops (budget, time, generations, patience, or no new
+/// child: exhausted). [`Search::end_generation`] reports each population (the checkpoint)
+/// and decides whether to go on. Returns the last population.
+fn drive(
+    strategy: &mut dyn Strategy,
+    search: &mut Search<'_, '_>,
+    setup: &Setup<'_>,
+    initial_prompts: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Scored>, EvolveError> {
+    let mut population = strategy.start(search, setup, initial_prompts, rng)?;
+    let mut generation = 0;
+    while search.end_generation(generation, &population)? {
+        generation += 1;
+        let children = strategy.ask(search, setup, generation, &population, rng)?;
+        if search.stopped() && strategy.drops_children_when_stopped() {
+            break;
+        }
+        if children.is_empty() {
+            search.stop(StopReason::Exhausted);
+            continue;
+        }
+        let scored = search.score(children, rng)?;
+        population = strategy.tell(search, setup, population, scored);
+    }
+    Ok(strategy.finish(population))
 }
 
 /// The outcome, with `final_population` as the last population; the answer is the best on dev

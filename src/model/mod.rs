@@ -140,15 +140,13 @@ impl Model {
         let enc = self
             .tokenizer
             .encode(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+            .map_err(Error::Tokenizer)?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of token ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))
+        self.tokenizer.decode(ids, false).map_err(Error::Tokenizer)
     }
 
     /// The ids to put before any text: BOS when the model asks for it.

@@ -433,9 +433,7 @@ pub fn write_tiny_hf_folder(gguf: &Path, dir: &Path, cfg: &TinyConfig) -> Result
     let tokenizer = super::tokenizer::from_gguf(&super::gguf::GgufFile::open(gguf)?)?;
     write(
         "tokenizer.json",
-        tokenizer
-            .to_string(false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?,
+        tokenizer.to_string(false).map_err(Error::Tokenizer)?,
     )?;
     write(
         "tokenizer_config.json",

@@ -308,7 +308,7 @@ fn sentencepiece(gguf: &GgufFile) -> Result<Tokenizer> {
             )
         })?;
     let mut tokenizer = Tokenizer::new(bpe);
-    let replace = Replace::new(" ", "▁").map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let replace = Replace::new(" ", "▁").map_err(Error::Tokenizer)?;
     if add_space_prefix {
         tokenizer.with_normalizer(Some(NormalizerSequence::new(vec![
             Prepend::new("▁".into()).into(),
@@ -318,9 +318,7 @@ fn sentencepiece(gguf: &GgufFile) -> Result<Tokenizer> {
         tokenizer.with_normalizer(Some(replace));
     }
     let mut decoders: Vec<DecoderWrapper> = vec![
-        Replace::new("▁", " ")
-            .map_err(|e| Error::Tokenizer(e.to_string()))?
-            .into(),
+        Replace::new("▁", " ").map_err(Error::Tokenizer)?.into(),
         ByteFallback::new().into(),
         Fuse::new().into(),
     ];
@@ -396,7 +394,7 @@ fn pre_tokenizer(pre: &str, path: &Path) -> Result<PreTokenizerWrapper> {
         "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" | "qwen2" | "deepseek-r1-qwen" => {
             let regex = if pre.starts_with("llama") || pre.starts_with("smaug") { LLAMA3_REGEX } else { QWEN2_REGEX };
             let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-                .map_err(|e| Error::Tokenizer(e.to_string()))?;
+                .map_err(Error::Tokenizer)?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Split(split), byte_level(false)]))
         }
         other => {

@@ -425,7 +425,7 @@ fn check_targets(metric: &MetricSpec, split: &[Example], path: &Path) -> Result<
             metric.check_target(target).map_err(|message| Error::Line {
                 path: path.to_path_buf(),
                 line: ex.line,
-                message,
+                message: message.to_string(),
             })?;
         }
     }

@@ -16,8 +16,7 @@ use super::config::SearchConfig;
 use super::error_driven::{error_driven_child, DEMO_ERROR};
 use super::ga::survivors;
 use super::gepa::{reflect, Reflection, MERGE, REFLECT};
-use super::strategy::{select, Strategy};
-use crate::evolve::budget::StopReason;
+use super::strategy::{select, Setup, Strategy};
 use crate::evolve::candidate::{Candidate, Scored};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::OperatorSet;
@@ -103,56 +102,80 @@ pub(crate) struct Credit {
 /// minus `--elite` children a generation shared between the families by [`slot_order`],
 /// survivors by `--replacement` as in the GA. `--crossover-rate` does not apply: the bandit
 /// decides how many children are crossovers.
-pub(crate) struct Adaptive;
+#[derive(Default)]
+pub(crate) struct Adaptive {
+    /// The families that can act in this search.
+    families: Vec<MoveFamily>,
+    /// Slots given to each family so far.
+    given: Vec<usize>,
+}
 
 impl Strategy for Adaptive {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
+        setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        let families = families_that_can_act(search, cfg, operators);
-        if families.is_empty() {
+        self.families = families_that_can_act(search, setup.cfg, setup.operators);
+        if self.families.is_empty() {
             return Err(EvolveError::Operators(
                 "the adaptive strategy has no move family that can act: it needs a train pool (demos, reflect), a generator (reflect) or enabled edit or crossover operators".into(),
             ));
         }
-        let mut population =
-            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
-        let mut given = vec![0usize; families.len()];
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let credit = credit(search, &families);
-            let mut children = Vec::new();
-            for _ in 0..cfg.population - cfg.elite {
-                for k in slot_order(&credit, &given, FLOOR, rng) {
-                    given[k] += 1;
-                    let moves = Moves {
-                        cfg,
-                        operators,
-                        population: &population,
-                        generation,
-                    };
-                    if let Some(child) = moves.child(families[k], search, rng)? {
-                        children.push(child);
-                        break;
-                    }
-                    if search.stopped() {
-                        break;
-                    }
+        self.given = vec![0; self.families.len()];
+        search.initial_population(
+            initial_prompts,
+            setup.cfg.population,
+            Some(setup.operators),
+            rng,
+        )
+    }
+
+    /// `--population` minus `--elite` children, each slot going to the first family in
+    /// [`slot_order`] that makes a new child.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        population: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let cfg = setup.cfg;
+        let credit = credit(search, &self.families);
+        let moves = Moves {
+            cfg,
+            operators: setup.operators,
+            population,
+            generation,
+        };
+        let mut children = Vec::new();
+        for _ in 0..cfg.population - cfg.elite {
+            for k in slot_order(&credit, &self.given, FLOOR, rng) {
+                self.given[k] += 1;
+                if let Some(child) = moves.child(self.families[k], search, rng)? {
+                    children.push(child);
+                    break;
+                }
+                if search.stopped() {
+                    break;
                 }
             }
-            if children.is_empty() && !search.stopped() {
-                search.stop(StopReason::Exhausted);
-            }
-            let scored = search.score(children, rng)?;
-            population = survivors(&population, scored, cfg);
         }
-        Ok(population)
+        Ok(children)
+    }
+
+    /// Survivors as in the GA.
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        population: Vec<Scored>,
+        children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        survivors(&population, children, setup.cfg)
     }
 }
 

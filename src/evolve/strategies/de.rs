@@ -6,27 +6,23 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
-use super::strategy::Strategy;
-use crate::evolve::budget::StopReason;
-use crate::evolve::candidate::{sort_best_first, Scored};
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::search::Search;
 
 /// Differential evolution (`--strategy de`).
 pub(crate) struct DifferentialEvolution;
 
 impl Strategy for DifferentialEvolution {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
+        setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        if !operators.has_arity(3) {
+        if !setup.operators.has_arity(3) {
             return Err(EvolveError::Operators(
                 "de needs a three-parent operator: enable evo-de (e.g. --operators evo-de=1)"
                     .into(),
@@ -37,57 +33,78 @@ impl Strategy for DifferentialEvolution {
                 "de rewrites prompts with the model, but no generator was given".into(),
             ));
         }
-        let mut population =
-            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let n = population.len();
-            let mut trials = Vec::new();
-            for i in 0..n {
-                let pop = &population;
-                let child = search.breed(generation, rng, |rng| {
-                    let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
-                    let draw = |rng: &mut ChaCha8Rng| {
-                        if others.is_empty() {
-                            i
-                        } else {
-                            others[rng.gen_range(0..others.len())]
-                        }
-                    };
-                    let a = draw(rng);
-                    let mut b = draw(rng);
-                    if others.len() >= 2 {
-                        while b == a {
-                            b = draw(rng);
-                        }
+        search.initial_population(
+            initial_prompts,
+            setup.cfg.population,
+            Some(setup.operators),
+            rng,
+        )
+    }
+
+    /// One trial per member: the member, then two other members drawn at random.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        population: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let operators = setup.operators;
+        let n = population.len();
+        let mut trials = Vec::new();
+        for i in 0..n {
+            let child = search.breed(generation, rng, |rng| {
+                let others: Vec<usize> = (0..n).filter(|&j| j != i).collect();
+                let draw = |rng: &mut ChaCha8Rng| {
+                    if others.is_empty() {
+                        i
+                    } else {
+                        others[rng.gen_range(0..others.len())]
                     }
-                    let op = operators.choose_arity(3, rng)?;
-                    Some((
-                        op,
-                        vec![&pop[i].candidate, &pop[a].candidate, &pop[b].candidate],
-                    ))
-                })?;
-                trials.extend(child);
-            }
-            if trials.is_empty() {
-                search.stop(StopReason::Exhausted);
-                continue;
-            }
-            // A trial competes with its first parent, the member it was made for.
-            for s in search.score(trials, rng)? {
-                if let Some(k) = population
-                    .iter()
-                    .position(|p| p.candidate.id == s.candidate.parents[0])
-                {
-                    if s.full && s.score >= population[k].score {
-                        population[k] = s;
+                };
+                let a = draw(rng);
+                let mut b = draw(rng);
+                if others.len() >= 2 {
+                    while b == a {
+                        b = draw(rng);
                     }
                 }
-            }
-            sort_best_first(&mut population);
+                let op = operators.choose_arity(3, rng)?;
+                Some((
+                    op,
+                    vec![
+                        &population[i].candidate,
+                        &population[a].candidate,
+                        &population[b].candidate,
+                    ],
+                ))
+            })?;
+            trials.extend(child);
         }
-        Ok(population)
+        Ok(trials)
+    }
+
+    /// A trial competes with its first parent, the member it was made for.
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        _setup: &Setup<'_>,
+        mut population: Vec<Scored>,
+        trials: Vec<Scored>,
+    ) -> Vec<Scored> {
+        for s in trials {
+            if let Some(k) = population
+                .iter()
+                .position(|p| p.candidate.id == s.candidate.parents[0])
+            {
+                if s.full && s.score >= population[k].score {
+                    population[k] = s;
+                }
+            }
+        }
+        sort_best_first(&mut population);
+        population
     }
 }
 

@@ -6,10 +6,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::{Replacement, SearchConfig};
 use super::error_driven::error_driven_child;
-use super::strategy::{select, Strategy};
-use crate::evolve::candidate::{sort_best_first, Scored};
+use super::strategy::{select, Setup, Strategy};
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::search::Search;
 
 /// The genetic algorithm (`--strategy ga`), and with error-driven demonstrations the default
@@ -29,44 +28,46 @@ impl GeneticAlgorithm {
 }
 
 impl Strategy for GeneticAlgorithm {
-    fn run(
-        &self,
+    fn ask(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
-        initial_prompts: &[String],
+        setup: &Setup<'_>,
+        generation: usize,
+        population: &[Scored],
         rng: &mut ChaCha8Rng,
-    ) -> Result<Vec<Scored>, EvolveError> {
-        let mut population =
-            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let lambda = cfg.population - cfg.elite;
-            let mut children = Vec::new();
-            for _ in 0..lambda {
-                let pop = &population;
-                if self.error_driven > 0.0 && rng.gen_bool(self.error_driven) {
-                    let parent = select(pop, cfg, rng).candidate.clone();
-                    if let Some(child) = error_driven_child(search, &parent, generation, rng)? {
-                        children.push(child);
-                        continue;
-                    }
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let (cfg, operators) = (setup.cfg, setup.operators);
+        let lambda = cfg.population - cfg.elite;
+        let mut children = Vec::new();
+        for _ in 0..lambda {
+            if self.error_driven > 0.0 && rng.gen_bool(self.error_driven) {
+                let parent = select(population, cfg, rng).candidate.clone();
+                if let Some(child) = error_driven_child(search, &parent, generation, rng)? {
+                    children.push(child);
+                    continue;
                 }
-                let child = search.breed(generation, rng, |rng| {
-                    let crossover = rng.gen_bool(cfg.crossover_rate);
-                    let op = operators.choose(crossover, rng);
-                    let parents = (0..op.arity())
-                        .map(|_| &select(pop, cfg, rng).candidate)
-                        .collect();
-                    Some((op, parents))
-                })?;
-                children.extend(child);
             }
-            let scored = search.score(children, rng)?;
-            population = survivors(&population, scored, cfg);
+            let child = search.breed(generation, rng, |rng| {
+                let crossover = rng.gen_bool(cfg.crossover_rate);
+                let op = operators.choose(crossover, rng);
+                let parents = (0..op.arity())
+                    .map(|_| &select(population, cfg, rng).candidate)
+                    .collect();
+                Some((op, parents))
+            })?;
+            children.extend(child);
         }
-        Ok(population)
+        Ok(children)
+    }
+
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        population: Vec<Scored>,
+        children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        survivors(&population, children, setup.cfg)
     }
 }
 

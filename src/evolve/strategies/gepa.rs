@@ -9,13 +9,10 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
 use super::error_driven::PROBE;
-use super::strategy::Strategy;
-use crate::evolve::budget::StopReason;
-use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
 use crate::evolve::search::Search;
 
@@ -134,11 +131,10 @@ pub(crate) fn reflect(
 }
 
 impl Strategy for Gepa {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
+        _setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
@@ -147,55 +143,70 @@ impl Strategy for Gepa {
                 "gepa writes revisions with the model, but no generator was given".into(),
             ));
         }
-        let mut population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let mut children = Vec::new();
-            for _ in 0..cfg.population {
-                let front = pareto_front(search);
-                if front.is_empty() {
-                    break;
-                }
-                let merge = front.len() >= 2 && operators.has_arity(2) && rng.gen_bool(MERGE_RATE);
-                if merge {
-                    let a = draw(&front, rng).candidate.clone();
-                    let b = draw(&front, rng).candidate.clone();
-                    if a.id == b.id {
-                        continue;
-                    }
-                    let Some(op) = operators.choose_arity(2, rng) else {
-                        continue;
-                    };
-                    if let Some(g) = op.apply(&[&a.genome, &b.genome], &mut search.ops, rng)? {
-                        children.extend(search.propose(g, vec![a.id, b.id], MERGE, generation));
-                    }
-                    continue;
-                }
-                let parent = draw(&front, rng).candidate.clone();
-                match reflect(search, &parent, generation, rng)? {
-                    Reflection::NoProbe => break,
-                    Reflection::Child(child) => children.extend(child),
-                }
-            }
-            if search.stopped() {
+        search.initial_population(initial_prompts, usize::MAX, None, rng)
+    }
+
+    /// `--population` children, each a merge of two front members (one time in five, when
+    /// there are two) or a reflective mutation of one.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        _population: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let operators = setup.operators;
+        let mut children = Vec::new();
+        for _ in 0..setup.cfg.population {
+            let front = pareto_front(search);
+            if front.is_empty() {
                 break;
             }
-            if children.is_empty() {
-                search.stop(StopReason::Exhausted);
+            let merge = front.len() >= 2 && operators.has_arity(2) && rng.gen_bool(MERGE_RATE);
+            if merge {
+                let a = draw(&front, rng).candidate.clone();
+                let b = draw(&front, rng).candidate.clone();
+                if a.id == b.id {
+                    continue;
+                }
+                let Some(op) = operators.choose_arity(2, rng) else {
+                    continue;
+                };
+                if let Some(g) = op.apply(&[&a.genome, &b.genome], &mut search.ops, rng)? {
+                    children.extend(search.propose(g, vec![a.id, b.id], MERGE, generation));
+                }
                 continue;
             }
-            search.score(children, rng)?;
-            population = search
-                .ranked_full()
-                .into_iter()
-                .take(cfg.population)
-                .cloned()
-                .collect();
+            let parent = draw(&front, rng).candidate.clone();
+            match reflect(search, &parent, generation, rng)? {
+                Reflection::NoProbe => break,
+                Reflection::Child(child) => children.extend(child),
+            }
         }
-        sort_best_first(&mut population);
-        Ok(population)
+        Ok(children)
     }
+
+    /// The best `--population` of everything fully scored so far.
+    fn tell(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        _population: Vec<Scored>,
+        _children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        best_so_far(search, setup.cfg.population)
+    }
+
+    fn drops_children_when_stopped(&self) -> bool {
+        true
+    }
+}
+
+/// The best `n` fully scored candidates so far, best first: the population of the strategies
+/// that draw parents from the whole archive (gepa, opro).
+pub(crate) fn best_so_far(search: &Search<'_, '_>, n: usize) -> Vec<Scored> {
+    search.ranked_full().into_iter().take(n).cloned().collect()
 }
 
 #[cfg(test)]

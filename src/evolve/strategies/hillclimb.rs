@@ -5,74 +5,99 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
-use super::strategy::Strategy;
-use crate::evolve::budget::StopReason;
-use crate::evolve::candidate::{sort_best_first, Scored};
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::search::Search;
 
 /// Steps without improvement before hill climbing stops when `patience` is not set.
 pub(crate) const DEFAULT_PATIENCE: usize = 2;
 
-/// Hill climbing (`--strategy hillclimb`).
-pub(crate) struct HillClimb;
+/// Hill climbing (`--strategy hillclimb`): the population reported each step is the step's
+/// neighbours; the current prompt is kept here. Patience is the driver's (`--patience`, else
+/// [`DEFAULT_PATIENCE`]): the current prompt only moves when the best one so far improves, so
+/// a step without a better best is a step the climb did not move.
+#[derive(Default)]
+pub(crate) struct HillClimb {
+    current: Option<Scored>,
+}
 
 impl Strategy for HillClimb {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
+        setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        if !operators.has_arity(1) {
+        if !setup.operators.has_arity(1) {
             return Err(EvolveError::Operators(
                 "hillclimb needs at least one one-parent operator (delete, swap, insert, paraphrase, persona, constraint, demo-*)".into(),
             ));
         }
-        let patience = cfg.patience.unwrap_or(DEFAULT_PATIENCE);
         // GrIPS starts from the given instruction(s): no random fill of the first population.
         let population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
-        let mut current = population
-            .iter()
-            .find(|s| s.full)
-            .cloned()
-            .unwrap_or_else(|| population[0].clone());
-        let mut stale = 0;
-        let mut generation = 0;
-        let mut neighbours = population;
-        while search.end_generation(generation, &neighbours)? {
-            generation += 1;
-            let mut children = Vec::new();
-            for _ in 0..cfg.population {
-                let parent = &current.candidate;
-                let child = search.breed(generation, rng, |rng| {
-                    Some((operators.choose_arity(1, rng)?, vec![parent]))
-                })?;
-                children.extend(child);
-            }
-            if children.is_empty() {
-                search.stop(StopReason::Exhausted);
-                continue;
-            }
-            neighbours = search.score(children, rng)?;
-            sort_best_first(&mut neighbours);
-            match neighbours.iter().find(|s| s.full) {
-                Some(best) if best.score > current.score => {
-                    current = best.clone();
-                    stale = 0;
-                }
-                _ => {
-                    stale += 1;
-                    if stale >= patience {
-                        search.stop(StopReason::Patience);
-                    }
-                }
+        self.current = Some(
+            population
+                .iter()
+                .find(|s| s.full)
+                .cloned()
+                .unwrap_or_else(|| population[0].clone()),
+        );
+        Ok(population)
+    }
+
+    /// `--population` one-parent edits of the current prompt.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        _neighbours: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let Some(current) = &self.current else {
+            return Ok(Vec::new());
+        };
+        let parent = &current.candidate;
+        let mut children = Vec::new();
+        for _ in 0..setup.cfg.population {
+            let child = search.breed(generation, rng, |rng| {
+                Some((setup.operators.choose_arity(1, rng)?, vec![parent]))
+            })?;
+            children.extend(child);
+        }
+        Ok(children)
+    }
+
+    /// Moves to the best neighbour when it beats the current prompt.
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        _setup: &Setup<'_>,
+        _neighbours: Vec<Scored>,
+        mut children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        sort_best_first(&mut children);
+        if let (Some(best), Some(current)) =
+            (children.iter().find(|s| s.full), self.current.as_mut())
+        {
+            if best.score > current.score {
+                *current = best.clone();
             }
         }
+        children
+    }
+
+    fn default_patience(&self) -> Option<usize> {
+        Some(DEFAULT_PATIENCE)
+    }
+
+    /// The current prompt, then the last step's neighbours.
+    fn finish(&mut self, neighbours: Vec<Scored>) -> Vec<Scored> {
+        let Some(current) = self.current.take() else {
+            return neighbours;
+        };
         let current_id = current.candidate.id;
         let mut last = vec![current];
         last.extend(
@@ -81,7 +106,7 @@ impl Strategy for HillClimb {
                 .filter(|s| s.candidate.id != current_id),
         );
         sort_best_first(&mut last);
-        Ok(last)
+        last
     }
 }
 

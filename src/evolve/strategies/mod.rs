@@ -25,8 +25,9 @@ pub use adaptive::{MoveFamily, FLOOR as FAMILY_FLOOR};
 pub use config::{Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN};
 #[cfg(test)]
 pub(crate) use registry::STRATEGY_MOVES;
-pub use registry::STRATEGY_NAMES;
 pub(crate) use registry::{strategy_by_name, strategy_needs_model};
+pub use registry::{strategy_summary, STRATEGY_NAMES};
+pub(crate) use strategy::{Setup, Strategy};
 pub use validate::check_operators;
 pub(crate) use validate::operator_set;
 

@@ -6,12 +6,10 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
-use super::strategy::Strategy;
-use crate::evolve::budget::StopReason;
-use crate::evolve::candidate::{sort_best_first, Scored};
+use super::gepa::best_so_far;
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{ask_for_prompt, with_genes_of};
 use crate::evolve::search::Search;
 
@@ -43,11 +41,10 @@ pub(crate) fn meta_prompt(trajectory: &[(String, f64)], exemplars: &[(String, St
 }
 
 impl Strategy for Opro {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        _operators: &OperatorSet,
+        _setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
@@ -56,65 +53,67 @@ impl Strategy for Opro {
                 "opro writes every child with the model, but no generator was given".into(),
             ));
         }
-        let mut population = search.initial_population(initial_prompts, usize::MAX, None, rng)?;
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let mut children = Vec::new();
-            for _ in 0..cfg.population {
-                let ranked: Vec<Scored> = search
-                    .ranked_full()
-                    .into_iter()
-                    .take(TRAJECTORY)
-                    .cloned()
-                    .collect();
-                let Some(best) = ranked.first().cloned() else {
-                    break;
-                };
-                // Ascending by the score shown (accuracy), so the best comes last.
-                let mut shown: Vec<&Scored> = ranked.iter().collect();
-                shown.sort_by(|a, b| {
-                    a.accuracy
-                        .total_cmp(&b.accuracy)
-                        .then(a.score.total_cmp(&b.score))
-                });
-                let trajectory: Vec<(String, f64)> = shown
-                    .iter()
-                    .map(|s| (s.candidate.genome.render_phrases(), s.accuracy))
-                    .collect();
-                let pairs = search.ops.train.pairs();
-                let exemplars: Vec<(String, String)> = (0..EXEMPLARS.min(pairs.len()))
-                    .map(|_| {
-                        let e = &pairs[rng.gen_range(0..pairs.len())];
-                        (e.input.clone(), e.target.clone())
-                    })
-                    .collect();
-                let user = meta_prompt(&trajectory, &exemplars);
-                if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {
-                    let g = with_genes_of(g, &best.candidate.genome);
-                    children.extend(search.propose(g, vec![best.candidate.id], OPRO, generation));
-                }
-            }
-            if children.is_empty() {
-                search.stop(StopReason::Exhausted);
-                continue;
-            }
-            search.score(children, rng)?;
-            population = search
-                .ranked_full()
-                .into_iter()
-                .take(cfg.population)
-                .cloned()
+        search.initial_population(initial_prompts, usize::MAX, None, rng)
+    }
+
+    /// `--population` children, each the model's answer to the meta-prompt.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        _population: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let mut children = Vec::new();
+        for _ in 0..setup.cfg.population {
+            let ranked = best_so_far(search, TRAJECTORY);
+            let Some(best) = ranked.first().cloned() else {
+                break;
+            };
+            // Ascending by the score shown (accuracy), so the best comes last.
+            let mut shown: Vec<&Scored> = ranked.iter().collect();
+            shown.sort_by(|a, b| {
+                a.accuracy
+                    .total_cmp(&b.accuracy)
+                    .then(a.score.total_cmp(&b.score))
+            });
+            let trajectory: Vec<(String, f64)> = shown
+                .iter()
+                .map(|s| (s.candidate.genome.render_phrases(), s.accuracy))
                 .collect();
+            let pairs = search.ops.train.pairs();
+            let exemplars: Vec<(String, String)> = (0..EXEMPLARS.min(pairs.len()))
+                .map(|_| {
+                    let e = &pairs[rng.gen_range(0..pairs.len())];
+                    (e.input.clone(), e.target.clone())
+                })
+                .collect();
+            let user = meta_prompt(&trajectory, &exemplars);
+            if let Some(g) = ask_for_prompt(&mut search.ops, user, rng)? {
+                let g = with_genes_of(g, &best.candidate.genome);
+                children.extend(search.propose(g, vec![best.candidate.id], OPRO, generation));
+            }
         }
-        sort_best_first(&mut population);
-        Ok(population)
+        Ok(children)
+    }
+
+    /// The best `--population` of everything fully scored so far.
+    fn tell(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        _population: Vec<Scored>,
+        _children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        best_so_far(search, setup.cfg.population)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use super::super::SearchConfig;
     use super::*;
 
     #[test]

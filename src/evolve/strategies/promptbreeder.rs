@@ -8,87 +8,112 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
-use super::strategy::Strategy;
-use crate::evolve::budget::StopReason;
-use crate::evolve::candidate::{sort_best_first, Scored};
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
 use crate::evolve::search::Search;
 
-/// Promptbreeder (`--strategy promptbreeder`).
-pub struct Promptbreeder;
+/// Promptbreeder (`--strategy promptbreeder`). The units keep their places (the pairing
+/// draws indices); the population reported is them best first.
+#[derive(Default)]
+pub struct Promptbreeder {
+    units: Vec<Scored>,
+    mutation_prompts: Vec<String>,
+    /// This generation's children: the unit each replaces and the mutation-prompt it inherits.
+    pending: Vec<(u64, usize, String)>,
+}
+
+impl Promptbreeder {
+    fn sorted_units(&self) -> Vec<Scored> {
+        let mut sorted = self.units.clone();
+        sort_best_first(&mut sorted);
+        sorted
+    }
+}
 
 impl Strategy for Promptbreeder {
-    fn run(
-        &self,
+    fn start(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
+        setup: &Setup<'_>,
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        if !operators.has_arity(1) {
+        if !setup.operators.has_arity(1) {
             return Err(EvolveError::Operators(
                 "promptbreeder needs one-parent operators: enable pb-first-order, pb-zero-order, pb-hypermutation, pb-lineage or pb-lamarckian".into(),
             ));
         }
-        let mut units =
-            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
-        let mut mutation_prompts: Vec<String> = units
+        self.units = search.initial_population(
+            initial_prompts,
+            setup.cfg.population,
+            Some(setup.operators),
+            rng,
+        )?;
+        self.mutation_prompts = self
+            .units
             .iter()
             .map(|_| MUTATION_PROMPTS[rng.gen_range(0..MUTATION_PROMPTS.len())].to_string())
             .collect();
-        let mut generation = 0;
-        loop {
-            let mut sorted = units.clone();
-            sort_best_first(&mut sorted);
-            if !search.end_generation(generation, &sorted)? {
-                break;
-            }
-            generation += 1;
-            let mut order: Vec<usize> = (0..units.len()).collect();
-            order.shuffle(rng);
-            let mut losers = Vec::new();
-            let mut children = Vec::new();
-            let mut inherited = Vec::new();
-            for pair in order.chunks(2) {
-                let [i, j] = pair else { continue };
-                let (winner, loser) = if units[*i].score >= units[*j].score {
-                    (*i, *j)
-                } else {
-                    (*j, *i)
-                };
-                let style = THINKING_STYLES[rng.gen_range(0..THINKING_STYLES.len())];
-                let mutant = search.breed_unit(
-                    generation,
-                    &units[winner].candidate,
-                    &mutation_prompts[winner],
-                    style,
-                    rng,
-                    |rng| operators.choose_arity(1, rng),
-                )?;
-                if let Some((child, mutation_prompt)) = mutant {
-                    losers.push(loser);
-                    children.push(child);
-                    inherited.push(mutation_prompt);
-                }
-            }
-            if children.is_empty() {
-                search.stop(StopReason::Exhausted);
-                continue;
-            }
-            let child_ids: Vec<u64> = children.iter().map(|c| c.id).collect();
-            for s in search.score(children, rng)? {
-                if let Some(m) = child_ids.iter().position(|&id| id == s.candidate.id) {
-                    units[losers[m]] = s;
-                    mutation_prompts[losers[m]] = inherited[m].clone();
-                }
+        Ok(self.sorted_units())
+    }
+
+    /// Pairs the units at random; in each pair, a mutant of the winner for the loser's place.
+    fn ask(
+        &mut self,
+        search: &mut Search<'_, '_>,
+        setup: &Setup<'_>,
+        generation: usize,
+        _population: &[Scored],
+        rng: &mut ChaCha8Rng,
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let units = &self.units;
+        let mut order: Vec<usize> = (0..units.len()).collect();
+        order.shuffle(rng);
+        self.pending.clear();
+        let mut children = Vec::new();
+        for pair in order.chunks(2) {
+            let [i, j] = pair else { continue };
+            let (winner, loser) = if units[*i].score >= units[*j].score {
+                (*i, *j)
+            } else {
+                (*j, *i)
+            };
+            let style = THINKING_STYLES[rng.gen_range(0..THINKING_STYLES.len())];
+            let mutant = search.breed_unit(
+                generation,
+                &units[winner].candidate,
+                &self.mutation_prompts[winner],
+                style,
+                rng,
+                |rng| setup.operators.choose_arity(1, rng),
+            )?;
+            if let Some((child, mutation_prompt)) = mutant {
+                self.pending.push((child.id, loser, mutation_prompt));
+                children.push(child);
             }
         }
-        sort_best_first(&mut units);
-        Ok(units)
+        Ok(children)
+    }
+
+    /// Each fully scored mutant takes its loser's place and inherits the mutation-prompt.
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        _setup: &Setup<'_>,
+        _population: Vec<Scored>,
+        children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        for s in children {
+            if let Some((_, loser, mutation_prompt)) =
+                self.pending.iter().find(|(id, _, _)| *id == s.candidate.id)
+            {
+                self.units[*loser] = s;
+                self.mutation_prompts[*loser] = mutation_prompt.clone();
+            }
+        }
+        self.sorted_units()
     }
 }
 

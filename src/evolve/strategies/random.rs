@@ -4,52 +4,50 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::SearchConfig;
-use super::strategy::Strategy;
-use crate::evolve::candidate::Scored;
+use super::strategy::{Setup, Strategy};
+use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
-use crate::evolve::operators::OperatorSet;
 use crate::evolve::search::Search;
 
 /// Random search (`--strategy random`).
 pub(crate) struct RandomSearch;
 
 impl Strategy for RandomSearch {
-    fn run(
-        &self,
+    fn ask(
+        &mut self,
         search: &mut Search<'_, '_>,
-        cfg: &SearchConfig,
-        operators: &OperatorSet,
-        initial_prompts: &[String],
+        setup: &Setup<'_>,
+        generation: usize,
+        _population: &[Scored],
         rng: &mut ChaCha8Rng,
-    ) -> Result<Vec<Scored>, EvolveError> {
-        let mut population =
-            search.initial_population(initial_prompts, cfg.population, Some(operators), rng)?;
-        let mut generation = 0;
-        while search.end_generation(generation, &population)? {
-            generation += 1;
-            let archive: Vec<Scored> = search.archive().to_vec();
-            let mut children = Vec::new();
-            for _ in 0..cfg.population {
-                let child = search.breed(generation, rng, |rng| {
-                    let crossover = rng.gen_bool(cfg.crossover_rate);
-                    let op = operators.choose(crossover, rng);
-                    let parents = (0..op.arity())
-                        .map(|_| &archive[rng.gen_range(0..archive.len())].candidate)
-                        .collect();
-                    Some((op, parents))
-                })?;
-                children.extend(child);
-            }
-            if children.is_empty() {
-                search.stop(crate::evolve::budget::StopReason::Exhausted);
-                continue;
-            }
-            // No selection: the new population is just the new children.
-            population = search.score(children, rng)?;
-            crate::evolve::candidate::sort_best_first(&mut population);
+    ) -> Result<Vec<Candidate>, EvolveError> {
+        let (cfg, operators) = (setup.cfg, setup.operators);
+        let archive: Vec<Scored> = search.archive().to_vec();
+        let mut children = Vec::new();
+        for _ in 0..cfg.population {
+            let child = search.breed(generation, rng, |rng| {
+                let crossover = rng.gen_bool(cfg.crossover_rate);
+                let op = operators.choose(crossover, rng);
+                let parents = (0..op.arity())
+                    .map(|_| &archive[rng.gen_range(0..archive.len())].candidate)
+                    .collect();
+                Some((op, parents))
+            })?;
+            children.extend(child);
         }
-        Ok(population)
+        Ok(children)
+    }
+
+    /// No selection: the new population is just the new children.
+    fn tell(
+        &mut self,
+        _search: &mut Search<'_, '_>,
+        _setup: &Setup<'_>,
+        _population: Vec<Scored>,
+        mut children: Vec<Scored>,
+    ) -> Vec<Scored> {
+        sort_best_first(&mut children);
+        children
     }
 }
 

@@ -87,11 +87,12 @@ const PROMPTBREEDER: &[(&str, f64)] = &[
     ("pb-lamarckian", 1.0),
 ];
 
-/// One strategy's entry in the registry: its name, how to make it, its default operator
+/// One strategy's entry in the registry: its name, a one-line summary (`--help`), how to make it, its default operator
 /// weights, whether it asks the model for text whatever its operators, and whether it keeps
 /// `--elite` parents (so that setting must be checked against `--population`).
 struct Entry {
     name: &'static str,
+    summary: &'static str,
     make: fn() -> Box<dyn Strategy>,
     weights: &'static [(&'static str, f64)],
     needs_model: bool,
@@ -103,6 +104,7 @@ struct Entry {
 const REGISTRY: [Entry; 9] = [
     Entry {
         name: "fewshot",
+        summary: "the default: a GA over the few-shot demonstrations (which train examples, how many, their order, label balance, and train examples the parent gets wrong) and the instruction; needs no chat model to write text",
         make: || Box::new(ga::GeneticAlgorithm::FEWSHOT),
         weights: FEWSHOT,
         uses_elite: true,
@@ -110,6 +112,7 @@ const REGISTRY: [Entry; 9] = [
     },
     Entry {
         name: "ga",
+        summary: "genetic algorithm over the wording",
         make: || Box::new(ga::GeneticAlgorithm::PLAIN),
         weights: GA,
         uses_elite: true,
@@ -117,6 +120,7 @@ const REGISTRY: [Entry; 9] = [
     },
     Entry {
         name: "de",
+        summary: "EvoPrompt's differential evolution (the model rewrites)",
         make: || Box::new(de::DifferentialEvolution),
         weights: DE,
         uses_elite: false,
@@ -124,20 +128,23 @@ const REGISTRY: [Entry; 9] = [
     },
     Entry {
         name: "hillclimb",
-        make: || Box::new(hillclimb::HillClimb),
+        summary: "GrIPS-like greedy edits with patience",
+        make: || Box::<hillclimb::HillClimb>::default(),
         weights: HILLCLIMB,
         uses_elite: false,
         needs_model: false,
     },
     Entry {
         name: "promptbreeder",
-        make: || Box::new(promptbreeder::Promptbreeder),
+        summary: "co-evolving prompts and mutation-prompts",
+        make: || Box::<promptbreeder::Promptbreeder>::default(),
         weights: PROMPTBREEDER,
         uses_elite: false,
         needs_model: false,
     },
     Entry {
         name: "gepa",
+        summary: "Pareto-front parents, reflective mutation from failing train examples, merges",
         make: || Box::new(gepa::Gepa),
         weights: GEPA,
         uses_elite: false,
@@ -146,6 +153,7 @@ const REGISTRY: [Entry; 9] = [
     // OPRO writes every child with the model from the score trajectory; it uses no operator.
     Entry {
         name: "opro",
+        summary: "the model proposes from the score trajectory",
         make: || Box::new(opro::Opro),
         weights: &[],
         uses_elite: false,
@@ -154,13 +162,15 @@ const REGISTRY: [Entry; 9] = [
     // Reflection asks the model; without one (library use) that family is dropped.
     Entry {
         name: "adaptive",
-        make: || Box::new(adaptive::Adaptive),
+        summary: "demonstration moves, reflection, edits and crossovers, each generation's children shared between them by a bandit on which of them win on this task (the report's \"Move families\" table)",
+        make: || Box::<adaptive::Adaptive>::default(),
         weights: ADAPTIVE,
         uses_elite: true,
         needs_model: true,
     },
     Entry {
         name: "random",
+        summary: "the same operators, no selection (the baseline)",
         make: || Box::new(random::RandomSearch),
         weights: GA,
         uses_elite: false,
@@ -181,6 +191,11 @@ pub const STRATEGY_NAMES: [&str; REGISTRY.len()] = {
 
 fn entry(name: &str) -> Option<&'static Entry> {
     REGISTRY.iter().find(|e| e.name == name)
+}
+
+/// A strategy's one-line summary, as `--help` shows it (None for an unknown name).
+pub fn strategy_summary(name: &str) -> Option<&'static str> {
+    entry(name).map(|e| e.summary)
 }
 
 /// Operator weights a strategy uses unless the config overrides them (none for an unknown

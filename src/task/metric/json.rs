@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::exact::normalise_exact;
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
 
 /// JSON object match. With `fields`, score = fitness = the fraction of those fields equal to
 /// the target's; without, score = 1 when the objects are equal, fitness = the fraction of the
@@ -90,7 +90,7 @@ impl Metric for Json {
         })
     }
 
-    fn check_target(&self, target: &str) -> Result<(), String> {
+    fn check_target(&self, target: &str) -> Result<(), BadTarget> {
         let fix = "fix the data or the task's `metric`";
         match serde_json::from_str::<Value>(target) {
             Ok(Value::Object(map)) => match self
@@ -99,17 +99,17 @@ impl Metric for Json {
                 .flatten()
                 .find(|f| !map.contains_key(f.as_str()))
             {
-                Some(f) => Err(format!(
+                Some(f) => Err(BadTarget(format!(
                     "target {target:?} has no field {f:?} of `[metric] fields`; {fix}"
-                )),
+                ))),
                 None => Ok(()),
             },
-            Ok(_) => Err(format!(
+            Ok(_) => Err(BadTarget(format!(
                 "target {target:?} is JSON but not an object, and the metric is \"json\"; {fix}"
-            )),
-            Err(e) => Err(format!(
+            ))),
+            Err(e) => Err(BadTarget(format!(
                 "target {target:?} is not JSON ({e}), and the metric is \"json\"; {fix}"
-            )),
+            ))),
         }
     }
 }
@@ -157,9 +157,13 @@ mod tests {
     fn targets_must_be_objects_holding_the_fields() {
         let m = metric("json", "fields = ['larger']");
         assert!(m.check_target(TARGET).is_ok());
-        assert!(m.check_target("whale").unwrap_err().contains("not JSON"));
-        assert!(m.check_target("[1]").unwrap_err().contains("not an object"));
-        assert!(m.check_target("{}").unwrap_err().contains("larger"));
+        assert!(m.check_target("whale").unwrap_err().0.contains("not JSON"));
+        assert!(m
+            .check_target("[1]")
+            .unwrap_err()
+            .0
+            .contains("not an object"));
+        assert!(m.check_target("{}").unwrap_err().0.contains("larger"));
         let e = error("json", "fields = []");
         assert!(e.contains("fields"), "{e}");
     }

@@ -115,6 +115,12 @@ pub enum MetricError {
     },
 }
 
+/// An accepted answer of the data that the task's metric cannot take (a `number` target that
+/// is not a number, a `json` target that is not JSON); the message says what and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTarget(pub String);
+
 /// Compares generated answers with an example's accepted answers.
 pub trait Metric: std::fmt::Debug + Send + Sync {
     /// Scores a batch of answers, one [`Scored`] per answer in order.
@@ -128,7 +134,7 @@ pub trait Metric: std::fmt::Debug + Send + Sync {
     }
 
     /// Checks one accepted answer of the data when the task is loaded (Err: what is wrong).
-    fn check_target(&self, _target: &str) -> Result<(), String> {
+    fn check_target(&self, _target: &str) -> Result<(), BadTarget> {
         Ok(())
     }
 }
@@ -347,7 +353,7 @@ impl MetricSpec {
     }
 
     /// Checks one accepted answer of the data (see [`Metric::check_target`]).
-    pub(crate) fn check_target(&self, target: &str) -> Result<(), String> {
+    pub(crate) fn check_target(&self, target: &str) -> Result<(), BadTarget> {
         self.metric.check_target(target)
     }
 }

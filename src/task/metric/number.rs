@@ -3,7 +3,7 @@
 
 use regex::Regex;
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
 
 /// Absolute tolerance of a task file that names none: equal up to float noise.
 const DEFAULT_TOLERANCE: f64 = 1e-6;
@@ -88,12 +88,12 @@ impl Metric for Number {
         })
     }
 
-    fn check_target(&self, target: &str) -> Result<(), String> {
+    fn check_target(&self, target: &str) -> Result<(), BadTarget> {
         match parse(target) {
             Some(_) => Ok(()),
-            None => Err(format!(
+            None => Err(BadTarget(format!(
                 "target {target:?} is not a number, but the task's metric is \"number\"; fix the data or the task's `metric`"
-            )),
+            ))),
         }
     }
 }
