@@ -331,16 +331,16 @@ fn operators_help() -> String {
 }
 
 /// Parses `name=weight,name=weight`.
-fn parse_weights(text: &str) -> Result<std::collections::BTreeMap<String, f64>, String> {
+fn parse_weights(text: &str) -> Result<std::collections::BTreeMap<String, f64>> {
     let mut out = std::collections::BTreeMap::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, w) = part
             .split_once('=')
-            .ok_or_else(|| format!("`{part}` is not NAME=WEIGHT (e.g. swap=1)"))?;
+            .ok_or_else(|| anyhow::anyhow!("`{part}` is not NAME=WEIGHT (e.g. swap=1)"))?;
         let w: f64 = w
             .trim()
             .parse()
-            .map_err(|_| format!("weight of `{name}` is not a number: `{w}`"))?;
+            .map_err(|_| anyhow::anyhow!("weight of `{name}` is not a number: `{w}`"))?;
         out.insert(name.trim().to_string(), w);
     }
     Ok(out)

@@ -6,9 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use common::{assert_ok, bench, root};
-
-const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
+use common::{assert_ok, bench, results_rows, root};
 
 /// A tiny benchmark (ga and random x sst2 x 2 seeds) written into `dir`.
 fn tiny_config(dir: &Path) -> PathBuf {
@@ -45,18 +43,9 @@ strategy = "random"
     path
 }
 
-/// results.csv rows without the wall-seconds column (which differs between invocations).
+/// results.csv rows without the measured columns (which differ between invocations).
 fn rows(out: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next().unwrap(), COLUMNS);
-    lines
-        .map(|l| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            f.remove(10);
-            f
-        })
-        .collect()
+    results_rows(&out.join("results.csv"))
 }
 
 /// Each logged evaluation without its timing and cache-dependent fields (seconds, forward passes).
@@ -91,6 +80,19 @@ fn tiny_benchmark_writes_results_and_a_rerun_redoes_only_the_damaged_run() {
 
     let want = rows(&out);
     assert_eq!(want.len(), 4);
+    // Every run of ours records what its search cost: CPU seconds and peak memory (the model,
+    // loaded once, included: well over 100 MB).
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    for line in csv.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let cpu: f64 = f[13]
+            .parse()
+            .unwrap_or_else(|_| panic!("cpu_seconds: {line}"));
+        let rss: f64 = f[14]
+            .parse()
+            .unwrap_or_else(|_| panic!("peak_rss_mb: {line}"));
+        assert!(cpu > 0.0 && rss > 100.0, "{line}");
+    }
     for r in &want {
         assert!(r[0] == "ga" || r[0] == "random", "{r:?}");
         assert_eq!(r[2], "sst2");

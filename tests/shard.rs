@@ -8,12 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{assert_ok, bin, default_model, root};
-
-const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
-
-/// Index of the wall-clock `seconds` column of results.csv.
-const SECONDS_COLUMN: usize = 10;
+use common::{assert_ok, bin, default_model, results_rows, root, MEASURED};
 
 /// A tiny benchmark (ga and random x sst2 x 2 seeds) written into `dir`, as in tests/bench.rs.
 fn tiny_config(dir: &Path) -> PathBuf {
@@ -72,21 +67,12 @@ fn assert_one_line_error(out: &Output, needles: &[&str]) {
     }
 }
 
-/// Rows of a results.csv without the wall-seconds column (which differs between invocations).
+/// Rows of a results.csv without the measured columns (which differ between invocations).
 fn rows(csv: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(csv).unwrap();
-    let mut lines = text.lines();
-    assert_eq!(lines.next().unwrap(), COLUMNS);
-    lines
-        .map(|l| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            f.remove(SECONDS_COLUMN);
-            f
-        })
-        .collect()
+    results_rows(csv)
 }
 
-/// results.json without each row's wall seconds.
+/// results.json without each row's measured fields (wall and CPU seconds, peak memory).
 fn json_rows(path: &Path) -> Vec<serde_json::Value> {
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
@@ -95,7 +81,9 @@ fn json_rows(path: &Path) -> Vec<serde_json::Value> {
         .iter()
         .map(|r| {
             let mut r = r.clone();
-            r.as_object_mut().unwrap().remove("seconds").unwrap();
+            for k in MEASURED {
+                r.as_object_mut().unwrap().remove(k).unwrap();
+            }
             r
         })
         .collect()

@@ -14,14 +14,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{bin, default_model, free_port, root};
+use common::{bin, default_model, free_port, results_rows, root};
 
 /// Longest wait for any job to end.
 const JOB_TIMEOUT: Duration = Duration::from_secs(900);
 /// The support script's exit status for "cannot install or run here".
 const SKIP_STATUS: i32 = 3;
-/// Index of the wall-clock `seconds` column of results.csv.
-const SECONDS_COLUMN: usize = 10;
 
 /// A small benchmark (ga and random x sst2 x 2 seeds: 4 runs, 2 per shard), as tests/shard.rs's
 /// but with runs long enough to be cancelled mid-run.
@@ -181,17 +179,9 @@ fn assert_ok(out: &Output) {
     );
 }
 
-/// Rows of a results.csv without the wall-seconds column (which differs between invocations).
+/// Rows of a results.csv without the measured columns (which differ between invocations).
 fn rows(csv: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
-            f.remove(SECONDS_COLUMN);
-            f
-        })
-        .collect()
+    results_rows(csv)
 }
 
 /// Lines of `path` (0 if it does not exist yet).

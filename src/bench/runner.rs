@@ -54,10 +54,13 @@ pub struct RunRow {
     /// and the row is left out of every statistic).
     #[serde(default = "ok")]
     pub status: String,
-    /// CPU seconds of a peer's search (its driver and the llama.cpp server it started).
+    /// CPU seconds of the search: ours (every thread; of a resumed run, the part after the
+    /// resume; none for runs made before 2026-12-03's change), or a peer's driver and the
+    /// llama.cpp server it started.
     #[serde(default)]
     pub cpu_seconds: Option<f64>,
-    /// Peak resident memory (MB) of a peer's driver plus its server.
+    /// Peak resident memory (MB) during the search: the bench process's (the model loaded
+    /// once included), or a peer's driver plus its server.
     #[serde(default)]
     pub peak_rss_mb: Option<f64>,
     /// A peer's own test accuracy of its answer (its own way of scoring, same examples).
@@ -277,8 +280,8 @@ fn result_of(
         seconds: report.search_seconds,
         evals_to_95: evals_to_fraction(&curve, CONVERGED_FRACTION),
         status: ok(),
-        cpu_seconds: None,
-        peak_rss_mb: None,
+        cpu_seconds: report.search_cpu_seconds,
+        peak_rss_mb: report.peak_rss_mb,
         peer_test: None,
         note: None,
     };

@@ -4,6 +4,7 @@
 pub mod analysis;
 pub mod backends;
 pub mod checkpoint;
+pub mod cost;
 pub mod evaluator;
 pub mod folder;
 pub mod length;

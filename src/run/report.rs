@@ -70,6 +70,13 @@ pub struct Report {
     pub forward_passes: u64,
     /// Wall-clock seconds of the search (excluding the final test scoring).
     pub search_seconds: f64,
+    /// CPU seconds of the search, every thread (excluding the final test scoring; of a
+    /// resumed run, the part after the resume).
+    #[serde(default)]
+    pub search_cpu_seconds: Option<f64>,
+    /// Peak resident memory (MB) of the process during the search.
+    #[serde(default)]
+    pub peak_rss_mb: Option<f64>,
     /// The task's first initial prompt.
     pub initial: PromptResult,
     /// The best prompt on dev.
@@ -198,6 +205,18 @@ impl Report {
         folder.write("report.md", markdown.as_bytes())
     }
 
+    /// "; CPU time 412 s, peak memory 388 MB" where the run measured them.
+    fn cost_text(&self) -> String {
+        let mut s = String::new();
+        if let Some(cpu) = self.search_cpu_seconds {
+            s += &format!("; CPU time {cpu:.0} s");
+        }
+        if let Some(mb) = self.peak_rss_mb {
+            s += &format!("; peak memory {mb:.0} MB");
+        }
+        s
+    }
+
     /// The report as Markdown.
     pub(crate) fn to_markdown(&self) -> String {
         let (i, b) = (&self.initial, &self.best);
@@ -205,7 +224,7 @@ impl Report {
         s += &format!("# promptevo run: {}\n\n", self.task);
         s += &format!("{}\n\n", self.description);
         s += &format!(
-            "- model: `{}`\n- metric: {}\n- strategy: {} (seed {})\n- fitness: {} on {} dev examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s)\n- test: first {} examples of the test split (majority-class rate {})\n\n",
+            "- model: `{}`\n- metric: {}\n- strategy: {} (seed {})\n- fitness: {} on {} dev examples{}\n- candidates evaluated: {}; example forward passes: {}; search time {:.1} s ({:.1} examples/s){}\n- test: first {} examples of the test split (majority-class rate {})\n\n",
             self.model,
             if self.metric.is_empty() { "accuracy" } else { &self.metric },
             self.strategy,
@@ -228,6 +247,7 @@ impl Report {
             self.forward_passes,
             self.search_seconds,
             self.forward_passes as f64 / self.search_seconds.max(1e-9),
+            self.cost_text(),
             self.test_n,
             pct(self.test_majority)
         );

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::analysis;
+use super::cost::CostMeter;
 use super::evaluator::{PoolSizes, RunEvaluator};
 use super::folder::{RunFolder, EVALUATIONS_FILE};
 use super::length::{self, LengthPoint, LengthReport};
@@ -242,6 +243,7 @@ pub fn execute(
     // The generator, borrowed for as long as the train pool lives.
     let generator = generator.map(|g| g as &mut dyn TextGenerator);
     let ops = operator_context(task, prompts, pool, &train, generator);
+    let meter = CostMeter::start();
     let (outcome, records, search_seconds) = {
         let sizes = PoolSizes {
             dev: dev_n,
@@ -262,6 +264,7 @@ pub fn execute(
         let secs = evaluator.elapsed();
         (outcome, std::mem::take(&mut evaluator.records), secs)
     };
+    let cost = meter.finish();
     let forward_passes: u64 = records.iter().map(|r| r.forward_passes as u64).sum();
     if !quiet {
         eprintln!(
@@ -336,6 +339,8 @@ pub fn execute(
         candidates: records.len(),
         forward_passes,
         search_seconds,
+        search_cpu_seconds: cost.cpu_seconds,
+        peak_rss_mb: cost.peak_rss_mb,
         initial: initial_result,
         best: best_result,
         top: Vec::new(),

@@ -116,3 +116,33 @@ pub fn bench(config: &Path, out: &Path) -> Output {
         .output()
         .unwrap()
 }
+
+/// The columns of a benchmark's results.csv, in order.
+pub const COLUMNS: &str = "arm,strategy,task,seed,initial_dev,initial_test,best_dev,best_test,evals_used,candidates,seconds,evals_to_95,status,cpu_seconds,peak_rss_mb,peer_test,note";
+
+/// Columns of results.csv measured from the machine (wall seconds, CPU seconds, peak memory),
+/// which differ between invocations.
+pub const MEASURED: [&str; 3] = ["seconds", "cpu_seconds", "peak_rss_mb"];
+
+/// The rows of a benchmark's results.csv (whose header must be [`COLUMNS`]) without the
+/// [`MEASURED`] columns.
+pub fn results_rows(csv: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(csv).unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap_or_default(),
+        COLUMNS,
+        "{}",
+        csv.display()
+    );
+    let keep: Vec<bool> = COLUMNS.split(',').map(|c| !MEASURED.contains(&c)).collect();
+    lines
+        .map(|l| {
+            l.split(',')
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(f, _)| f.to_string())
+                .collect()
+        })
+        .collect()
+}
