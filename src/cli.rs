@@ -11,6 +11,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use promptevo::evolve::strategies::strategy_summary;
+
+use crate::stderr_progress::StderrProgress;
 use promptevo::evolve::strategies::{Replacement, SelectionKind};
 use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, OPERATORS, STRATEGY_NAMES};
 use promptevo::model::{ModelSpec, WeightFormat};
@@ -383,15 +385,15 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         println!("{}", out.join("bench.md").display());
         return Ok(ExitCode::SUCCESS);
     }
-    let backends = Backends::open(&model)?;
+    let backends = Backends::open(&model, StderrProgress::new(args.quiet))?;
     let start = Instant::now();
     let (results, written) = match shard {
         Some(s) => (
-            promptevo::bench::run_shard(&config, &out, &backends, s, args.quiet)?,
+            promptevo::bench::run_shard(&config, &out, &backends, s)?,
             promptevo::bench::shard_dir(&out, s).join("results.csv"),
         ),
         None => (
-            promptevo::bench::run(&config, &out, &backends, args.quiet)?,
+            promptevo::bench::run(&config, &out, &backends)?,
             out.join("bench.md"),
         ),
     };
@@ -494,7 +496,7 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
         anyhow::bail!("--per-example lists the examples in the JSON output; add --json");
     }
     let task = Task::load(&args.task)?;
-    let backends = Backends::open(&model_settings(&args.model)?)?;
+    let backends = Backends::open(&model_settings(&args.model)?, StderrProgress::new(false))?;
     let prompt = args
         .prompt
         .clone()
@@ -878,7 +880,7 @@ fn search_and_report(
     logged: Vec<EvaluationRecord>,
     quiet: bool,
 ) -> Result<ExitCode> {
-    let backends = Backends::open(&ModelSettings::of_run(settings))?;
+    let backends = Backends::open(&ModelSettings::of_run(settings), StderrProgress::new(quiet))?;
     // The writer first: with both on servers, the operators' server is asked before scoring's.
     let mut generator = backends.generator(&settings.search)?;
     let mut scorer = backends.scorer(task)?;
@@ -891,7 +893,7 @@ fn search_and_report(
             .map(|g| g.as_mut() as &mut dyn TextGenerator),
         folder,
         logged,
-        quiet,
+        backends.progress(),
     )?;
     eprintln!(
         "{}: initial dev {:.1}% test {:.1}%  |  best (#{}): dev {:.1}% test {:.1}%",

@@ -11,6 +11,7 @@ pub mod error;
 pub mod evolve;
 pub mod limits;
 pub mod model;
+pub mod progress;
 pub mod remote;
 pub mod run;
 pub mod score;

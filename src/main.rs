@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 mod cli;
+mod stderr_progress;
 
 /// The system allocator, with the per-thread budgets that bound untrusted chat templates.
 #[global_allocator]

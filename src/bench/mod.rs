@@ -55,20 +55,13 @@ fn write_all(
     )
 }
 
-/// Runs (or finishes) the benchmark into `out`, scored and written by `backends`, and writes
-/// its results; returns every run's result. `results.csv` and `results.json` are rewritten
+/// Runs (or finishes) the benchmark into `out`, scored and written by `backends` (whose
+/// progress hears of every run), and writes its results; returns every run's result. `results.csv` and `results.json` are rewritten
 /// after every run, so an interrupted benchmark still leaves its finished runs tabulated.
-pub fn run(
-    config: &BenchConfig,
-    out: &Path,
-    backends: &Backends,
-    quiet: bool,
-) -> Result<Vec<RunResult>> {
+pub fn run(config: &BenchConfig, out: &Path, backends: &Backends) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
-    let results = runner::run_all(config, out, backends, None, quiet, |r| {
-        write_rows(&folder, r)
-    })?;
+    let results = runner::run_all(config, out, backends, None, |r| write_rows(&folder, r))?;
     write_all(
         &folder,
         config,
@@ -90,11 +83,10 @@ pub fn run_shard(
     out: &Path,
     backends: &Backends,
     shard: Shard,
-    quiet: bool,
 ) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(&shard_dir(out, shard))?;
     let _lock = folder.lock()?;
-    runner::run_all(config, out, backends, Some(shard), quiet, |r| {
+    runner::run_all(config, out, backends, Some(shard), |r| {
         write_rows(&folder, r)
     })
 }

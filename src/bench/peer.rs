@@ -15,6 +15,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::progress::{Event, Progress};
 use crate::run::folder::{RunFolder, CONFIG_FILE};
 use crate::run::ModelSettings;
 use crate::score::Scorer;
@@ -373,22 +374,23 @@ impl Answer {
 /// Runs a peer into its run folder (which the caller has locked) and scores its answer with
 /// `scorer`; writes and returns its result. The task's first initial prompt is scored too, so
 /// the row compares with the other arms'.
-pub(crate) fn run(run: &PeerRun<'_>, scorer: &mut Scorer<'_>, quiet: bool) -> Result<PeerResult> {
+pub(crate) fn run(
+    run: &PeerRun<'_>,
+    scorer: &mut Scorer<'_>,
+    progress: &dyn Progress,
+) -> Result<PeerResult> {
     let folder = RunFolder::at(run.dir)?;
     folder.write_json(CONFIG_FILE, run.settings)?;
     let start = Instant::now();
     let answer = match cannot_run(run) {
         Some(reason) => Answer::without(PeerStatus::Skipped, reason),
         None => {
-            if !quiet {
-                eprintln!(
-                    "peer {} on {} (seed {}): running {}",
-                    run.peer,
-                    run.task.name,
-                    run.settings.seed,
-                    run.tools.driver.display()
-                );
-            }
+            progress.event(&Event::PeerStarted {
+                peer: run.peer,
+                task: &run.task.name,
+                seed: run.settings.seed,
+                driver: &run.tools.driver,
+            });
             drive(run, &folder)?
         }
     };

@@ -12,6 +12,7 @@ use super::peer::{self, PeerResult, PeerRun, PeerStatus, PEER_RESULT_FILE};
 use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::evolve::{PhrasePool, TextGenerator};
+use crate::progress::{Event, Progress};
 use crate::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
 use crate::run::session::BACKEND_FILE;
 use crate::run::{analysis, execute, Backends, EvaluationLog, ModelSettings, Report, RunSettings};
@@ -344,7 +345,6 @@ pub(crate) fn run_all(
     out: &Path,
     backends: &Backends,
     shard: Option<Shard>,
-    quiet: bool,
     mut each: impl FnMut(&[RunResult]) -> Result<()>,
 ) -> Result<Vec<RunResult>> {
     PhrasePool::load(&config.pool)?;
@@ -376,15 +376,15 @@ pub(crate) fn run_all(
                 tools: &config.peer_tools,
                 dir: &run.dir,
             };
-            let (r, state) = run_peer(&peer_run, &mut scorers[run.task], quiet)?;
+            let (r, state) = run_peer(&peer_run, &mut scorers[run.task], backends.progress())?;
             let result = peer_result_of(config, &tasks, run, &r);
             let how = match state {
                 RunState::Finished => "(finished earlier, skipped)".to_string(),
                 _ => format!("in {:.0} s", start.elapsed().as_secs_f64()),
             };
             let position = format!("[{}/{total}{of}]", results.len() + 1);
-            match r.status {
-                PeerStatus::Ok => eprintln!(
+            let line = match r.status {
+                PeerStatus::Ok => format!(
                     "{position} {} {} seed {}: dev {:.1}% test {:.1}% (peer {}) {how}",
                     result.row.arm,
                     task.name,
@@ -393,7 +393,7 @@ pub(crate) fn run_all(
                     100.0 * result.row.best_test,
                     peer_name
                 ),
-                status => eprintln!(
+                status => format!(
                     "{position} {} {} seed {}: PEER {} {}: {} {how}",
                     result.row.arm,
                     task.name,
@@ -402,7 +402,8 @@ pub(crate) fn run_all(
                     status.name().to_uppercase(),
                     r.reason.as_deref().unwrap_or("no reason given")
                 ),
-            }
+            };
+            backends.progress().event(&Event::BenchRun(&line));
             results.push(result);
             each(&results)?;
             continue;
@@ -413,11 +414,10 @@ pub(crate) fn run_all(
             &mut scorers[run.task],
             backends,
             &run.dir,
-            quiet,
         )
         .map_err(|e| stopped(e, &run.dir))?;
         let result = result_of(config, &tasks, run, &report)?;
-        eprintln!(
+        let line = format!(
             "[{}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
             results.len() + 1,
             result.row.arm,
@@ -431,6 +431,7 @@ pub(crate) fn run_all(
                 RunState::Fresh => format!("in {:.0} s", start.elapsed().as_secs_f64()),
             }
         );
+        backends.progress().event(&Event::BenchRun(&line));
         results.push(result);
         each(&results)?;
     }
@@ -639,7 +640,7 @@ fn check_backends(runs: &[PlannedRun], results: &[RunResult]) -> Result<()> {
 fn run_peer(
     run: &PeerRun<'_>,
     scorer: &mut Scorer<'_>,
-    quiet: bool,
+    progress: &dyn Progress,
 ) -> Result<(PeerResult, RunState)> {
     let folder = RunFolder::at(run.dir)?;
     let _lock = folder.lock()?;
@@ -650,7 +651,7 @@ fn run_peer(
             return Ok((r, RunState::Finished));
         }
     }
-    Ok((peer::run(run, scorer, quiet)?, RunState::Fresh))
+    Ok((peer::run(run, scorer, progress)?, RunState::Fresh))
 }
 
 /// Brings one run folder to a finished report: reads a finished one, resumes a started one,
@@ -663,7 +664,6 @@ fn run_one(
     scorer: &mut Scorer<'_>,
     backends: &Backends,
     dir: &Path,
-    quiet: bool,
 ) -> Result<(Report, RunState)> {
     let folder = RunFolder::at(dir)?;
     let _lock = folder.lock()?;
@@ -693,7 +693,7 @@ fn run_one(
             .map(|g| g.as_mut() as &mut dyn TextGenerator),
         &folder,
         logged,
-        quiet,
+        backends.progress(),
     )?;
     Ok((report, state))
 }

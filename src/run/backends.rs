@@ -7,12 +7,14 @@
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::session::{chat_generator, needs_generator, server_generator, RunSettings};
 use crate::error::Result;
 use crate::evolve::{SearchConfig, TextGenerator};
 use crate::model::{Model, WeightFormat};
+use crate::progress::{Event, Progress};
 use crate::remote::{Client, ServerConfig};
 use crate::score::server::ServerBackend;
 use crate::score::{EngineOptions, Scorer};
@@ -77,25 +79,30 @@ pub struct Backends {
     scoring: OnceCell<Client>,
     /// The writing server's client, once connected.
     writing: OnceCell<Client>,
+    /// Who hears of loads and connections (and of everything the commands using these
+    /// backends do).
+    progress: Arc<dyn Progress>,
 }
 
 impl Backends {
     /// Loads the in-process scoring model (unless a server scores) and a mutator model file
-    /// other than it, reporting each load on stderr. Servers are connected when first asked
+    /// other than it, telling `progress` of each load. Servers are connected when first asked
     /// for: the writer by [`Backends::generator`], the scorer by [`Backends::scorer`].
-    pub fn open(settings: &ModelSettings) -> Result<Self> {
+    pub fn open(settings: &ModelSettings, progress: Arc<dyn Progress>) -> Result<Self> {
+        let load = |path: &Path| -> Result<Model> {
+            let model = load_model(path, settings.weights, &settings.device)?;
+            progress.event(&Event::ModelLoaded {
+                name: &model.0.name,
+                seconds: model.1,
+            });
+            Ok(model.0)
+        };
         let model = match &settings.server {
             Some(_) => None,
-            None => Some(load_model(
-                &settings.model,
-                settings.weights,
-                &settings.device,
-            )?),
+            None => Some(load(&settings.model)?),
         };
         let mutator = match (&settings.mutator_model, settings.writer()) {
-            (Some(path), None) if model.is_none() || *path != settings.model => {
-                Some(load_model(path, settings.weights, &settings.device)?)
-            }
+            (Some(path), None) if model.is_none() || *path != settings.model => Some(load(path)?),
             _ => None,
         };
         Ok(Self {
@@ -104,7 +111,13 @@ impl Backends {
             mutator,
             scoring: OnceCell::new(),
             writing: OnceCell::new(),
+            progress,
         })
+    }
+
+    /// Who hears what the commands using these backends do.
+    pub fn progress(&self) -> &dyn Progress {
+        self.progress.as_ref()
     }
 
     /// The settings it was opened with.
@@ -149,10 +162,12 @@ impl Backends {
             .with_chat_template(config.chat_template.clone());
         let scorer = Scorer::with_backend(task, Box::new(backend))?;
         let info = scorer.backend_info();
-        eprintln!(
-            "scoring through {} ({}), {} requests in flight; method {}",
-            config.url, info.model, config.concurrency, info.scoring_method
-        );
+        self.progress.event(&Event::ScoringServer {
+            url: &config.url,
+            model: &info.model,
+            concurrency: config.concurrency,
+            method: &info.scoring_method,
+        });
         Ok(scorer)
     }
 
@@ -168,11 +183,10 @@ impl Backends {
             let fresh = self.writing.get().is_none();
             let client = connected(&self.writing, config)?;
             if fresh {
-                eprintln!(
-                    "model-driven operators write through {} ({})",
-                    config.url,
-                    client.model()
-                );
+                self.progress.event(&Event::WritingServer {
+                    url: &config.url,
+                    model: client.model(),
+                });
             }
             return Ok(Some(Box::new(server_generator(client.clone(), search))));
         }
@@ -194,15 +208,10 @@ fn connected<'c>(cell: &'c OnceCell<Client>, config: &ServerConfig) -> Result<&'
     Ok(cell.get_or_init(|| client))
 }
 
-/// Loads a model, reporting the load time on stderr.
-pub(crate) fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<Model> {
+/// Loads a model; returns it with the seconds the load took.
+pub(crate) fn load_model(path: &Path, weights: WeightFormat, device: &str) -> Result<(Model, f64)> {
     let device = crate::model::parse_device(device)?;
     let start = Instant::now();
     let model = Model::load(path, weights, &device)?;
-    eprintln!(
-        "loaded {} in {:.2} s",
-        model.name,
-        start.elapsed().as_secs_f64()
-    );
-    Ok(model)
+    Ok((model, start.elapsed().as_secs_f64()))
 }

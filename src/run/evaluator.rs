@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::evolve::results::{ExampleResult, Pool, Results};
 use crate::evolve::{Candidate, Evaluator, EvolveError, Scored};
+use crate::progress::{Event, Progress};
 use crate::run::checkpoint::{Checkpoint, Member};
 use crate::run::folder::RunFolder;
 use crate::run::log::{EvaluationLog, EvaluationRecord};
@@ -36,13 +37,12 @@ pub(crate) struct RunEvaluator<'s, 'm> {
     sizes: PoolSizes,
     calibrate: bool,
     fitness: Fitness,
-    quiet: bool,
+    progress: &'s dyn Progress,
     started: Instant,
     replay: VecDeque<EvaluationRecord>,
     so_far: HashMap<(u64, Pool), Results>,
     evals_used: u64,
     checkpoints: Option<RunFolder>,
-    progress: Option<indicatif::ProgressBar>,
     best: f64,
     /// Each example's balanced-accuracy weight, per pool (computed on first use).
     example_weights: HashMap<Pool, Vec<f64>>,
@@ -60,7 +60,7 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
         sizes: PoolSizes,
         calibrate: bool,
         fitness: Fitness,
-        quiet: bool,
+        progress: &'s dyn Progress,
     ) -> Self {
         Self {
             scorer,
@@ -68,13 +68,12 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
             sizes,
             calibrate,
             fitness,
-            quiet,
+            progress,
             started: Instant::now(),
             replay: VecDeque::new(),
             so_far: HashMap::new(),
             evals_used: 0,
             checkpoints: None,
-            progress: None,
             best: f64::NEG_INFINITY,
             example_weights: HashMap::new(),
             length_penalty: None,
@@ -108,23 +107,6 @@ impl<'s, 'm> RunEvaluator<'s, 'm> {
     /// generation.
     pub(crate) fn with_checkpoints(mut self, folder: RunFolder) -> Self {
         self.checkpoints = Some(folder);
-        self
-    }
-
-    /// Shows a progress bar on stderr (when it is a terminal and not quiet) sized for about
-    /// `passes` example evaluations; otherwise progress is one plain line per candidate.
-    pub(crate) fn with_progress(mut self, passes: u64) -> Self {
-        use std::io::IsTerminal;
-        if !self.quiet && std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new(passes);
-            let style = indicatif::ProgressStyle::with_template(
-                "gen {prefix} [{bar:30}] {pos}/{len} evaluations, {per_sec}, best dev {msg}, ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            bar.set_style(style.progress_chars("=> "));
-            bar.set_prefix("0");
-            self.progress = Some(bar);
-        }
         self
     }
 
@@ -252,9 +234,10 @@ impl Evaluator for RunEvaluator<'_, '_> {
             if pool == Pool::Dev {
                 self.best = self.best.max(r.score);
             }
-            if let Some(bar) = &self.progress {
-                bar.inc(examples.len() as u64);
-            }
+            self.progress.event(&Event::Replayed {
+                examples: examples.len(),
+                best: self.best,
+            });
             let results = r.results.clone();
             self.records.push(r);
             return Ok(results);
@@ -310,24 +293,20 @@ impl Evaluator for RunEvaluator<'_, '_> {
         if pool == Pool::Dev {
             self.best = self.best.max(record.score);
         }
-        if let Some(bar) = &self.progress {
-            bar.inc(examples.len() as u64);
-            bar.set_message(format!("{:.3}", self.best));
-        } else if !self.quiet && (pool != Pool::Dev || record.n >= self.sizes.dev) {
-            let passes = self.scorer.forward_passes();
-            eprintln!(
-                "  #{:<4} gen {} {:<12} {} {:>5.1}% (fitness {:.3}, n {})  [{} passes, {:.1} ex/s]",
-                c.id,
-                c.generation,
-                c.operator,
-                pool,
-                100.0 * record.accuracy,
-                record.score,
-                record.n,
-                passes,
-                passes as f64 / self.elapsed().max(1e-9)
-            );
-        }
+        self.progress.event(&Event::Evaluated {
+            id: c.id,
+            generation: c.generation,
+            operator: &c.operator,
+            pool: &pool,
+            accuracy: record.accuracy,
+            fitness: record.score,
+            n: record.n,
+            examples: examples.len(),
+            complete: pool != Pool::Dev || record.n >= self.sizes.dev,
+            passes: self.scorer.forward_passes(),
+            seconds: self.elapsed(),
+            best: self.best,
+        });
         self.records.push(record);
         Ok(results)
     }
@@ -353,27 +332,13 @@ impl Evaluator for RunEvaluator<'_, '_> {
             };
             checkpoint.write(folder).map_err(EvolveError::record)?;
         }
-        if let Some(bar) = &self.progress {
-            bar.set_prefix((generation + 1).to_string());
-        } else if !self.quiet {
-            if let Some(best) = population.first() {
-                eprintln!(
-                    "generation {generation} done: best dev fitness {:.3} (#{}, accuracy {:.1}%), {:.0} s elapsed",
-                    best.score,
-                    best.candidate.id,
-                    100.0 * best.accuracy,
-                    self.elapsed()
-                );
-            }
+        if let Some(best) = population.first() {
+            self.progress.event(&Event::GenerationDone {
+                generation,
+                best: (best.score, best.candidate.id, best.accuracy),
+                seconds: self.elapsed(),
+            });
         }
         Ok(())
-    }
-}
-
-impl Drop for RunEvaluator<'_, '_> {
-    fn drop(&mut self) {
-        if let Some(bar) = self.progress.take() {
-            bar.finish_and_clear();
-        }
     }
 }

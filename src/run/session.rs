@@ -22,6 +22,7 @@ use crate::evolve::{
 };
 use crate::model::generate::{ChatGenerator, GenerateOptions};
 use crate::model::{Model, WeightFormat};
+use crate::progress::{Event, Progress};
 use crate::remote::chat::ServerChat;
 use crate::remote::{Client, ServerConfig};
 use crate::score::{BackendInfo, EngineOptions, Scorer};
@@ -204,7 +205,7 @@ pub fn execute(
     generator: Option<&mut dyn TextGenerator>,
     folder: &RunFolder,
     logged: Vec<EvaluationRecord>,
-    quiet: bool,
+    progress: &dyn Progress,
 ) -> Result<Report> {
     let pool = PhrasePool::load(&settings.pool)?;
     let (cfg, dev_n, test_n, calibrate) = (
@@ -213,25 +214,21 @@ pub fn execute(
         settings.test_limit,
         settings.calibrate,
     );
-    if !quiet {
-        eprintln!(
-            "optimising {} with {} ({} initial prompts, population {}, {} dev examples{}) -> {}",
-            task.name,
-            cfg.strategy,
-            initial_prompts(settings, task).len(),
-            cfg.population,
-            dev_n,
-            cfg.max_evals
-                .map(|m| format!(", budget {m} example evaluations"))
-                .unwrap_or_default(),
-            folder.root().display()
-        );
-    }
-    let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let expected_passes = cfg.max_evals.unwrap_or(
+    let expected_evaluations = cfg.max_evals.unwrap_or(
         ((initial_prompts(settings, task).len() + cfg.generations * cfg.population) * dev_n) as u64,
     );
+    progress.event(&Event::SearchStarted {
+        task: &task.name,
+        strategy: &cfg.strategy,
+        initial_prompts: initial_prompts(settings, task).len(),
+        population: cfg.population,
+        dev: dev_n,
+        budget: cfg.max_evals,
+        folder: folder.root(),
+        expected_evaluations,
+    });
+    let log = EvaluationLog::open(&folder.file(EVALUATIONS_FILE))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let prompts = initial_prompts(settings, task);
     // What a server backend chose and cannot promise, in the folder before the first request.
     let mutator_note = generator.as_deref().and_then(|g| g.reproducibility_note());
@@ -255,23 +252,21 @@ pub fn execute(
             },
             train: DEMO_POOL,
         };
-        let mut evaluator = RunEvaluator::new(scorer, log, sizes, calibrate, cfg.fitness, quiet)
+        let mut evaluator = RunEvaluator::new(scorer, log, sizes, calibrate, cfg.fitness, progress)
             .with_length_penalty(cfg.length_penalty, prompts)
             .with_logged(logged)
-            .with_checkpoints(folder.clone())
-            .with_progress(expected_passes);
+            .with_checkpoints(folder.clone());
         let outcome = run_search(cfg, prompts, ops, &mut evaluator, &mut rng)?;
         let secs = evaluator.elapsed();
         (outcome, std::mem::take(&mut evaluator.records), secs)
     };
     let cost = meter.finish();
     let forward_passes: u64 = records.iter().map(|r| r.forward_passes as u64).sum();
-    if !quiet {
-        eprintln!(
-            "search done in {search_seconds:.1} s ({}); scoring the initial and best prompts on {test_n} test examples",
-            outcome.stop
-        );
-    }
+    progress.event(&Event::SearchDone {
+        seconds: search_seconds,
+        stop: &outcome.stop,
+        test_examples: test_n,
+    });
     let initial = outcome
         .initial
         .first()
@@ -383,7 +378,7 @@ pub fn execute(
     report.write(folder, &records)?;
     // Shown even with --quiet: a mutator that writes nothing usable wastes the whole search.
     if let Some(warning) = report.rejected_replies_warning() {
-        eprintln!("warning: {warning}");
+        progress.event(&Event::Warning(&warning));
     }
     Ok(report)
 }
