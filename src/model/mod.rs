@@ -9,7 +9,6 @@ pub mod gguf;
 mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
-mod native;
 pub mod safetensors;
 pub mod source;
 pub mod template_file;
@@ -21,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
-pub use arch::{Architecture, ModelConfig, PackedRow, WeightFormat};
+pub use arch::{Architecture, ModelConfig, PackedForward, PackedRow, WeightFormat};
 pub use generate::{ChatGenerator, ChatTemplate, GenerateOptions, Generation, Generator};
 pub use kv_cache::KvCache;
 pub use source::ModelSpec;
