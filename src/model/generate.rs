@@ -8,7 +8,8 @@ use candle_core::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::{KvCache, Model};
+use super::kv_cache::KvCache;
+use super::loaded::Model;
 use crate::chat::{ChatMessage, TextGenerator};
 use crate::error::{Error, Result};
 

@@ -6,13 +6,14 @@
 //!
 //! Each row's result is token for token the one [`Generator::generate_after`] gives it alone:
 //! the native CPU forward computes every token from its own row only, in a fixed order (see
-//! [`crate::model::Architecture::forward_ragged`]), and the picks are the same argmax of the
+//! [`crate::model::PackedForward::forward_ragged`]), and the picks are the same argmax of the
 //! same log-probabilities.
 
 use candle_core::Tensor;
 
+use super::arch::{PackedForward, PackedRow};
 use super::generate::{argmax, first_stop, GenerateOptions, Generation, Generator, StopReason};
-use super::{KvCache, PackedRow};
+use super::kv_cache::KvCache;
 use crate::error::{Error, Result};
 
 /// Rows decoded side by side when the caller does not say (a pass over 64 one-token rows reads
@@ -36,9 +37,10 @@ struct Live {
 }
 
 impl Generator<'_> {
-    /// Whether [`Generator::generate_batch`] runs on this model (the native CPU bf16 path).
+    /// Whether [`Generator::generate_batch`] runs on this model (one with packed forward passes:
+    /// the native CPU bf16 path).
     pub fn batches(&self) -> bool {
-        self.model().arch.packs()
+        self.model().arch.packed().is_some()
     }
 
     /// Greedy continuations of `prefix` + `suffixes[i]` for every `i`, at most `rows` decoded
@@ -58,12 +60,12 @@ impl Generator<'_> {
                 "batched generation is greedy only (temperature 0)".into(),
             ));
         }
-        if !self.batches() {
+        let model = self.model();
+        let Some(packed) = model.arch.packed() else {
             return Err(Error::Internal(
                 "batched generation needs --weights bf16 on the CPU".into(),
             ));
-        }
-        let model = self.model();
+        };
         let max_pos = model.arch.max_positions();
         let p = prefix.len();
         for ids in suffixes {
@@ -114,7 +116,7 @@ impl Generator<'_> {
             if live.is_empty() {
                 break;
             }
-            let logp = self.step_rows(prefix, &mut live)?;
+            let logp = self.step_rows(packed, prefix, &mut live)?;
             // Each row picks its next token and either continues or leaves the batch.
             let mut still = Vec::with_capacity(live.len());
             for (mut row, lp) in live.into_iter().zip(logp) {
@@ -158,9 +160,15 @@ impl Generator<'_> {
             .collect()
     }
 
-    /// One packed pass over every live row's pending tokens after `prefix` and its own tail;
-    /// returns, per row, the next-token log-probs after its last pending token.
-    fn step_rows(&self, prefix: &KvCache, live: &mut [Live]) -> Result<Vec<Vec<f32>>> {
+    /// One ragged pass of the model's `packed` passes over every live row's pending tokens
+    /// after `prefix` and its own tail; returns, per row, the next-token log-probs after its
+    /// last pending token.
+    fn step_rows(
+        &self,
+        packed: &dyn PackedForward,
+        prefix: &KvCache,
+        live: &mut [Live],
+    ) -> Result<Vec<Vec<f32>>> {
         let arch = &self.model().arch;
         let p = prefix.len();
         let mut tokens = Vec::new();
@@ -180,7 +188,7 @@ impl Generator<'_> {
             masks.push(mask);
             keep.push(tokens.len() - 1);
         }
-        let packed: Vec<PackedRow> = live
+        let rows: Vec<PackedRow> = live
             .iter()
             .zip(&masks)
             .map(|(row, mask)| PackedRow {
@@ -192,7 +200,7 @@ impl Generator<'_> {
             .iter_mut()
             .map(|r| std::mem::replace(&mut r.tail, KvCache::new(0)))
             .collect();
-        let hidden = arch.forward_ragged(&tokens, &positions, &packed, prefix, &mut tails, &keep);
+        let hidden = packed.forward_ragged(&tokens, &positions, &rows, prefix, &mut tails, &keep);
         for (row, tail) in live.iter_mut().zip(tails) {
             row.tail = tail;
         }

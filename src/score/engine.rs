@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::{KvCache, Model, PackedRow};
+use crate::model::{KvCache, Model, PackedForward, PackedRow};
 
 /// Options of the engine.
 #[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
@@ -173,7 +173,7 @@ impl<'m> Engine<'m> {
         rows.sort_by_key(|r| (r.tokens.len(), r.index));
         let model = self.model;
         let chunks: Vec<&[Row]> = rows.chunks(self.options.batch_size.max(1)).collect();
-        let scored: Vec<Result<Vec<Vec<f32>>>> = if model.arch.packs() {
+        let scored: Vec<Result<Vec<Vec<f32>>>> = if model.arch.packed().is_some() {
             // Native CPU path: batches run side by side on rayon's threads (each forward pass
             // also splits its own work), so no core waits at the end of a step.
             chunks
@@ -199,11 +199,11 @@ impl<'m> Engine<'m> {
 /// Scores one batch of rows after `prefix`: for each row, each continuation's log-probability.
 fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec<f32>>> {
     let device = model.arch.device();
-    let packs = model.arch.packs();
+    let packed = model.arch.packed();
     // Where each text's tokens start among the batch's hidden rows: packed back to back,
     // or padded to the longest text.
     let s = chunk.iter().map(|r| r.tokens.len()).max().unwrap_or(0);
-    let starts: Vec<usize> = if packs {
+    let starts: Vec<usize> = if packed.is_some() {
         chunk
             .iter()
             .scan(0, |next, r| {
@@ -237,11 +237,11 @@ fn score_batch(model: &Model, chunk: &[Row], prefix: &KvCache) -> Result<Vec<Vec
             }
         }
     }
-    let picked = if packs {
+    let picked = if let Some(packed) = packed {
         // Only the picked rows leave the last layer, in ascending order.
         let mut keep: Vec<usize> = picks.iter().map(|&r| r as usize).collect();
         keep.sort_unstable();
-        let hidden = forward_packed(model, chunk, prefix, &keep)?;
+        let hidden = forward_packed(model, packed, chunk, prefix, &keep)?;
         let order: Vec<u32> = picks
             .iter()
             .map(|&r| keep.partition_point(|&k| k < r as usize) as u32)
@@ -285,9 +285,16 @@ fn open_mask_row(mrow: &mut [f32], p: usize, row: &Row, i: usize) {
     }
 }
 
-/// One packed forward pass (no padding) over `rows` after the one-row `prefix` cache; returns
-/// the hidden states `(keep.len(), d)` of the packed tokens `keep` (ascending).
-fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize]) -> Result<Tensor> {
+/// One packed forward pass (no padding) of `model` through its `packed` passes over `rows`
+/// after the one-row `prefix` cache; returns the hidden states `(keep.len(), d)` of the packed
+/// tokens `keep` (ascending).
+fn forward_packed(
+    model: &Model,
+    packed: &dyn PackedForward,
+    rows: &[Row],
+    prefix: &KvCache,
+    keep: &[usize],
+) -> Result<Tensor> {
     let p = prefix.len();
     let mut tokens = Vec::new();
     let mut positions = Vec::new();
@@ -303,7 +310,7 @@ fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize])
         }
         masks.push(mask);
     }
-    let packed: Vec<PackedRow> = rows
+    let packed_rows: Vec<PackedRow> = rows
         .iter()
         .zip(&masks)
         .map(|(row, mask)| PackedRow {
@@ -312,7 +319,7 @@ fn forward_packed(model: &Model, rows: &[Row], prefix: &KvCache, keep: &[usize])
         })
         .collect();
     let arch = &model.arch;
-    let hidden = arch.forward_packed(&tokens, &positions, &packed, prefix, keep)?;
+    let hidden = packed.forward_packed(&tokens, &positions, &packed_rows, prefix, keep)?;
     let d = arch.config().hidden;
     Ok(Tensor::from_vec(hidden, (keep.len(), d), arch.device())?)
 }

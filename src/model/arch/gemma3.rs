@@ -10,11 +10,10 @@
 use candle_core::quantized::gguf_file::Value;
 use candle_core::Device;
 
-use super::decoder::{
-    bad_file, read_config, read_hf_config, require_positive, Activation, Decoder, DecoderSpec,
-    RopeStyle, WeightFormat,
-};
-use super::{Architecture, ModelConfig};
+use super::decoder;
+use super::forward::Architecture;
+use super::metadata::{bad_file, read_config, read_hf_config, require_positive};
+use super::spec::{Activation, DecoderSpec, ModelConfig, RopeStyle, WeightFormat};
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
 use crate::model::safetensors::HfConfig;
@@ -136,7 +135,7 @@ pub fn load(
         softcap,
         attn_scale,
     );
-    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+    decoder::load(gguf, spec, format, device)
 }
 
 /// Gemma 3's departures from llama, whatever file they were read from.

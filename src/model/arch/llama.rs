@@ -6,11 +6,10 @@
 
 use candle_core::Device;
 
-use super::decoder::{
-    bad_file, read_config, read_hf_config, refuse_gguf_rope_scaling, Decoder, DecoderSpec,
-    RopeStyle, WeightFormat,
-};
-use super::Architecture;
+use super::decoder;
+use super::forward::Architecture;
+use super::metadata::{bad_file, read_config, read_hf_config, refuse_gguf_rope_scaling};
+use super::spec::{DecoderSpec, RopeStyle, WeightFormat};
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
 use crate::model::safetensors::HfConfig;
@@ -30,7 +29,7 @@ pub fn load(
         let t = WeightSource::tensor(gguf, "rope_freqs.weight", device)?;
         spec.rope_freq_factors = Some(t.dequantize(device)?.flatten_all()?.to_vec1()?);
     }
-    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+    decoder::load(gguf, spec, format, device)
 }
 
 /// The spec of a Hugging Face llama/mistral folder. Its q/k projections are not permuted (the

@@ -5,11 +5,12 @@
 
 use candle_core::Device;
 
-use super::decoder::{
-    read_config, read_hf_config, refuse_gguf_rope_scaling, refuse_hf_rope_scaling, Decoder,
-    DecoderSpec, RopeStyle, WeightFormat,
+use super::decoder;
+use super::forward::Architecture;
+use super::metadata::{
+    read_config, read_hf_config, refuse_gguf_rope_scaling, refuse_hf_rope_scaling,
 };
-use super::Architecture;
+use super::spec::{DecoderSpec, RopeStyle, WeightFormat};
 use crate::error::Result;
 use crate::model::gguf::GgufFile;
 use crate::model::safetensors::HfConfig;
@@ -29,7 +30,7 @@ pub fn load(
         qkv_bias: true,
         ..DecoderSpec::llama(config)
     };
-    Ok(Box::new(Decoder::load(gguf, spec, format, device)?))
+    decoder::load(gguf, spec, format, device)
 }
 
 /// The spec of a Hugging Face qwen2 folder.

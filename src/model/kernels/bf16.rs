@@ -43,7 +43,7 @@ impl KernelKind {
         match self {
             KernelKind::Portable => true,
             KernelKind::Avx512Bf16 => {
-                if super::portable_forced() {
+                if super::cpu::portable_forced() {
                     return false;
                 }
                 #[cfg(target_arch = "x86_64")]

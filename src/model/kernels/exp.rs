@@ -96,7 +96,7 @@ pub(crate) fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
 /// Whether [`silu_mul`] runs its AVX-512 loop: the CPU has AVX-512 F and DQ and
 /// `PROMPTEVO_KERNEL=portable` is not set.
 pub(crate) fn silu_vectorised() -> bool {
-    if super::portable_forced() {
+    if super::cpu::portable_forced() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]

@@ -78,7 +78,7 @@ fn split_blocks(bytes: &[u8], qs: &mut Vec<i8>, scales: &mut Vec<f32>) {
 
 /// Whether candle takes its AVX2 path for Q8_0 dot products here (and this kernel may stand in).
 fn available() -> bool {
-    if super::portable_forced() {
+    if super::cpu::portable_forced() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -91,7 +91,7 @@ fn available() -> bool {
 
 /// Whether the AVX-512 VNNI tile runs (its integer sums are those of candle's AVX2 sequence).
 fn vnni() -> bool {
-    if super::portable_forced() {
+    if super::cpu::portable_forced() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
