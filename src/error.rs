@@ -117,13 +117,16 @@ pub enum Error {
     /// The search failed (bad strategy settings, operator set, pool, or a failed evaluation).
     ///
     /// Transparent: printed once, not once as this error and again as its cause.
+    /// Boxed, so that this file names no module above it (the conversion lives beside
+    /// `EvolveError`); `source()` is the search's error.
     #[error(transparent)]
-    Evolve(#[from] crate::evolve::EvolveError),
+    Evolve(Box<dyn std::error::Error + Send + Sync>),
     /// A task's metric failed while scoring (an external scorer crashed, hung or wrote junk).
     ///
     /// Transparent: the metric's message already names the command and the fix.
+    /// Boxed like [`Error::Evolve`]; the conversion lives beside `MetricError`.
     #[error(transparent)]
-    Metric(#[from] crate::task::metric::MetricError),
+    Metric(Box<dyn std::error::Error + Send + Sync>),
     /// The tensor backend failed (a bug or an exhausted resource, not bad input).
     ///
     /// Printed as the first line of candle's message and not exposed as a cause: with

@@ -823,7 +823,12 @@ fn echo_server() -> String {
 /// [`echo_server`] whose echo starts with a decoded BOS token `bos` (vLLM's, for a model with
 /// one): every text offset moves by its length, and the answer's usage counts the generated one.
 fn echo_server_decoding_bos(bos: &'static str) -> String {
-    let (url, _, _) = fake_server(move |_, request| {
+    echo_server_seen(bos).0
+}
+
+/// [`echo_server_decoding_bos`], with every request it receives.
+fn echo_server_seen(bos: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let (url, _, seen) = fake_server(move |_, request| {
         let first = request.lines().next().unwrap_or_default().to_string();
         if first.starts_with("GET /v1/models") {
             return Some(http("200 OK", r#"{"data": [{"id": "toy"}]}"#));
@@ -860,7 +865,7 @@ fn echo_server_decoding_bos(bos: &'static str) -> String {
         });
         Some(http("200 OK", &answer.to_string()))
     });
-    url
+    (url, seen)
 }
 
 #[test]
@@ -921,6 +926,74 @@ fn assert_labels_are_the_toy_models(v: &serde_json::Value) {
             .map(|x| x.as_f64().unwrap())
             .collect();
         assert_eq!(got, want, "{text:?}");
+    }
+}
+
+/// A `judge` metric whose judge is a server: the scoring layer hands the judge its server
+/// scorer, the judge prompts reach the server, and each answer's fitness is the server's
+/// P(" Yes") over " Yes"/" No" after its prompt (the toy model's log-probs, as f32).
+#[test]
+fn a_judge_on_a_server_scores_each_answer_by_the_servers_yes_and_no() {
+    let (url, seen) = echo_server_seen("");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("data.jsonl"),
+        "{\"input\": \"hot\", \"target\": \"cold\"}\n{\"input\": \"up\", \"target\": \"down\"}\n",
+    )
+    .unwrap();
+    let task = dir.path().join("task.toml");
+    std::fs::write(
+        &task,
+        format!("name = \"j\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\n\\nInput: {{input}}\\nOutput:\"\nmax_new_tokens = 4\ninitial_prompts = [\"Write the opposite word.\"]\n[metric]\nname = \"judge\"\nrubric = \"Is the answer the opposite of the input?\"\njudge_model = \"{url}\"\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n"),
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(root())
+        .args(["eval", "--json", "--per-example", "--task"])
+        .arg(&task)
+        .arg("--model")
+        .arg(default_model())
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cue = "Answer (Yes or No):";
+    // The judge prompts the server was asked to score " Yes" after.
+    let prompts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| {
+            let body: serde_json::Value =
+                serde_json::from_str(&r[r.find("\r\n\r\n")? + 4..]).ok()?;
+            let p = body["prompt"].as_str()?.strip_suffix(" Yes")?.to_string();
+            p.ends_with(cue).then_some(p)
+        })
+        .collect();
+    let examples = v["examples"].as_array().unwrap();
+    assert_eq!(examples.len(), 2, "{v}");
+    for e in examples {
+        let output = e["output"].as_str().unwrap().trim();
+        let target = e["targets"][0].as_str().unwrap();
+        let prompt = prompts
+            .iter()
+            .find(|p| p.contains(&format!("Answer: {output}\nReference answer: {target}")))
+            .unwrap_or_else(|| panic!("no judge prompt for {e} among {prompts:?}"));
+        assert!(
+            prompt.starts_with("Is the answer the opposite of the input?"),
+            "{prompt}"
+        );
+        let lp = |label: &str| f64::from(toy_logprob(prompt, label) as f32);
+        let want = 1.0 / (1.0 + (lp(" No") - lp(" Yes")).exp());
+        let got = e["fitness"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-9,
+            "fitness {got} vs the server's {want} for {e}"
+        );
+        assert_eq!(
+            e["score"].as_f64().unwrap(),
+            f64::from(u8::from(want > 0.5))
+        );
     }
 }
 

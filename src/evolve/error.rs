@@ -110,3 +110,9 @@ impl EvolveError {
         EvolveError::Record(err.into())
     }
 }
+
+impl From<EvolveError> for crate::Error {
+    fn from(e: EvolveError) -> Self {
+        crate::Error::Evolve(Box::new(e))
+    }
+}

@@ -18,7 +18,7 @@ pub use local::LocalBackend;
 use crate::error::Result;
 use crate::model::Model;
 use crate::task::format::ChatRenderer;
-use crate::task::metric::{Answer, Scored};
+use crate::task::metric::{Answer, Scored, Services};
 use crate::task::{metrics, Fitness, Format, GenerationSpec, Split, Task};
 
 /// What scoring one prompt on a set of examples gave.
@@ -98,8 +98,13 @@ impl<'m> Scorer<'m> {
         backend.prepare(task)?;
         if let Some(spec) = task.generation() {
             // Named after the task file, whose `[metric]` table is to fix.
+            let scoring = backend.scoring_model();
+            let services = Services {
+                scoring: scoring.as_ref(),
+                server_labels: Some(server::label_scorer),
+            };
             spec.metric
-                .prepare(backend.scoring_model().as_ref())
+                .prepare(&services)
                 .map_err(|e| crate::error::Error::task(&task.path, e.to_string()))?;
         }
         let scorer = Self {

@@ -30,6 +30,7 @@ use crate::model::generate::ChatTemplate;
 use crate::model::template_file::read_chat_template;
 use crate::remote::Client;
 use crate::task::format::ChatRenderer;
+use crate::task::metric::common::LabelScorer;
 use crate::task::{GenerationSpec, Task};
 
 /// The self-check's context and continuation: a fact every language model finds likely, so
@@ -525,6 +526,20 @@ fn cut_at_stop(text: &str, stop: &[String]) -> String {
 fn usage(v: &Value) -> u64 {
     v["usage"]["prompt_tokens"].as_u64().unwrap_or(0)
         + v["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+}
+
+/// A server as a judge's [`LabelScorer`] of `labels` (the completion form, one request in
+/// flight): [`ServerBackend::prepare_labels`] probes how to score them.
+pub fn label_scorer(client: Client, labels: &[String]) -> Result<Box<dyn LabelScorer>> {
+    let mut backend = ServerBackend::new(client, 1);
+    backend.prepare_labels(labels)?;
+    Ok(Box::new(backend))
+}
+
+impl LabelScorer for ServerBackend {
+    fn label_logprobs(&mut self, prefix: &str, suffixes: &[String]) -> Result<Vec<Vec<f32>>> {
+        ScoringBackend::label_logprobs(self, prefix, suffixes)
+    }
 }
 
 impl ScoringBackend for ServerBackend {

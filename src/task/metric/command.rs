@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Answer, Metric, MetricError, Params, Scored};
+use super::common::{Answer, Metric, MetricError, Params, Scored};
 
 /// Seconds a scorer run may take when the task file says nothing: generous for a script that
 /// scores a batch of short answers, short enough that a hung scorer is noticed.

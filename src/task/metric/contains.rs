@@ -1,6 +1,6 @@
 //! `contains`: an accepted answer occurs in the answer (case ignored).
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// 1 when a lower-cased, trimmed accepted answer occurs in the lower-cased answer; fitness =
 /// score.

@@ -1,7 +1,7 @@
 //! `exact`: the answer equals an accepted answer, case, surrounding space and end punctuation
 //! ignored (APE's `em`, without its article and inner-punctuation rules).
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// Exact match after [`normalise_exact`]; fitness = score.
 #[derive(Debug)]

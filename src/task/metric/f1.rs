@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// SQuAD token F1 (lower-cased, punctuation and articles removed), best over the accepted
 /// answers; the score is the F1 and so is the fitness.

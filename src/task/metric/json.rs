@@ -3,8 +3,8 @@
 
 use serde_json::{Map, Value};
 
+use super::common::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
 use super::exact::normalise_exact;
-use super::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
 
 /// JSON object match. With `fields`, score = fitness = the fraction of those fields equal to
 /// the target's; without, score = 1 when the objects are equal, fitness = the fraction of the

@@ -9,17 +9,19 @@
 //! template when it has one (the prompt as the user turn, the labels "Yes"/"No" starting the
 //! assistant turn), else as a plain completion ending in "Answer (Yes or No):" followed by
 //! " Yes"/" No"; a server is always sent the completion form. The two label log-probs come from
-//! the scoring machinery: the in-process [`Engine`] or the [`ServerBackend`].
+//! the scoring machinery: the in-process [`Engine`], or a server's [`LabelScorer`], which the
+//! scoring layer hands down when it prepares the metric ([`Services`]).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::{Answer, Metric, MetricError, Params, Scored, ScoringModel};
+use super::common::{
+    Answer, LabelScorer, Metric, MetricError, Params, Scored, ScoringModel, Services,
+};
 use crate::chat::ChatMessage;
 use crate::model::{ChatTemplate, Model, WeightFormat};
 use crate::remote::{is_server_url, Client, ServerConfig};
-use crate::score::server::ServerBackend;
-use crate::score::{Engine, EngineOptions, ScoringBackend};
+use crate::score::engine::{Engine, EngineOptions};
 
 /// The `judge_model` value that names the model scoring the task.
 const SCORING: &str = "scoring";
@@ -68,7 +70,7 @@ enum Loaded {
     /// A model in this process, with the form its prompts take.
     Local { model: Box<Model>, form: Form },
     /// A server prepared to score the completion form's labels.
-    Server(Box<ServerBackend>),
+    Server(Box<dyn LabelScorer>),
 }
 
 /// The `judge` metric.
@@ -253,23 +255,28 @@ impl Judge {
         })
     }
 
-    /// Prepares a server backend to score the completion form's labels.
-    fn load_server(client: Client) -> Result<Loaded, MetricError> {
+    /// Prepares a server to score the completion form's labels, through the scoring layer.
+    fn load_server(client: Client, services: &Services<'_>) -> Result<Loaded, MetricError> {
         let url = client.url().to_string();
-        let mut backend = ServerBackend::new(client, 1);
+        let open = services.server_labels.ok_or_else(|| {
+            judge_error(
+                &url,
+                "a server judge is reached through the scoring layer, which has not prepared this metric (a bug: please report it)",
+            )
+        })?;
         let labels = labels(&Form::Completion).map(str::to_string);
-        backend.prepare_labels(&labels).map_err(|e| {
+        let scorer = open(client, &labels).map_err(|e| {
             judge_error(
                 &url,
                 format!("cannot score \" Yes\"/\" No\" ({e}); fix `[metric] judge_model`"),
             )
         })?;
-        Ok(Loaded::Server(Box::new(backend)))
+        Ok(Loaded::Server(scorer))
     }
 
     /// Loads the judge its source names (`scoring`: the model scoring the task, when known).
-    fn load(&self, scoring: Option<&ScoringModel>) -> Result<Loaded, MetricError> {
-        match (&self.source, scoring) {
+    fn load(&self, services: &Services<'_>) -> Result<Loaded, MetricError> {
+        match (&self.source, services.scoring) {
             (Source::File(path), _) | (Source::Scoring, Some(ScoringModel::File(path))) => {
                 Self::load_file(path)
             }
@@ -280,10 +287,10 @@ impl Judge {
                         format!("does not answer ({e}); start the server or fix `[metric] judge_model`"),
                     )
                 })?;
-                Self::load_server(client)
+                Self::load_server(client, services)
             }
             (Source::Scoring, Some(ScoringModel::Server(client))) => {
-                Self::load_server(client.clone())
+                Self::load_server(client.clone(), services)
             }
             (Source::Scoring, None) => Err(judge_error(
                 SCORING,
@@ -295,7 +302,7 @@ impl Judge {
     /// The judge, loading it first when it is not loaded yet.
     fn with_loaded<T>(
         &self,
-        scoring: Option<&ScoringModel>,
+        services: &Services<'_>,
         f: impl FnOnce(&mut Loaded) -> Result<T, MetricError>,
     ) -> Result<T, MetricError> {
         let mut slot = self
@@ -303,7 +310,7 @@ impl Judge {
             .lock()
             .map_err(|_| judge_error(self.shown(), "an earlier scoring thread panicked"))?;
         if slot.is_none() {
-            *slot = Some(self.load(scoring)?);
+            *slot = Some(self.load(services)?);
         }
         match slot.as_mut() {
             Some(loaded) => f(loaded),
@@ -351,15 +358,15 @@ fn without_template_bos(model: &Model, text: String) -> String {
 }
 
 impl Metric for Judge {
-    fn prepare(&self, scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
-        self.with_loaded(scoring, |_| Ok(()))
+    fn prepare(&self, services: &Services<'_>) -> Result<(), MetricError> {
+        self.with_loaded(services, |_| Ok(()))
     }
 
     fn score(&self, answers: &[Answer<'_>]) -> Result<Vec<Scored>, MetricError> {
         if answers.is_empty() {
             return Ok(Vec::new());
         }
-        let logprobs = self.with_loaded(None, |loaded| match loaded {
+        let logprobs = self.with_loaded(&Services::default(), |loaded| match loaded {
             Loaded::Local { model, form } => {
                 let texts = self.prompts(form, Some(model), answers)?;
                 let continuations = labels(form)
@@ -518,7 +525,7 @@ mod tests {
         let params: toml::Table =
             toml::from_str("rubric = \"R\"\njudge_model = \"judge.gguf\"").unwrap();
         let spec = MetricSpec::new("judge", params, dir.path()).unwrap();
-        let e = spec.prepare(None).unwrap_err().to_string();
+        let e = spec.prepare(&Services::default()).unwrap_err().to_string();
         assert!(
             e.contains("judge.gguf") && e.contains("cannot be loaded"),
             "{e}"

@@ -12,6 +12,7 @@
 //! ```
 
 mod command;
+pub mod common;
 mod contains;
 mod exact;
 mod f1;
@@ -22,9 +23,14 @@ mod regex;
 mod rouge;
 mod set;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
+use common::Params;
+pub use common::{
+    each, Answer, BadTarget, LabelScorer, Metric, MetricError, Scored, ScoringModel, ServerLabels,
+    Services,
+};
 pub use exact::normalise_exact;
 pub use f1::{squad_tokens, token_f1};
 
@@ -48,214 +54,6 @@ pub(crate) const REGISTRY: &[(&str, Constructor)] = &[
 
 /// The metric of a task file that names none.
 pub(crate) const DEFAULT_METRIC: &str = "exact";
-
-/// One answer to score: the example's input, the model's output and the accepted answers.
-#[derive(Clone, Copy, Debug)]
-pub struct Answer<'a> {
-    /// The text substituted for `{input}`.
-    pub input: &'a str,
-    /// The generated answer.
-    pub output: &'a str,
-    /// Every accepted answer of the example.
-    pub targets: &'a [String],
-}
-
-/// What a metric gives one answer.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Scored {
-    /// The headline score in [0, 1] (reports average it).
-    pub score: f64,
-    /// Partial credit in [0, 1] that screening and racing maximise (equal to `score` for
-    /// all-or-nothing metrics).
-    pub fitness: f64,
-}
-
-impl Scored {
-    /// A score that is its own fitness.
-    pub fn plain(score: f64) -> Self {
-        Self {
-            score,
-            fitness: score,
-        }
-    }
-}
-
-/// The model that scores a task, as [`Metric::prepare`] is told of it (a `judge` metric with
-/// `judge_model = "scoring"` judges with it).
-#[derive(Clone, Debug)]
-pub enum ScoringModel {
-    /// A model file or folder loaded in process.
-    File(PathBuf),
-    /// An OpenAI-compatible server, connected.
-    Server(crate::remote::Client),
-}
-
-/// Why a metric could not be made or could not score.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricError {
-    /// The task file's `metric` settings are wrong; the message names the key and the fix.
-    #[error("{0}")]
-    Config(String),
-    /// An external scorer (`command` metric) failed; the message says how and what to do.
-    #[error("scorer command `{command}`: {message}")]
-    Command {
-        /// The command line, joined with spaces.
-        command: String,
-        /// What went wrong and how to fix it.
-        message: String,
-    },
-    /// A judge model (`judge` metric) could not be loaded, reached or run; the message says how
-    /// and what to do.
-    #[error("judge model {model}: {message}")]
-    Judge {
-        /// The judge's file, URL or `scoring`.
-        model: String,
-        /// What went wrong and how to fix it.
-        message: String,
-    },
-}
-
-/// An accepted answer of the data that the task's metric cannot take (a `number` target that
-/// is not a number, a `json` target that is not JSON); the message says what and the fix.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct BadTarget(pub String);
-
-/// Compares generated answers with an example's accepted answers.
-pub trait Metric: std::fmt::Debug + Send + Sync {
-    /// Scores a batch of answers, one [`Scored`] per answer in order.
-    fn score(&self, answers: &[Answer<'_>]) -> Result<Vec<Scored>, MetricError>;
-
-    /// Called when a scorer is made, before any answer is scored, with the model scoring the
-    /// task (None: not known): a metric that needs a model of its own loads it here, so one
-    /// that cannot load stops a run before any work.
-    fn prepare(&self, _scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
-        Ok(())
-    }
-
-    /// Checks one accepted answer of the data when the task is loaded (Err: what is wrong).
-    fn check_target(&self, _target: &str) -> Result<(), BadTarget> {
-        Ok(())
-    }
-}
-
-/// Scores each answer on its own with `f` (output, accepted answers): the helper of every
-/// metric that needs no batch.
-pub fn each(
-    answers: &[Answer<'_>],
-    f: impl Fn(&str, &[String]) -> Scored,
-) -> Result<Vec<Scored>, MetricError> {
-    Ok(answers.iter().map(|a| f(a.output, a.targets)).collect())
-}
-
-/// The best score and the best fitness of `f` over the accepted answers (0 when none).
-pub(crate) fn best_over(targets: &[String], f: impl Fn(&str) -> Scored) -> Scored {
-    targets
-        .iter()
-        .map(|t| f(t))
-        .fold(Scored::plain(0.0), |a, b| Scored {
-            score: a.score.max(b.score),
-            fitness: a.fitness.max(b.fitness),
-        })
-}
-
-/// A metric's parameters from the task file's `[metric]` table, read by its constructor; keys
-/// it never asks for are reported as unknown.
-pub(crate) struct Params<'a> {
-    metric: &'static str,
-    table: toml::Table,
-    asked: Vec<&'static str>,
-    folder: &'a Path,
-}
-
-impl<'a> Params<'a> {
-    /// Parameters `table` of metric `metric`, for a task file in `folder`.
-    pub fn new(metric: &'static str, table: toml::Table, folder: &'a Path) -> Self {
-        Self {
-            metric,
-            table,
-            asked: Vec::new(),
-            folder,
-        }
-    }
-
-    /// The task file's folder (relative paths of the metric are relative to it).
-    pub fn folder(&self) -> &Path {
-        self.folder
-    }
-
-    /// An error about `key` of this metric.
-    pub fn bad(&self, key: &str, message: impl std::fmt::Display) -> MetricError {
-        MetricError::Config(format!(
-            "`[metric] {key}` of metric \"{}\": {message}",
-            self.metric
-        ))
-    }
-
-    fn take(&mut self, key: &'static str) -> Option<toml::Value> {
-        self.asked.push(key);
-        self.table.remove(key)
-    }
-
-    /// A string parameter.
-    pub fn string(&mut self, key: &'static str) -> Result<Option<String>, MetricError> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(other) => {
-                Err(self.bad(key, format!("must be a string, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// A number parameter (an integer is taken as a float).
-    pub fn float(&mut self, key: &'static str) -> Result<Option<f64>, MetricError> {
-        match self.take(key) {
-            None => Ok(None),
-            Some(toml::Value::Float(x)) => Ok(Some(x)),
-            Some(toml::Value::Integer(i)) => Ok(Some(i as f64)),
-            Some(other) => {
-                Err(self.bad(key, format!("must be a number, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// A list-of-strings parameter.
-    pub fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, MetricError> {
-        let Some(value) = self.take(key) else {
-            return Ok(None);
-        };
-        let items = match &value {
-            toml::Value::Array(items) => items
-                .iter()
-                .map(|v| v.as_str().map(str::to_string))
-                .collect::<Option<Vec<_>>>(),
-            _ => None,
-        };
-        items.map(Some).ok_or_else(|| {
-            self.bad(
-                key,
-                "must be a list of strings, e.g. [\"a\", \"b\"]".to_string(),
-            )
-        })
-    }
-
-    /// Errors on a key no reader asked for, listing the metric's keys.
-    fn finish(self) -> Result<(), MetricError> {
-        match self.table.keys().next() {
-            None => Ok(()),
-            Some(key) => Err(MetricError::Config(format!(
-                "unknown key `[metric] {key}` for metric \"{}\": {}",
-                self.metric,
-                if self.asked.is_empty() {
-                    "it takes no parameters, remove it".to_string()
-                } else {
-                    format!("its keys are {} (and `name`)", self.asked.join(", "))
-                }
-            ))),
-        }
-    }
-}
 
 /// The names in [`REGISTRY`], comma-separated.
 pub(crate) fn known_names() -> String {
@@ -336,10 +134,10 @@ impl MetricSpec {
         self.metric.score(answers)
     }
 
-    /// Prepares the metric for scoring with `scoring`, the model scoring the task (see
+    /// Prepares the metric for scoring with the scoring layer's services (see
     /// [`Metric::prepare`]).
-    pub(crate) fn prepare(&self, scoring: Option<&ScoringModel>) -> Result<(), MetricError> {
-        self.metric.prepare(scoring)
+    pub(crate) fn prepare(&self, services: &Services<'_>) -> Result<(), MetricError> {
+        self.metric.prepare(services)
     }
 
     /// Scores one answer against its accepted answers (no input).

@@ -3,7 +3,7 @@
 
 use regex::Regex;
 
-use super::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, BadTarget, Metric, MetricError, Params, Scored};
 
 /// Absolute tolerance of a task file that names none: equal up to float noise.
 const DEFAULT_TOLERANCE: f64 = 1e-6;

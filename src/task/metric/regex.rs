@@ -3,9 +3,9 @@
 
 use regex::Regex;
 
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 use super::exact::normalise_exact;
 use super::number::one_line;
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// Pattern match or captured answer; fitness = score.
 #[derive(Debug)]

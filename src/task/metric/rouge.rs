@@ -2,7 +2,7 @@
 //! tokenised as Google's `rouge_score` does by default (lower-cased, runs of `[a-z0-9]`, no
 //! stemming).
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// ROUGE-L F1 of the longest common subsequence of tokens; with a `threshold`, the headline
 /// score is 1 where the F1 reaches it (else 0) and the F1 stays the fitness.

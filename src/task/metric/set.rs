@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{best_over, each, Answer, Metric, MetricError, Params, Scored};
+use super::common::{best_over, each, Answer, Metric, MetricError, Params, Scored};
 
 /// The separator of a task file that names none.
 const DEFAULT_SEPARATOR: &str = ",";
