@@ -89,7 +89,8 @@ fn json_rows(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// bench.md with the wall-seconds cell (the last) of each per-arm row dropped.
+/// bench.md with the measured cells (wall and CPU seconds, peak memory: the last three) of
+/// each per-arm row dropped.
 fn markdown(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -97,7 +98,7 @@ fn markdown(path: &Path) -> Vec<String> {
         .map(|l| {
             if l.starts_with("| ga | ga |") || l.starts_with("| random | random |") {
                 let cells: Vec<&str> = l.trim_end_matches('|').split('|').collect();
-                cells[..cells.len() - 1].join("|")
+                cells[..cells.len() - 3].join("|")
             } else {
                 l.to_string()
             }

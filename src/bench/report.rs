@@ -260,7 +260,7 @@ pub(crate) fn to_markdown(
             "### {task}\n\nInitial prompt (the task's first): test accuracy {}.\n\n",
             pct(stats::mean(&initial))
         );
-        s += "| arm | strategy | runs | test acc mean ± std | test acc median | best dev mean | evals to 95% (mean) | wall s (mean) |\n|---|---|---|---|---|---|---|---|\n";
+        s += "| arm | strategy | runs | test acc mean ± std | test acc median | best dev mean | evals to 95% (mean) | wall s (mean) | CPU s (mean) | peak memory MB (max) |\n|---|---|---|---|---|---|---|---|---|---|\n";
         for arm in &config.arms {
             let all = of_task.iter().filter(|r| r.arm == arm.name).count();
             let r: Vec<&&RunRow> = of_task
@@ -270,7 +270,7 @@ pub(crate) fn to_markdown(
             if r.is_empty() {
                 if all > 0 {
                     s += &format!(
-                        "| {} | {} | 0 of {all} (see Peers) | - | - | - | - | - |\n",
+                        "| {} | {} | 0 of {all} (see Peers) | - | - | - | - | - | - | - |\n",
                         arm.name,
                         arm.strategy()
                     );
@@ -286,8 +286,11 @@ pub(crate) fn to_markdown(
             let dev: Vec<f64> = r.iter().map(|r| r.best_dev).collect();
             let to95: Vec<f64> = r.iter().map(|r| r.evals_to_95 as f64).collect();
             let secs: Vec<f64> = r.iter().map(|r| r.seconds).collect();
+            // Runs made before cost was recorded have none; "-" when no run has it.
+            let cpu: Vec<f64> = r.iter().filter_map(|r| r.cpu_seconds).collect();
+            let peak = r.iter().filter_map(|r| r.peak_rss_mb).reduce(f64::max);
             s += &format!(
-                "| {} | {} | {runs} | {} ± {:.1} | {} | {} | {:.0} | {:.1} |\n",
+                "| {} | {} | {runs} | {} ± {:.1} | {} | {} | {:.0} | {:.1} | {} | {} |\n",
                 arm.name,
                 arm.strategy(),
                 pct(stats::mean(&test)),
@@ -295,7 +298,13 @@ pub(crate) fn to_markdown(
                 pct(stats::median(&test)),
                 pct(stats::mean(&dev)),
                 stats::mean(&to95),
-                stats::mean(&secs)
+                stats::mean(&secs),
+                if cpu.is_empty() {
+                    "-".to_string()
+                } else {
+                    format!("{:.0}", stats::mean(&cpu))
+                },
+                peak.map_or_else(|| "-".to_string(), |m| format!("{m:.0}"))
             );
         }
         let (boxes, curves) = plot_names(&task);
