@@ -18,7 +18,7 @@ use promptevo::evolve::{PhrasePool, SearchConfig, TextGenerator, OPERATORS, STRA
 use promptevo::model::{ModelSpec, WeightFormat};
 use promptevo::remote::ServerConfig;
 use promptevo::run::checkpoint::Checkpoint;
-use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
+use promptevo::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE, REPORT_FILE, RESULT_FILE};
 use promptevo::run::{
     Backends, EvaluationLog, EvaluationRecord, ModelSettings, Report, RunSettings,
 };
@@ -730,11 +730,13 @@ fn optimize(args: OptimizeArgs) -> Result<ExitCode> {
 fn resume(args: ResumeArgs) -> Result<ExitCode> {
     let folder = RunFolder::open(&args.run_dir)?;
     let _lock = folder.lock()?;
-    let config = folder.file(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config)
-        .with_context(|| format!("cannot read {}", config.display()))?;
-    let mut settings: RunSettings = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a promptevo run configuration", config.display()))?;
+    let mut settings: RunSettings = folder
+        .read_json(
+            CONFIG_FILE,
+            "a promptevo run configuration",
+            "restore it, or start a new run with `promptevo optimize`",
+        )?
+        .with_context(|| format!("cannot read {}", folder.file(CONFIG_FILE).display()))?;
     if let Some(url) = &args.server_url {
         if !promptevo::remote::is_server_url(url) {
             anyhow::bail!(
@@ -793,18 +795,21 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
 
 fn report(args: ReportArgs) -> Result<ExitCode> {
     let folder = RunFolder::open(&args.run_dir)?;
-    let result = folder.file("result.json");
-    let text = std::fs::read_to_string(&result).with_context(|| {
-        format!(
-            "cannot read {}: the run has not finished (use `promptevo resume`)",
-            result.display()
-        )
-    })?;
-    let mut report: Report = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a promptevo result", result.display()))?;
+    let mut report: Report = folder
+        .read_json(
+            RESULT_FILE,
+            "a promptevo result",
+            "resume the run to write it again",
+        )?
+        .with_context(|| {
+            format!(
+                "cannot read {}: the run has not finished (use `promptevo resume`)",
+                folder.file(RESULT_FILE).display()
+            )
+        })?;
     let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
     report.write(&folder, &records)?;
-    println!("{}", folder.file("report.md").display());
+    println!("{}", folder.file(REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -813,10 +818,12 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
     let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     println!("run {}", folder.root().display());
-    let result = folder.file("result.json");
-    if let Ok(text) = std::fs::read_to_string(&result) {
-        let r: Report = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a promptevo result", result.display()))?;
+    let result: Option<Report> = folder.read_json(
+        RESULT_FILE,
+        "a promptevo result",
+        "resume the run to write it again",
+    )?;
+    if let Some(r) = result {
         println!(
             "task {} | model {} | {} seed {} | {} candidates, {} forward passes, {:.0} s",
             r.task, r.model, r.strategy, r.seed, r.candidates, r.forward_passes, r.search_seconds
@@ -838,19 +845,9 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
             100.0 * r.test_change_ci.0,
             100.0 * r.test_change_ci.1
         );
-        println!("report: {}", folder.file("report.md").display());
+        println!("report: {}", folder.file(REPORT_FILE).display());
     } else {
-        let dev_n = records
-            .iter()
-            .filter(|r| r.is_dev())
-            .map(|r| r.n)
-            .max()
-            .unwrap_or(0);
-        let best = records
-            .iter()
-            .filter(|r| r.is_dev() && r.n == dev_n)
-            .max_by(|a, b| a.score.total_cmp(&b.score).then(b.id.cmp(&a.id)));
-        let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+        let (best, generation) = promptevo::run::analysis::best_so_far(&records);
         println!(
             "unfinished: {} candidates logged, up to generation {generation}",
             records.len()
@@ -904,6 +901,6 @@ fn search_and_report(
         100.0 * report.best.dev_accuracy,
         100.0 * report.best.test_accuracy
     );
-    println!("{}", folder.file("report.md").display());
+    println!("{}", folder.file(REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use super::shard::Shard;
 use crate::error::{Error, Result};
 use crate::evolve::{PhrasePool, TextGenerator};
 use crate::progress::{Event, Progress};
-use crate::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE};
+use crate::run::folder::{RunFolder, CONFIG_FILE, EVALUATIONS_FILE, RESULT_FILE};
 use crate::run::session::BACKEND_FILE;
 use crate::run::{analysis, execute, Backends, EvaluationLog, ModelSettings, Report, RunSettings};
 use crate::score::{BackendInfo, Scorer};
@@ -157,11 +157,13 @@ fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::V
 /// never mixes old and new runs).
 fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
     let path = folder.file(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))?;
-    let stored: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Bench {
-        path: path.clone(),
-        message: format!("is not a run configuration ({e}); delete the run folder to redo it"),
-    })?;
+    let stored: serde_json::Value = folder
+        .read_json(
+            CONFIG_FILE,
+            "a run configuration",
+            "delete the run folder to redo it",
+        )?
+        .ok_or_else(|| Error::read(&path, std::io::ErrorKind::NotFound.into()))?;
     let want = serde_json::to_value(settings)
         .map_err(|e| Error::write(&path, std::io::Error::other(e)))?;
     let served_model = settings.server.as_ref().is_none_or(|s| s.model.is_some());
@@ -538,17 +540,15 @@ pub(crate) fn read_finished(
     Ok((results, name))
 }
 
-/// A finished run's result file.
-const RESULT_FILE: &str = "result.json";
-
 /// Reads a finished run's result.json.
 fn read_report(dir: &Path) -> Result<Report> {
-    let result = dir.join(RESULT_FILE);
-    let text = std::fs::read_to_string(&result).map_err(|e| Error::read(&result, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Bench {
-        path: result.clone(),
-        message: format!("is not a promptevo result ({e}); delete it to redo the run"),
-    })
+    RunFolder::at(dir)?
+        .read_json(
+            RESULT_FILE,
+            "a promptevo result",
+            "delete it to redo the run",
+        )?
+        .ok_or_else(|| Error::read(dir.join(RESULT_FILE), std::io::ErrorKind::NotFound.into()))
 }
 
 /// Fails unless a run scored through a server (its `backend.json`, written before its first

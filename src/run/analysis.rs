@@ -69,6 +69,24 @@ pub(crate) fn generation_stats(records: &[EvaluationRecord]) -> Vec<GenerationSt
         .collect()
 }
 
+/// Where an unfinished run stands: the best candidate scored on the most dev examples any
+/// candidate was (the full dev set once one is), ties to the earliest; and the last generation
+/// logged.
+pub fn best_so_far(records: &[EvaluationRecord]) -> (Option<&EvaluationRecord>, usize) {
+    let dev_n = records
+        .iter()
+        .filter(|r| r.is_dev())
+        .map(|r| r.n)
+        .max()
+        .unwrap_or(0);
+    let best = records
+        .iter()
+        .filter(|r| r.is_dev() && r.n == dev_n)
+        .max_by(|a, b| a.score.total_cmp(&b.score).then(b.id.cmp(&a.id)));
+    let generation = records.iter().map(|r| r.generation).max().unwrap_or(0);
+    (best, generation)
+}
+
 /// (example evaluations charged, best full-dev score so far) after each evaluation; partial
 /// (raced) scores count toward the budget but not toward the best.
 pub fn progress(records: &[EvaluationRecord]) -> Vec<(u64, f64)> {

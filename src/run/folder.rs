@@ -14,6 +14,10 @@ pub struct RunFolder {
 pub const EVALUATIONS_FILE: &str = "evaluations.jsonl";
 /// The resolved configuration's file name.
 pub const CONFIG_FILE: &str = "config.json";
+/// A finished run's result (the report's figures) file name.
+pub const RESULT_FILE: &str = "result.json";
+/// The readable report's file name.
+pub const REPORT_FILE: &str = "report.md";
 /// The per-generation checkpoint's file name.
 pub(crate) const CHECKPOINT_FILE: &str = "checkpoint.json";
 /// The lock file's name.
@@ -139,6 +143,28 @@ impl RunFolder {
             .map_err(|e| {
                 let _ = std::fs::remove_file(&tmp);
                 Error::write(&path, e)
+            })
+    }
+
+    /// Reads a JSON file of the folder: None when it does not exist; an error naming the file,
+    /// `what` it should be and `fix` when it cannot be read or parsed.
+    pub fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &str,
+        fix: &str,
+    ) -> Result<Option<T>> {
+        let path = self.file(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::read(&path, e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Run {
+                path,
+                message: format!("is not {what} ({e}); {fix}"),
             })
     }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{self, GenerationStats, Headroom, LineageStep, MoveFamilies, OperatorStats};
-use super::folder::RunFolder;
+use super::folder::{RunFolder, REPORT_FILE, RESULT_FILE};
 use super::log::EvaluationRecord;
 use crate::error::Result;
 use crate::evolve::choice::FinalChoice;
@@ -196,13 +196,13 @@ impl Report {
                 format!("{}\n", l.best_short_prompt).as_bytes(),
             )?;
         }
-        folder.write_json("result.json", self)?;
+        folder.write_json(RESULT_FILE, self)?;
         let markdown = self.to_markdown();
         folder.write(
             "report.html",
             to_html(&markdown, &self.task, folder)?.as_bytes(),
         )?;
-        folder.write("report.md", markdown.as_bytes())
+        folder.write(REPORT_FILE, markdown.as_bytes())
     }
 
     /// "; CPU time 412 s, peak memory 388 MB" where the run measured them.
