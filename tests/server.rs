@@ -1337,7 +1337,8 @@ fn one_run_dir(out: &Path) -> PathBuf {
     out.join("runs/random/sst2/seed0")
 }
 
-/// results.csv's one row as (column, value) pairs, without the wall seconds.
+/// results.csv's one row as (column, value) pairs, without the measured columns (wall and CPU
+/// seconds, peak memory).
 fn bench_row(out: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = text.lines();
@@ -1347,7 +1348,7 @@ fn bench_row(out: &Path) -> Vec<(String, String)> {
     columns
         .iter()
         .zip(rows[0].split(','))
-        .filter(|(c, _)| **c != "seconds")
+        .filter(|(c, _)| !common::MEASURED.contains(c))
         .map(|(c, v)| (c.to_string(), v.to_string()))
         .collect()
 }

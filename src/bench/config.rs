@@ -49,6 +49,12 @@ struct RawArm {
     /// The peer of a `kind = "peer"` arm.
     #[serde(default)]
     peer: Option<String>,
+    /// Only these of the benchmark's tasks (as `tasks` writes them).
+    #[serde(default)]
+    tasks: Option<Vec<PathBuf>>,
+    /// Only these of the benchmark's seeds.
+    #[serde(default)]
+    seeds: Option<Vec<u64>>,
     #[serde(default)]
     search: toml::Table,
 }
@@ -64,9 +70,19 @@ pub struct Arm {
     /// The external optimiser a `kind = "peer"` arm runs (one of [`PEER_NAMES`]); None for our
     /// own search.
     pub peer: Option<String>,
+    /// The benchmark's tasks it runs (indices into [`BenchConfig::tasks`]); None: all.
+    pub tasks: Option<Vec<usize>>,
+    /// The benchmark's seeds it runs; None: all.
+    pub seeds: Option<Vec<u64>>,
 }
 
 impl Arm {
+    /// Whether it runs task `task` (an index into [`BenchConfig::tasks`]) with `seed`.
+    pub fn runs_on(&self, task: usize, seed: u64) -> bool {
+        self.tasks.as_ref().is_none_or(|t| t.contains(&task))
+            && self.seeds.as_ref().is_none_or(|s| s.contains(&seed))
+    }
+
     /// What `results.csv` names its strategy: the search's, or `peer:<name>`.
     pub fn strategy(&self) -> String {
         match &self.peer {
@@ -269,10 +285,42 @@ impl BenchConfig {
                 }
                 _ => budget = Some(evals),
             }
+            let tasks = match &a.tasks {
+                None => None,
+                Some(ts) => Some(
+                    ts.iter()
+                        .map(|t| {
+                            raw.tasks.iter().position(|b| b == t).ok_or_else(|| {
+                                fail(format!(
+                                    "arm `{}` names task {} that is not in `tasks`; write it as `tasks` does",
+                                    a.name,
+                                    t.display()
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<usize>>>()?,
+                ),
+            };
+            if let Some(seed) = a.seeds.iter().flatten().find(|s| !raw.seeds.contains(s)) {
+                return Err(fail(format!(
+                    "arm `{}` names seed {seed} that is not in `seeds`; add it there or drop it",
+                    a.name
+                )));
+            }
+            if tasks.as_ref().is_some_and(Vec::is_empty)
+                || a.seeds.as_ref().is_some_and(Vec::is_empty)
+            {
+                return Err(fail(format!(
+                    "arm `{}` has an empty `tasks` or `seeds`; list some or leave it out for all",
+                    a.name
+                )));
+            }
             arms.push(Arm {
                 name: a.name.clone(),
                 search,
                 peer,
+                tasks,
+                seeds: a.seeds.clone(),
             });
         }
         Ok(Self {
@@ -293,9 +341,15 @@ impl BenchConfig {
         })
     }
 
-    /// Runs in the benchmark: arms x tasks x seeds.
+    /// Runs in the benchmark: arms x tasks x seeds, each arm on the tasks and seeds it runs.
     pub(crate) fn run_count(&self) -> usize {
-        self.arms.len() * self.tasks.len() * self.seeds.len()
+        self.arms
+            .iter()
+            .map(|a| {
+                a.tasks.as_ref().map_or(self.tasks.len(), Vec::len)
+                    * a.seeds.as_ref().map_or(self.seeds.len(), Vec::len)
+            })
+            .sum()
     }
 
     /// The arm every other is compared with: the one named `random`, else the first.
@@ -333,6 +387,30 @@ name = "random"
 strategy = "random"
 operators = { swap = 0.0 }
 "#;
+
+    #[test]
+    fn an_arm_may_run_only_some_tasks_and_seeds() {
+        let text = format!(
+            "{BASE}[[arm]]\nname = \"late\"\ntasks = [\"../tasks/sst2.toml\"]\nseeds = [1]\n"
+        );
+        let c = BenchConfig::parse(&text, Path::new("b/x.toml")).unwrap();
+        let late = &c.arms[2];
+        assert!(late.runs_on(0, 1) && !late.runs_on(0, 0));
+        assert!(c.arms[0].runs_on(0, 0) && c.arms[0].runs_on(0, 1));
+        // ga and random on 1 task x 2 seeds, late on 1 x 1.
+        assert_eq!(c.run_count(), 5);
+        for (arm, want) in [
+            ("tasks = [\"../tasks/trec.toml\"]", "not in `tasks`"),
+            ("seeds = [7]", "seed 7 that is not in `seeds`"),
+            ("seeds = []", "empty `tasks` or `seeds`"),
+        ] {
+            let text = format!("{BASE}[[arm]]\nname = \"p\"\n{arm}\n");
+            let err = BenchConfig::parse(&text, Path::new("b/x.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("b/x.toml: ") && err.contains(want), "{err}");
+        }
+    }
 
     #[test]
     fn arm_tables_override_the_base_key_by_key() {
@@ -422,6 +500,15 @@ operators = { swap = 0.0 }
         assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
         let g = BenchConfig::load(&dir.join("generation.toml")).unwrap();
         assert_eq!((g.run_count(), g.baseline()), (15, "random"));
+        // Issue 24's: 4 arms x 6 tasks x 5 seeds, and two peers on the 4 classification tasks
+        // x seeds 0 and 1.
+        let d = BenchConfig::load(&dir.join("default.toml")).unwrap();
+        assert_eq!((d.run_count(), d.baseline()), (120 + 16, "random"));
+        let peers: Vec<&Arm> = d.arms.iter().filter(|a| a.peer.is_some()).collect();
+        assert_eq!(peers.len(), 2);
+        assert!(peers
+            .iter()
+            .all(|a| a.runs_on(0, 1) && a.runs_on(3, 0) && !a.runs_on(4, 0) && !a.runs_on(0, 2)));
         let o = BenchConfig::load(&dir.join("operators.toml")).unwrap();
         assert_eq!(o.baseline(), "all");
         let enabled = |arm: usize| check_operators(&o.arms[arm].search).unwrap();

@@ -222,6 +222,9 @@ pub(crate) fn plan(
     for &seed in &config.seeds {
         for (ti, (task, task_path)) in tasks.iter().zip(&config.tasks).enumerate() {
             for (ai, arm) in config.arms.iter().enumerate() {
+                if !arm.runs_on(ti, seed) {
+                    continue;
+                }
                 let settings = RunSettings {
                     task: absolute(task_path),
                     // A server's URL stays as given.
