@@ -80,8 +80,9 @@ fn tiny_benchmark_writes_results_and_a_rerun_redoes_only_the_damaged_run() {
 
     let want = rows(&out);
     assert_eq!(want.len(), 4);
-    // Every run of ours records what its search cost: CPU seconds and peak memory (the model,
-    // loaded once, included: well over 100 MB).
+    // Every run of ours records what its search cost: CPU seconds (near 0 when the shared
+    // cache already held its prompts) and peak memory (the model, loaded once, included: well
+    // over 100 MB).
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     for line in csv.lines().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
@@ -91,7 +92,7 @@ fn tiny_benchmark_writes_results_and_a_rerun_redoes_only_the_damaged_run() {
         let rss: f64 = f[14]
             .parse()
             .unwrap_or_else(|_| panic!("peak_rss_mb: {line}"));
-        assert!(cpu > 0.0 && rss > 100.0, "{line}");
+        assert!(cpu >= 0.0 && rss > 100.0, "{line}");
     }
     for r in &want {
         assert!(r[0] == "ga" || r[0] == "random", "{r:?}");
