@@ -3,7 +3,7 @@
 //!
 //! Exit codes: 0 success, 2 bad input or failure (the message names the file and the fix).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -813,7 +813,50 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `show` of a benchmark's peer run: what the peer returned and what it cost.
+fn show_peer(dir: &Path) -> Result<ExitCode> {
+    let r = promptevo::bench::peer::read(dir)?;
+    let pct = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{:.1}%", 100.0 * x));
+    let num = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.0}"));
+    println!("peer run {}", dir.display());
+    println!(
+        "peer {} | {} | {} evaluations, {} candidates, {:.0} s, CPU {} s, peak memory {} MB",
+        r.peer,
+        r.status.name(),
+        r.evals_used,
+        r.candidates,
+        r.search_seconds,
+        num(r.cpu_seconds),
+        num(r.peak_rss_mb)
+    );
+    println!(
+        "initial  dev {}  test {}",
+        pct(Some(r.initial_dev)),
+        pct(Some(r.initial_test))
+    );
+    match &r.prompt {
+        Some(prompt) => println!(
+            "answer   dev {}  test {} (the peer's own: {})  {prompt}",
+            pct(r.best_dev),
+            pct(r.best_test),
+            pct(r.peer_test)
+        ),
+        None => println!(
+            "no answer: {}",
+            r.reason.as_deref().unwrap_or("no reason given")
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn show(args: ReportArgs) -> Result<ExitCode> {
+    if args
+        .run_dir
+        .join(promptevo::bench::peer::PEER_RESULT_FILE)
+        .is_file()
+    {
+        return show_peer(&args.run_dir);
+    }
     let folder = RunFolder::open(&args.run_dir)?;
     let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);

@@ -187,6 +187,21 @@ fn a_peer_that_cannot_install_is_skipped_loudly_then_run_once_installed_and_not_
         "bench {best_test} vs eval {ours}"
     );
 
+    // `promptevo show` reads a peer run: what it returned, our scores and the peer's own.
+    let shown = common::bin()
+        .args(["show"])
+        .arg(out.join("runs/capo/sst2/seed3"))
+        .output()
+        .unwrap();
+    assert_ok(&shown);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("peer capo | ok | 46 evaluations")
+            && shown.contains("(the peer's own: 62.5%)")
+            && shown.contains(&answer),
+        "{shown}"
+    );
+
     // Finished: not rerun. Interrupted (no result file): rerun.
     assert_ok(&bench(&installed, &out));
     assert_eq!(calls(dir.path()), 1);

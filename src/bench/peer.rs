@@ -25,7 +25,7 @@ use crate::task::{Split, Task};
 pub const PEER_NAMES: [&str; 4] = ["capo", "evoprompt-ga", "opro", "gepa"];
 
 /// A finished peer run's result file.
-pub(crate) const PEER_RESULT_FILE: &str = "peer-result.json";
+pub const PEER_RESULT_FILE: &str = "peer-result.json";
 /// What the driver is given.
 const JOB_FILE: &str = "peer-job.json";
 /// What the driver answers.
@@ -446,8 +446,8 @@ pub(crate) fn run(
     Ok(result)
 }
 
-/// Reads a peer run's result file.
-pub(crate) fn read(dir: &Path) -> Result<PeerResult> {
+/// Reads a peer run's result file (in the run folder `dir`).
+pub fn read(dir: &Path) -> Result<PeerResult> {
     let path = dir.join(PEER_RESULT_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::read(&path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Bench {
