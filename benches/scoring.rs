@@ -165,12 +165,7 @@ fn root() -> PathBuf {
 }
 
 fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    promptevo::run::cost::peak_rss_mb().unwrap_or(0.0)
 }
 
 fn workload(n: usize) -> Result<(Task, Vec<String>)> {

@@ -5,27 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use common::{assert_bad_input, bin, default_model, root};
+use common::{assert_bad_input, bin, default_model, judge_task, root};
 use promptevo::task::metric::{Answer, MetricSpec};
-
-/// A generation task in `dir` judged with `metric` (the `[metric]` table's lines).
-fn write_task(dir: &Path, metric: &str) -> PathBuf {
-    std::fs::write(
-        dir.join("data.jsonl"),
-        "{\"input\": \"hot\", \"target\": \"cold\"}\n{\"input\": \"up\", \"target\": \"down\"}\n",
-    )
-    .unwrap();
-    let p = dir.join("task.toml");
-    std::fs::write(
-        &p,
-        format!("name = \"j\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\n\\nInput: {{input}}\\nOutput:\"\nmax_new_tokens = 4\ninitial_prompts = [\"Write the opposite word.\"]\n[metric]\nname = \"judge\"\n{metric}\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n"),
-    )
-    .unwrap();
-    p
-}
 
 /// `promptevo eval` of `task` on the default model with `extra` flags.
 fn eval(task: &Path, extra: &[&str]) -> Output {
@@ -92,7 +76,7 @@ const PAIRS: [(&str, &str, &str); 10] = [
 #[test]
 fn the_default_model_judges_a_right_answer_above_a_wrong_one() {
     let dir = tempfile::tempdir().unwrap();
-    let task = write_task(
+    let task = judge_task(
         dir.path(),
         &format!(
             "rubric = \"Is the answer an antonym of the input word?\"\njudge_model = {:?}",
@@ -147,13 +131,13 @@ fn a_missing_rubric_or_judge_file_is_rejected_when_the_task_loads() {
     let dir = tempfile::tempdir().unwrap();
     let out = bin()
         .args(["eval", "--task"])
-        .arg(write_task(dir.path(), "judge_model = \"scoring\""))
+        .arg(judge_task(dir.path(), "judge_model = \"scoring\""))
         .output()
         .unwrap();
     assert_bad_input(&out, &["task.toml", "[metric] rubric", "missing"]);
     let out = bin()
         .args(["eval", "--task"])
-        .arg(write_task(
+        .arg(judge_task(
             dir.path(),
             "rubric = \"Right?\"\njudge_model = \"judges/none.gguf\"",
         ))
@@ -174,7 +158,7 @@ fn a_missing_rubric_or_judge_file_is_rejected_when_the_task_loads() {
 fn a_judge_that_cannot_load_or_answer_stops_eval_before_any_answer() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("junk.gguf"), "not a model").unwrap();
-    let task = write_task(
+    let task = judge_task(
         dir.path(),
         "rubric = \"Right?\"\njudge_model = \"junk.gguf\"",
     );
@@ -188,7 +172,7 @@ fn a_judge_that_cannot_load_or_answer_stops_eval_before_any_answer() {
         ],
     );
     // Port 9 (discard) refuses connections on a test machine.
-    let task = write_task(
+    let task = judge_task(
         dir.path(),
         "rubric = \"Right?\"\njudge_model = \"http://127.0.0.1:9/v1\"",
     );

@@ -936,17 +936,10 @@ fn assert_labels_are_the_toy_models(v: &serde_json::Value) {
 fn a_judge_on_a_server_scores_each_answer_by_the_servers_yes_and_no() {
     let (url, seen) = echo_server_seen("");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("data.jsonl"),
-        "{\"input\": \"hot\", \"target\": \"cold\"}\n{\"input\": \"up\", \"target\": \"down\"}\n",
-    )
-    .unwrap();
-    let task = dir.path().join("task.toml");
-    std::fs::write(
-        &task,
-        format!("name = \"j\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\n\\nInput: {{input}}\\nOutput:\"\nmax_new_tokens = 4\ninitial_prompts = [\"Write the opposite word.\"]\n[metric]\nname = \"judge\"\nrubric = \"Is the answer the opposite of the input?\"\njudge_model = \"{url}\"\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n"),
-    )
-    .unwrap();
+    let task = common::judge_task(
+        dir.path(),
+        &format!("rubric = \"Is the answer the opposite of the input?\"\njudge_model = \"{url}\""),
+    );
     let out = bin()
         .current_dir(root())
         .args(["eval", "--json", "--per-example", "--task"])

@@ -157,13 +157,11 @@ fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::V
 /// never mixes old and new runs).
 fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
     let path = folder.file(CONFIG_FILE);
-    let stored: serde_json::Value = folder
-        .read_json(
-            CONFIG_FILE,
-            "a run configuration",
-            "delete the run folder to redo it",
-        )?
-        .ok_or_else(|| Error::read(&path, std::io::ErrorKind::NotFound.into()))?;
+    let stored: serde_json::Value = folder.require_json(
+        CONFIG_FILE,
+        "a run configuration",
+        "delete the run folder to redo it",
+    )?;
     let want = serde_json::to_value(settings)
         .map_err(|e| Error::write(&path, std::io::Error::other(e)))?;
     let served_model = settings.server.as_ref().is_none_or(|s| s.model.is_some());
@@ -545,13 +543,11 @@ pub(crate) fn read_finished(
 
 /// Reads a finished run's result.json.
 fn read_report(dir: &Path) -> Result<Report> {
-    RunFolder::at(dir)?
-        .read_json(
-            RESULT_FILE,
-            "a promptevo result",
-            "delete it to redo the run",
-        )?
-        .ok_or_else(|| Error::read(dir.join(RESULT_FILE), std::io::ErrorKind::NotFound.into()))
+    RunFolder::at(dir)?.require_json(
+        RESULT_FILE,
+        "a promptevo result",
+        "delete it to redo the run",
+    )
 }
 
 /// Fails unless a run scored through a server (its `backend.json`, written before its first

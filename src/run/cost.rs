@@ -40,14 +40,20 @@ impl CostMeter {
     }
 }
 
+/// This process's resource usage so far (every thread).
+#[cfg(unix)]
+fn rusage() -> Option<libc::rusage> {
+    // SAFETY: getrusage writes the struct it is given and reads nothing else.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
+    }
+}
+
 /// User + system CPU seconds of this process so far, every thread.
 #[cfg(unix)]
 fn cpu_seconds() -> Option<f64> {
-    // SAFETY: getrusage writes the struct it is given and reads nothing else.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
-    }?;
+    let usage = rusage()?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Some(secs(usage.ru_utime) + secs(usage.ru_stime))
 }
@@ -63,8 +69,9 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident memory in MB: VmHWM on Linux, else the process's maximum resident size.
-fn peak_rss_mb() -> Option<f64> {
+/// This process's peak resident memory in MB (since the last reset by [`CostMeter::start`]):
+/// VmHWM on Linux, else the process's maximum resident size.
+pub fn peak_rss_mb() -> Option<f64> {
     #[cfg(target_os = "linux")]
     if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
         let kb = status
@@ -80,11 +87,7 @@ fn peak_rss_mb() -> Option<f64> {
 
 #[cfg(unix)]
 fn max_rss_mb() -> Option<f64> {
-    // SAFETY: as in cpu_seconds.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
-    }?;
+    let usage = rusage()?;
     // Kilobytes on Linux, bytes on macOS.
     let kb = if cfg!(target_os = "macos") {
         usage.ru_maxrss as f64 / 1024.0

@@ -168,6 +168,18 @@ impl RunFolder {
             })
     }
 
+    /// [`RunFolder::read_json`] of a file the folder must hold: its absence is a read error
+    /// naming it.
+    pub fn require_json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        what: &str,
+        fix: &str,
+    ) -> Result<T> {
+        self.read_json(name, what, fix)?
+            .ok_or_else(|| Error::read(self.file(name), std::io::ErrorKind::NotFound.into()))
+    }
+
     /// Writes a value as pretty JSON.
     pub fn write_json<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<()> {
         let text = serde_json::to_vec_pretty(value)

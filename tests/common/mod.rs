@@ -146,3 +146,19 @@ pub fn results_rows(csv: &Path) -> Vec<Vec<String>> {
         })
         .collect()
 }
+
+/// A generation task in `dir` judged with `metric` (the `[metric]` table's lines).
+pub fn judge_task(dir: &Path, metric: &str) -> PathBuf {
+    std::fs::write(
+        dir.join("data.jsonl"),
+        "{\"input\": \"hot\", \"target\": \"cold\"}\n{\"input\": \"up\", \"target\": \"down\"}\n",
+    )
+    .unwrap();
+    let p = dir.join("task.toml");
+    std::fs::write(
+        &p,
+        format!("name = \"j\"\nkind = \"generation\"\ntemplate = \"{{prompt}}\\n\\nInput: {{input}}\\nOutput:\"\nmax_new_tokens = 4\ninitial_prompts = [\"Write the opposite word.\"]\n[metric]\nname = \"judge\"\n{metric}\n[data]\ndev = \"data.jsonl\"\ntest = \"data.jsonl\"\n"),
+    )
+    .unwrap();
+    p
+}

@@ -16,7 +16,7 @@ use super::config::SearchConfig;
 use super::error_driven::{error_driven_child, DEMO_ERROR};
 use super::ga::survivors;
 use super::gepa::{reflect, Reflection, MERGE, REFLECT};
-use super::strategy::{select, Setup, Strategy};
+use super::strategy::{filled_population, select, Setup, Strategy};
 use crate::evolve::candidate::{Candidate, Scored};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::OperatorSet;
@@ -125,12 +125,7 @@ impl Strategy for Adaptive {
             ));
         }
         self.given = vec![0; self.families.len()];
-        search.initial_population(
-            initial_prompts,
-            setup.cfg.population,
-            Some(setup.operators),
-            rng,
-        )
+        filled_population(search, setup, initial_prompts, rng)
     }
 
     /// `--population` minus `--elite` children, each slot going to the first family in

@@ -6,7 +6,7 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::strategy::{Setup, Strategy};
+use super::strategy::{filled_population, Setup, Strategy};
 use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
 use crate::evolve::search::Search;
@@ -33,12 +33,7 @@ impl Strategy for DifferentialEvolution {
                 "de rewrites prompts with the model, but no generator was given".into(),
             ));
         }
-        search.initial_population(
-            initial_prompts,
-            setup.cfg.population,
-            Some(setup.operators),
-            rng,
-        )
+        filled_population(search, setup, initial_prompts, rng)
     }
 
     /// One trial per member: the member, then two other members drawn at random.

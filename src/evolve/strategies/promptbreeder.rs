@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::strategy::{Setup, Strategy};
+use super::strategy::{filled_population, Setup, Strategy};
 use crate::evolve::candidate::{sort_best_first, Candidate, Scored};
 use crate::evolve::error::EvolveError;
 use crate::evolve::operators::{MUTATION_PROMPTS, THINKING_STYLES};
@@ -45,12 +45,7 @@ impl Strategy for Promptbreeder {
                 "promptbreeder needs one-parent operators: enable pb-first-order, pb-zero-order, pb-hypermutation, pb-lineage or pb-lamarckian".into(),
             ));
         }
-        self.units = search.initial_population(
-            initial_prompts,
-            setup.cfg.population,
-            Some(setup.operators),
-            rng,
-        )?;
+        self.units = filled_population(search, setup, initial_prompts, rng)?;
         self.mutation_prompts = self
             .units
             .iter()

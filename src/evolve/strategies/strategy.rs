@@ -35,12 +35,7 @@ pub(crate) trait Strategy {
         initial_prompts: &[String],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
-        search.initial_population(
-            initial_prompts,
-            setup.cfg.population,
-            Some(setup.operators),
-            rng,
-        )
+        filled_population(search, setup, initial_prompts, rng)
     }
 
     /// Proposes the children of `generation` from `population` (the one last reported). None
@@ -81,6 +76,22 @@ pub(crate) trait Strategy {
     fn finish(&mut self, population: Vec<Scored>) -> Vec<Scored> {
         population
     }
+}
+
+/// The first population most strategies start from: the initial prompts, then children of
+/// them made by the operators until there are `--population`, all scored.
+pub(crate) fn filled_population(
+    search: &mut Search<'_, '_>,
+    setup: &Setup<'_>,
+    initial_prompts: &[String],
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<Scored>, EvolveError> {
+    search.initial_population(
+        initial_prompts,
+        setup.cfg.population,
+        Some(setup.operators),
+        rng,
+    )
 }
 
 /// Draws a parent with the configured selection.
