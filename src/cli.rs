@@ -71,6 +71,11 @@ struct BenchArgs {
     /// same --out (a shared folder), then `--merge`.
     #[arg(long, value_name = "K/N")]
     shard: Option<String>,
+    /// Run only these arms now (names from the benchmark file, comma-separated), e.g. the
+    /// quick arms before slow peers; the other arms' finished runs still count in the tables,
+    /// and their unfinished ones wait for an invocation without --arms.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    arms: Option<Vec<String>>,
     /// Run nothing: read the finished runs in --out (e.g. written by shards) and write
     /// results.csv, results.json, bench.md and plots as an unsharded run would; fails naming
     /// the runs that have not finished. Give the same model flags as the shards (a server is
@@ -370,6 +375,9 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     if args.merge && shard.is_some() {
         anyhow::bail!("--merge reads every shard's runs; drop --shard");
     }
+    if args.merge && args.arms.is_some() {
+        anyhow::bail!("--merge reads every arm's runs; drop --arms");
+    }
     let config = promptevo::bench::BenchConfig::load(&args.config)?;
     let model = model_settings(&args.model)?;
     let out = args
@@ -389,11 +397,11 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let (results, written) = match shard {
         Some(s) => (
-            promptevo::bench::run_shard(&config, &out, &backends, s)?,
+            promptevo::bench::run_shard(&config, &out, &backends, s, args.arms.clone())?,
             promptevo::bench::shard_dir(&out, s).join("results.csv"),
         ),
         None => (
-            promptevo::bench::run(&config, &out, &backends)?,
+            promptevo::bench::run(&config, &out, &backends, args.arms.clone())?,
             out.join("bench.md"),
         ),
     };

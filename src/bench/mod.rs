@@ -16,7 +16,7 @@ pub mod shard;
 use std::path::{Path, PathBuf};
 
 pub use config::{Arm, BenchConfig};
-pub use runner::{RunResult, RunRow};
+pub use runner::{RunResult, RunRow, Selection};
 pub use shard::Shard;
 
 use crate::error::Result;
@@ -58,10 +58,17 @@ fn write_all(
 /// Runs (or finishes) the benchmark into `out`, scored and written by `backends` (whose
 /// progress hears of every run), and writes its results; returns every run's result. `results.csv` and `results.json` are rewritten
 /// after every run, so an interrupted benchmark still leaves its finished runs tabulated.
-pub fn run(config: &BenchConfig, out: &Path, backends: &Backends) -> Result<Vec<RunResult>> {
+/// `arms`, when given, limits the invocation to those arms (see [`Selection::arms`]).
+pub fn run(
+    config: &BenchConfig,
+    out: &Path,
+    backends: &Backends,
+    arms: Option<Vec<String>>,
+) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
-    let results = runner::run_all(config, out, backends, None, |r| write_rows(&folder, r))?;
+    let select = Selection { shard: None, arms };
+    let results = runner::run_all(config, out, backends, &select, |r| write_rows(&folder, r))?;
     write_all(
         &folder,
         config,
@@ -83,12 +90,15 @@ pub fn run_shard(
     out: &Path,
     backends: &Backends,
     shard: Shard,
+    arms: Option<Vec<String>>,
 ) -> Result<Vec<RunResult>> {
     let folder = RunFolder::create(&shard_dir(out, shard))?;
     let _lock = folder.lock()?;
-    runner::run_all(config, out, backends, Some(shard), |r| {
-        write_rows(&folder, r)
-    })
+    let select = Selection {
+        shard: Some(shard),
+        arms,
+    };
+    runner::run_all(config, out, backends, &select, |r| write_rows(&folder, r))
 }
 
 /// Reads every finished run of the benchmark in `out` (typically written by its shards) and

@@ -339,17 +339,76 @@ pub fn record(backends: &Backends) -> Result<ModelSettings> {
     Ok(record)
 }
 
+/// Which runs of the benchmark an invocation brings to a result.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Only this shard's share of the grid (`--shard K/N`).
+    pub shard: Option<Shard>,
+    /// Only these arms (`--arms`, names from the benchmark file); the other arms' finished
+    /// runs are read into the tables, their unfinished ones are left for a later invocation.
+    pub arms: Option<Vec<String>>,
+}
+
+impl Selection {
+    /// Per arm of `config`, whether this invocation leaves it for later; fails on a name the
+    /// file does not have, listing the ones it has.
+    fn deferred(&self, config: &BenchConfig) -> Result<Vec<bool>> {
+        let Some(names) = &self.arms else {
+            return Ok(vec![false; config.arms.len()]);
+        };
+        if let Some(unknown) = names.iter().find(|n| !config.arms.iter().any(|a| &a.name == *n)) {
+            let known: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--arms: the benchmark has no arm `{unknown}`; its arms are {}",
+                known.join(", ")
+            )));
+        }
+        Ok(config
+            .arms
+            .iter()
+            .map(|a| !names.contains(&a.name))
+            .collect())
+    }
+}
+
+/// A run's result if it has finished (a peer's if it ran to an answer or failed), read without
+/// running anything; None for a run not started, half-finished or skipped.
+fn finished_result(
+    config: &BenchConfig,
+    tasks: &[Task],
+    run: &PlannedRun,
+) -> Result<Option<RunResult>> {
+    if config.arms[run.arm].peer.is_some() {
+        if !run.dir.join(PEER_RESULT_FILE).is_file() {
+            return Ok(None);
+        }
+        let r = peer::read(&run.dir)?;
+        if r.status == PeerStatus::Skipped {
+            return Ok(None);
+        }
+        check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
+        return Ok(Some(peer_result_of(config, tasks, run, &r)));
+    }
+    if !run.dir.join(RESULT_FILE).is_file() {
+        return Ok(None);
+    }
+    check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
+    Ok(Some(result_of(config, tasks, run, &read_report(&run.dir)?)?))
+}
+
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
-/// of them, scored and written by `backends`, calling `each` after each run with the results
+/// of them or only some arms' (`select`), scored and written by `backends`, calling `each` after each run with the results
 /// so far; returns the results of the runs it was given, in run order (seed, task, arm). A run
 /// stopped by its server fails naming its folder: rerunning the benchmark resumes it.
 pub(crate) fn run_all(
     config: &BenchConfig,
     out: &Path,
     backends: &Backends,
-    shard: Option<Shard>,
+    select: &Selection,
     mut each: impl FnMut(&[RunResult]) -> Result<()>,
 ) -> Result<Vec<RunResult>> {
+    let shard = select.shard;
+    let deferred = select.deferred(config)?;
     PhrasePool::load(&config.pool)?;
     let tasks = load_tasks(config)?;
     // One scorer per task, shared by every run of it: its cache makes repeated prompts free in
@@ -362,7 +421,8 @@ pub(crate) fn run_all(
         .into_iter()
         .filter(|r| shard.is_none_or(|s| s.owns(r.index)))
         .collect();
-    let total = runs.len();
+    let total = runs.iter().filter(|r| !deferred[r.arm]).count();
+    let mut position = 0;
     let of = shard.map_or_else(String::new, |s| {
         format!(" of shard {s} ({} runs in all)", config.run_count())
     });
@@ -370,6 +430,15 @@ pub(crate) fn run_all(
     for run in &runs {
         let task = &tasks[run.task];
         let start = Instant::now();
+        if deferred[run.arm] {
+            // An arm left for a later invocation: its finished runs still count in the tables.
+            if let Some(result) = finished_result(config, &tasks, run)? {
+                results.push(result);
+                each(&results)?;
+            }
+            continue;
+        }
+        position += 1;
         if let Some(peer_name) = &config.arms[run.arm].peer {
             let peer_run = PeerRun {
                 peer: peer_name,
@@ -385,7 +454,7 @@ pub(crate) fn run_all(
                 RunState::Finished => "(finished earlier, skipped)".to_string(),
                 _ => format!("in {:.0} s", start.elapsed().as_secs_f64()),
             };
-            let position = format!("[{}/{total}{of}]", results.len() + 1);
+            let position = format!("[{position}/{total}{of}]");
             let line = match r.status {
                 PeerStatus::Ok => format!(
                     "{position} {} {} seed {}: dev {:.1}% test {:.1}% (peer {}) {how}",
@@ -421,8 +490,7 @@ pub(crate) fn run_all(
         .map_err(|e| stopped(e, &run.dir))?;
         let result = result_of(config, &tasks, run, &report)?;
         let line = format!(
-            "[{}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
-            results.len() + 1,
+            "[{position}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
             result.row.arm,
             task.name,
             run.seed,
