@@ -384,7 +384,12 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{}", config.name)));
-    // Tasks and pool are checked before the model is loaded or the server asked.
+    // Tasks, pool and arm names are checked before the model is loaded or the server asked.
+    promptevo::bench::Selection {
+        shard,
+        arms: args.arms.clone(),
+    }
+    .check(&config)?;
     promptevo::bench::runner::load_tasks(&config)?;
     PhrasePool::load(&config.pool)?;
     if args.merge {

@@ -222,3 +222,70 @@ fn bad_benchmark_files_fail_with_exit_2_and_one_line_naming_the_file() {
         );
     }
 }
+
+#[test]
+fn arms_runs_only_the_named_arms_and_a_later_invocation_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_config(dir.path());
+    let out = dir.path().join("out");
+    let with_arms = |arms: &str| {
+        common::bin()
+            .current_dir(root())
+            .args(["bench", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .args(["--model"])
+            .arg(common::default_model())
+            .args(["--arms", arms])
+            .output()
+            .unwrap()
+    };
+
+    // An arm the file lacks: one line listing the file's arms, before any model is loaded.
+    let bad = with_arms("random,annealing");
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no arm `annealing`"), "{stderr}");
+    assert!(stderr.contains("ga, random"), "{stderr}");
+    assert!(!out.join("results.csv").exists());
+
+    // Only random's two runs, counted as the invocation's whole.
+    let first = with_arms("random");
+    assert_ok(&first);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains("[2/2] random sst2 seed 1:"), "{stderr}");
+    assert!(!stderr.contains(" ga sst2"), "{stderr}");
+    let only_random = rows(&out);
+    assert_eq!(only_random.len(), 2, "{only_random:?}");
+    assert!(only_random.iter().all(|r| r[0] == "random"));
+    assert!(!run_dir(&out, "ga", 0).exists());
+
+    // Then ga: random's finished runs are read back into the tables, not run again.
+    let random_log = std::fs::read(run_dir(&out, "random", 0).join("evaluations.jsonl")).unwrap();
+    let second = with_arms("ga");
+    assert_ok(&second);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("[2/2] ga sst2 seed 1:"), "{stderr}");
+    assert!(!stderr.contains("random sst2"), "{stderr}");
+    assert_eq!(
+        std::fs::read(run_dir(&out, "random", 0).join("evaluations.jsonl")).unwrap(),
+        random_log
+    );
+    let all = rows(&out);
+    assert_eq!(all.len(), 4, "{all:?}");
+    for r in &only_random {
+        assert!(all.contains(r), "{r:?} in {all:?}");
+    }
+    // The same tables as one invocation without --arms gives (it skips every run).
+    let third = bench(&config, &out);
+    assert_ok(&third);
+    assert_eq!(
+        String::from_utf8_lossy(&third.stderr)
+            .matches("finished earlier, skipped")
+            .count(),
+        4
+    );
+    assert_eq!(rows(&out), all);
+}

@@ -350,19 +350,28 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Per arm of `config`, whether this invocation leaves it for later; fails on a name the
-    /// file does not have, listing the ones it has.
-    fn deferred(&self, config: &BenchConfig) -> Result<Vec<bool>> {
-        let Some(names) = &self.arms else {
-            return Ok(vec![false; config.arms.len()]);
-        };
-        if let Some(unknown) = names.iter().find(|n| !config.arms.iter().any(|a| &a.name == *n)) {
+    /// Fails (one line, listing the file's arms) when `--arms` names an arm `config` lacks.
+    pub fn check(&self, config: &BenchConfig) -> Result<()> {
+        let names = self.arms.as_deref().unwrap_or_default();
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !config.arms.iter().any(|a| &a.name == *n))
+        {
             let known: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
             return Err(Error::Usage(format!(
                 "--arms: the benchmark has no arm `{unknown}`; its arms are {}",
                 known.join(", ")
             )));
         }
+        Ok(())
+    }
+
+    /// Per arm of `config`, whether this invocation leaves it for later.
+    fn deferred(&self, config: &BenchConfig) -> Result<Vec<bool>> {
+        self.check(config)?;
+        let Some(names) = &self.arms else {
+            return Ok(vec![false; config.arms.len()]);
+        };
         Ok(config
             .arms
             .iter()
@@ -393,7 +402,12 @@ fn finished_result(
         return Ok(None);
     }
     check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
-    Ok(Some(result_of(config, tasks, run, &read_report(&run.dir)?)?))
+    Ok(Some(result_of(
+        config,
+        tasks,
+        run,
+        &read_report(&run.dir)?,
+    )?))
 }
 
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
