@@ -108,6 +108,10 @@ struct RowResult {
     peak_rss_mb: f64,
     /// Per example, the log-probability of each label.
     scores: Vec<Vec<f64>>,
+    /// For promptevo's rows: where a second, accounted pass over the same work spent its
+    /// threads' time (`promptevo::model::profile::Breakdown`), its wall seconds and threads.
+    #[serde(default)]
+    breakdown: Option<serde_json::Value>,
 }
 
 /// The rows promptevo runs itself on the CPU: (weights, prefix reuse, batch size).
@@ -220,6 +224,7 @@ fn run_naive(n: usize, device: &Device) -> Result<RowResult> {
         seconds: start.elapsed().as_secs_f64(),
         peak_rss_mb: peak_rss_mb(),
         scores,
+        breakdown: None,
     })
 }
 
@@ -267,6 +272,26 @@ fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<R
     let start = Instant::now();
     let scores = engine.score(&before, &suffixes, &labels)?;
     let seconds = start.elapsed().as_secs_f64();
+    // The same work again on a fresh engine, with the time accounting on (kept out of the
+    // timed pass above, whose figures the table reports).
+    let mut fresh = Engine::new(
+        &model,
+        EngineOptions {
+            batch_size,
+            prefix_reuse,
+        },
+    );
+    promptevo::model::profile::start();
+    let start = Instant::now();
+    fresh.score(&before, &suffixes, &labels)?;
+    let wall = start.elapsed().as_secs_f64();
+    let accounted = promptevo::model::profile::finish();
+    let breakdown = serde_json::json!({
+        "wall_seconds": wall,
+        "threads": rayon::current_num_threads(),
+        "products": accounted.products,
+        "parts": accounted.parts,
+    });
     Ok(RowResult {
         engine: if device.is_cpu() {
             row_name(device, spec)
@@ -281,6 +306,7 @@ fn run_ours(n: usize, row: usize, device: &Device, model_file: &str) -> Result<R
             .into_iter()
             .map(|s| s.into_iter().map(f64::from).collect())
             .collect(),
+        breakdown: Some(breakdown),
     })
 }
 
@@ -382,6 +408,7 @@ fn run_peer(
         seconds: v["seconds"].as_f64().unwrap_or(f64::NAN),
         peak_rss_mb: v["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
         scores: serde_json::from_value(v["scores"].clone())?,
+        breakdown: None,
     }))
 }
 
@@ -495,7 +522,7 @@ fn main() -> Result<()> {
     if json {
         let out: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "gflop_per_s": gflops(r), "fraction_of_kernel_peak": gflops(r) / peak, "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r), "reference": reference}))
+            .map(|r| serde_json::json!({"engine": r.engine, "tokens_per_s": r.tokens as f64 / r.seconds, "examples_per_s": eps(r), "gflop_per_s": gflops(r), "fraction_of_kernel_peak": gflops(r) / peak, "peak_rss_mb": r.peak_rss_mb, "max_abs_diff_nats": diff(r), "reference": reference, "breakdown": r.breakdown}))
             .collect();
         println!(
             "{}",
@@ -538,5 +565,60 @@ fn main() -> Result<()> {
             r.examples
         );
     }
+    for r in &rows {
+        if let Some(b) = &r.breakdown {
+            print_breakdown(&r.engine, b, peak);
+        }
+    }
     Ok(())
+}
+
+/// One row's breakdown as a table: each matrix product shape, the other parts, and the rest of
+/// the threads' time, in core-seconds, with the products' GFLOP/s at the rate all cores would
+/// reach spending that time (comparable with the bf16 kernel peak, also measured on every core).
+fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64) {
+    let wall = b["wall_seconds"].as_f64().unwrap_or(f64::NAN);
+    let threads = b["threads"].as_f64().unwrap_or(1.0);
+    let total = wall * threads;
+    let products = b["products"].as_array().cloned().unwrap_or_default();
+    let parts = b["parts"].as_array().cloned().unwrap_or_default();
+    println!();
+    println!(
+        "Where the time of `{engine}` goes (a second pass over the same work with accounting on: {wall:.2} s wall x {threads} threads = {total:.2} core-s):"
+    );
+    if products.is_empty() {
+        println!("(candle's path: its products are not accounted; only the tokenizer is)");
+    }
+    println!("| part | core-s | share | GFLOP/s (all cores) | of bf16 peak |");
+    println!("|---|---|---|---|---|");
+    let mut accounted = 0.0;
+    for p in &products {
+        let secs = p["seconds"].as_f64().unwrap_or(0.0);
+        let (k, n) = (
+            p["k"].as_f64().unwrap_or(0.0),
+            p["n"].as_f64().unwrap_or(0.0),
+        );
+        let flops = 2.0 * p["rows"].as_f64().unwrap_or(0.0) * k * n;
+        let rate = flops / (secs / threads) / 1e9;
+        accounted += secs;
+        println!(
+            "| {} product {k} -> {n} ({} rows in {} calls) | {secs:.3} | {:.1}% | {rate:.1} | {:.0}% |",
+            p["kernel"].as_str().unwrap_or("?"),
+            p["rows"],
+            p["calls"],
+            100.0 * secs / total,
+            100.0 * rate / peak
+        );
+    }
+    for part in &parts {
+        let name = part[0].as_str().unwrap_or("?");
+        let secs = part[1].as_f64().unwrap_or(0.0);
+        accounted += secs;
+        println!("| {name} | {secs:.3} | {:.1}% | | |", 100.0 * secs / total);
+    }
+    let rest = total - accounted;
+    println!(
+        "| rest: serial work between steps (allocation, KV-cache copies, batching), waiting, scheduling | {rest:.3} | {:.1}% | | |",
+        100.0 * rest / total
+    );
 }

@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use crate::model::profile::{Busy, Part};
+
 /// Lanes of the dot-product accumulator (a fixed order, vectorised by the compiler).
 const LANES: usize = 8;
 
@@ -108,6 +110,7 @@ pub fn attention(
     let mut out = vec![0f32; batch * seq * width];
     // One task per (row, query position): each writes its own slice of `out`.
     out.par_chunks_mut(width).enumerate().for_each(|(bi, dst)| {
+        let _busy = Busy::new(Part::Attention);
         let (b, i) = (bi / seq, bi % seq);
         let mrow = &mask[(b * seq + i) * kv_len..(b * seq + i + 1) * kv_len];
         let mut p = vec![0f32; kv_len];
@@ -179,6 +182,7 @@ pub(crate) fn attention_ctx<'a>(
         .enumerate()
         .with_min_len(4)
         .for_each_init(Vec::new, |p, (t, dst)| {
+            let _busy = Busy::new(Part::Attention);
             let QueryCtx { segs, mask } = ctx(t);
             let qrow = &q[t * q_stride..][..width];
             let a = Attend {

@@ -80,10 +80,10 @@ impl Model {
 
     /// Token ids of `text` (special tokens such as `<|im_start|>` are recognised; no BOS added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(Error::Tokenizer)?;
+        let enc = super::profile::busy(super::profile::Part::Tokenize, || {
+            self.tokenizer.encode(text, false)
+        })
+        .map_err(Error::Tokenizer)?;
         Ok(enc.get_ids().to_vec())
     }
 

@@ -10,6 +10,7 @@ mod gguf_scan;
 pub mod kernels;
 pub mod kv_cache;
 mod loaded;
+pub mod profile;
 pub mod safetensors;
 pub mod source;
 pub mod template_file;

@@ -18,6 +18,8 @@
 
 use rayon::prelude::*;
 
+use crate::model::profile::{self, ProductTimer};
+
 /// Which implementation runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum KernelKind {
@@ -178,6 +180,8 @@ impl Bf16Matrix {
         if m == 0 || n == 0 {
             return vec![0f32; m * n];
         }
+        let timer = ProductTimer::new();
+        let serial = profile::now();
         let kp = k.div_ceil(2);
         // Activations as rows of bf16 pairs (`m × kp`, odd k padded with a zero).
         let mut xb;
@@ -209,6 +213,7 @@ impl Bf16Matrix {
         let chunks = TASKS.div_ceil(groups).min(blocks);
         let rows_per_chunk = blocks.div_ceil(chunks) * mr;
         let chunks = m.div_ceil(rows_per_chunk);
+        let serial = profile::since(serial);
         (0..groups * chunks).into_par_iter().for_each(|t| {
             // Capture the whole `OutPtr` (which is Sync), not its raw-pointer field.
             #[allow(clippy::redundant_locals)]
@@ -220,8 +225,9 @@ impl Bf16Matrix {
             let i1 = (i0 + rows_per_chunk).min(m);
             // SAFETY: each task writes only rows i0..i1 × columns 16·p0..min(16·p1, n) of `out`,
             // which no other task touches; `out` has capacity m·n and outlives the loop.
-            unsafe { self.block(&xb, i0, i1, p0, p1, ptr.0) };
+            timer.task(|| unsafe { self.block(&xb, i0, i1, p0, p1, ptr.0) });
         });
+        timer.finish("bf16", m, k, n, serial);
         // SAFETY: the tasks above wrote every one of the m·n elements.
         unsafe { out.set_len(m * n) };
         out

@@ -17,6 +17,8 @@ use candle_core::quantized::k_quants::{BlockQ8_0, GgmlType};
 use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
 
+use crate::model::profile::{self, ProductTimer};
+
 /// Values per Q8_0 block.
 const BLOCK: usize = 32;
 /// Bytes of one candle `BlockQ8_0` (`#[repr(C)] { d: f16, qs: [i8; 32] }`).
@@ -172,6 +174,8 @@ impl Q8Matrix {
         let (n, k) = (self.n, self.k);
         let nb = k / BLOCK;
         assert_eq!(x.len(), m * k, "q8 matmul: x is not {m} × {k}");
+        let timer = ProductTimer::new();
+        let serial = profile::now();
         // The activations quantised exactly as candle does.
         let mut blocks = vec![BlockQ8_0::zeros(); nb];
         let mut xq = Vec::with_capacity(m * k);
@@ -186,22 +190,27 @@ impl Q8Matrix {
             split_blocks(bytes, &mut xq, &mut xs);
         }
         let mut out = vec![0f32; m * n];
+        let serial = profile::since(serial);
         let tasks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(COLS_PER_TASK))
             .into_par_iter()
             .map(|t| {
-                let c0 = t * COLS_PER_TASK;
-                let c1 = (c0 + COLS_PER_TASK).min(n);
-                let mut part = vec![0f32; m * (c1 - c0)];
-                self.columns(&xq, &xs, m, c0, c1, &mut part);
-                (c0, part)
+                timer.task(|| {
+                    let c0 = t * COLS_PER_TASK;
+                    let c1 = (c0 + COLS_PER_TASK).min(n);
+                    let mut part = vec![0f32; m * (c1 - c0)];
+                    self.columns(&xq, &xs, m, c0, c1, &mut part);
+                    (c0, part)
+                })
             })
             .collect();
+        let copy = profile::now();
         for (c0, part) in tasks {
             let w = part.len() / m.max(1);
             for (r, src) in part.chunks_exact(w.max(1)).enumerate().take(m) {
                 out[r * n + c0..r * n + c0 + w].copy_from_slice(src);
             }
         }
+        timer.finish("q8_0", m, k, n, serial + profile::since(copy));
         out
     }
 

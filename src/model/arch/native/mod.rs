@@ -29,6 +29,7 @@ use crate::error::Result;
 use crate::model::attention::{attention_ctx, KvSeg, QueryCtx};
 use crate::model::kernels::Bf16Matrix;
 use crate::model::kv_cache::{KvCache, RowKv};
+use crate::model::profile::{Busy, Part};
 
 /// One transformer block's weights.
 pub(crate) struct NativeLayer {
@@ -90,7 +91,10 @@ impl NativeLayer {
         if let Some(b) = &self.qkv_bias {
             qkv.par_chunks_mut(width)
                 .with_min_len(ROWS_PER_TASK)
-                .for_each(|row| row.iter_mut().zip(b).for_each(|(x, b)| *x += b));
+                .for_each(|row| {
+                    let _busy = Busy::new(Part::Rope);
+                    row.iter_mut().zip(b).for_each(|(x, b)| *x += b)
+                });
         }
         if let Some((qn, kn)) = &self.qk_norm {
             let (q_width, d, eps) = (shape.heads * shape.head_dim, shape.head_dim, shape.eps);
@@ -98,6 +102,7 @@ impl NativeLayer {
             qkv.par_chunks_mut(width)
                 .with_min_len(ROWS_PER_TASK)
                 .for_each(|row| {
+                    let _busy = Busy::new(Part::Rope);
                     for head in row[..q_width].chunks_exact_mut(d) {
                         rms_in_place(head, qn, eps);
                     }
@@ -477,6 +482,7 @@ impl NativeDecoder {
             .zip(positions.par_iter())
             .with_min_len(ROWS_PER_TASK)
             .for_each(|(row, &p)| {
+                let _busy = Busy::new(Part::Rope);
                 let p = p as usize;
                 let (cos, sin) = (&cos_t[p * half..][..half], &sin_t[p * half..][..half]);
                 match rope {

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::model::kernels::{exp, wide_vectors};
+use crate::model::profile::{busy, Busy, Part};
 
 /// Rows per rayon task in the element-wise steps.
 pub(super) const ROWS_PER_TASK: usize = 8;
@@ -19,6 +20,7 @@ pub(super) fn rms_norm(x: &[f32], alpha: &[f32], eps: f32) -> Vec<f32> {
     out.par_chunks_mut(n * ROWS_PER_TASK)
         .zip(x.par_chunks(n * ROWS_PER_TASK))
         .for_each(|(dst, src)| {
+            let _busy = Busy::new(Part::Norm);
             #[cfg(target_arch = "x86_64")]
             if wide {
                 // SAFETY: `wide` says the CPU has these features.
@@ -63,7 +65,11 @@ fn rms_rows(src: &[f32], dst: &mut [f32], alpha: &[f32], eps: f32) {
 pub(super) fn add_in_place(x: &mut [f32], y: &[f32]) {
     x.par_chunks_mut(4096)
         .zip(y.par_chunks(4096))
-        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+        .for_each(|(a, b)| {
+            busy(Part::Residual, || {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b)
+            })
+        });
 }
 
 /// `silu(gate) · up` for rows of `[gate, up]` (each `ff` wide); returns rows of `ff`.
@@ -74,7 +80,7 @@ pub(super) fn silu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
         .with_min_len(2)
         .for_each(|(o, row)| {
             let (g, u) = row.split_at(ff);
-            exp::silu_mul(o, g, u)
+            busy(Part::Activation, || exp::silu_mul(o, g, u))
         });
     out
 }
@@ -89,6 +95,7 @@ pub(super) fn gelu_mul(gu: &[f32], ff: usize) -> Vec<f32> {
         .with_min_len(2)
         .for_each(|(o, row)| {
             let (g, u) = row.split_at(ff);
+            let _busy = Busy::new(Part::Activation);
             for ((o, &v), &u) in o.iter_mut().zip(g).zip(u) {
                 let gelu =
                     0.5 * v * (1.0 + f32::tanh(SQRT_TWO_OVER_PI * v * (1.0 + 0.044715 * v * v)));
@@ -170,6 +177,7 @@ pub(super) fn window_row<'a>(
 
 /// Rows `idx` of `x` (rows of `width`), in that order.
 pub(super) fn gather(x: &[f32], width: usize, idx: &[usize]) -> Vec<f32> {
+    let _busy = Busy::new(Part::Gather);
     let mut out = Vec::with_capacity(idx.len() * width);
     for &i in idx {
         out.extend_from_slice(&x[i * width..(i + 1) * width]);
