@@ -332,6 +332,8 @@ pub(crate) fn to_markdown(
             );
         }
     }
+    s += &first_arm_section(config, rows);
+    s += &initial_section(config, rows);
     s += &peers_section(config, rows);
     s += &format!(
         "\n## Methods\n\n\
@@ -345,6 +347,112 @@ pub(crate) fn to_markdown(
         stats::RESAMPLES,
         stats::WILCOXON_EXACT_MAX
     );
+    s
+}
+
+/// Mean of `f` over the (task, seed) pairs where both `arm` and `other` have an answer and the
+/// figure, as (arm's mean, other's mean); None without such a pair.
+fn paired_means(
+    rows: &[RunRow],
+    arm: &str,
+    other: &str,
+    f: impl Fn(&RunRow) -> Option<f64>,
+) -> Option<(f64, f64)> {
+    let (a, b): (Vec<f64>, Vec<f64>) = rows
+        .iter()
+        .filter(|r| r.arm == arm && r.is_ok())
+        .filter_map(|a| {
+            let b = rows
+                .iter()
+                .find(|b| b.arm == other && b.task == a.task && b.seed == a.seed && b.is_ok())?;
+            Some((f(a)?, f(b)?))
+        })
+        .unzip();
+    (!a.is_empty()).then(|| (stats::mean(&a), stats::mean(&b)))
+}
+
+/// `bench.md`'s comparison of the file's first arm (the candidate a benchmark is about, e.g. a
+/// new default) with every other arm, peers included: paired differences per task and pooled,
+/// and what the other arm cost beside it on the same pairs. Empty with fewer than three arms
+/// (the baseline comparison already says it) or when the first arm is the baseline.
+fn first_arm_section(config: &BenchConfig, rows: &[RunRow]) -> String {
+    let first = config.arms[0].name.as_str();
+    if config.arms.len() < 3 || first == config.baseline() {
+        return String::new();
+    }
+    let mut s = format!(
+        "\n## Paired comparison of `{first}` with every other arm\n\nDifference in test accuracy ({first} - arm, percentage points) over runs with the same task and seed; an interval that lies below 0 means `{first}` loses to that arm there. Cost: the other arm's mean CPU seconds and peak memory divided by `{first}`'s, over the same pairs (runs with both figures).\n\n| task | arm | pairs | mean difference | 95% bootstrap CI | Wilcoxon p | CPU s (arm / {first}) | peak MB (arm / {first}) |\n|---|---|---|---|---|---|---|---|\n"
+    );
+    let mut scopes: Vec<Option<String>> = tasks_of(rows).into_iter().map(Some).collect();
+    scopes.push(None);
+    for scope in &scopes {
+        let of_scope: Vec<RunRow> = rows
+            .iter()
+            .filter(|r| scope.as_deref().is_none_or(|t| r.task == t))
+            .cloned()
+            .collect();
+        for other in config.arms.iter().skip(1).map(|a| a.name.as_str()) {
+            let c = compare(&of_scope, first, other, None);
+            if c.n == 0 {
+                continue;
+            }
+            let ratio = |f: fn(&RunRow) -> Option<f64>| {
+                paired_means(&of_scope, first, other, f)
+                    .filter(|(a, _)| *a > 0.0)
+                    .map_or_else(|| "-".to_string(), |(a, b)| format!("{:.2}x", b / a))
+            };
+            s += &format!(
+                "| {} | {other} | {} | {} | [{}, {}] | {:.4} | {} | {} |\n",
+                scope.as_deref().unwrap_or("**all tasks (pooled)**"),
+                c.n,
+                pts(c.mean_diff),
+                pts(c.ci.0),
+                pts(c.ci.1),
+                c.p,
+                ratio(|r| r.cpu_seconds),
+                ratio(|r| r.peak_rss_mb)
+            );
+        }
+    }
+    s
+}
+
+/// `bench.md`'s count of answers below the task's first prompt on test: per arm and task, the
+/// runs whose answer scores below it and the mean difference (answer - first prompt), then per
+/// arm over every task, then over the whole benchmark.
+fn initial_section(config: &BenchConfig, rows: &[RunRow]) -> String {
+    let mut s = String::from(
+        "\n## Against the initial prompt\n\nRuns whose answer scores below the task's first prompt on the same test examples, and the mean difference (answer - first prompt, percentage points) with its 95% bootstrap interval.\n\n| arm | task | runs | below the initial prompt | mean difference | 95% bootstrap CI |\n|---|---|---|---|---|---|\n",
+    );
+    let line = |arm: &str, task: &str, of: &[&RunRow]| {
+        let diffs: Vec<f64> = of.iter().map(|r| r.best_test - r.initial_test).collect();
+        let below = diffs.iter().filter(|d| **d < -1e-9).count();
+        let (lo, hi) = stats::bootstrap_ci(&diffs, BOOTSTRAP_SEED);
+        format!(
+            "| {arm} | {task} | {} | {below} | {} | [{}, {}] |\n",
+            diffs.len(),
+            pts(stats::mean(&diffs)),
+            pts(lo),
+            pts(hi)
+        )
+    };
+    let ok: Vec<&RunRow> = rows.iter().filter(|r| r.is_ok()).collect();
+    for arm in config.arms.iter().map(|a| a.name.as_str()) {
+        let of_arm: Vec<&RunRow> = ok.iter().copied().filter(|r| r.arm == arm).collect();
+        if of_arm.is_empty() {
+            continue;
+        }
+        for task in tasks_of(rows) {
+            let of: Vec<&RunRow> = of_arm.iter().copied().filter(|r| r.task == task).collect();
+            if !of.is_empty() {
+                s += &line(arm, &task, &of);
+            }
+        }
+        s += &line(arm, "**all tasks**", &of_arm);
+    }
+    if !ok.is_empty() {
+        s += &line("**every arm**", "**all tasks**", &ok);
+    }
     s
 }
 
@@ -606,6 +714,60 @@ mod tests {
         let csv = to_csv(&rows);
         assert_eq!(csv.lines().count(), 7);
         assert_eq!(csv.lines().next().unwrap(), CSV_COLUMNS.join(","));
+    }
+
+    #[test]
+    fn the_first_arm_is_paired_with_every_arm_and_answers_are_counted_against_the_initial() {
+        let text = "name = \"t\"\ntasks = [\"../tasks/sst2.toml\"]\nseeds = [0, 1]\ndev_limit = 8\ntest_limit = 8\npool = \"../pools/phrases.toml\"\n[search]\nmax_evals = 48\n[[arm]]\nname = \"new\"\n[arm.search]\nstrategy = \"adaptive\"\n[[arm]]\nname = \"old\"\n[arm.search]\nstrategy = \"fewshot\"\n[[arm]]\nname = \"random\"\n[arm.search]\nstrategy = \"random\"\n";
+        let config = BenchConfig::parse(text, Path::new("b/x.toml")).unwrap();
+        let cost = |mut r: RunRow, cpu: f64, mb: f64| {
+            r.cpu_seconds = Some(cpu);
+            r.peak_rss_mb = Some(mb);
+            r
+        };
+        let rows = vec![
+            cost(row("new", "a", 0, 0.7), 100.0, 300.0),
+            cost(row("old", "a", 0, 0.6), 50.0, 300.0),
+            cost(row("random", "a", 0, 0.4), 400.0, 600.0),
+            cost(row("new", "a", 1, 0.5), 100.0, 300.0),
+            cost(row("old", "a", 1, 0.55), 50.0, 300.0),
+            cost(row("random", "a", 1, 0.5), 400.0, 600.0),
+        ];
+        let first = first_arm_section(&config, &rows);
+        // new - old: +10 and -5 points; old cost half the CPU, the same memory.
+        assert!(
+            first.contains("| a | old | 2 | +2.5 |") && first.contains("| 0.50x | 1.00x |"),
+            "{first}"
+        );
+        assert!(
+            first.contains("| **all tasks (pooled)** | random | 2 | +15.0 |"),
+            "{first}"
+        );
+        assert!(first.contains("| 4.00x | 2.00x |"), "{first}");
+        let initial = initial_section(&config, &rows);
+        // Initial test is 0.5 everywhere: random is below it once (0.4) and equal once.
+        assert!(
+            initial.contains("| random | a | 2 | 1 | -5.0 |"),
+            "{initial}"
+        );
+        assert!(
+            initial.contains("| new | **all tasks** | 2 | 0 | +10.0 |"),
+            "{initial}"
+        );
+        assert!(
+            initial.contains("| **every arm** | **all tasks** | 6 | 1 |"),
+            "{initial}"
+        );
+        // Two arms: the baseline comparison says it all.
+        let two = BenchConfig::parse(
+            &text.replace(
+                "[[arm]]\nname = \"old\"\n[arm.search]\nstrategy = \"fewshot\"\n",
+                "",
+            ),
+            Path::new("b/x.toml"),
+        )
+        .unwrap();
+        assert_eq!(first_arm_section(&two, &rows), "");
     }
 
     /// A run of `task` scored through a server by `method`.
