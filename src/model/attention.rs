@@ -6,6 +6,7 @@
 
 use rayon::prelude::*;
 
+use crate::model::kernels::exp::exp_in_place;
 use crate::model::profile::{Busy, Part};
 
 /// Lanes of the dot-product accumulator (a fixed order, vectorised by the compiler).
@@ -50,13 +51,15 @@ fn attend_head<'a>(
         };
         max = max.max(*pj);
     }
-    let mut sum = 0f32;
+    // Masked keys stay -inf, whose exp is 0 (also when every key is masked and max is -inf).
     for x in p.iter_mut() {
-        *x = if *x == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*x - max).exp()
-        };
+        if *x != f32::NEG_INFINITY {
+            *x -= max;
+        }
+    }
+    exp_in_place(p);
+    let mut sum = 0f32;
+    for x in p.iter() {
         sum += *x;
     }
     o.fill(0.0);

@@ -108,6 +108,24 @@ pub(crate) fn silu_vectorised() -> bool {
     false
 }
 
+/// `x = e^x` for every element (`-inf` gives 0), the same values as `f32::exp` gives with
+/// glibc, 16 lanes at a time where [`silu_vectorised`] allows.
+pub(crate) fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if silu_vectorised() {
+        // SAFETY: `silu_vectorised` checked the CPU features.
+        return unsafe { avx512::exp_in_place(x) };
+    }
+    exp_scalar(x)
+}
+
+/// The scalar loop of [`exp_in_place`] (also the vector one's tail and out-of-range groups).
+fn exp_scalar(x: &mut [f32]) {
+    for v in x {
+        *v = v.exp();
+    }
+}
+
 /// The scalar loop (also the tail of the vector one).
 fn silu_mul_scalar(o: &mut [f32], g: &[f32], u: &[f32]) {
     for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
@@ -144,19 +162,63 @@ mod avx512 {
         _mm512_cvtpd_ps(_mm512_mul_pd(y, s))
     }
 
-    /// [`super::silu_mul`], 16 lanes at a time.
+    /// The four 512-bit registers of the `2^(i/32)` table.
+    #[inline]
     #[target_feature(enable = "avx512f,avx512dq")]
-    pub(super) unsafe fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
-        let n = o.len().min(g.len()).min(u.len());
-        let tab = [
+    unsafe fn table() -> [__m512i; 4] {
+        [
             _mm512_loadu_si512(TAB.as_ptr() as *const _),
             _mm512_loadu_si512(TAB.as_ptr().add(8) as *const _),
             _mm512_loadu_si512(TAB.as_ptr().add(16) as *const _),
             _mm512_loadu_si512(TAB.as_ptr().add(24) as *const _),
-        ];
+        ]
+    }
+
+    /// [`exp8`] of 16 lanes in range.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn exp16(x: __m512, tab: &[__m512i; 4]) -> __m512 {
+        let e0 = exp8(_mm512_castps512_ps256(x), tab);
+        let e1 = exp8(
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))),
+            tab,
+        );
+        _mm512_insertf32x8::<1>(_mm512_castps256_ps512(e0), e1)
+    }
+
+    /// Whether any lane of `x` is outside the table path (`|x| >= 88`, infinite or NaN).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq")]
+    unsafe fn out_of_range(x: __m512) -> bool {
+        let abs = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fff_ffff));
+        _mm512_cmpge_epu32_mask(abs, _mm512_set1_epi32((LIMIT_TOP12 << 20) as i32)) != 0
+    }
+
+    /// [`super::exp_in_place`], 16 lanes at a time; a group with a lane out of range (masked
+    /// keys' `-inf` among them) takes the scalar loop.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn exp_in_place(x: &mut [f32]) {
+        let tab = table();
+        let n = x.len();
+        let mut i = 0;
+        while i + 16 <= n {
+            let v = _mm512_loadu_ps(x.as_ptr().add(i));
+            if out_of_range(v) {
+                exp_scalar(&mut x[i..i + 16]);
+            } else {
+                _mm512_storeu_ps(x.as_mut_ptr().add(i), exp16(v, &tab));
+            }
+            i += 16;
+        }
+        exp_scalar(&mut x[i..n]);
+    }
+
+    /// [`super::silu_mul`], 16 lanes at a time.
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn silu_mul(o: &mut [f32], g: &[f32], u: &[f32]) {
+        let n = o.len().min(g.len()).min(u.len());
+        let tab = table();
         let one = _mm512_set1_ps(1.0);
-        let limit = _mm512_set1_epi32((LIMIT_TOP12 << 20) as i32);
-        let abs_mask = _mm512_set1_epi32(0x7fff_ffff);
         let mut i = 0;
         while i + 16 <= n {
             let gv = _mm512_loadu_ps(g.as_ptr().add(i));
@@ -166,18 +228,12 @@ mod avx512 {
                 _mm512_set1_epi32(i32::MIN),
             ));
             // |x| >= 88 or NaN: the whole group takes the scalar path (rare).
-            let abs = _mm512_and_si512(_mm512_castps_si512(x), abs_mask);
-            if _mm512_cmpge_epu32_mask(abs, limit) != 0 {
+            if out_of_range(x) {
                 silu_mul_scalar(&mut o[i..i + 16], &g[i..i + 16], &u[i..i + 16]);
                 i += 16;
                 continue;
             }
-            let e0 = exp8(_mm512_castps512_ps256(x), &tab);
-            let e1 = exp8(
-                _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(x))),
-                &tab,
-            );
-            let e = _mm512_insertf32x8::<1>(_mm512_castps256_ps512(e0), e1);
+            let e = exp16(x, &tab);
             let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
             let r = _mm512_mul_ps(s, _mm512_loadu_ps(u.as_ptr().add(i)));
             _mm512_storeu_ps(o.as_mut_ptr().add(i), r);
