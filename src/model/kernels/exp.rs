@@ -324,4 +324,22 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn exp_in_place_is_f32_exp_bit_for_bit_masked_keys_included() {
+        // Softmax inputs: x - max <= 0, with masked keys at -inf and some far below -88.
+        let mut x: Vec<f32> = (0..16 * 997 + 7)
+            .map(|i| match i % 53 {
+                0 => f32::NEG_INFINITY,
+                1 => -100.0 - i as f32,
+                _ => -((i as f32) * 0.003_71).rem_euclid(90.0),
+            })
+            .collect();
+        x.extend([0.0, -0.0, 1.5, 87.9, f32::NAN]);
+        let want: Vec<u32> = x.iter().map(|v| v.exp().to_bits()).collect();
+        exp_in_place(&mut x);
+        let got: Vec<u32> = x.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(got, want);
+    }
 }
