@@ -356,7 +356,10 @@ impl Selection {
         let Some(names) = &self.arms else {
             return Ok(vec![false; config.arms.len()]);
         };
-        if let Some(unknown) = names.iter().find(|n| !config.arms.iter().any(|a| &a.name == *n)) {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !config.arms.iter().any(|a| &a.name == *n))
+        {
             let known: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
             return Err(Error::Usage(format!(
                 "--arms: the benchmark has no arm `{unknown}`; its arms are {}",
@@ -393,7 +396,12 @@ fn finished_result(
         return Ok(None);
     }
     check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
-    Ok(Some(result_of(config, tasks, run, &read_report(&run.dir)?)?))
+    Ok(Some(result_of(
+        config,
+        tasks,
+        run,
+        &read_report(&run.dir)?,
+    )?))
 }
 
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
