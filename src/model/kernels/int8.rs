@@ -137,7 +137,7 @@ impl Int8Builder {
     /// Checks that `len` bytes are whole rows of `block`-byte blocks (`k` a multiple of 32).
     fn check(&self, what: &'static str, len: usize, block: usize) -> Result<(), Int8Error> {
         let row = self.k / BLOCK * block;
-        if self.k == 0 || self.k % BLOCK != 0 || len % row != 0 {
+        if self.k == 0 || !self.k.is_multiple_of(BLOCK) || !len.is_multiple_of(row) {
             return Err(Int8Error::Shape {
                 what,
                 len,
@@ -182,7 +182,7 @@ impl Int8Builder {
     /// with its minimum (those values meet zero activations).
     pub fn push_f32(&mut self, values: &[f32]) {
         assert!(
-            self.k > 0 && values.len() % self.k == 0,
+            self.k > 0 && values.len().is_multiple_of(self.k),
             "int8: {} values are not rows of {}",
             values.len(),
             self.k

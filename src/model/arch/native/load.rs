@@ -87,7 +87,7 @@ fn stacked(
                 GgmlDType::Q8_0 => b.push_q8_0(&t.data()?),
                 _ => {
                     let v: Vec<f32> = t.dequantize(device)?.flatten_all()?.to_vec1()?;
-                    if cols == 0 || v.len() % cols != 0 {
+                    if cols == 0 || !v.len().is_multiple_of(cols) {
                         return Err(not_matrix(src, name));
                     }
                     b.push_f32(&v);
