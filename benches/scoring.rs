@@ -1,6 +1,6 @@
 //! Scoring-throughput benchmark, side by side in one run: candle-transformers' `quantized_llama`
 //! with a fresh forward per example (the naive baseline), promptevo's engine fresh, with prefix
-//! reuse and batched, and llama.cpp through llama-cpp-python with prefix reuse (the peer).
+//! reuse and batched (bf16, and int8 with `--weights int8`'s VNNI kernel), and llama.cpp through llama-cpp-python with prefix reuse (the peer).
 //!
 //! Workload: the first 64 SST-2 test sentences rendered into the sst2 task's template with a fixed
 //! prompt; labels " negative"/" positive". Each row runs in its own process so that its peak RSS
@@ -67,30 +67,38 @@ fn macs(model: &str) -> Result<(f64, f64)> {
 }
 const TASK: &str = "experiments/tasks/sst2.toml";
 
-/// The bf16 kernel's own throughput, GFLOP/s (best of 10, every core): the model's first
-/// feed-forward up-projection applied to 256 activation rows. The engine's GFLOP/s is read as a
-/// fraction of this ceiling, measured in the same run.
-fn kernel_peak_gflops(model: &str) -> Result<f64> {
+/// The bf16 and int8 kernels' own throughput, GFLOP/s (best of 10 each, every core): the
+/// model's first feed-forward up-projection applied to 256 activation rows. The engine's
+/// GFLOP/s is read as a fraction of the bf16 ceiling, measured in the same run.
+fn kernel_peaks_gflops(model: &str) -> Result<(f64, f64)> {
     let gguf = promptevo::model::gguf::GgufFile::open(&root().join(model))?;
     let Some(&[k, n]) = gguf.tensor_dims("blk.0.ffn_up.weight") else {
-        bail!("{model}: no 2-D blk.0.ffn_up.weight to measure the bf16 kernel's peak on");
+        bail!("{model}: no 2-D blk.0.ffn_up.weight to measure the kernels' peaks on");
     };
     let m = 256;
-    // Deterministic values in [-0.05, 0.05): the kernel's speed does not depend on them.
+    // Deterministic values in [-0.05, 0.05): the kernels' speed does not depend on them.
     let fill = |len: usize, salt: usize| -> Vec<f32> {
         (0..len)
             .map(|i| ((i * 7919 + salt) % 1000) as f32 / 10_000.0 - 0.05)
             .collect()
     };
-    let w = promptevo::model::kernels::Bf16Matrix::from_f32(&fill(n * k, 1), n, k);
+    let w = fill(n * k, 1);
+    let bf16 = promptevo::model::kernels::Bf16Matrix::from_f32(&w, n, k);
+    let mut int8 = promptevo::model::kernels::Int8Builder::new(k);
+    int8.push_f32(&w);
+    let int8 = int8.build();
     let x = fill(m * k, 2);
-    let mut best = f64::MAX;
+    let (mut best_bf16, mut best_int8) = (f64::MAX, f64::MAX);
     for _ in 0..10 {
         let start = Instant::now();
-        std::hint::black_box(w.matmul(&x, m));
-        best = best.min(start.elapsed().as_secs_f64());
+        std::hint::black_box(bf16.matmul(&x, m));
+        best_bf16 = best_bf16.min(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        std::hint::black_box(int8.matmul(&x, m));
+        best_int8 = best_int8.min(start.elapsed().as_secs_f64());
     }
-    Ok(2.0 * (m * k * n) as f64 / best / 1e9)
+    let flops = 2.0 * (m * k * n) as f64;
+    Ok((flops / best_bf16 / 1e9, flops / best_int8 / 1e9))
 }
 
 /// What one row measured.
@@ -123,6 +131,7 @@ const CPU_ROWS: &[(WeightFormat, bool, usize)] = &[
     (WeightFormat::Bf16, true, 16),
     (WeightFormat::F32, true, 8),
     (WeightFormat::Native, true, 8),
+    (WeightFormat::Int8, true, 8),
 ];
 
 /// The rows promptevo runs itself on a GPU: larger batches pay there.
@@ -153,6 +162,8 @@ fn row_name(device: &Device, (format, prefix_reuse, batch): (WeightFormat, bool,
         (WeightFormat::F16, _) => "f16",
         (WeightFormat::Q8_0, _) => "Q8_0",
         (WeightFormat::Native, _) => "file quantisation (candle)",
+        (WeightFormat::Int8, true) => "int8",
+        (WeightFormat::Int8, false) => "Q8_0 (candle, int8 elsewhere)",
     };
     let reuse = if prefix_reuse {
         "prefix reuse"
@@ -502,7 +513,7 @@ fn main() -> Result<()> {
         2.0 * (per_token * r.tokens as f64 + vocab_row * r.examples as f64) / r.seconds / 1e9
     };
     let eps = |r: &RowResult| r.examples as f64 / r.seconds;
-    let peak = kernel_peak_gflops(&model_file)?;
+    let (peak, int8_peak) = kernel_peaks_gflops(&model_file)?;
     let diff = |r: &RowResult| {
         r.scores
             .iter()
@@ -526,7 +537,7 @@ fn main() -> Result<()> {
             .collect();
         println!(
             "{}",
-            serde_json::json!({ "bf16_kernel_peak_gflop_per_s": peak, "rows": out })
+            serde_json::json!({ "bf16_kernel_peak_gflop_per_s": peak, "int8_kernel_peak_gflop_per_s": int8_peak, "rows": out })
         );
         return Ok(());
     }
@@ -541,6 +552,7 @@ fn main() -> Result<()> {
     };
     let bars = if with_naive { "---|---" } else { "---" };
     println!("bf16 kernel peak (its own product on the model's feed-forward shape, 256 rows, every core): {peak:.1} GFLOP/s");
+    println!("int8 kernel peak (the same product with --weights int8's kernel, activations quantised included): {int8_peak:.1} GFLOP/s");
     println!("| engine | tokens/s | examples/s | GFLOP/s | of bf16 peak | peak RSS MB | {speedups} | max abs diff to {reference} (nats) | same label as {reference} |");
     println!("|---|---|---|---|---|---|{bars}|---|---|");
     for r in &rows {
@@ -567,7 +579,7 @@ fn main() -> Result<()> {
     }
     for r in &rows {
         if let Some(b) = &r.breakdown {
-            print_breakdown(&r.engine, b, peak);
+            print_breakdown(&r.engine, b, peak, int8_peak);
         }
     }
     Ok(())
@@ -575,8 +587,9 @@ fn main() -> Result<()> {
 
 /// One row's breakdown as a table: each matrix product shape, the other parts, and the rest of
 /// the threads' time, in core-seconds, with the products' GFLOP/s at the rate all cores would
-/// reach spending that time (comparable with the bf16 kernel peak, also measured on every core).
-fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64) {
+/// reach spending that time (comparable with the kernel peaks, also measured on every core:
+/// int8 products against the int8 kernel's, the others against bf16's).
+fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64, int8_peak: f64) {
     let wall = b["wall_seconds"].as_f64().unwrap_or(f64::NAN);
     let threads = b["threads"].as_f64().unwrap_or(1.0);
     let total = wall * threads;
@@ -589,7 +602,7 @@ fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64) {
     if products.is_empty() {
         println!("(candle's path: its products are not accounted; only the tokenizer is)");
     }
-    println!("| part | core-s | share | GFLOP/s (all cores) | of bf16 peak |");
+    println!("| part | core-s | share | GFLOP/s (all cores) | of its kernel's peak |");
     println!("|---|---|---|---|---|");
     let mut accounted = 0.0;
     for p in &products {
@@ -600,14 +613,19 @@ fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64) {
         );
         let flops = 2.0 * p["rows"].as_f64().unwrap_or(0.0) * k * n;
         let rate = flops / (secs / threads) / 1e9;
+        // The Q8_0 output projection has no peak of its own measured.
+        let of_peak = match p["kernel"].as_str() {
+            Some("int8") => format!("{:.0}%", 100.0 * rate / int8_peak),
+            Some("bf16") => format!("{:.0}%", 100.0 * rate / peak),
+            _ => "-".to_string(),
+        };
         accounted += secs;
         println!(
-            "| {} product {k} -> {n} ({} rows in {} calls) | {secs:.3} | {:.1}% | {rate:.1} | {:.0}% |",
+            "| {} product {k} -> {n} ({} rows in {} calls) | {secs:.3} | {:.1}% | {rate:.1} | {of_peak} |",
             p["kernel"].as_str().unwrap_or("?"),
             p["rows"],
             p["calls"],
             100.0 * secs / total,
-            100.0 * rate / peak
         );
     }
     for part in &parts {

@@ -136,8 +136,10 @@ struct ModelArgs {
     /// with exponential backoff and jitter) before the run stops.
     #[arg(long, value_name = "N", default_value_t = promptevo::remote::DEFAULT_ATTEMPTS)]
     server_attempts: u32,
-    /// How weights are held in memory: bf16 runs promptevo's own CPU kernel (the fastest here);
-    /// native keeps the file's quantisation; q8-0 re-quantises; f16/f32 use candle's gemm.
+    /// How weights are held in memory: bf16 runs promptevo's own CPU kernel; int8 the same
+    /// native path with 8-bit weights times Q8_1-quantised activations (integer dot products,
+    /// llama.cpp's arithmetic; the fastest here); native keeps the file's quantisation; q8-0
+    /// re-quantises; f16/f32 use candle's gemm.
     #[arg(long, value_enum, default_value = "bf16")]
     weights: WeightFormat,
     /// Examples per forward pass [default: 8 on the CPU, where batches are packed without

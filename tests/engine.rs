@@ -56,6 +56,8 @@ fn scores_do_not_depend_on_prefix_reuse_batching_or_position() {
         (GgmlDType::Q4_1, WeightFormat::Q8_0),
         (GgmlDType::Q4_0, WeightFormat::Bf16),
         (GgmlDType::F16, WeightFormat::F32),
+        (GgmlDType::Q4_1, WeightFormat::Int8),
+        (GgmlDType::F16, WeightFormat::Int8),
     ] {
         let model = Model::load(&tiny(dir.path(), dtype), format, &Device::Cpu).unwrap();
         // Multi-token continuations exercise the label branches.
@@ -142,7 +144,7 @@ fn real_model_scores_do_not_depend_on_prefix_reuse_or_batching() {
         .iter()
         .map(|e| format!("{}{after}", e.input))
         .collect();
-    for format in [WeightFormat::Bf16, WeightFormat::F32] {
+    for format in [WeightFormat::Bf16, WeightFormat::F32, WeightFormat::Int8] {
         let model = Model::load(&path, format, &Device::Cpu).unwrap();
         let labels: Vec<Vec<u32>> = task
             .verbalizers()
@@ -214,7 +216,7 @@ fn every_gguf_type_candle_reads_loads_and_scores() {
             },
         )
         .unwrap();
-        for format in [WeightFormat::Bf16, WeightFormat::Native] {
+        for format in [WeightFormat::Bf16, WeightFormat::Native, WeightFormat::Int8] {
             let model = Model::load(&path, format, &Device::Cpu)
                 .unwrap_or_else(|e| panic!("{dtype:?}/{format:?}: {e}"));
             let conts: Vec<Vec<u32>> = [" the", " pos in"]

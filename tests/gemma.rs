@@ -100,8 +100,18 @@ fn gemma_token_ids_match_llama_cpp_on_every_reference_string() {
 /// the wrong RoPE base or layout) moves them by several nats.
 #[test]
 fn gemma_sst2_label_logprobs_match_llama_cpp() {
+    check_sst2_label_logprobs(WeightFormat::Bf16);
+}
+
+/// The same with `--weights int8`: Gemma's Q4_K/Q5_0/Q6_K blocks re-quantised to 8 bits.
+#[test]
+fn gemma_int8_sst2_label_logprobs_match_llama_cpp() {
+    check_sst2_label_logprobs(WeightFormat::Int8);
+}
+
+fn check_sst2_label_logprobs(format: WeightFormat) {
     const N: usize = 20;
-    let model = Model::load(&gemma_path(), WeightFormat::Bf16, &Device::Cpu).unwrap();
+    let model = Model::load(&gemma_path(), format, &Device::Cpu).unwrap();
     let refs: Sst2 = fixture("sst2.json");
     let rows: Vec<serde_json::Value> =
         std::fs::read_to_string(root().join("experiments/data/sst2/test.jsonl"))
@@ -136,14 +146,18 @@ fn gemma_sst2_label_logprobs_match_llama_cpp() {
         let argmax = if ours[1] > ours[0] { 1 } else { 0 };
         assert_eq!(
             labels[argmax], r.predicted,
-            "example {}: ours {ours:?}, llama.cpp {:?}",
+            "{format:?} example {}: ours {ours:?}, llama.cpp {:?}",
             r.index, r.label_logprobs
         );
         for (a, b) in ours.iter().zip(&r.label_logprobs) {
             worst = worst.max((a - b).abs());
         }
     }
-    assert!(worst < 0.75, "max |Δ log-prob| {worst} vs llama.cpp");
+    eprintln!("{format:?}: max |Δ log-prob| {worst} vs llama.cpp");
+    assert!(
+        worst < 0.75,
+        "{format:?}: max |Δ log-prob| {worst} vs llama.cpp"
+    );
 }
 
 /// Gemma scores and SmolLM2 (another family, another tokenizer type: byte-level BPE vs

@@ -52,7 +52,8 @@ fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QM
     let block_ok = t.shape().dims().last().is_some_and(|d| d % 32 == 0);
     Ok(match format {
         WeightFormat::Native => QMatMul::from_qtensor(t)?,
-        WeightFormat::Q8_0 => match t.dtype() {
+        // Int8 on the CPU is the native path; other devices hold Q8_0.
+        WeightFormat::Q8_0 | WeightFormat::Int8 => match t.dtype() {
             GgmlDType::Q8_0 | GgmlDType::F32 => QMatMul::from_qtensor(t)?,
             _ if block_ok => {
                 QMatMul::from_qtensor(QTensor::quantize(&t.dequantize(device)?, GgmlDType::Q8_0)?)?

@@ -2,7 +2,7 @@
 //! [`DecoderSpec`] says how one departs from plain llama, and [`load`] checks a file's tensors
 //! against it and loads the model onto the forward path that fits: the native CPU bf16 path
 //! ([`NativeDecoder`], whose results do not depend on batch, padding or cache, and which packs
-//! rows without padding) for `--weights bf16` on the CPU, else candle's ops
+//! rows without padding) for `--weights bf16` or `--weights int8` on the CPU, else candle's ops
 //! ([`CandleDecoder`]: any device, any [`WeightFormat`]). Both share the spec types
 //! ([`super::spec`]) and the embedding and output projection ([`Ends`]).
 
@@ -18,7 +18,7 @@ use crate::error::Result;
 use crate::model::weights::WeightSource;
 
 /// Loads the weights `spec` names from `src` onto `device`, held as `format` says: the native
-/// path for bf16 on the CPU, candle's otherwise.
+/// path for bf16 or int8 on the CPU, candle's otherwise.
 pub(crate) fn load(
     src: &mut dyn WeightSource,
     mut spec: DecoderSpec,
@@ -44,8 +44,9 @@ pub(crate) fn load(
     }
     spec.config.vocab = vocab;
     let ends = Ends::load(src, &spec, device)?;
-    if format == WeightFormat::Bf16 && device.is_cpu() {
-        Ok(Box::new(NativeDecoder::load(src, spec, ends)?))
+    let native = matches!(format, WeightFormat::Bf16 | WeightFormat::Int8);
+    if native && device.is_cpu() {
+        Ok(Box::new(NativeDecoder::load(src, spec, ends, format)?))
     } else {
         Ok(Box::new(CandleDecoder::load(
             src, spec, ends, format, device,

@@ -43,6 +43,11 @@ pub enum WeightFormat {
     /// Rounded to bf16 for promptevo's own CPU kernel (AVX-512 BF16 dot products where the CPU
     /// has them); other devices use f16.
     Bf16,
+    /// 8-bit weights per block of 32 (a scale and a minimum) times activations quantised per
+    /// block of 32 as llama.cpp's Q8_1, with integer dot products (AVX-512 VNNI where the CPU
+    /// has it), on the CPU's native path: Q4_1 and Q8_0 weights exactly as stored, other types
+    /// re-quantised to 8 bits. Other devices hold Q8_0.
+    Int8,
 }
 
 /// How RoPE pairs the dimensions of a head.

@@ -1,20 +1,29 @@
-//! Loading the native path's weights: each block's matrices rounded to bf16 and packed for
-//! promptevo's kernel (q/k/v stacked into one matrix, gate/up into another), its norms and biases
-//! as f32, and the RoPE tables.
+//! Loading the native path's weights: each block's matrices rounded to bf16, or held as 8-bit
+//! blocks (Q4_1 and Q8_0 exactly, other types re-quantised), and packed for promptevo's kernels
+//! (q/k/v stacked into one matrix, gate/up into another), its norms and biases as f32, and the
+//! RoPE tables.
 
+use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 
+use super::linear::Linear;
 use super::{NativeDecoder, NativeLayer, NativeShape};
 use crate::error::{Error, Result};
 use crate::model::arch::ends::Ends;
-use crate::model::arch::spec::{block, DecoderSpec};
-use crate::model::kernels::Bf16Matrix;
+use crate::model::arch::spec::{block, DecoderSpec, WeightFormat};
+use crate::model::kernels::{Bf16Matrix, Int8Builder};
 use crate::model::weights::WeightSource;
 
 impl NativeDecoder {
     /// Loads the blocks, the final norm and the RoPE tables `spec` names from `src` (on the
-    /// CPU), after `ends`.
-    pub(crate) fn load(src: &mut dyn WeightSource, spec: DecoderSpec, ends: Ends) -> Result<Self> {
+    /// CPU), after `ends`, the linears held as `format` says ([`WeightFormat::Int8`] as int8,
+    /// anything else as bf16).
+    pub(crate) fn load(
+        src: &mut dyn WeightSource,
+        spec: DecoderSpec,
+        ends: Ends,
+        format: WeightFormat,
+    ) -> Result<Self> {
         let device = ends.device().clone();
         let norm = src
             .tensor("output_norm.weight", &device)?
@@ -33,7 +42,7 @@ impl NativeDecoder {
             window: spec.window,
         };
         Ok(Self {
-            layers: native_layers(src, &spec, &device)?,
+            layers: native_layers(src, &spec, format == WeightFormat::Int8, &device)?,
             norm: norm.flatten_all()?.to_vec1()?,
             cos,
             sin,
@@ -54,32 +63,58 @@ fn values(src: &mut dyn WeightSource, name: &str, device: &Device) -> Result<Vec
         .to_vec1()?)
 }
 
-/// Rows of the named matrices stacked (each `? × cols`) and packed as one bf16 matrix.
-fn stacked_bf16(
+/// Rows of the named matrices stacked (each `? × cols`) into one linear: bf16, or int8 when
+/// `int8` (Q4_1 and Q8_0 blocks taken as they are, other types dequantised and re-quantised).
+fn stacked(
     src: &mut dyn WeightSource,
     names: &[String],
     cols: usize,
+    int8: bool,
     device: &Device,
-) -> Result<Bf16Matrix> {
+) -> Result<Linear> {
+    let not_matrix = |src: &dyn WeightSource, name: &str| {
+        Error::model(
+            src.path(),
+            format!("{name} is not a matrix of {cols} columns"),
+        )
+    };
+    if int8 {
+        let mut b = Int8Builder::new(cols);
+        for name in names {
+            let t = src.tensor(name, device)?;
+            let pushed = match t.dtype() {
+                GgmlDType::Q4_1 => b.push_q4_1(&t.data()?),
+                GgmlDType::Q8_0 => b.push_q8_0(&t.data()?),
+                _ => {
+                    let v: Vec<f32> = t.dequantize(device)?.flatten_all()?.to_vec1()?;
+                    if cols == 0 || !v.len().is_multiple_of(cols) {
+                        return Err(not_matrix(src, name));
+                    }
+                    b.push_f32(&v);
+                    Ok(())
+                }
+            };
+            pushed.map_err(|e| Error::model(src.path(), format!("{name}: {e}")))?;
+        }
+        return Ok(Linear::Int8(b.build()));
+    }
     let mut all = Vec::new();
     for name in names {
         let v = values(src, name, device)?;
         if cols == 0 || v.len() % cols != 0 {
-            return Err(Error::model(
-                src.path(),
-                format!("{name} is not a matrix of {cols} columns"),
-            ));
+            return Err(not_matrix(src, name));
         }
         all.extend(v);
     }
     let rows = all.len() / cols.max(1);
-    Ok(Bf16Matrix::from_f32(&all, rows, cols))
+    Ok(Linear::Bf16(Bf16Matrix::from_f32(&all, rows, cols)))
 }
 
 /// The native path's weights for every block.
 fn native_layers(
     src: &mut dyn WeightSource,
     spec: &DecoderSpec,
+    int8: bool,
     device: &Device,
 ) -> Result<Vec<NativeLayer>> {
     let hidden = spec.config.hidden;
@@ -115,19 +150,20 @@ fn native_layers(
             };
             Ok(NativeLayer {
                 attn_norm: values(src, &n("attn_norm"), device)?,
-                qkv: stacked_bf16(
+                qkv: stacked(
                     src,
                     &[n("attn_q"), n("attn_k"), n("attn_v")],
                     hidden,
+                    int8,
                     device,
                 )?,
                 qkv_bias,
                 qk_norm,
-                wo: stacked_bf16(src, &[n("attn_output")], spec.q_width(), device)?,
+                wo: stacked(src, &[n("attn_output")], spec.q_width(), int8, device)?,
                 post_attn_norm: post(src, "post_attention_norm")?,
                 ffn_norm: values(src, &n("ffn_norm"), device)?,
-                gate_up: stacked_bf16(src, &[n("ffn_gate"), n("ffn_up")], hidden, device)?,
-                down: stacked_bf16(src, &[n("ffn_down")], ff_rows, device)?,
+                gate_up: stacked(src, &[n("ffn_gate"), n("ffn_up")], hidden, int8, device)?,
+                down: stacked(src, &[n("ffn_down")], ff_rows, int8, device)?,
                 post_ffn_norm: post(src, "post_ffw_norm")?,
                 rope: spec.layer_rope[i],
                 sliding: spec.sliding[i],

@@ -1,7 +1,7 @@
-//! The decoder forward pass on the CPU for bf16 weights, without candle in the hot loop:
-//! activations stay in `Vec<f32>` through each layer, the linears run promptevo's bf16 kernel
-//! (q/k/v fused into one product, gate/up into another: each output column is still its own dot
-//! product in the same order), the element-wise steps ([`ops`]: RMS norms, RoPE, SiLU or GELU,
+//! The decoder forward pass on the CPU for bf16 or int8 weights, without candle in the hot
+//! loop: activations stay in `Vec<f32>` through each layer, the linears ([`Linear`]) run
+//! promptevo's bf16 kernel or its int8 one (q/k/v fused into one product, gate/up into another:
+//! each output column is still its own dot product in the same order), the element-wise steps ([`ops`]: RMS norms, RoPE, SiLU or GELU,
 //! residual adds) are plain loops over rows on rayon's threads, and attention reads the CPU rows
 //! of the [`KvCache`]. So every core runs one pool (rayon's) and candle's thread pool sits idle.
 //! What differs between architectures (q/k norms, post-norms, biases, NEOX RoPE, sliding
@@ -12,12 +12,14 @@
 //! depend on the batch, the padding or the cache it was computed with; that is why this path,
 //! and only this one, offers [`PackedForward`]: rows packed back to back without padding.
 
+mod linear;
 mod load;
 mod ops;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
+use self::linear::Linear;
 use self::ops::{
     add_in_place, gather, gelu_mul, rms_in_place, rms_norm, rope_row, rope_row_neox, silu_mul,
     window_row, ROWS_PER_TASK,
@@ -27,7 +29,6 @@ use super::forward::{Architecture, PackedForward, PackedRow};
 use super::spec::{Activation, ModelConfig, RopeStyle};
 use crate::error::Result;
 use crate::model::attention::{attention_ctx, KvSeg, QueryCtx};
-use crate::model::kernels::Bf16Matrix;
 use crate::model::kv_cache::{KvCache, RowKv};
 use crate::model::profile::{Busy, Part};
 
@@ -36,21 +37,21 @@ pub(crate) struct NativeLayer {
     /// RMS-norm weight before attention.
     pub attn_norm: Vec<f32>,
     /// `[W_q; W_k; W_v]` stacked by output row.
-    pub qkv: Bf16Matrix,
+    pub qkv: Linear,
     /// `[b_q; b_k; b_v]`, added after the product (qwen2).
     pub qkv_bias: Option<Vec<f32>>,
     /// Per-head RMS-norm weights of queries and keys, before RoPE (gemma3, qwen3).
     pub qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     /// Attention output projection.
-    pub wo: Bf16Matrix,
+    pub wo: Linear,
     /// RMS-norm weight of the attention output before the residual add (gemma3).
     pub post_attn_norm: Option<Vec<f32>>,
     /// RMS-norm weight before the MLP.
     pub ffn_norm: Vec<f32>,
     /// `[W_gate; W_up]` stacked by output row.
-    pub gate_up: Bf16Matrix,
+    pub gate_up: Linear,
     /// MLP down projection.
-    pub down: Bf16Matrix,
+    pub down: Linear,
     /// RMS-norm weight of the MLP output before the residual add (gemma3).
     pub post_ffn_norm: Option<Vec<f32>>,
     /// Which RoPE table this layer uses (local and global layers differ in gemma3).
@@ -146,7 +147,7 @@ impl NativeShape {
     }
 }
 
-/// A decoder-only transformer on the native CPU bf16 path.
+/// A decoder-only transformer on the native CPU path (bf16 or int8 linears).
 pub(crate) struct NativeDecoder {
     /// Hyper-parameters.
     config: ModelConfig,
