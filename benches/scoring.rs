@@ -599,8 +599,11 @@ fn print_breakdown(engine: &str, b: &serde_json::Value, peak: f64, int8_peak: f6
     println!(
         "Where the time of `{engine}` goes (a second pass over the same work with accounting on: {wall:.2} s wall x {threads} threads = {total:.2} core-s):"
     );
-    if products.is_empty() {
-        println!("(candle's path: its products are not accounted; only the tokenizer is)");
+    if !products
+        .iter()
+        .any(|p| p["kernel"] == "bf16" || p["kernel"] == "int8")
+    {
+        println!("(candle's path: its block products, norms and activations are not accounted, so they are in the rest; only the output projection, attention and the tokenizer are)");
     }
     println!("| part | core-s | share | GFLOP/s (all cores) | of its kernel's peak |");
     println!("|---|---|---|---|---|");
