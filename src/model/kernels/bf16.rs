@@ -16,8 +16,7 @@
 //! the Sapphire Rapids VMs this runs on `vdpbf16ps zmm` retires only ~1.3 G/s per core (~41
 //! GMAC/s, measured in a register-only loop) while f32 FMAs sustain ~70+ GMAC/s in this kernel.
 
-use rayon::prelude::*;
-
+use super::tiles::{self, PANEL};
 use crate::model::profile::{self, ProductTimer};
 
 /// Which implementation runs.
@@ -92,18 +91,6 @@ pub struct Bf16Matrix {
     cols: usize,
     kind: KernelKind,
 }
-
-/// Output rows in one packed panel (one zmm of f32 accumulators).
-const PANEL: usize = 16;
-
-/// Rayon tasks one product is split into, where the shape allows.
-const TASKS: usize = 32;
-
-/// A raw output pointer that tasks writing disjoint blocks may share.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
 
 /// Packs two bf16 values into one 32-bit element, `lo` (even k) in the low half.
 #[inline]
@@ -198,39 +185,20 @@ impl Bf16Matrix {
                 convert_rows(x, m, k, &mut xb)
             }
         }
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let ptr = OutPtr(out.as_mut_ptr());
-        let panels = n.div_ceil(PANEL);
-        let (mr, nr) = match self.kind {
+        let tile = match self.kind {
             #[cfg(target_arch = "x86_64")]
             KernelKind::Avx512Bf16 => (avx512::MR, avx512::NR),
             _ => (4, 1),
         };
-        // Tasks: groups of `nr` panels × chunks of rows, ~32 of them where the shape allows, so
-        // that work stealing balances the threads even when one core is busy with other work.
-        let groups = panels.div_ceil(nr);
-        let blocks = m.div_ceil(mr);
-        let chunks = TASKS.div_ceil(groups).min(blocks);
-        let rows_per_chunk = blocks.div_ceil(chunks) * mr;
-        let chunks = m.div_ceil(rows_per_chunk);
-        let serial = profile::since(serial);
-        (0..groups * chunks).into_par_iter().for_each(|t| {
-            // Capture the whole `OutPtr` (which is Sync), not its raw-pointer field.
-            #[allow(clippy::redundant_locals)]
-            let ptr = ptr;
-            let (g, c) = (t / chunks, t % chunks);
-            let p0 = g * nr;
-            let p1 = (p0 + nr).min(panels);
-            let i0 = c * rows_per_chunk;
-            let i1 = (i0 + rows_per_chunk).min(m);
-            // SAFETY: each task writes only rows i0..i1 × columns 16·p0..min(16·p1, n) of `out`,
-            // which no other task touches; `out` has capacity m·n and outlives the loop.
-            timer.task(|| unsafe { self.block(&xb, i0, i1, p0, p1, ptr.0) });
-        });
-        timer.finish("bf16", m, k, n, serial);
-        // SAFETY: the tasks above wrote every one of the m·n elements.
-        unsafe { out.set_len(m * n) };
-        out
+        // SAFETY: `block` writes exactly rows i0..i1 × the panels' columns of the output.
+        unsafe {
+            tiles::run(
+                (m, k, n),
+                tile,
+                ("bf16", timer, serial),
+                |i0, i1, p0, p1, out| self.block(&xb, i0, i1, p0, p1, out),
+            )
+        }
     }
 
     /// Computes rows `i0..i1` × panels `p0..p1` of the output.

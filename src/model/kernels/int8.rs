@@ -25,16 +25,13 @@
 
 use rayon::prelude::*;
 
+use super::tiles::{self, PANEL};
 use crate::model::profile::{self, ProductTimer};
 
 /// Values per quantisation block along `k`.
 pub const BLOCK: usize = 32;
-/// Output columns per packed panel (one zmm of i32 or f32 lanes).
-const PANEL: usize = 16;
 /// Bytes of one panel's block: 32 `k` × 16 columns.
 const PANEL_BLOCK: usize = BLOCK * PANEL;
-/// Rayon tasks one product is split into, where the shape allows (as the bf16 kernel).
-const TASKS: usize = 32;
 /// Bytes of a GGUF Q4_1 block: f16 `d`, f16 `m`, 16 bytes of nibbles.
 const Q4_1_BYTES: usize = 20;
 /// Bytes of a GGUF Q8_0 block: f16 `d`, 32 signed bytes.
@@ -323,12 +320,6 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     (amax / 127.0, sum)
 }
 
-/// A raw output pointer that tasks writing disjoint blocks may share.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 impl Int8Matrix {
     /// Output features (rows of `W`).
     pub fn rows(&self) -> usize {
@@ -379,37 +370,20 @@ impl Int8Matrix {
         let timer = ProductTimer::new();
         let serial = profile::now();
         let xq = quantize_rows(x, m, k);
-        let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        let ptr = OutPtr(out.as_mut_ptr());
-        let panels = n.div_ceil(PANEL);
-        let (mr, nr) = match self.kind {
+        let tile = match self.kind {
             #[cfg(target_arch = "x86_64")]
             Int8Kind::Avx512Vnni => (avx512::MR, avx512::NR),
             _ => (4, 1),
         };
-        let groups = panels.div_ceil(nr);
-        let blocks = m.div_ceil(mr);
-        let chunks = TASKS.div_ceil(groups).min(blocks);
-        let rows_per_chunk = blocks.div_ceil(chunks) * mr;
-        let chunks = m.div_ceil(rows_per_chunk);
-        let serial = profile::since(serial);
-        (0..groups * chunks).into_par_iter().for_each(|t| {
-            // Capture the whole `OutPtr` (which is Sync), not its raw-pointer field.
-            #[allow(clippy::redundant_locals)]
-            let ptr = ptr;
-            let (g, c) = (t / chunks, t % chunks);
-            let p0 = g * nr;
-            let p1 = (p0 + nr).min(panels);
-            let i0 = c * rows_per_chunk;
-            let i1 = (i0 + rows_per_chunk).min(m);
-            // SAFETY: each task writes only rows i0..i1 × columns 16·p0..min(16·p1, n) of `out`,
-            // which no other task touches; `out` has capacity m·n and outlives the loop.
-            timer.task(|| unsafe { self.block(&xq, i0, i1, p0, p1, ptr.0) });
-        });
-        timer.finish("int8", m, k, n, serial);
-        // SAFETY: the tasks above wrote every one of the m·n elements.
-        unsafe { out.set_len(m * n) };
-        out
+        // SAFETY: `block` writes exactly rows i0..i1 × the panels' columns of the output.
+        unsafe {
+            tiles::run(
+                (m, k, n),
+                tile,
+                ("int8", timer, serial),
+                |i0, i1, p0, p1, out| self.block(&xq, i0, i1, p0, p1, out),
+            )
+        }
     }
 
     /// Computes rows `i0..i1` × panels `p0..p1` of the output.

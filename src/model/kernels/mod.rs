@@ -12,6 +12,7 @@ mod cpu;
 pub mod exp;
 mod int8;
 pub mod q8;
+mod tiles;
 
 pub use bf16::{bf16_to_f32, f32_to_bf16, Bf16Matrix, KernelKind, KernelUnavailable};
 pub(crate) use cpu::wide_vectors;
