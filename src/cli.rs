@@ -25,6 +25,15 @@ use promptevo::run::{
 use promptevo::score::{EngineOptions, Scorer};
 use promptevo::task::{metrics, Split, Task};
 
+/// `println!` that hands the write's error back (a closed stdout, e.g. piped into `head`, is
+/// then a quiet exit in `main`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
 /// Evolve better prompts for a task, scored by a local language model (no cloud API).
 ///
 /// Start with `promptevo optimize --task experiments/tasks/sst2.toml` after fetching the default
@@ -397,7 +406,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
     if args.merge {
         let results = promptevo::bench::merge(&config, &out, &model)?;
         eprintln!("merged {} finished runs", results.len());
-        println!("{}", out.join("bench.md").display());
+        out!("{}", out.join("bench.md").display());
         return Ok(ExitCode::SUCCESS);
     }
     let backends = Backends::open(&model, StderrProgress::new(args.quiet))?;
@@ -424,7 +433,7 @@ fn bench(args: BenchArgs) -> Result<ExitCode> {
             out.display()
         );
     }
-    println!("{}", written.display());
+    out!("{}", written.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -550,14 +559,19 @@ fn eval(args: EvalArgs) -> Result<ExitCode> {
             }
             out["examples"] = per_example(&mut scorer, &task, &prompt, args.split, &ev)?;
         }
-        println!("{out}");
+        out!("{out}");
     } else {
         match (task.generation(), majority) {
-            (Some(g), _) => println!(
+            (Some(g), _) => out!(
                 "{} {} n={} {}={:.4} in {:.1} s",
-                task.name, args.split, ev.n, g.metric, ev.accuracy, seconds
+                task.name,
+                args.split,
+                ev.n,
+                g.metric,
+                ev.accuracy,
+                seconds
             ),
-            (None, majority) => println!(
+            (None, majority) => out!(
                 "{} {} n={} accuracy={:.4} macro_f1={:.4}{} (majority rate {:.4}) in {:.1} s",
                 task.name,
                 args.split,
@@ -810,21 +824,15 @@ fn resume(args: ResumeArgs) -> Result<ExitCode> {
 
 fn report(args: ReportArgs) -> Result<ExitCode> {
     let folder = RunFolder::open(&args.run_dir)?;
-    let mut report: Report = folder
-        .read_json(
-            RESULT_FILE,
-            "a promptevo result",
-            "resume the run to write it again",
-        )?
-        .with_context(|| {
-            format!(
-                "cannot read {}: the run has not finished (use `promptevo resume`)",
-                folder.file(RESULT_FILE).display()
-            )
-        })?;
+    let mut report = Report::read(&folder)?.with_context(|| {
+        format!(
+            "cannot read {}: the run has not finished (use `promptevo resume`)",
+            folder.file(RESULT_FILE).display()
+        )
+    })?;
     let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
     report.write(&folder, &records)?;
-    println!("{}", folder.file(REPORT_FILE).display());
+    out!("{}", folder.file(REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -833,8 +841,8 @@ fn show_peer(dir: &Path) -> Result<ExitCode> {
     let r = promptevo::bench::peer::read(dir)?;
     let pct = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{:.1}%", 100.0 * x));
     let num = |x: Option<f64>| x.map_or_else(|| "-".to_string(), |x| format!("{x:.0}"));
-    println!("peer run {}", dir.display());
-    println!(
+    out!("peer run {}", dir.display());
+    out!(
         "peer {} | {} | {} evaluations, {} candidates, {:.0} s, CPU {} s, peak memory {} MB",
         r.peer,
         r.status.name(),
@@ -844,19 +852,19 @@ fn show_peer(dir: &Path) -> Result<ExitCode> {
         num(r.cpu_seconds),
         num(r.peak_rss_mb)
     );
-    println!(
+    out!(
         "initial  dev {}  test {}",
         pct(Some(r.initial_dev)),
         pct(Some(r.initial_test))
     );
     match &r.prompt {
-        Some(prompt) => println!(
+        Some(prompt) => out!(
             "answer   dev {}  test {} (the peer's own: {})  {prompt}",
             pct(r.best_dev),
             pct(r.best_test),
             pct(r.peer_test)
         ),
-        None => println!(
+        None => out!(
             "no answer: {}",
             r.reason.as_deref().unwrap_or("no reason given")
         ),
@@ -875,19 +883,20 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
     let folder = RunFolder::open(&args.run_dir)?;
     let records = EvaluationLog::read(&folder.file(EVALUATIONS_FILE))?;
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-    println!("run {}", folder.root().display());
-    let result: Option<Report> = folder.read_json(
-        RESULT_FILE,
-        "a promptevo result",
-        "resume the run to write it again",
-    )?;
-    if let Some(r) = result {
-        println!(
+    out!("run {}", folder.root().display());
+    if let Some(r) = Report::read(&folder)? {
+        out!(
             "task {} | model {} | {} seed {} | {} candidates, {} forward passes, {:.0} s",
-            r.task, r.model, r.strategy, r.seed, r.candidates, r.forward_passes, r.search_seconds
+            r.task,
+            r.model,
+            r.strategy,
+            r.seed,
+            r.candidates,
+            r.forward_passes,
+            r.search_seconds
         );
         for (name, p) in [("initial", &r.initial), ("best", &r.best)] {
-            println!(
+            out!(
                 "{name:<8} #{:<4} dev {}  test {} [{}, {}]  {}",
                 p.id,
                 pct(p.dev_accuracy),
@@ -897,21 +906,21 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
                 p.prompt
             );
         }
-        println!(
+        out!(
             "test change {:+.1} pts, 95% CI [{:+.1}, {:+.1}]",
             100.0 * (r.best.test_accuracy - r.initial.test_accuracy),
             100.0 * r.test_change_ci.0,
             100.0 * r.test_change_ci.1
         );
-        println!("report: {}", folder.file(REPORT_FILE).display());
+        out!("report: {}", folder.file(REPORT_FILE).display());
     } else {
         let (best, generation) = promptevo::run::analysis::best_so_far(&records);
-        println!(
+        out!(
             "unfinished: {} candidates logged, up to generation {generation}",
             records.len()
         );
         if let Some(b) = best {
-            println!(
+            out!(
                 "best so far #{} dev {} (fitness {:.3})  {}",
                 b.id,
                 pct(b.accuracy),
@@ -919,7 +928,7 @@ fn show(args: ReportArgs) -> Result<ExitCode> {
                 b.prompt
             );
         }
-        println!(
+        out!(
             "continue it with: promptevo resume {}",
             folder.root().display()
         );
@@ -959,6 +968,6 @@ fn search_and_report(
         100.0 * report.best.dev_accuracy,
         100.0 * report.best.test_accuracy
     );
-    println!("{}", folder.file(REPORT_FILE).display());
+    out!("{}", folder.file(REPORT_FILE).display());
     Ok(ExitCode::SUCCESS)
 }

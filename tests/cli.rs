@@ -314,6 +314,19 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
         "{shown}"
     );
 
+    // Its reader gone (`promptevo show RUN | head -1`): a quiet exit, not a panic.
+    let mut cut = bin()
+        .arg("show")
+        .arg(&a)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(cut.stdout.take());
+    let cut = cut.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    assert!(cut.status.success() && !stderr.contains("panicked"), "{stderr}");
+
     // `report` rebuilds the report from the run folder alone, identically.
     std::fs::remove_file(a.join("report.md")).unwrap();
     std::fs::remove_file(a.join("progress.svg")).unwrap();

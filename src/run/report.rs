@@ -162,6 +162,16 @@ fn delta(a: f64, b: f64) -> String {
 }
 
 impl Report {
+    /// A finished run's result.json from `folder`; None when the run has not finished. A file
+    /// that is not a result fails with one line naming it and the fix (resume the run).
+    pub fn read(folder: &RunFolder) -> Result<Option<Self>> {
+        folder.read_json(
+            RESULT_FILE,
+            "a promptevo result",
+            "resume the run to write it again",
+        )
+    }
+
     /// Recomputes everything the log alone tells (generations, operators, lineage, top prompts).
     pub(crate) fn analyse(&mut self, records: &[EvaluationRecord]) {
         self.move_families =
