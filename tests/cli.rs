@@ -325,7 +325,10 @@ fn optimize_end_to_end_on_the_real_model_is_reproducible() {
     drop(cut.stdout.take());
     let cut = cut.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&cut.stderr);
-    assert!(cut.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        cut.status.success() && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 
     // `report` rebuilds the report from the run folder alone, identically.
     std::fs::remove_file(a.join("report.md")).unwrap();
