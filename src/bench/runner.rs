@@ -395,7 +395,8 @@ fn finished_result(
         if r.status == PeerStatus::Skipped {
             return Ok(None);
         }
-        check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
+        // A peer's folder holds no evaluation log, so it is not opened as a run of ours.
+        check_settings(&RunFolder::at(&run.dir)?, &run.settings)?;
         return Ok(Some(peer_result_of(config, tasks, run, &r)));
     }
     if !run.dir.join(RESULT_FILE).is_file() {
@@ -598,7 +599,11 @@ pub(crate) fn read_finished(
     let mut results = Vec::with_capacity(runs.len());
     let mut name = String::new();
     for run in &runs {
-        let folder = RunFolder::open(&run.dir)?;
+        // A peer's folder holds no evaluation log, so it is not opened as a run of ours.
+        let folder = match config.arms[run.arm].peer {
+            Some(_) => RunFolder::at(&run.dir)?,
+            None => RunFolder::open(&run.dir)?,
+        };
         check_settings(&folder, &run.settings)?;
         if config.arms[run.arm].peer.is_some() {
             results.push(peer_result_of(config, &tasks, run, &peer::read(&run.dir)?));
