@@ -205,6 +205,21 @@ fn a_peer_that_cannot_install_is_skipped_loudly_then_run_once_installed_and_not_
     // Finished: not rerun. Interrupted (no result file): rerun.
     assert_ok(&bench(&installed, &out));
     assert_eq!(calls(dir.path()), 1);
+    // A merge reads the finished peer run back as it is (it once opened a peer's folder as a
+    // run of ours and failed: a peer's folder has no evaluations.jsonl).
+    let merged = common::bin()
+        .current_dir(root())
+        .args(["bench", "--quiet", "--merge", "--config"])
+        .arg(&installed)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(common::default_model())
+        .output()
+        .unwrap();
+    assert_ok(&merged);
+    assert_eq!(calls(dir.path()), 1);
+    assert_eq!(row(&out), r);
     let run = out.join("runs/capo/sst2/seed3");
     std::fs::remove_file(run.join("peer-result.json")).unwrap();
     let again = bench(&installed, &out);

@@ -130,8 +130,8 @@ pub fn run_dir(out: &Path, arm: &str, task: &str, seed: u64) -> PathBuf {
         .join(format!("seed{seed}"))
 }
 
-/// Settings as JSON without the version, for comparing a folder's config.json with the
-/// benchmark. Of a server, what answers is compared (its URL and served model), not how it is
+/// Settings as JSON without the version and with files reduced to their names, for comparing
+/// a folder's config.json with the benchmark. Of a server, what answers is compared (its URL and served model), not how it is
 /// asked: concurrency, timeout and attempts change no figure, and a rerun after an outage may
 /// retry harder. `served_model` false drops the served model too (a merge not told it with
 /// `--server-model`; the runs are then checked to agree with each other).
@@ -139,6 +139,25 @@ fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::V
     let mut v = settings.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("version");
+        // Files are compared by name, not by where the checkout was: a benchmark folder made in
+        // one checkout is merged or resumed in another (task names are distinct in a benchmark,
+        // and a model file's name says which model it is). A server's URL is kept whole.
+        let mut files = vec!["task", "pool"];
+        if !o.contains_key("server") {
+            files.push("model");
+        }
+        if !o.contains_key("mutator_server") {
+            files.push("mutator_model");
+        }
+        for key in files {
+            if let Some(serde_json::Value::String(path)) = o.get(key) {
+                let name = Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| path.clone());
+                o.insert(key.to_string(), serde_json::Value::String(name));
+            }
+        }
         for key in ["server", "mutator_server"] {
             if let Some(server) = o.get_mut(key).and_then(serde_json::Value::as_object_mut) {
                 for how in ["concurrency", "timeout_s", "attempts"] {
@@ -380,35 +399,46 @@ impl Selection {
     }
 }
 
-/// A run's result if it has finished (a peer's if it ran to an answer or failed), read without
-/// running anything; None for a run not started, half-finished or skipped.
+/// A finished run read back without running anything, with the model name its report gives
+/// (None for a peer's run).
+struct Finished {
+    result: RunResult,
+    model: Option<String>,
+}
+
+/// The one reader of a finished run, for every path that reads one without running it (an arm
+/// deferred by `--arms`, a merge): its result if it has finished (a peer's if it has a result
+/// file, skipped included), after checking its config.json against the benchmark's settings
+/// and, given the live `scorer`, its backend; None for a run not started or half-finished. A
+/// peer's folder holds no evaluation log, so it is never opened as a run of ours.
 fn finished_result(
     config: &BenchConfig,
     tasks: &[Task],
     run: &PlannedRun,
-) -> Result<Option<RunResult>> {
-    if config.arms[run.arm].peer.is_some() {
-        if !run.dir.join(PEER_RESULT_FILE).is_file() {
-            return Ok(None);
-        }
-        let r = peer::read(&run.dir)?;
-        if r.status == PeerStatus::Skipped {
-            return Ok(None);
-        }
-        // A peer's folder holds no evaluation log, so it is not opened as a run of ours.
-        check_settings(&RunFolder::at(&run.dir)?, &run.settings)?;
-        return Ok(Some(peer_result_of(config, tasks, run, &r)));
-    }
-    if !run.dir.join(RESULT_FILE).is_file() {
+    scorer: Option<&Scorer<'_>>,
+) -> Result<Option<Finished>> {
+    let peer = config.arms[run.arm].peer.is_some();
+    let done_file = if peer { PEER_RESULT_FILE } else { RESULT_FILE };
+    if !run.dir.join(done_file).is_file() {
         return Ok(None);
     }
-    check_settings(&RunFolder::open(&run.dir)?, &run.settings)?;
-    Ok(Some(result_of(
-        config,
-        tasks,
-        run,
-        &read_report(&run.dir)?,
-    )?))
+    let folder = RunFolder::at(&run.dir)?;
+    check_settings(&folder, &run.settings)?;
+    if peer {
+        let r = peer::read(&run.dir)?;
+        return Ok(Some(Finished {
+            result: peer_result_of(config, tasks, run, &r),
+            model: None,
+        }));
+    }
+    if let Some(scorer) = scorer {
+        check_backend(&folder, scorer)?;
+    }
+    let report = read_report(&run.dir)?;
+    Ok(Some(Finished {
+        result: result_of(config, tasks, run, &report)?,
+        model: Some(report.model),
+    }))
 }
 
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
@@ -447,8 +477,9 @@ pub(crate) fn run_all(
         let start = Instant::now();
         if deferred[run.arm] {
             // An arm left for a later invocation: its finished runs still count in the tables.
-            if let Some(result) = finished_result(config, &tasks, run)? {
-                results.push(result);
+            // A skipped peer's row is shown as skipped until a later invocation runs it.
+            if let Some(done) = finished_result(config, &tasks, run, Some(&scorers[run.task]))? {
+                results.push(done.result);
                 each(&results)?;
             }
             continue;
@@ -563,14 +594,20 @@ pub(crate) fn read_finished(
 ) -> Result<(Vec<RunResult>, String)> {
     let tasks = load_tasks(config)?;
     let runs = plan(config, &tasks, out, model);
-    let done_file = |r: &PlannedRun| match config.arms[r.arm].peer {
-        Some(_) => PEER_RESULT_FILE,
-        None => RESULT_FILE,
-    };
-    let missing: Vec<&PlannedRun> = runs
-        .iter()
-        .filter(|r| !r.dir.join(done_file(r)).is_file())
-        .collect();
+    let mut missing: Vec<&PlannedRun> = Vec::new();
+    let mut results = Vec::with_capacity(runs.len());
+    let mut name = String::new();
+    for run in &runs {
+        match finished_result(config, &tasks, run, None)? {
+            Some(done) => {
+                if name.is_empty() {
+                    name = done.model.unwrap_or_default();
+                }
+                results.push(done.result);
+            }
+            None => missing.push(run),
+        }
+    }
     if !missing.is_empty() {
         let mut names: Vec<String> = missing
             .iter()
@@ -595,25 +632,6 @@ pub(crate) fn read_finished(
                 names.join(", ")
             ),
         });
-    }
-    let mut results = Vec::with_capacity(runs.len());
-    let mut name = String::new();
-    for run in &runs {
-        // A peer's folder holds no evaluation log, so it is not opened as a run of ours.
-        let folder = match config.arms[run.arm].peer {
-            Some(_) => RunFolder::at(&run.dir)?,
-            None => RunFolder::open(&run.dir)?,
-        };
-        check_settings(&folder, &run.settings)?;
-        if config.arms[run.arm].peer.is_some() {
-            results.push(peer_result_of(config, &tasks, run, &peer::read(&run.dir)?));
-            continue;
-        }
-        let report = read_report(&run.dir)?;
-        if name.is_empty() {
-            name = report.model.clone();
-        }
-        results.push(result_of(config, &tasks, run, &report)?);
     }
     if model.server.is_some() {
         // Peer runs are scored by the same scorer but record no backend of their own.
@@ -807,6 +825,44 @@ mod tests {
         let mut moved = run(8, Some("m"));
         moved["server"]["url"] = "http://10.0.0.2:8000/v1".into();
         assert!(!same(&run(8, Some("m")), &moved, true));
+    }
+
+    #[test]
+    fn files_compare_by_name_so_a_benchmark_folder_moves_between_checkouts() {
+        let run = |root: &str, model: &str| {
+            serde_json::json!({
+                "task": format!("{root}/experiments/tasks/sst2.toml"),
+                "model": format!("{root}/models/{model}"),
+                "mutator_model": null,
+                "pool": format!("{root}/experiments/pools/phrases.toml"),
+                "seed": 0,
+            })
+        };
+        let same = |a: &serde_json::Value, b: &serde_json::Value| {
+            comparable(a, true) == comparable(b, true)
+        };
+        // The same files in another checkout (the issue-24 peers benchmark was made in a
+        // worktree and failed to merge in the main one).
+        assert!(same(
+            &run("/work/wt-peers", "m.gguf"),
+            &run("/work/main", "m.gguf")
+        ));
+        // Another model, task or seed is still another run.
+        assert!(!same(
+            &run("/work/main", "m.gguf"),
+            &run("/work/main", "other.gguf")
+        ));
+        let mut other_task = run("/work/main", "m.gguf");
+        other_task["task"] = "/work/main/experiments/tasks/subj.toml".into();
+        assert!(!same(&run("/work/main", "m.gguf"), &other_task));
+        let mut other_seed = run("/work/main", "m.gguf");
+        other_seed["seed"] = 1.into();
+        assert!(!same(&run("/work/main", "m.gguf"), &other_seed));
+        // A server's URL is compared whole, not cut to its last segment.
+        let served =
+            |url: &str| serde_json::json!({"model": url, "server": {"url": url, "model": "m"}});
+        assert!(!comparable(&served("http://a:1/v1"), true)
+            .eq(&comparable(&served("http://b:1/v1"), true)));
     }
 
     #[test]
