@@ -261,6 +261,13 @@ fn arms_runs_only_the_named_arms_and_a_later_invocation_the_rest() {
     assert_eq!(only_random.len(), 2, "{only_random:?}");
     assert!(only_random.iter().all(|r| r[0] == "random"));
     assert!(!run_dir(&out, "ga", 0).exists());
+    // bench.md already shows the finished runs, and says the benchmark is not done.
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(
+        md.contains("**In progress: 2 of 4 runs have finished.**"),
+        "{md}"
+    );
+    assert!(md.contains("| random | random | 2 |"), "{md}");
 
     // Then ga: random's finished runs are read back into the tables, not run again.
     let random_log = std::fs::read(run_dir(&out, "random", 0).join("evaluations.jsonl")).unwrap();
@@ -288,4 +295,7 @@ fn arms_runs_only_the_named_arms_and_a_later_invocation_the_rest() {
         4
     );
     assert_eq!(rows(&out), all);
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(!md.contains("In progress"), "{md}");
+    assert!(md.contains("4 of 4 runs finished"), "{md}");
 }

@@ -56,9 +56,11 @@ fn write_all(
 }
 
 /// Runs (or finishes) the benchmark into `out`, scored and written by `backends` (whose
-/// progress hears of every run), and writes its results; returns every run's result. `results.csv` and `results.json` are rewritten
-/// after every run, so an interrupted benchmark still leaves its finished runs tabulated.
-/// `arms`, when given, limits the invocation to those arms (see [`Selection::arms`]).
+/// progress hears of every run), and writes its results; returns every run's result. The
+/// tables, plots and `bench.md` (which says how many runs have finished) are rewritten after
+/// every run, so a benchmark that spans days shows its comparisons so far, and an interrupted
+/// one still leaves its finished runs tabulated. `arms`, when given, limits the invocation to
+/// those arms (see [`Selection::arms`]).
 pub fn run(
     config: &BenchConfig,
     out: &Path,
@@ -68,14 +70,12 @@ pub fn run(
     let folder = RunFolder::create(out)?;
     let _lock = folder.lock()?;
     let select = Selection { shard: None, arms };
-    let results = runner::run_all(config, out, backends, &select, |r| write_rows(&folder, r))?;
-    write_all(
-        &folder,
-        config,
-        &results,
-        &backends.model_name()?,
-        &runner::record(backends)?,
-    )?;
+    let name = backends.model_name()?;
+    let record = runner::record(backends)?;
+    let results = runner::run_all(config, out, backends, &select, |r| {
+        write_all(&folder, config, r, &name, &record)
+    })?;
+    write_all(&folder, config, &results, &name, &record)?;
     Ok(results)
 }
 

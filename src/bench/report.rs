@@ -252,6 +252,13 @@ pub(crate) fn to_markdown(
             .map(|n| format!(", first {n} initial prompts of each task"))
             .unwrap_or_default()
     );
+    if rows.len() < config.run_count() {
+        s += &format!(
+            "**In progress: {} of {} runs have finished.** Every table and comparison below covers the finished runs only (pairs are matched by task and seed), and is rewritten as each run finishes.\n\n",
+            rows.len(),
+            config.run_count()
+        );
+    }
     s += "## Per task\n\nTest accuracy of each run's best prompt (best on dev), over seeds.\n\n";
     for task in tasks_of(rows) {
         let of_task: Vec<&RunRow> = rows.iter().filter(|r| r.task == task).collect();
