@@ -131,9 +131,9 @@ pub fn run_dir(out: &Path, arm: &str, task: &str, seed: u64) -> PathBuf {
 }
 
 /// Settings as JSON without the version and with files reduced to their names, for comparing
-/// a folder's config.json with the benchmark. Of a server, what answers is compared (its URL and served model), not how it is
-/// asked: concurrency, timeout and attempts change no figure, and a rerun after an outage may
-/// retry harder. `served_model` false drops the served model too (a merge not told it with
+/// a folder's config.json with the benchmark. Of a server, what answers is compared (its URL
+/// and served model), not how it is asked: concurrency, timeout and attempts change no figure,
+/// and a rerun after an outage may retry harder. `served_model` false drops the served model too (a merge not told it with
 /// `--server-model`; the runs are then checked to agree with each other).
 fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::Value {
     let mut v = settings.clone();
@@ -861,8 +861,10 @@ mod tests {
         // A server's URL is compared whole, not cut to its last segment.
         let served =
             |url: &str| serde_json::json!({"model": url, "server": {"url": url, "model": "m"}});
-        assert!(!comparable(&served("http://a:1/v1"), true)
-            .eq(&comparable(&served("http://b:1/v1"), true)));
+        assert_ne!(
+            comparable(&served("http://a:1/v1"), true),
+            comparable(&served("http://b:1/v1"), true)
+        );
     }
 
     #[test]
