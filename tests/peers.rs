@@ -258,6 +258,85 @@ fn a_peer_that_crashes_gives_a_failed_row_quoting_it_and_is_not_rerun() {
     assert_eq!(calls(dir.path()), 1);
 }
 
+/// Runs of other arms that finished before an invocation count in its tables from its first
+/// write: after `--arms random`, a `--arms capo` invocation's bench.md shows both random runs
+/// as soon as its first peer run has finished (the stand-in driver keeps a copy of bench.md as
+/// each peer run starts).
+#[test]
+fn runs_finished_before_an_invocation_count_in_its_tables_from_the_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let driver = fake_driver(dir.path(), false);
+    let mut script = std::fs::read_to_string(&driver).unwrap();
+    script.push_str(
+        "import shutil\nroot = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(job['out']))))\n\
+         md = os.path.join(root, 'bench.md')\n\
+         if os.path.exists(md): shutil.copy(md, os.path.join(os.path.dirname(sys.argv[0]), 'bench-seed%d.md' % job['seed']))\n",
+    );
+    std::fs::write(&driver, script).unwrap();
+    let tools = stand_in_tools(dir.path(), &driver);
+    let text = format!(
+        r#"name = "mixed"
+tasks = ["{}"]
+seeds = [3, 4]
+dev_limit = {DEV}
+test_limit = {TEST}
+max_initial_prompts = 2
+
+[search]
+population = 3
+elite = 1
+max_evals = {BUDGET}
+
+[peers]
+{tools}
+
+[[arm]]
+name = "capo"
+kind = "peer"
+peer = "capo"
+
+[[arm]]
+name = "random"
+[arm.search]
+strategy = "random"
+"#,
+        root().join("experiments/tasks/sst2.toml").display(),
+    );
+    let c = dir.path().join("mixed.toml");
+    std::fs::write(&c, text).unwrap();
+    let with_arms = |arms: &str| {
+        common::bin()
+            .current_dir(root())
+            .args(["bench", "--quiet", "--config"])
+            .arg(&c)
+            .arg("--out")
+            .arg(&out)
+            .args(["--model"])
+            .arg(common::default_model())
+            .args(["--arms", arms])
+            .output()
+            .unwrap()
+    };
+    assert_ok(&with_arms("random"));
+    std::fs::remove_file(out.join("bench.md")).unwrap();
+    assert_ok(&with_arms("capo"));
+    assert_eq!(calls(dir.path()), 2);
+    // In run order (seed 3: capo, random; seed 4: capo, random), seed 4's peer started after
+    // one run of this invocation had finished: that one and both random runs were counted.
+    let md = std::fs::read_to_string(dir.path().join("bench-seed4.md")).unwrap();
+    assert!(
+        md.contains("**In progress: 3 of 4 runs have finished.**"),
+        "{md}"
+    );
+    assert!(md.contains("| random | random | 2 |"), "{md}");
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(
+        md.contains("4 of 4 runs finished") && !md.contains("In progress"),
+        "{md}"
+    );
+}
+
 /// A real peer (gepa 0.1.4 through a llama.cpp server on the default model), tiny: run
 /// `experiments/peers/install.sh` first. 117 s here.
 #[test]

@@ -442,8 +442,9 @@ fn finished_result(
 }
 
 /// Runs (or skips, or resumes) every run of the benchmark into `out`, or only `shard`'s share
-/// of them or only some arms' (`select`), scored and written by `backends`, calling `each` after each run with the results
-/// so far; returns the results of the runs it was given, in run order (seed, task, arm). A run
+/// of them or only some arms' (`select`), scored and written by `backends`, calling `each` after
+/// each run it was given with the results of every finished run (those finished before this
+/// invocation included); returns those results, in run order (seed, task, arm). A run
 /// stopped by its server fails naming its folder: rerunning the benchmark resumes it.
 pub(crate) fn run_all(
     config: &BenchConfig,
@@ -471,17 +472,25 @@ pub(crate) fn run_all(
     let of = shard.map_or_else(String::new, |s| {
         format!(" of shard {s} ({} runs in all)", config.run_count())
     });
-    let mut results = Vec::with_capacity(total);
-    for run in &runs {
+    // Every run finished before this invocation counts in the tables from the first write on,
+    // those of arms left for a later invocation (`--arms`) included; a skipped peer's row shows
+    // as skipped until an invocation runs it. Each run this invocation finishes takes its place.
+    let mut known: Vec<Option<RunResult>> = runs
+        .iter()
+        .map(|run| {
+            let done = finished_result(config, &tasks, run, Some(&scorers[run.task]))?;
+            Ok(done.map(|d| d.result))
+        })
+        .collect::<Result<_>>()?;
+    let mut finish = |k: usize, result: RunResult| {
+        known[k] = Some(result);
+        let results: Vec<RunResult> = known.iter().flatten().cloned().collect();
+        each(&results)
+    };
+    for (k, run) in runs.iter().enumerate() {
         let task = &tasks[run.task];
         let start = Instant::now();
         if deferred[run.arm] {
-            // An arm left for a later invocation: its finished runs still count in the tables.
-            // A skipped peer's row is shown as skipped until a later invocation runs it.
-            if let Some(done) = finished_result(config, &tasks, run, Some(&scorers[run.task]))? {
-                results.push(done.result);
-                each(&results)?;
-            }
             continue;
         }
         position += 1;
@@ -522,8 +531,7 @@ pub(crate) fn run_all(
                 ),
             };
             backends.progress().event(&Event::BenchRun(&line));
-            results.push(result);
-            each(&results)?;
+            finish(k, result)?;
             continue;
         }
         let (report, state) = run_one(
@@ -549,10 +557,9 @@ pub(crate) fn run_all(
             }
         );
         backends.progress().event(&Event::BenchRun(&line));
-        results.push(result);
-        each(&results)?;
+        finish(k, result)?;
     }
-    Ok(results)
+    Ok(known.into_iter().flatten().collect())
 }
 
 /// A run's failure as the benchmark reports it: one stopped by its server (down, or answering
