@@ -36,6 +36,8 @@ struct RawBench {
     #[serde(default)]
     peers: RawPeerTools,
     #[serde(default)]
+    compare: Option<Vec<String>>,
+    #[serde(default)]
     arm: Vec<RawArm>,
 }
 
@@ -119,6 +121,9 @@ pub struct BenchConfig {
     pub arms: Vec<Arm>,
     /// Where the peer arms' tools are (`[peers]`, resolved against the file's folder).
     pub peer_tools: PeerTools,
+    /// The arms `bench.md` compares with every other arm, each in its own section (`compare`;
+    /// default: the first arm, the candidate a benchmark is about).
+    pub compare: Vec<String>,
 }
 
 /// Overlays `over` onto `base`; nested tables (such as `operators`) are merged key by key.
@@ -323,6 +328,16 @@ impl BenchConfig {
                 seeds: a.seeds.clone(),
             });
         }
+        let compare = raw.compare.unwrap_or_else(|| vec![arms[0].name.clone()]);
+        if let Some(unknown) = compare.iter().find(|c| arms.iter().all(|a| &a.name != *c)) {
+            return Err(fail(format!(
+                "`compare` names arm `{unknown}`, which the file lacks; its arms: {}",
+                arms.iter()
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         Ok(Self {
             path: path.to_path_buf(),
             name: raw.name,
@@ -338,6 +353,7 @@ impl BenchConfig {
             calibrate: raw.calibrate,
             arms,
             peer_tools: raw.peers.resolve(dir),
+            compare,
         })
     }
 

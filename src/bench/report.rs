@@ -339,7 +339,7 @@ pub(crate) fn to_markdown(
             );
         }
     }
-    s += &first_arm_section(config, rows);
+    s += &compared_arms_sections(config, rows);
     s += &initial_section(config, rows);
     s += &peers_section(config, rows);
     s += &format!(
@@ -378,12 +378,21 @@ fn paired_means(
     (!a.is_empty()).then(|| (stats::mean(&a), stats::mean(&b)))
 }
 
-/// `bench.md`'s comparison of the file's first arm (the candidate a benchmark is about, e.g. a
-/// new default) with every other arm, peers included: paired differences per task and pooled,
-/// and what the other arm cost beside it on the same pairs. Empty with fewer than three arms
-/// (the baseline comparison already says it) or when the first arm is the baseline.
-fn first_arm_section(config: &BenchConfig, rows: &[RunRow]) -> String {
-    let first = config.arms[0].name.as_str();
+/// `bench.md`'s comparisons of each arm the file's `compare` names (by default its first arm,
+/// the candidate a benchmark is about, e.g. a new default) with every other arm.
+fn compared_arms_sections(config: &BenchConfig, rows: &[RunRow]) -> String {
+    config
+        .compare
+        .iter()
+        .map(|arm| arm_section(config, rows, arm))
+        .collect()
+}
+
+/// `bench.md`'s comparison of `first` with every other arm, peers included: paired differences
+/// per task and pooled, and what the other arm cost beside it on the same pairs. Empty with
+/// fewer than three arms (the baseline comparison already says it) or when `first` is the
+/// baseline.
+fn arm_section(config: &BenchConfig, rows: &[RunRow], first: &str) -> String {
     if config.arms.len() < 3 || first == config.baseline() {
         return String::new();
     }
@@ -398,7 +407,12 @@ fn first_arm_section(config: &BenchConfig, rows: &[RunRow]) -> String {
             .filter(|r| scope.as_deref().is_none_or(|t| r.task == t))
             .cloned()
             .collect();
-        for other in config.arms.iter().skip(1).map(|a| a.name.as_str()) {
+        for other in config
+            .arms
+            .iter()
+            .map(|a| a.name.as_str())
+            .filter(|a| *a != first)
+        {
             let c = compare(&of_scope, first, other, None);
             if c.n == 0 {
                 continue;
@@ -724,7 +738,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_arm_is_paired_with_every_arm_and_answers_are_counted_against_the_initial() {
+    fn the_compared_arms_are_paired_with_every_arm_and_answers_are_counted_against_the_initial() {
         let text = "name = \"t\"\ntasks = [\"../tasks/sst2.toml\"]\nseeds = [0, 1]\ndev_limit = 8\ntest_limit = 8\npool = \"../pools/phrases.toml\"\n[search]\nmax_evals = 48\n[[arm]]\nname = \"new\"\n[arm.search]\nstrategy = \"adaptive\"\n[[arm]]\nname = \"old\"\n[arm.search]\nstrategy = \"fewshot\"\n[[arm]]\nname = \"random\"\n[arm.search]\nstrategy = \"random\"\n";
         let config = BenchConfig::parse(text, Path::new("b/x.toml")).unwrap();
         let cost = |mut r: RunRow, cpu: f64, mb: f64| {
@@ -740,7 +754,7 @@ mod tests {
             cost(row("old", "a", 1, 0.55), 50.0, 300.0),
             cost(row("random", "a", 1, 0.5), 400.0, 600.0),
         ];
-        let first = first_arm_section(&config, &rows);
+        let first = compared_arms_sections(&config, &rows);
         // new - old: +10 and -5 points; old cost half the CPU, the same memory.
         assert!(
             first.contains("| a | old | 2 | +2.5 |") && first.contains("| 0.50x | 1.00x |"),
@@ -774,7 +788,30 @@ mod tests {
             Path::new("b/x.toml"),
         )
         .unwrap();
-        assert_eq!(first_arm_section(&two, &rows), "");
+        assert_eq!(compared_arms_sections(&two, &rows), "");
+        // `compare` names the arms that get a section: old - new is the negation of new - old.
+        let both = BenchConfig::parse(
+            &format!("compare = [\"new\", \"old\"]\n{text}"),
+            Path::new("b/x.toml"),
+        )
+        .unwrap();
+        let sections = compared_arms_sections(&both, &rows);
+        assert!(sections.starts_with(&first), "{sections}");
+        assert!(
+            sections.contains("## Paired comparison of `old` with every other arm")
+                && sections.contains("| a | new | 2 | -2.5 |")
+                && sections.contains("| 2.00x | 1.00x |"),
+            "{sections}"
+        );
+        let bad = BenchConfig::parse(
+            &format!("compare = [\"nwe\"]\n{text}"),
+            Path::new("b/x.toml"),
+        );
+        let message = bad.unwrap_err().to_string();
+        assert!(
+            message.contains("`compare` names arm `nwe`") && message.contains("new, old, random"),
+            "{message}"
+        );
     }
 
     /// A run of `task` scored through a server by `method`.
