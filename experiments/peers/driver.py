@@ -93,7 +93,8 @@ class Server:
         env = dict(os.environ)
         lib = os.path.dirname(binary)
         env["LD_LIBRARY_PATH"] = lib + ":" + env.get("LD_LIBRARY_PATH", "")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=die_with_parent)
         self.url = f"http://127.0.0.1:{port}/v1"
         deadline = time.time() + SERVER_START_S
         while time.time() < deadline:
@@ -345,7 +346,24 @@ def usage(server):
             "server_cpu_seconds": cpu, "server_peak_rss_mb": rss}
 
 
+def die_with_parent():
+    """Asks Linux to send this process SIGTERM when its parent exits (prctl PR_SET_PDEATHSIG),
+    so that a benchmark that is killed takes its driver and the driver's llama.cpp server with
+    it instead of leaving them running on the run folder. Elsewhere it does nothing."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main():
+    die_with_parent()
+    if os.getppid() == 1:  # the benchmark was gone before the request above
+        sys.exit(143)
+    # SIGTERM ends the driver through the `finally` below, which stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     job_path = sys.argv[1]
     with open(job_path) as f:
         job = json.load(f)
