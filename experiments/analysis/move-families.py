@@ -2,7 +2,9 @@
 benchmark folder (our arms only): children, share that beat their parent (paired dev gain above
 0 over the parent with the best full dev score, on the dev examples both were scored on, as
 paired screening and the adaptive strategy's credit compare them), share that became the run's
-new best on full dev, and the mean new-best improvement per child (points).
+new best on full dev, and the mean new-best improvement per child (points). Then, per task, the
+answers (each run's chosen prompt) with and without demonstrations in their lineage: their mean
+gain over the task's first prompt on test and on dev (points).
 
     python3 experiments/analysis/move-families.py experiments/results/2026-12-03-default
 """
@@ -81,6 +83,27 @@ def main(root):
             new = sum(i > 0 for _, i in s) / n
             per_child = 100 * sum(i for _, i in s) / n
             print(f"| {task} | {fam} | {n} | {100 * won:.1f}% | {100 * new:.1f}% | {per_child:.2f} |")
+
+    print()
+    print("| task | answers | with demonstrations | test gain | dev gain |")
+    print("|---|---|---|---|---|")
+    answers = collections.defaultdict(list)
+    for path in sorted(glob.glob(f"{root}/runs/*/*/seed*/result.json")):
+        arm, task = path.split("/")[-4], path.split("/")[-3]
+        if arm in PEERS:
+            continue
+        r = json.load(open(path))
+        demos = any(step.get("operator", "").startswith("demo-") for step in r["lineage"])
+        test = r["best"]["test_accuracy"] - r["initial"]["test_accuracy"]
+        dev = r["best"]["dev_accuracy"] - r["initial"]["dev_accuracy"]
+        answers[(task, demos)].append((test, dev))
+    for task in tasks:
+        for demos in (True, False):
+            a = answers.get((task, demos))
+            if a:
+                test = 100 * sum(t for t, _ in a) / len(a)
+                dev = 100 * sum(d for _, d in a) / len(a)
+                print(f"| {task} | {len(a)} | {'yes' if demos else 'no'} | {test:+.1f} | {dev:+.1f} |")
 
 
 if __name__ == "__main__":
