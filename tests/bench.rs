@@ -228,19 +228,7 @@ fn arms_runs_only_the_named_arms_and_a_later_invocation_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_config(dir.path());
     let out = dir.path().join("out");
-    let with_arms = |arms: &str| {
-        common::bin()
-            .current_dir(root())
-            .args(["bench", "--quiet", "--config"])
-            .arg(&config)
-            .arg("--out")
-            .arg(&out)
-            .args(["--model"])
-            .arg(common::default_model())
-            .args(["--arms", arms])
-            .output()
-            .unwrap()
-    };
+    let with_arms = |arms: &str| common::bench_with(&config, &out, &["--arms", arms]);
 
     // An arm the file lacks: one line listing the file's arms, before any model is loaded.
     let bad = with_arms("random,annealing");

@@ -305,19 +305,7 @@ strategy = "random"
     );
     let c = dir.path().join("mixed.toml");
     std::fs::write(&c, text).unwrap();
-    let with_arms = |arms: &str| {
-        common::bin()
-            .current_dir(root())
-            .args(["bench", "--quiet", "--config"])
-            .arg(&c)
-            .arg("--out")
-            .arg(&out)
-            .args(["--model"])
-            .arg(common::default_model())
-            .args(["--arms", arms])
-            .output()
-            .unwrap()
-    };
+    let with_arms = |arms: &str| common::bench_with(&c, &out, &["--arms", arms]);
     assert_ok(&with_arms("random"));
     std::fs::remove_file(out.join("bench.md")).unwrap();
     assert_ok(&with_arms("capo"));

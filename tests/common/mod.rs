@@ -105,6 +105,11 @@ pub fn assert_ok(out: &Output) {
 
 /// `promptevo bench --quiet --config CONFIG --out OUT` on the default model, run to the end.
 pub fn bench(config: &Path, out: &Path) -> Output {
+    bench_with(config, out, &[])
+}
+
+/// `promptevo bench` as [`bench`] runs it, with `extra` arguments (e.g. `--arms random`).
+pub fn bench_with(config: &Path, out: &Path, extra: &[&str]) -> Output {
     bin()
         .current_dir(root())
         .args(["bench", "--quiet", "--config"])
@@ -113,6 +118,7 @@ pub fn bench(config: &Path, out: &Path) -> Output {
         .arg(out)
         .arg("--model")
         .arg(default_model())
+        .args(extra)
         .output()
         .unwrap()
 }
