@@ -147,6 +147,8 @@ fn a_peer_that_cannot_install_is_skipped_loudly_then_run_once_installed_and_not_
         md.contains("## Peers") && md.contains("| capo | sst2 | 3 | skipped |"),
         "{md}"
     );
+    // A skipped peer's row is shown but is not a finished run.
+    assert!(md.contains("0 of 1 runs finished"), "{md}");
 
     // Installed now (the stand-in driver): the skipped run is run, and its answer is scored by
     // our scorer as `promptevo eval` scores it on the same test examples.
@@ -202,9 +204,18 @@ fn a_peer_that_cannot_install_is_skipped_loudly_then_run_once_installed_and_not_
         "{shown}"
     );
 
-    // Finished: not rerun. Interrupted (no result file): rerun.
-    assert_ok(&bench(&installed, &out));
+    // Finished: not rerun, announced with its scores. Interrupted (no result file): rerun.
+    let skipped = bench(&installed, &out);
+    assert_ok(&skipped);
     assert_eq!(calls(dir.path()), 1);
+    let line = format!(
+        "capo sst2 seed 3: dev {:.1}% test {:.1}% (peer capo) (finished earlier, skipped)",
+        100.0 * field(&r, "best_dev").parse::<f64>().unwrap(),
+        100.0 * best_test
+    );
+    assert!(stderr(&skipped).contains(&line), "{}", stderr(&skipped));
+    let md = std::fs::read_to_string(out.join("bench.md")).unwrap();
+    assert!(md.contains("1 of 1 runs finished"), "{md}");
     // A merge reads the finished peer run back as it is (it once opened a peer's folder as a
     // run of ours and failed: a peer's folder has no evaluations.jsonl).
     let merged = common::bin()

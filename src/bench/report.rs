@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::config::BenchConfig;
+use super::peer::PeerStatus;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
 use crate::error::Result;
 use crate::run::plots::accuracy_chart;
@@ -236,6 +237,11 @@ pub(crate) fn to_markdown(
     let baseline = config.baseline();
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(0);
+    // A skipped peer's row is shown (as skipped) but is not a finished run.
+    let finished = rows
+        .iter()
+        .filter(|r| r.status != PeerStatus::Skipped.name())
+        .count();
     let mut s = format!("# promptevo benchmark: {}\n\n", config.name);
     s += &format!(
         "- config: `{}`\n- model: `{model}`\n- backend: {backend}\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",
@@ -243,7 +249,7 @@ pub(crate) fn to_markdown(
         arms.join(", "),
         tasks_of(rows).join(", "),
         config.seeds,
-        rows.len(),
+        finished,
         config.run_count(),
         config.dev_limit,
         config.test_limit,
@@ -252,10 +258,10 @@ pub(crate) fn to_markdown(
             .map(|n| format!(", first {n} initial prompts of each task"))
             .unwrap_or_default()
     );
-    if rows.len() < config.run_count() {
+    if finished < config.run_count() {
         s += &format!(
             "**In progress: {} of {} runs have finished.** Every table and comparison below covers the finished runs only (pairs are matched by task and seed), and is rewritten as each run finishes.\n\n",
-            rows.len(),
+            finished,
             config.run_count()
         );
     }

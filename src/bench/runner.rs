@@ -482,11 +482,12 @@ pub(crate) fn run_all(
             Ok(done.map(|d| d.result))
         })
         .collect::<Result<_>>()?;
-    let mut finish = |k: usize, result: RunResult| {
-        known[k] = Some(result);
+    // The tables are written once with every run finished earlier, then after each run this
+    // invocation makes; a run finished earlier is only announced (it was read above).
+    {
         let results: Vec<RunResult> = known.iter().flatten().cloned().collect();
-        each(&results)
-    };
+        each(&results)?;
+    }
     for (k, run) in runs.iter().enumerate() {
         let task = &tasks[run.task];
         let start = Instant::now();
@@ -494,7 +495,22 @@ pub(crate) fn run_all(
             continue;
         }
         position += 1;
-        if let Some(peer_name) = &config.arms[run.arm].peer {
+        let position = format!("[{position}/{total}{of}]");
+        let peer_name = config.arms[run.arm].peer.as_deref();
+        if let Some(done) = &known[k] {
+            // A skipped peer (it could not install or run) is retried; any other is final.
+            if done.row.status != PeerStatus::Skipped.name() {
+                let line = run_line(
+                    &position,
+                    &done.row,
+                    peer_name,
+                    "(finished earlier, skipped)",
+                );
+                backends.progress().event(&Event::BenchRun(&line));
+                continue;
+            }
+        }
+        let result = if let Some(peer_name) = peer_name {
             let peer_run = PeerRun {
                 peer: peer_name,
                 task,
@@ -509,57 +525,53 @@ pub(crate) fn run_all(
                 RunState::Finished => "(finished earlier, skipped)".to_string(),
                 _ => format!("in {:.0} s", start.elapsed().as_secs_f64()),
             };
-            let position = format!("[{position}/{total}{of}]");
-            let line = match r.status {
-                PeerStatus::Ok => format!(
-                    "{position} {} {} seed {}: dev {:.1}% test {:.1}% (peer {}) {how}",
-                    result.row.arm,
-                    task.name,
-                    run.seed,
-                    100.0 * result.row.best_dev,
-                    100.0 * result.row.best_test,
-                    peer_name
-                ),
-                status => format!(
-                    "{position} {} {} seed {}: PEER {} {}: {} {how}",
-                    result.row.arm,
-                    task.name,
-                    run.seed,
-                    peer_name.to_uppercase(),
-                    status.name().to_uppercase(),
-                    r.reason.as_deref().unwrap_or("no reason given")
-                ),
-            };
+            let line = run_line(&position, &result.row, Some(peer_name), &how);
             backends.progress().event(&Event::BenchRun(&line));
-            finish(k, result)?;
-            continue;
-        }
-        let (report, state) = run_one(
-            &run.settings,
-            task,
-            &mut scorers[run.task],
-            backends,
-            &run.dir,
-        )
-        .map_err(|e| stopped(e, &run.dir))?;
-        let result = result_of(config, &tasks, run, &report)?;
-        let line = format!(
-            "[{position}/{total}{of}] {} {} seed {}: dev {:.1}% test {:.1}% {}",
-            result.row.arm,
-            task.name,
-            run.seed,
-            100.0 * result.row.best_dev,
-            100.0 * result.row.best_test,
-            match state {
+            result
+        } else {
+            let (report, state) = run_one(
+                &run.settings,
+                task,
+                &mut scorers[run.task],
+                backends,
+                &run.dir,
+            )
+            .map_err(|e| stopped(e, &run.dir))?;
+            let result = result_of(config, &tasks, run, &report)?;
+            let how = match state {
                 RunState::Finished => "(finished earlier, skipped)".to_string(),
                 RunState::Resumed => format!("in {:.0} s (resumed)", start.elapsed().as_secs_f64()),
                 RunState::Fresh => format!("in {:.0} s", start.elapsed().as_secs_f64()),
-            }
-        );
-        backends.progress().event(&Event::BenchRun(&line));
-        finish(k, result)?;
+            };
+            let line = run_line(&position, &result.row, None, &how);
+            backends.progress().event(&Event::BenchRun(&line));
+            result
+        };
+        known[k] = Some(result);
+        let results: Vec<RunResult> = known.iter().flatten().cloned().collect();
+        each(&results)?;
     }
     Ok(known.into_iter().flatten().collect())
+}
+
+/// The progress line of one run: `position`, arm, task and seed, then its dev and test scores
+/// (a peer's named), or a peer's status and reason when it did not answer, then `how`.
+fn run_line(position: &str, row: &RunRow, peer: Option<&str>, how: &str) -> String {
+    let head = format!("{position} {} {} seed {}", row.arm, row.task, row.seed);
+    match peer {
+        Some(peer) if row.status != PeerStatus::Ok.name() => format!(
+            "{head}: PEER {} {}: {} {how}",
+            peer.to_uppercase(),
+            row.status.to_uppercase(),
+            row.note.as_deref().unwrap_or("no reason given")
+        ),
+        _ => format!(
+            "{head}: dev {:.1}% test {:.1}%{} {how}",
+            100.0 * row.best_dev,
+            100.0 * row.best_test,
+            peer.map(|p| format!(" (peer {p})")).unwrap_or_default()
+        ),
+    }
 }
 
 /// A run's failure as the benchmark reports it: one stopped by its server (down, or answering
