@@ -4,7 +4,8 @@
 //! with patience), `promptbreeder` (co-evolving prompts and mutation-prompts), `gepa` (Pareto
 //! front, reflective mutation, merge), `opro` (the model optimises from the score trajectory),
 //! `adaptive` (demonstration moves, reflection, edits and crossovers, the children shared
-//! between them by a bandit on what wins on this task) and `random` (the same operators without
+//! between them by a bandit on what wins on this task), `staged` (gepa's instruction search for
+//! half the budget, then fewshot's demonstration search) and `random` (the same operators without
 //! selection: the baseline every benchmark compares against).
 
 mod adaptive;
@@ -18,6 +19,7 @@ mod opro;
 mod promptbreeder;
 mod random;
 mod registry;
+mod staged;
 mod strategy;
 mod validate;
 

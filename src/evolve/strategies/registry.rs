@@ -3,7 +3,7 @@
 //! strategy is one file in this folder plus one entry here.
 
 use super::strategy::Strategy;
-use super::{adaptive, de, ga, gepa, hillclimb, opro, promptbreeder, random};
+use super::{adaptive, de, ga, gepa, hillclimb, opro, promptbreeder, random, staged};
 
 #[cfg(test)]
 /// Names of the moves strategies make themselves (they need scores, so they are not
@@ -101,7 +101,7 @@ struct Entry {
 
 /// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
 /// `--help` all read it).
-const REGISTRY: [Entry; 9] = [
+const REGISTRY: [Entry; 10] = [
     Entry {
         name: "fewshot",
         summary: "the default: a GA over the few-shot demonstrations (which train examples, how many, their order, label balance, and train examples the parent gets wrong) and the instruction; needs no chat model to write text",
@@ -165,6 +165,16 @@ const REGISTRY: [Entry; 9] = [
         summary: "demonstration moves, reflection, edits and crossovers, each generation's children shared between them by a bandit on which of them win on this task (the report's \"Move families\" table)",
         make: || Box::<adaptive::Adaptive>::default(),
         weights: ADAPTIVE,
+        uses_elite: true,
+        needs_model: true,
+    },
+    // gepa's stage asks the model; its weights are fewshot's (no two-parent operator, so the
+    // first stage makes no merges).
+    Entry {
+        name: "staged",
+        summary: "gepa's reflective rewrites of the instruction for the first half of the budget, then fewshot's demonstration search around the instructions found",
+        make: || Box::<staged::Staged>::default(),
+        weights: FEWSHOT,
         uses_elite: true,
         needs_model: true,
     },
