@@ -118,7 +118,6 @@ mod tests {
     use super::super::error_driven::DEMO_ERROR;
     use super::super::gepa::REFLECT;
     use super::super::testing::*;
-    use super::*;
     use crate::evolve::candidate::INITIAL_OPERATOR;
     use crate::evolve::strategies::SearchConfig;
 
