@@ -6,7 +6,6 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::config::BenchConfig;
-use super::peer::PeerStatus;
 use super::runner::{RunResult, RunRow, CONVERGED_FRACTION};
 use crate::error::Result;
 use crate::run::plots::accuracy_chart;
@@ -238,10 +237,7 @@ pub(crate) fn to_markdown(
     let arms: Vec<&str> = config.arms.iter().map(|a| a.name.as_str()).collect();
     let budget = config.arms[0].search.max_evals.unwrap_or(0);
     // A skipped peer's row is shown (as skipped) but is not a finished run.
-    let finished = rows
-        .iter()
-        .filter(|r| r.status != PeerStatus::Skipped.name())
-        .count();
+    let finished = rows.iter().filter(|r| !r.is_skipped()).count();
     let mut s = format!("# promptevo benchmark: {}\n\n", config.name);
     s += &format!(
         "- config: `{}`\n- model: `{model}`\n- backend: {backend}\n- arms: {}; tasks: {}; seeds: {:?}; {} of {} runs finished\n- budget: {budget} example evaluations per run (one per dev example a candidate is scored on); dev_limit {}, test_limit {}{}\n\n",

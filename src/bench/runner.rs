@@ -81,6 +81,12 @@ impl RunRow {
     pub fn is_ok(&self) -> bool {
         self.status == "ok"
     }
+
+    /// Whether the run is a peer's that could not install or start: shown, not finished, and
+    /// retried by the next invocation.
+    pub fn is_skipped(&self) -> bool {
+        self.status == PeerStatus::Skipped.name()
+    }
 }
 
 /// A run's row and its convergence curve.
@@ -484,10 +490,11 @@ pub(crate) fn run_all(
         .collect::<Result<_>>()?;
     // The tables are written once with every run finished earlier, then after each run this
     // invocation makes; a run finished earlier is only announced (it was read above).
-    {
+    let mut write = |known: &[Option<RunResult>]| {
         let results: Vec<RunResult> = known.iter().flatten().cloned().collect();
-        each(&results)?;
-    }
+        each(&results)
+    };
+    write(&known)?;
     for (k, run) in runs.iter().enumerate() {
         let task = &tasks[run.task];
         let start = Instant::now();
@@ -498,8 +505,8 @@ pub(crate) fn run_all(
         let position = format!("[{position}/{total}{of}]");
         let peer_name = config.arms[run.arm].peer.as_deref();
         if let Some(done) = &known[k] {
-            // A skipped peer (it could not install or run) is retried; any other is final.
-            if done.row.status != PeerStatus::Skipped.name() {
+            // A skipped peer is retried; any other finished run is final.
+            if !done.row.is_skipped() {
                 let line = run_line(
                     &position,
                     &done.row,
@@ -548,8 +555,7 @@ pub(crate) fn run_all(
             result
         };
         known[k] = Some(result);
-        let results: Vec<RunResult> = known.iter().flatten().cloned().collect();
-        each(&results)?;
+        write(&known)?;
     }
     Ok(known.into_iter().flatten().collect())
 }
@@ -559,7 +565,7 @@ pub(crate) fn run_all(
 fn run_line(position: &str, row: &RunRow, peer: Option<&str>, how: &str) -> String {
     let head = format!("{position} {} {} seed {}", row.arm, row.task, row.seed);
     match peer {
-        Some(peer) if row.status != PeerStatus::Ok.name() => format!(
+        Some(peer) if !row.is_ok() => format!(
             "{head}: PEER {} {}: {} {how}",
             peer.to_uppercase(),
             row.status.to_uppercase(),
