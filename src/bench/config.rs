@@ -512,14 +512,14 @@ operators = { swap = 0.0 }
         let s = BenchConfig::load(&dir.join("strategies.toml")).unwrap();
         let names: Vec<&str> = s.arms.iter().map(|a| a.search.strategy.as_str()).collect();
         assert_eq!(names, crate::evolve::STRATEGY_NAMES);
-        assert_eq!((s.run_count(), s.baseline()), (200, "random"));
+        assert_eq!((s.run_count(), s.baseline()), (220, "random"));
         assert!(s.tasks.iter().all(|t| t.is_file()), "{:?}", s.tasks);
         let g = BenchConfig::load(&dir.join("generation.toml")).unwrap();
         assert_eq!((g.run_count(), g.baseline()), (15, "random"));
         // Issue 24's: 5 arms x 6 tasks x 5 seeds, and two peers on the 4 classification tasks
         // x seeds 0 and 1.
         let d = BenchConfig::load(&dir.join("default.toml")).unwrap();
-        assert_eq!((d.run_count(), d.baseline()), (150 + 16, "random"));
+        assert_eq!((d.run_count(), d.baseline()), (180 + 16, "random"));
         let peers: Vec<&Arm> = d.arms.iter().filter(|a| a.peer.is_some()).collect();
         assert_eq!(peers.len(), 2);
         assert!(peers

@@ -101,7 +101,7 @@ struct Entry {
 
 /// The one registry of strategies, the default first (`--strategy`, configs, benchmarks and
 /// `--help` all read it).
-const REGISTRY: [Entry; 10] = [
+const REGISTRY: [Entry; 11] = [
     Entry {
         name: "fewshot",
         summary: "the default: a GA over the few-shot demonstrations (which train examples, how many, their order, label balance, and train examples the parent gets wrong) and the instruction; needs no chat model to write text",
@@ -173,7 +173,16 @@ const REGISTRY: [Entry; 10] = [
     Entry {
         name: "staged",
         summary: "gepa's reflective rewrites of the instruction for the first half of the budget, then fewshot's demonstration search around the instructions found",
-        make: || Box::<staged::Staged>::default(),
+        make: || Box::new(staged::Staged::reflection_first()),
+        weights: FEWSHOT,
+        uses_elite: true,
+        needs_model: true,
+    },
+    // The reverse order; its weights are fewshot's too.
+    Entry {
+        name: "fewshot-gepa",
+        summary: "fewshot's demonstration search for the first half of the budget, then gepa's reflective rewrites of the instruction, keeping each parent's demonstrations",
+        make: || Box::new(staged::Staged::demonstrations_first()),
         weights: FEWSHOT,
         uses_elite: true,
         needs_model: true,

@@ -1,15 +1,23 @@
-//! The staged strategy: gepa's search for the instruction first, then fewshot's search for the
-//! demonstrations around the instructions it found.
+//! The staged strategies: one kind of move for the first part of the budget, the other after.
+//!
+//! `staged`: gepa's search for the instruction first, then fewshot's search for the
+//! demonstrations around the instructions it found. `fewshot-gepa`: the reverse, fewshot's
+//! demonstration search first, then gepa's reflective rewrites of the instruction (a
+//! reflection keeps its parent's demonstrations).
 //!
 //! Issue 24's benchmark found the two kinds of moves strong on different tasks: reflective
 //! rewrites of the instruction (gepa) where the instruction must say what the labels mean (trec,
 //! agnews), demonstrations (fewshot) where it need not (sst2, subj), and demonstrations found
 //! by fewshot generalising to test better than their dev gain says, so that a bandit credited
-//! on dev starves them (experiments/results/2026-12-03-default). This strategy gives each kind
-//! its own stage instead: until [`FIRST_STAGE_SHARE`] of the budget is spent, children are
-//! gepa's (reflection from Pareto-front parents, merges when there are two-parent operators);
-//! from then on the best `--population` candidates so far are fewshot's population, and its
-//! GA adds, swaps and picks demonstrations (a quarter error-driven) and edits the wording.
+//! on dev starves them (experiments/results/2026-12-03-default). These strategies give each
+//! kind its own stage instead: until [`FIRST_STAGE_SHARE`] of the budget is spent, children are
+//! the first stage's; from then on the second's. gepa's stage makes reflections from
+//! Pareto-front parents (and merges when there are two-parent operators) and reports the best
+//! `--population` candidates so far as its population; fewshot's GA adds, swaps and picks
+//! demonstrations (a quarter error-driven) and edits the wording. Reflection first lets
+//! rewrites that win on 100 dev examples by chance fill the population before demonstrations
+//! are tried (sst2 in the benchmark's pilots: experiments/results/2026-12-03-default/pilots);
+//! demonstrations first does not.
 //! The stage is decided from the budget spent when a generation starts, so a resumed run,
 //! which replays its log, switches at the same generation.
 
@@ -27,23 +35,40 @@ use crate::evolve::search::Search;
 /// final dev score on trec and agnews in the benchmark of 2026-12-03 (900-1,900 of 3,000).
 pub const FIRST_STAGE_SHARE: f64 = 0.5;
 
-/// The staged strategy (`--strategy staged`).
+/// A staged strategy (`--strategy staged` or `fewshot-gepa`).
 pub(crate) struct Staged {
     /// The instruction stage.
     instructions: Gepa,
     /// The demonstration stage (fewshot's GA).
     demonstrations: GeneticAlgorithm,
-    /// Whether the demonstration stage has started.
+    /// Whether the demonstration stage comes first (`fewshot-gepa`).
+    demonstrations_first: bool,
+    /// Whether the second stage has started.
     second: bool,
 }
 
-impl Default for Staged {
-    fn default() -> Self {
+impl Staged {
+    /// `staged`: reflection first, then demonstrations.
+    pub(crate) fn reflection_first() -> Self {
         Self {
             instructions: Gepa,
             demonstrations: GeneticAlgorithm::FEWSHOT,
+            demonstrations_first: false,
             second: false,
         }
+    }
+
+    /// `fewshot-gepa`: demonstrations first, then reflection.
+    pub(crate) fn demonstrations_first() -> Self {
+        Self {
+            demonstrations_first: true,
+            ..Self::reflection_first()
+        }
+    }
+
+    /// Whether the current stage is fewshot's (the demonstrations').
+    fn in_demonstration_stage(&self) -> bool {
+        self.second != self.demonstrations_first
     }
 }
 
@@ -57,7 +82,8 @@ fn first_stage_done(search: &Search<'_, '_>, setup: &Setup<'_>, generation: usiz
 }
 
 impl Strategy for Staged {
-    /// gepa's start: the initial prompts, scored (it needs the model to reflect).
+    /// The first stage's start: gepa's (the initial prompts, scored) or fewshot's (its initial
+    /// population).
     fn start(
         &mut self,
         search: &mut Search<'_, '_>,
@@ -66,11 +92,16 @@ impl Strategy for Staged {
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Scored>, EvolveError> {
         self.second = false;
-        self.instructions.start(search, setup, initial_prompts, rng)
+        if self.in_demonstration_stage() {
+            self.demonstrations
+                .start(search, setup, initial_prompts, rng)
+        } else {
+            self.instructions.start(search, setup, initial_prompts, rng)
+        }
     }
 
-    /// gepa's children until the first stage's share is spent, fewshot's after, from the best
-    /// `--population` so far (the population gepa reports).
+    /// The first stage's children until its share is spent, the second's after (from the
+    /// population the first reports).
     fn ask(
         &mut self,
         search: &mut Search<'_, '_>,
@@ -82,7 +113,7 @@ impl Strategy for Staged {
         if !self.second && first_stage_done(search, setup, generation) {
             self.second = true;
         }
-        if self.second {
+        if self.in_demonstration_stage() {
             self.demonstrations
                 .ask(search, setup, generation, population, rng)
         } else {
@@ -91,8 +122,7 @@ impl Strategy for Staged {
         }
     }
 
-    /// gepa's population (the best so far) in the first stage, the GA's survivors in the
-    /// second.
+    /// gepa's population (the best so far) in its stage, the GA's survivors in fewshot's.
     fn tell(
         &mut self,
         search: &mut Search<'_, '_>,
@@ -100,7 +130,7 @@ impl Strategy for Staged {
         population: Vec<Scored>,
         children: Vec<Scored>,
     ) -> Vec<Scored> {
-        if self.second {
+        if self.in_demonstration_stage() {
             self.demonstrations
                 .tell(search, setup, population, children)
         } else {
@@ -109,7 +139,7 @@ impl Strategy for Staged {
     }
 
     fn drops_children_when_stopped(&self) -> bool {
-        !self.second
+        !self.in_demonstration_stage()
     }
 }
 
@@ -121,31 +151,57 @@ mod tests {
     use crate::evolve::candidate::INITIAL_OPERATOR;
     use crate::evolve::strategies::SearchConfig;
 
-    #[test]
-    fn reflection_comes_first_then_demonstrations_and_the_run_is_seeded() {
+    /// Runs `strategy` on the toy task and returns the index of its last move of the first
+    /// stage and the first move of the second (`first` and `second` say which moves belong to
+    /// which stage), after checking lineage, the toy optimum and seeding.
+    fn stage_boundary(
+        strategy: &str,
+        first: fn(&str) -> bool,
+        second: fn(&str) -> bool,
+    ) -> (usize, usize, Vec<String>) {
         let cfg = SearchConfig {
-            strategy: "staged".into(),
+            strategy: strategy.into(),
             max_evals: Some(2000),
             ..SearchConfig::default()
         };
         let (outcome, ev, _) = run_with_generator(&cfg, 5);
         check_lineage(&ev);
-        let ops: Vec<&str> = ev
+        let ops: Vec<String> = ev
             .received
             .iter()
-            .map(|c| c.operator.as_str())
-            .filter(|op| *op != INITIAL_OPERATOR)
+            .map(|c| c.operator.clone())
+            .filter(|op| op != INITIAL_OPERATOR)
             .collect();
-        let last_reflection = ops.iter().rposition(|op| *op == REFLECT);
-        let first_demo = ops
-            .iter()
-            .position(|op| op.starts_with("demo-") || *op == DEMO_ERROR);
-        let (Some(last_reflection), Some(first_demo)) = (last_reflection, first_demo) else {
-            panic!("both stages should make children: {ops:?}");
+        let last_first = ops.iter().rposition(|op| first(op));
+        let first_second = ops.iter().position(|op| second(op));
+        let (Some(last_first), Some(first_second)) = (last_first, first_second) else {
+            panic!("both stages of {strategy} should make children: {ops:?}");
         };
-        // No demonstration move before the switch, no reflection after it.
-        assert!(last_reflection < first_demo, "{ops:?}");
         assert_reaches_the_toy_optimum(&outcome);
         assert_eq!(trace_with_generator(&cfg, 5), trace_with_generator(&cfg, 5));
+        (last_first, first_second, ops)
+    }
+
+    fn is_reflection(op: &str) -> bool {
+        op == REFLECT
+    }
+
+    fn is_demonstration_move(op: &str) -> bool {
+        op.starts_with("demo-") || op == DEMO_ERROR
+    }
+
+    #[test]
+    fn staged_reflects_first_then_adds_demonstrations_and_is_seeded() {
+        let (last_reflection, first_demo, ops) =
+            stage_boundary("staged", is_reflection, is_demonstration_move);
+        // No demonstration move before the switch, no reflection after it.
+        assert!(last_reflection < first_demo, "{ops:?}");
+    }
+
+    #[test]
+    fn fewshot_gepa_adds_demonstrations_first_then_reflects_and_is_seeded() {
+        let (last_demo, first_reflection, ops) =
+            stage_boundary("fewshot-gepa", is_demonstration_move, is_reflection);
+        assert!(last_demo < first_reflection, "{ops:?}");
     }
 }
