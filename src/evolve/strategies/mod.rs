@@ -6,8 +6,8 @@
 //! `adaptive` (demonstration moves, reflection, edits and crossovers, the children shared
 //! between them by a bandit on what wins on this task), `staged` (gepa's instruction search for
 //! half the budget, then fewshot's demonstration search), `fewshot-gepa` (the reverse order) and
-//! `random` (the same operators without
-//! selection: the baseline every benchmark compares against).
+//! `random` (the same operators without selection: the baseline every benchmark compares
+//! against).
 
 mod adaptive;
 mod config;

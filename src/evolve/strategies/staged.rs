@@ -145,20 +145,15 @@ impl Strategy for Staged {
 
 #[cfg(test)]
 mod tests {
-    use super::super::error_driven::DEMO_ERROR;
-    use super::super::gepa::REFLECT;
     use super::super::testing::*;
     use crate::evolve::candidate::INITIAL_OPERATOR;
-    use crate::evolve::strategies::SearchConfig;
+    use crate::evolve::strategies::{MoveFamily, SearchConfig};
 
-    /// Runs `strategy` on the toy task and returns the index of its last move of the first
-    /// stage and the first move of the second (`first` and `second` say which moves belong to
-    /// which stage), after checking lineage, the toy optimum and seeding.
-    fn stage_boundary(
-        strategy: &str,
-        first: fn(&str) -> bool,
-        second: fn(&str) -> bool,
-    ) -> (usize, usize, Vec<String>) {
+    /// Runs `strategy` on the toy task and checks that every child of the `first` family
+    /// comes before every child of the `second` (no second-stage move before the switch, no
+    /// first-stage move after it), that both stages made children, and lineage, the toy
+    /// optimum and seeding.
+    fn assert_stages_in_order(strategy: &str, first: MoveFamily, second: MoveFamily) {
         let cfg = SearchConfig {
             strategy: strategy.into(),
             max_evals: Some(2000),
@@ -166,42 +161,29 @@ mod tests {
         };
         let (outcome, ev, _) = run_with_generator(&cfg, 5);
         check_lineage(&ev);
-        let ops: Vec<String> = ev
+        let families: Vec<Option<MoveFamily>> = ev
             .received
             .iter()
-            .map(|c| c.operator.clone())
-            .filter(|op| op != INITIAL_OPERATOR)
+            .filter(|c| c.operator != INITIAL_OPERATOR)
+            .map(|c| MoveFamily::of_operator(&c.operator))
             .collect();
-        let last_first = ops.iter().rposition(|op| first(op));
-        let first_second = ops.iter().position(|op| second(op));
+        let last_first = families.iter().rposition(|f| *f == Some(first));
+        let first_second = families.iter().position(|f| *f == Some(second));
         let (Some(last_first), Some(first_second)) = (last_first, first_second) else {
-            panic!("both stages of {strategy} should make children: {ops:?}");
+            panic!("both stages of {strategy} should make children: {families:?}");
         };
+        assert!(last_first < first_second, "{strategy}: {families:?}");
         assert_reaches_the_toy_optimum(&outcome);
         assert_eq!(trace_with_generator(&cfg, 5), trace_with_generator(&cfg, 5));
-        (last_first, first_second, ops)
-    }
-
-    fn is_reflection(op: &str) -> bool {
-        op == REFLECT
-    }
-
-    fn is_demonstration_move(op: &str) -> bool {
-        op.starts_with("demo-") || op == DEMO_ERROR
     }
 
     #[test]
     fn staged_reflects_first_then_adds_demonstrations_and_is_seeded() {
-        let (last_reflection, first_demo, ops) =
-            stage_boundary("staged", is_reflection, is_demonstration_move);
-        // No demonstration move before the switch, no reflection after it.
-        assert!(last_reflection < first_demo, "{ops:?}");
+        assert_stages_in_order("staged", MoveFamily::Reflect, MoveFamily::Demos);
     }
 
     #[test]
     fn fewshot_gepa_adds_demonstrations_first_then_reflects_and_is_seeded() {
-        let (last_demo, first_reflection, ops) =
-            stage_boundary("fewshot-gepa", is_demonstration_move, is_reflection);
-        assert!(last_demo < first_reflection, "{ops:?}");
+        assert_stages_in_order("fewshot-gepa", MoveFamily::Demos, MoveFamily::Reflect);
     }
 }
