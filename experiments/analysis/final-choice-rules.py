@@ -22,16 +22,13 @@ from pathlib import Path
 
 
 def old_rule_pick(final_choice):
-    """The finalist the rule before item 3 picks: the best validation score, ties to the
-    earlier finalist (finalists are listed best initial first, then best on dev first), when
+    """The finalist the rule before item 3 picks: the best validation score (max keeps the
+    earlier of equals; finalists are listed best initial first, then best on dev first), when
     strictly above the best initial prompt's; else the best initial prompt."""
-    finalists = final_choice["finalists"]
-    initial = finalists[0]
-    best = max(finalists[1:], key=lambda f: f["validation_score"], default=None)
+    initial, *candidates = final_choice["finalists"]
+    best = max(candidates, key=lambda f: f["validation_score"], default=None)
     if best is not None and best["validation_score"] > initial["validation_score"]:
-        for f in finalists[1:]:
-            if f["validation_score"] == best["validation_score"]:
-                return f
+        return best
     return initial
 
 
