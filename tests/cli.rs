@@ -410,6 +410,73 @@ fn unavailable_devices_and_models_that_cannot_chat_are_one_clear_line() {
 }
 
 #[test]
+fn the_default_strategy_with_a_model_that_cannot_chat_warns_and_searches_the_demonstrations() {
+    // The default (fewshot-gepa) reflects in its second half; the tiny model has no chat
+    // template, so it says so once and stays with fewshot's moves for the whole run.
+    let dir = tempfile::tempdir().unwrap();
+    let task = write_task(
+        dir.path(),
+        "{prompt} {input} A:",
+        "[\"negative\", \"positive\"]",
+        GOOD_DATA,
+    );
+    let text = std::fs::read_to_string(&task).unwrap();
+    std::fs::write(
+        &task,
+        text.replace("[data]\n", "[data]\ntrain = \"data.jsonl\"\n"),
+    )
+    .unwrap();
+    let tiny = dir.path().join("tiny.gguf");
+    write_tiny_llama(&tiny, &TinyConfig::default()).unwrap();
+    let run = dir.path().join("run");
+    let out = bin()
+        .args([
+            "optimize",
+            "--quiet",
+            "--population",
+            "3",
+            "--generations",
+            "4",
+        ])
+        .args(["--validation-limit", "0", "--task"])
+        .arg(&task)
+        .arg("--model")
+        .arg(&tiny)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    for needle in [
+        "tiny.gguf",
+        "cannot chat",
+        "fewshot-gepa",
+        "--mutator-model",
+    ] {
+        assert!(warnings[0].contains(needle), "{needle}: {stderr}");
+    }
+    let log = std::fs::read_to_string(run.join("evaluations.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.iter().all(|r| r["operator"] != "gepa-reflect"));
+    // Children past the half of the generations, where it would have started reflecting.
+    assert!(
+        records
+            .iter()
+            .any(|r| r["generation"].as_u64().unwrap() > 2),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_separate_mutator_model_writes_the_mutations() {
     // Scores with a tiny random model (which cannot chat) and mutates with the real instruct
     // model: model-driven operators work only because --mutator-model is used for them.

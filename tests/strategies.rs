@@ -129,6 +129,10 @@ fn racing_scores_weak_candidates_on_part_of_dev_and_reports_the_saving() {
             "optimize",
             "--task",
             "experiments/tasks/sst2.toml",
+            // Racing is the GA's: the default's reflection stage probes train, whose charges
+            // would hide the saving in the report's budget line.
+            "--strategy",
+            "fewshot",
             "--racing",
             "--screen",
             "0",

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::session::{chat_generator, needs_generator, server_generator, RunSettings};
+use super::session::{chat_generator, needs_generator, server_generator, ChatWriter, RunSettings};
 use crate::error::Result;
 use crate::evolve::{SearchConfig, TextGenerator};
 use crate::model::{Model, WeightFormat};
@@ -190,11 +190,16 @@ impl Backends {
             }
             return Ok(Some(Box::new(server_generator(client.clone(), search))));
         }
-        Ok(match self.mutator.as_ref().or(self.model.as_ref()) {
-            Some(m) => {
-                chat_generator(m, search)?.map(|g| Box::new(g) as Box<dyn TextGenerator + '_>)
+        let Some(model) = self.mutator.as_ref().or(self.model.as_ref()) else {
+            return Ok(None);
+        };
+        Ok(match chat_generator(model, search)? {
+            ChatWriter::Writes(g) => Some(Box::new(g) as Box<dyn TextGenerator + '_>),
+            ChatWriter::NotNeeded => None,
+            ChatWriter::Skipped(warning) => {
+                self.progress.event(&Event::Warning(&warning));
+                None
             }
-            None => None,
         })
     }
 }

@@ -17,6 +17,7 @@ use super::length::{self, LengthPoint, LengthReport};
 use super::log::{EvaluationLog, EvaluationRecord};
 use super::report::{PromptResult, Report, SplitBalance};
 use crate::error::{Error, Result};
+use crate::evolve::strategies::{strategy_model_use, ModelUse};
 use crate::evolve::{
     run_search, OperatorContext, PhrasePool, SearchConfig, TextGenerator, TrainExample, TrainPool,
 };
@@ -93,14 +94,14 @@ pub struct RunSettings {
 
 /// Whether the strategy or an enabled operator asks a model for text.
 pub(crate) fn needs_generator(search: &SearchConfig) -> Result<bool> {
-    Ok(
-        crate::evolve::strategies::strategy_needs_model(&search.strategy)
-            || crate::evolve::strategies::check_operators(search)?
-                .iter()
-                .any(|name| {
-                    crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model())
-                }),
-    )
+    Ok(strategy_model_use(&search.strategy) != ModelUse::Never || operators_need_model(search)?)
+}
+
+/// Whether an enabled operator asks a model for text.
+fn operators_need_model(search: &SearchConfig) -> Result<bool> {
+    Ok(crate::evolve::strategies::check_operators(search)?
+        .iter()
+        .any(|name| crate::evolve::operator_by_name(name).is_some_and(|op| op.needs_model())))
 }
 
 /// How model-driven operators decode: the search's temperature, top-p and length limit.
@@ -119,24 +120,44 @@ pub(crate) fn server_generator(client: Client, search: &SearchConfig) -> ServerC
     ServerChat::new(client, operator_decoding(search))
 }
 
+/// What [`chat_generator`] gives.
+pub(crate) enum ChatWriter<'m> {
+    /// No enabled operator and not the strategy asks for text.
+    NotNeeded,
+    /// The model's chat template, with the search's decoding.
+    Writes(ChatGenerator<'m>),
+    /// The model cannot chat and the strategy can do without (the default skips its reflection
+    /// stage): the warning to show.
+    Skipped(String),
+}
+
 /// The text generator model-driven operators use: the model's own chat template and a seeded
-/// sampler. None when no enabled operator needs the model; an error when one does and the
-/// model cannot chat (no chat template).
+/// sampler. An error when the strategy or an enabled operator needs the model and it cannot
+/// chat (no chat template), unless the strategy can do without.
 pub(crate) fn chat_generator<'m>(
     model: &'m Model,
     search: &SearchConfig,
-) -> Result<Option<ChatGenerator<'m>>> {
+) -> Result<ChatWriter<'m>> {
     if !needs_generator(search)? {
-        return Ok(None);
+        return Ok(ChatWriter::NotNeeded);
     }
     let options = operator_decoding(search);
-    let generator = ChatGenerator::new(model, options).map_err(|e| {
-        Error::Usage(format!(
+    match ChatGenerator::new(model, options) {
+        Ok(generator) => Ok(ChatWriter::Writes(generator)),
+        Err(e)
+            if strategy_model_use(&search.strategy) == ModelUse::WhenItChats
+                && !operators_need_model(search)? =>
+        {
+            Ok(ChatWriter::Skipped(format!(
+                "{} cannot chat ({e}), so the {} strategy makes only the moves that need no model (its reflective rewrites are skipped); pass --mutator-model with an instruct GGUF to have them",
+                model.name, search.strategy
+            )))
+        }
+        Err(e) => Err(Error::Usage(format!(
             "the {} strategy's operators ask {} for text, but it cannot chat ({e}); pass --mutator-model with an instruct GGUF or disable the model-driven operators",
             search.strategy, model.name
-        ))
-    })?;
-    Ok(Some(generator))
+        ))),
+    }
 }
 
 /// The file a run through an inference server records its backend in.

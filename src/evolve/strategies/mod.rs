@@ -1,13 +1,13 @@
-//! Search strategies, selected by `--strategy`: `fewshot` (the default: a GA over the
-//! demonstrations and the instruction, with error-driven demonstrations), `ga` (genetic
-//! algorithm), `de` (EvoPrompt's differential evolution), `hillclimb` (GrIPS-like greedy edits
-//! with patience), `promptbreeder` (co-evolving prompts and mutation-prompts), `gepa` (Pareto
-//! front, reflective mutation, merge), `opro` (the model optimises from the score trajectory),
-//! `adaptive` (demonstration moves, reflection, edits and crossovers, the children shared
-//! between them by a bandit on what wins on this task), `staged` (gepa's instruction search for
-//! half the budget, then fewshot's demonstration search), `fewshot-gepa` (the reverse order) and
-//! `random` (the same operators without selection: the baseline every benchmark compares
-//! against).
+//! Search strategies, selected by `--strategy`: `fewshot-gepa` (the default: fewshot's search
+//! for half the budget, then gepa's reflective rewrites of the instruction), `fewshot` (a GA
+//! over the demonstrations and the instruction, with error-driven demonstrations), `ga`
+//! (genetic algorithm), `de` (EvoPrompt's differential evolution), `hillclimb` (GrIPS-like
+//! greedy edits with patience), `promptbreeder` (co-evolving prompts and mutation-prompts),
+//! `gepa` (Pareto front, reflective mutation, merge), `opro` (the model optimises from the
+//! score trajectory), `adaptive` (demonstration moves, reflection, edits and crossovers, the
+//! children shared between them by a bandit on what wins on this task), `staged` (gepa's
+//! instruction search for half the budget, then fewshot's demonstration search) and `random`
+//! (the same operators without selection: the baseline every benchmark compares against).
 
 mod adaptive;
 mod config;
@@ -28,7 +28,7 @@ pub use adaptive::{MoveFamily, FLOOR as FAMILY_FLOOR};
 pub use config::{Replacement, SearchConfig, SelectionKind, DEFAULT_FINALISTS, DEFAULT_SCREEN};
 #[cfg(test)]
 pub(crate) use registry::STRATEGY_MOVES;
-pub(crate) use registry::{strategy_by_name, strategy_needs_model};
+pub(crate) use registry::{strategy_by_name, strategy_model_use, ModelUse};
 pub use registry::{strategy_summary, STRATEGY_NAMES};
 pub(crate) use strategy::{Setup, Strategy};
 pub use validate::check_operators;

@@ -19,7 +19,9 @@
 //! are tried (sst2 in the benchmark's pilots: experiments/results/2026-12-03-default/pilots);
 //! demonstrations first does not.
 //! The stage is decided from the budget spent when a generation starts, so a resumed run,
-//! which replays its log, switches at the same generation.
+//! which replays its log, switches at the same generation. `fewshot-gepa` is the default; with
+//! a model that cannot chat (and no `--mutator-model`) it stays in its demonstration stage, so
+//! it is fewshot for the whole budget.
 
 use rand_chacha::ChaCha8Rng;
 
@@ -110,7 +112,13 @@ impl Strategy for Staged {
         population: &[Scored],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Candidate>, EvolveError> {
-        if !self.second && first_stage_done(search, setup, generation) {
+        // Without a model to write them (one that cannot chat), the default has no
+        // reflective rewrites to make: its demonstration stage runs the whole budget.
+        let can_reflect = search.ops.generator.is_some();
+        if !self.second
+            && first_stage_done(search, setup, generation)
+            && (can_reflect || !self.demonstrations_first)
+        {
             self.second = true;
         }
         if self.in_demonstration_stage() {
@@ -185,5 +193,26 @@ mod tests {
     #[test]
     fn fewshot_gepa_adds_demonstrations_first_then_reflects_and_is_seeded() {
         assert_stages_in_order("fewshot-gepa", MoveFamily::Demos, MoveFamily::Reflect);
+    }
+
+    #[test]
+    fn fewshot_gepa_without_a_model_to_write_is_fewshot_for_the_whole_budget() {
+        let config = |strategy: &str| SearchConfig {
+            strategy: strategy.into(),
+            max_evals: Some(1000),
+            ..SearchConfig::default()
+        };
+        let (outcome, ev) = run(&config("fewshot-gepa"), 5);
+        assert!(ev
+            .received
+            .iter()
+            .any(|c| MoveFamily::of_operator(&c.operator) == Some(MoveFamily::Demos)));
+        // Well past the half of the budget where it would start reflecting.
+        assert!(ev.charged() > 800, "charged {}", ev.charged());
+        assert_reaches_the_toy_optimum(&outcome);
+        assert_eq!(
+            trace(&config("fewshot-gepa"), 5),
+            trace(&config("fewshot"), 5)
+        );
     }
 }
