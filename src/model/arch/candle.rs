@@ -47,6 +47,17 @@ pub(crate) struct CandleDecoder {
     max_positions: usize,
 }
 
+/// Grouped-query attention's keys or values, `(batch, kv_heads, seq, head_dim)`, repeated to
+/// `kv_heads * n_rep` heads (as candle-transformers' `utils::repeat_kv`, by concatenation, which
+/// avoids a strided copy; written here so that crate is not built for one function).
+fn repeat_kv(xs: Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(xs);
+    }
+    let (batch, kv_heads, seq, head_dim) = xs.dims4()?;
+    Tensor::cat(&vec![&xs; n_rep], 2)?.reshape((batch, kv_heads * n_rep, seq, head_dim))
+}
+
 /// A matrix weight held as `format` says.
 fn matmul_weight(t: QTensor, format: WeightFormat, device: &Device) -> Result<QMatMul> {
     let block_ok = t.shape().dims().last().is_some_and(|d| d % 32 == 0);
@@ -323,8 +334,8 @@ impl Architecture for CandleDecoder {
                 let y = attention(&flat(&q)?, &flat(&k)?, &flat(&v)?, m, &shape, scale as f32);
                 Tensor::from_vec(y, (b, s, q_width), device)?
             } else {
-                let k = candle_transformers::utils::repeat_kv(k, n_rep)?;
-                let v = candle_transformers::utils::repeat_kv(v, n_rep)?;
+                let k = repeat_kv(k, n_rep)?;
+                let v = repeat_kv(v, n_rep)?;
                 let m = match (&swa_tensor, sliding) {
                     (Some(w), true) => w,
                     _ => mask,
