@@ -194,7 +194,7 @@ impl Backends {
             return Ok(None);
         };
         Ok(match chat_generator(model, search)? {
-            ChatWriter::Writes(g) => Some(Box::new(g) as Box<dyn TextGenerator + '_>),
+            ChatWriter::Writes(g) => Some(g as Box<dyn TextGenerator + '_>),
             ChatWriter::NotNeeded => None,
             ChatWriter::Skipped(warning) => {
                 self.progress.event(&Event::Warning(&warning));

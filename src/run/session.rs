@@ -122,10 +122,10 @@ pub(crate) fn server_generator(client: Client, search: &SearchConfig) -> ServerC
 
 /// What [`chat_generator`] gives.
 pub(crate) enum ChatWriter<'m> {
-    /// No enabled operator and not the strategy asks for text.
+    /// Neither the strategy nor an enabled operator asks for text.
     NotNeeded,
     /// The model's chat template, with the search's decoding.
-    Writes(ChatGenerator<'m>),
+    Writes(Box<ChatGenerator<'m>>),
     /// The model cannot chat and the strategy can do without (the default skips its reflection
     /// stage): the warning to show.
     Skipped(String),
@@ -143,7 +143,7 @@ pub(crate) fn chat_generator<'m>(
     }
     let options = operator_decoding(search);
     match ChatGenerator::new(model, options) {
-        Ok(generator) => Ok(ChatWriter::Writes(generator)),
+        Ok(generator) => Ok(ChatWriter::Writes(Box::new(generator))),
         Err(e)
             if strategy_model_use(&search.strategy) == ModelUse::WhenItChats
                 && !operators_need_model(search)? =>
