@@ -337,7 +337,7 @@ strategy = "random"
 }
 
 /// A real peer (gepa 0.1.4 through a llama.cpp server on the default model), tiny: run
-/// `experiments/peers/install.sh` first. 117 s here.
+/// `experiments/peers/install.sh` first. 117 s here, twice that with the rerun.
 #[test]
 #[ignore]
 fn a_real_peer_runs_and_its_answer_is_scored() {
@@ -356,5 +356,15 @@ fn a_real_peer_runs_and_its_answer_is_scored() {
     assert_eq!(field(&r, "status"), "ok", "{r:?}");
     assert!(field(&r, "best_test").parse::<f64>().unwrap() > 0.0);
     assert!(field(&r, "cpu_seconds").parse::<f64>().unwrap() > 0.0);
-    assert!(field(&r, "evals_used").parse::<u64>().unwrap() > 0);
+    let evals = field(&r, "evals_used").parse::<u64>().unwrap();
+    assert!(evals > 0);
+    // An interrupted attempt leaves gepa's saved state (and no result): the rerun starts
+    // afresh, as the first attempt did, instead of resuming a state whose cost it never saw.
+    let folder = out.join("runs/gepa/sst2/seed3");
+    assert!(folder.join("gepa/gepa_state.bin").is_file());
+    std::fs::remove_file(folder.join("peer-result.json")).unwrap();
+    assert_ok(&bench(&c, &out));
+    let again = row(&out);
+    assert_eq!(field(&again, "status"), "ok", "{again:?}");
+    assert_eq!(field(&again, "evals_used").parse::<u64>().unwrap(), evals);
 }

@@ -30,6 +30,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -318,12 +319,18 @@ def run_gepa(job, chat, record):
         "other_arguments": "library defaults (reflection_minibatch_size, candidate selection, no merge)",
         "seed": job["seed"],
     })
+    # gepa saves its state in run_dir after every iteration and resumes from it when it finds
+    # one; a state left by an interrupted attempt would be resumed with this attempt's cost,
+    # evaluation count and log only. The run is redone from its start instead.
+    run_dir = os.path.join(job["out"], "gepa")
+    if os.path.isdir(run_dir):
+        shutil.rmtree(run_dir)
     start = time.time()
     result = gepa.optimize(
         seed_candidate={"instruction": job["initial_prompts"][0]}, trainset=train, valset=val,
         adapter=adapter, reflection_lm=reflection_lm, max_metric_calls=job["budget"],
         seed=job["seed"], display_progress_bar=False, raise_on_exception=True,
-        run_dir=os.path.join(job["out"], "gepa"),
+        run_dir=run_dir,
     )
     record["search_seconds"] = time.time() - start
     best = result.best_candidate["instruction"]
