@@ -138,16 +138,15 @@ pub(crate) fn chat_generator<'m>(
     model: &'m Model,
     search: &SearchConfig,
 ) -> Result<ChatWriter<'m>> {
-    if !needs_generator(search)? {
+    let strategy_use = strategy_model_use(&search.strategy);
+    let operators_ask = operators_need_model(search)?;
+    if strategy_use == ModelUse::Never && !operators_ask {
         return Ok(ChatWriter::NotNeeded);
     }
     let options = operator_decoding(search);
     match ChatGenerator::new(model, options) {
         Ok(generator) => Ok(ChatWriter::Writes(Box::new(generator))),
-        Err(e)
-            if strategy_model_use(&search.strategy) == ModelUse::WhenItChats
-                && !operators_need_model(search)? =>
-        {
+        Err(e) if strategy_use == ModelUse::WhenItChats && !operators_ask => {
             Ok(ChatWriter::Skipped(format!(
                 "{} cannot chat ({e}), so the {} strategy makes only the moves that need no model (its reflective rewrites are skipped); pass --mutator-model with an instruct GGUF to have them",
                 model.name, search.strategy

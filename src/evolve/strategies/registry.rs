@@ -43,7 +43,8 @@ const HILLCLIMB: &[(&str, f64)] = &[
     ("demo-swap", 0.5),
 ];
 // fewshot's (and the default's first stage): this model is far more sensitive to which
-// demonstrations it sees than to wording (README, issue 12's measurements), so most children change the demonstrations.
+// demonstrations it sees than to wording (README, issue 12's measurements), so most children
+// change the demonstrations.
 // No two-parent operator: phrase crossovers of unrelated instructions broke the wording
 // (e.g. "Given a statement," alone) more often than they helped.
 const FEWSHOT: &[(&str, f64)] = &[

@@ -112,12 +112,13 @@ impl Strategy for Staged {
         population: &[Scored],
         rng: &mut ChaCha8Rng,
     ) -> Result<Vec<Candidate>, EvolveError> {
-        // Without a model to write them (one that cannot chat), the default has no
-        // reflective rewrites to make: its demonstration stage runs the whole budget.
+        // The second stage reflects in `fewshot-gepa`; without a model to write the
+        // reflections (one that cannot chat), its demonstration stage runs the whole budget.
+        let second_reflects = self.demonstrations_first;
         let can_reflect = search.ops.generator.is_some();
         if !self.second
             && first_stage_done(search, setup, generation)
-            && (can_reflect || !self.demonstrations_first)
+            && (can_reflect || !second_reflects)
         {
             self.second = true;
         }
