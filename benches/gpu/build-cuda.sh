@@ -26,13 +26,15 @@ if [ ! -x "$R/bin/nvcc" ]; then
   ln -sf libcudart.so.13 "$R/lib/libcudart.so"
 fi
 # Stub libraries: every function cudarc binds, as an empty symbol, under the real soname.
-SRC=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.*/src | tail -1)
+# (On a fresh machine cargo has not fetched cudarc yet: `ls` finds nothing, which is not an error.)
+cudarc_src() { ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.*/src 2>/dev/null | tail -1 || true; }
+SRC=$(cudarc_src)
 stub() { # name soname bindings
   grep -h -o -E '^pub unsafe fn [A-Za-z0-9_]+\(' "$3" |
     sed -E 's/pub unsafe fn ([A-Za-z0-9_]+)\(/void \1(void){}/' | sort -u > "$TK/$1.c"
   gcc -shared -fPIC -o "$R/lib/lib$1.so" "$TK/$1.c" -Wl,-soname,"$2"
 }
-if [ -z "$SRC" ]; then cargo fetch; SRC=$(ls -d "$HOME"/.cargo/registry/src/*/cudarc-0.19.*/src | tail -1); fi
+if [ -z "$SRC" ]; then cargo fetch; SRC=$(cudarc_src); fi
 stub cuda libcuda.so.1 "$SRC/driver/sys/mod.rs"
 stub cublas libcublas.so.13 "$SRC/cublas/sys/mod.rs"
 stub cublasLt libcublasLt.so.13 "$SRC/cublaslt/sys/mod.rs"

@@ -140,11 +140,21 @@ pub fn run_dir(out: &Path, arm: &str, task: &str, seed: u64) -> PathBuf {
 /// a folder's config.json with the benchmark. Of a server, what answers is compared (its URL
 /// and served model), not how it is asked: concurrency, timeout and attempts change no figure,
 /// and a rerun after an outage may retry harder. `served_model` false drops the served model too (a merge not told it with
-/// `--server-model`; the runs are then checked to agree with each other).
-fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::Value {
+/// `--server-model`; the runs are then checked to agree with each other). A `peer`'s run drops
+/// our search strategy, which a peer never uses (its settings record the default strategy of
+/// the promptevo that wrote them).
+fn comparable(settings: &serde_json::Value, served_model: bool, peer: bool) -> serde_json::Value {
     let mut v = settings.clone();
     if let Some(o) = v.as_object_mut() {
         o.remove("version");
+        if peer {
+            if let Some(search) = o
+                .get_mut("search")
+                .and_then(serde_json::Value::as_object_mut)
+            {
+                search.remove("strategy");
+            }
+        }
         // Files are compared by name, not by where the checkout was: a benchmark folder made in
         // one checkout is merged or resumed in another (task names are distinct in a benchmark,
         // and a model file's name says which model it is). A server's URL is kept whole.
@@ -179,8 +189,9 @@ fn comparable(settings: &serde_json::Value, served_model: bool) -> serde_json::V
 }
 
 /// Fails unless the run folder's config.json records `settings` (so a changed benchmark file
-/// never mixes old and new runs).
-fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
+/// never mixes old and new runs). A `peer`'s run is compared without our search strategy, so a
+/// change of the default does not orphan the peers' finished runs.
+fn check_settings(folder: &RunFolder, settings: &RunSettings, peer: bool) -> Result<()> {
     let path = folder.file(CONFIG_FILE);
     let stored: serde_json::Value = folder.require_json(
         CONFIG_FILE,
@@ -190,7 +201,7 @@ fn check_settings(folder: &RunFolder, settings: &RunSettings) -> Result<()> {
     let want = serde_json::to_value(settings)
         .map_err(|e| Error::write(&path, std::io::Error::other(e)))?;
     let served_model = settings.server.as_ref().is_none_or(|s| s.model.is_some());
-    if comparable(&stored, served_model) != comparable(&want, served_model) {
+    if comparable(&stored, served_model, peer) != comparable(&want, served_model, peer) {
         return Err(Error::Bench {
             path,
             message: "was written with other settings (benchmark file, model or flags changed); restore them, delete this run folder, or pass another --out".into(),
@@ -429,7 +440,7 @@ fn finished_result(
         return Ok(None);
     }
     let folder = RunFolder::at(&run.dir)?;
-    check_settings(&folder, &run.settings)?;
+    check_settings(&folder, &run.settings, peer)?;
     if peer {
         let r = peer::read(&run.dir)?;
         return Ok(Some(Finished {
@@ -774,7 +785,7 @@ fn run_peer(
     let folder = RunFolder::at(run.dir)?;
     let _lock = folder.lock()?;
     if run.dir.join(PEER_RESULT_FILE).is_file() {
-        check_settings(&folder, run.settings)?;
+        check_settings(&folder, run.settings, true)?;
         let r = peer::read(run.dir)?;
         if r.status != PeerStatus::Skipped {
             return Ok((r, RunState::Finished));
@@ -797,14 +808,14 @@ fn run_one(
     let folder = RunFolder::at(dir)?;
     let _lock = folder.lock()?;
     if dir.join(RESULT_FILE).is_file() {
-        check_settings(&folder, settings)?;
+        check_settings(&folder, settings, false)?;
         check_backend(&folder, scorer)?;
         return Ok((read_report(dir)?, RunState::Finished));
     }
     let started = dir.join(EVALUATIONS_FILE).is_file();
     let (logged, state) = if started {
         let folder = RunFolder::open(dir)?;
-        check_settings(&folder, settings)?;
+        check_settings(&folder, settings, false)?;
         check_backend(&folder, scorer)?;
         let (records, _) = EvaluationLog::recover(&folder.file(EVALUATIONS_FILE))?;
         (records, RunState::Resumed)
@@ -841,7 +852,7 @@ mod tests {
             })
         };
         let same = |a: &serde_json::Value, b: &serde_json::Value, served: bool| {
-            comparable(a, served) == comparable(b, served)
+            comparable(a, served, false) == comparable(b, served, false)
         };
         assert!(same(&run(8, Some("m")), &run(16, Some("m")), true));
         assert!(!same(&run(8, Some("m")), &run(8, Some("other")), true));
@@ -850,6 +861,27 @@ mod tests {
         let mut moved = run(8, Some("m"));
         moved["server"]["url"] = "http://10.0.0.2:8000/v1".into();
         assert!(!same(&run(8, Some("m")), &moved, true));
+    }
+
+    #[test]
+    fn a_peers_run_ignores_our_strategy_and_ours_do_not() {
+        // The peers' runs of issue 24's benchmark were written while fewshot was the default.
+        let run = |strategy: &str, max_evals: u64| serde_json::json!({"search": {"strategy": strategy, "max_evals": max_evals}, "seed": 0});
+        let same = |a: &serde_json::Value, b: &serde_json::Value, peer: bool| {
+            comparable(a, true, peer) == comparable(b, true, peer)
+        };
+        assert!(same(
+            &run("fewshot", 3000),
+            &run("fewshot-gepa", 3000),
+            true
+        ));
+        assert!(!same(
+            &run("fewshot", 3000),
+            &run("fewshot-gepa", 3000),
+            false
+        ));
+        // The budget still counts for a peer.
+        assert!(!same(&run("fewshot", 3000), &run("fewshot", 2000), true));
     }
 
     #[test]
@@ -864,7 +896,7 @@ mod tests {
             })
         };
         let same = |a: &serde_json::Value, b: &serde_json::Value| {
-            comparable(a, true) == comparable(b, true)
+            comparable(a, true, false) == comparable(b, true, false)
         };
         // The same files in another checkout (the issue-24 peers benchmark was made in a
         // worktree and failed to merge in the main one).
@@ -887,8 +919,8 @@ mod tests {
         let served =
             |url: &str| serde_json::json!({"model": url, "server": {"url": url, "model": "m"}});
         assert_ne!(
-            comparable(&served("http://a:1/v1"), true),
-            comparable(&served("http://b:1/v1"), true)
+            comparable(&served("http://a:1/v1"), true, false),
+            comparable(&served("http://b:1/v1"), true, false)
         );
     }
 
