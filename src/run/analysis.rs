@@ -172,6 +172,81 @@ pub struct FamilyStats {
     pub mean_gain: f64,
 }
 
+/// How `fewshot-gepa` ordered its stages, from the log: its probe (generation 1's reflections
+/// of the initial prompts) against its first population (generation 0), the verdict and the
+/// generation the second stage started in.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StageOrder {
+    /// Reflections the probe scored on the full dev set.
+    pub probe_children: usize,
+    /// The probe's best reflection: id and dev fitness.
+    pub challenger: (u64, f64),
+    /// The best of generation 0: id and dev fitness.
+    pub incumbent: (u64, f64),
+    /// The paired evidence on dev, challenger against incumbent.
+    pub evidence: crate::evolve::choice::PairedEvidence,
+    /// Whether reflection ran first (else demonstrations did).
+    pub reflection_first: bool,
+    /// The first generation after the probe whose children are the second stage's (None: the
+    /// budget ended first).
+    pub second_stage_from: Option<usize>,
+}
+
+/// `fewshot-gepa`'s stage order (see [`StageOrder`]); None when no probe ran (no model to write
+/// reflections, or the budget ended first). Uses the strategy's own verdict function, so the
+/// report says what the search decided.
+pub(crate) fn stage_order(records: &[EvaluationRecord], dev_n: usize) -> Option<StageOrder> {
+    use crate::evolve::strategies::staged::{best_id, probe_verdict};
+    use crate::evolve::strategies::MoveFamily;
+    use crate::evolve::Results;
+    let mut dev: HashMap<u64, Results> = HashMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.pool == crate::evolve::Pool::Dev)
+    {
+        dev.entry(r.id).or_default().extend(r.results.clone());
+    }
+    let latest = latest_per_candidate(records);
+    let full_of = |generation: usize, reflect: bool| {
+        latest
+            .iter()
+            .filter(|r| r.generation == generation && r.pool == crate::evolve::Pool::Dev)
+            .filter(|r| {
+                (MoveFamily::of_operator(&r.operator) == Some(MoveFamily::Reflect)) == reflect
+            })
+            .filter_map(|r| {
+                dev.get(&r.id)
+                    .filter(|d| d.len() >= dev_n)
+                    .map(|d| (r.id, d.mean_fitness()))
+            })
+            .collect::<Vec<_>>()
+    };
+    let probe = full_of(1, true);
+    let first = full_of(0, false);
+    let challenger = best_id(probe.iter().copied())?;
+    let incumbent = best_id(first.iter().copied())?;
+    let fitness = |id: u64, xs: &[(u64, f64)]| xs.iter().find(|x| x.0 == id).map_or(0.0, |x| x.1);
+    let (evidence, reflection_first) = probe_verdict(&dev[&challenger], &dev[&incumbent]);
+    let second = if reflection_first {
+        MoveFamily::Demos
+    } else {
+        MoveFamily::Reflect
+    };
+    let second_stage_from = latest
+        .iter()
+        .filter(|r| r.generation >= 2 && MoveFamily::of_operator(&r.operator) == Some(second))
+        .map(|r| r.generation)
+        .min();
+    Some(StageOrder {
+        probe_children: probe.len(),
+        challenger: (challenger, fitness(challenger, &probe)),
+        incumbent: (incumbent, fitness(incumbent, &first)),
+        evidence,
+        reflection_first,
+        second_stage_from,
+    })
+}
+
 /// The adaptive strategy's allocation, from the log: per generation and family, children,
 /// share, dev evaluations and wins.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -432,6 +507,49 @@ mod tests {
                 .collect(),
             ..rec(id, usize::from(!parents.is_empty()), parents, operator, 0.0)
         }
+    }
+
+    #[test]
+    fn stage_order_reads_the_probe_against_generation_0_as_the_strategy_decides() {
+        use crate::evolve::Pool;
+        // 12 dev examples; `right` of them scored 1.
+        let at = |id: u64, generation: usize, parents: &[u64], operator: &str, right: &[usize]| {
+            let on: Vec<(usize, f64)> = (0..12)
+                .map(|e| (e, f64::from(u8::from(right.contains(&e)))))
+                .collect();
+            EvaluationRecord {
+                generation,
+                ..scored(id, parents, operator, Pool::Dev, &on)
+            }
+        };
+        let log = |probe_right: &[usize]| {
+            vec![
+                at(0, 0, &[], "initial", &[0]),
+                at(1, 0, &[0], "demo-add", &[0, 1]),
+                at(2, 1, &[0], "gepa-reflect", probe_right),
+                at(3, 1, &[0], "gepa-reflect", &[0]),
+                at(4, 2, &[2], "gepa-reflect", &[0]),
+                at(5, 3, &[2], "demo-add", &[0]),
+            ]
+        };
+        // Six better, none worse than #1 (the best of generation 0): p = 1/64, reflection
+        // first, demonstrations from generation 3.
+        let o = stage_order(&log(&[0, 1, 2, 3, 4, 5, 6, 7]), 12).expect("a probe");
+        assert_eq!(o.probe_children, 2);
+        assert_eq!((o.challenger.0, o.incumbent.0), (2, 1));
+        assert!((o.challenger.1 - 8.0 / 12.0).abs() < 1e-12);
+        assert_eq!((o.evidence.better, o.evidence.worse), (6, 0));
+        assert!(o.reflection_first);
+        assert_eq!(o.second_stage_from, Some(3));
+        // Two better: p = 0.25, demonstrations first, reflection from generation 2.
+        let o = stage_order(&log(&[0, 1, 2, 3]), 12).expect("a probe");
+        assert_eq!((o.evidence.better, o.evidence.worse), (2, 0));
+        assert!(!o.reflection_first);
+        assert_eq!(o.second_stage_from, Some(2));
+        // No reflection in generation 1 (no model to write them): no probe.
+        let mut no_probe = log(&[0]);
+        no_probe.retain(|r| r.operator != "gepa-reflect");
+        assert_eq!(stage_order(&no_probe, 12), None);
     }
 
     #[test]

@@ -145,6 +145,10 @@ pub struct Report {
     /// (from the log; None for other strategies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub move_families: Option<MoveFamilies>,
+    /// `fewshot-gepa`'s stage order and the probe that decided it (from the log; None for
+    /// other strategies and when no probe ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_order: Option<analysis::StageOrder>,
 }
 
 /// Rejected model replies below which no warning is given, however few replies there were.
@@ -176,6 +180,9 @@ impl Report {
     pub(crate) fn analyse(&mut self, records: &[EvaluationRecord]) {
         self.move_families =
             (self.strategy == "adaptive").then(|| analysis::move_families(records, self.dev_n));
+        self.stage_order = (self.strategy == "fewshot-gepa")
+            .then(|| analysis::stage_order(records, self.dev_n))
+            .flatten();
         let records = &analysis::latest_per_candidate(records);
         self.headroom = analysis::headroom(records, self.dev_n);
         self.generations = analysis::generation_stats(records);
@@ -385,6 +392,7 @@ impl Report {
             );
         }
         s += &self.families_markdown();
+        s += &self.stage_order_markdown();
         s += "\n## Plots\n\n";
         for p in PLOTS {
             s += &format!("![{p}]({p})\n\n");
@@ -537,6 +545,33 @@ The answer #{} has {} {unit} and scores {} on {} {} examples. The shortest candi
             pct(l.best_short.score)
         );
         s
+    }
+
+    /// The "stage order" section of a `fewshot-gepa` run: which stage ran first and the probe
+    /// that decided it.
+    fn stage_order_markdown(&self) -> String {
+        let Some(o) = &self.stage_order else {
+            return String::new();
+        };
+        let (first, second) = if o.reflection_first {
+            ("reflection", "demonstrations")
+        } else {
+            ("demonstrations", "reflection")
+        };
+        let when = match o.second_stage_from {
+            Some(g) => format!("{second} from generation {g}"),
+            None => format!("the budget ended before {second}"),
+        };
+        format!(
+            "\n## Stage order\n\nGeneration 1 probed {} reflective rewrites of the initial prompts against generation 0 (the initial prompts and their demonstration variants): the best rewrite #{} (dev {}) against #{} (dev {}): {}. Reflection runs first only on a lead at one-sided p < {}, so this run ran **{first} first**, then {when}.\n",
+            o.probe_children,
+            o.challenger.0,
+            pct(o.challenger.1),
+            o.incumbent.0,
+            pct(o.incumbent.1),
+            o.evidence.describe(),
+            crate::evolve::strategies::staged::PROBE_ALPHA,
+        )
     }
 
     /// The "move families" section of an adaptive run: per generation, each family's share

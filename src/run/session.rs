@@ -394,6 +394,7 @@ pub fn execute(
         // Re-read: counts such as labels outside the top log-probs grow during the run.
         backend: backend.and_then(|_| backend_info(scorer, &mutator_note)),
         move_families: None,
+        stage_order: None,
     };
     report.write(folder, &records)?;
     // Shown even with --quiet: a mutator that writes nothing usable wastes the whole search.

@@ -34,7 +34,11 @@ pub(crate) struct Gepa;
 /// The Pareto front of the fully scored candidates: each with the number of dev examples on
 /// which its fitness is the best (ties count for every candidate that reaches it).
 pub(crate) fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
-    let full: Vec<&Scored> = search.ranked_full();
+    pareto_front_of(search, search.ranked_full())
+}
+
+/// The Pareto front of `full` (fully scored candidates), as [`pareto_front`] counts it.
+pub(crate) fn pareto_front_of(search: &Search<'_, '_>, full: Vec<&Scored>) -> Vec<(Scored, usize)> {
     let n = search.dev_size();
     let mut wins = vec![0usize; full.len()];
     for e in 0..n {
@@ -62,7 +66,7 @@ pub(crate) fn pareto_front(search: &Search<'_, '_>) -> Vec<(Scored, usize)> {
 }
 
 /// A front member drawn with probability proportional to its wins.
-fn draw<'a>(front: &'a [(Scored, usize)], rng: &mut ChaCha8Rng) -> &'a Scored {
+pub(crate) fn draw<'a>(front: &'a [(Scored, usize)], rng: &mut ChaCha8Rng) -> &'a Scored {
     let total: usize = front.iter().map(|(_, w)| w).sum();
     let mut r = rng.gen_range(0..total.max(1));
     for (s, w) in front {

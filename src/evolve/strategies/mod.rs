@@ -1,5 +1,6 @@
 //! Search strategies, selected by `--strategy`: `fewshot-gepa` (the default: fewshot's search
-//! for half the budget, then gepa's reflective rewrites of the instruction), `fewshot` (a GA
+//! and gepa's reflective rewrites of the instruction, half the budget each, in the order a
+//! one-generation probe measures on the task), `fewshot` (a GA
 //! over the demonstrations and the instruction, with error-driven demonstrations), `ga`
 //! (genetic algorithm), `de` (EvoPrompt's differential evolution), `hillclimb` (GrIPS-like
 //! greedy edits with patience), `promptbreeder` (co-evolving prompts and mutation-prompts),
@@ -20,7 +21,7 @@ mod opro;
 mod promptbreeder;
 mod random;
 mod registry;
-mod staged;
+pub(crate) mod staged;
 mod strategy;
 mod validate;
 

@@ -120,7 +120,7 @@ const REGISTRY: [Entry; 11] = [
     // weights are fewshot's; with a model that cannot chat it is fewshot for the whole budget.
     Entry {
         name: "fewshot-gepa",
-        summary: "the default: fewshot's demonstration search for the first half of the budget, then gepa's reflective rewrites of the instruction, keeping each parent's demonstrations",
+        summary: "the default: fewshot's demonstration search and gepa's reflective rewrites of the instruction, half the budget each, in the order a one-generation probe measures on the task (reflection first only when its rewrites beat the demonstrations by a paired test)",
         make: || Box::new(staged::Staged::demonstrations_first()),
         weights: FEWSHOT,
         uses_elite: true,

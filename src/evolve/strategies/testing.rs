@@ -226,8 +226,20 @@ pub fn run_with_generator(
     ToyEvaluator,
     Vec<Vec<crate::chat::ChatMessage>>,
 ) {
+    run_with(cfg, seed, Counting::default())
+}
+
+/// [`run_with_generator`] with a given generator.
+pub fn run_with(
+    cfg: &SearchConfig,
+    seed: u64,
+    mut generator: Counting,
+) -> (
+    SearchOutcome,
+    ToyEvaluator,
+    Vec<Vec<crate::chat::ChatMessage>>,
+) {
     let mut ev = ToyEvaluator::default();
-    let mut generator = Counting::default();
     let ctx = OperatorContext {
         generator: Some(&mut generator),
         ..context()
@@ -318,10 +330,11 @@ pub fn check_lineage(ev: &ToyEvaluator) {
 }
 
 /// A generator whose replies are numbered prompts that mention "careful" (so the toy fitness
-/// rewards them), and that records what it was asked.
+/// rewards them; `careless`: "sloppy", which it does not), and that records what it was asked.
 #[derive(Default)]
 pub struct Counting {
     pub asked: Vec<Vec<crate::chat::ChatMessage>>,
+    pub careless: bool,
 }
 
 impl crate::chat::TextGenerator for Counting {
@@ -333,7 +346,8 @@ impl crate::chat::TextGenerator for Counting {
         self.asked.push(messages.to_vec());
         let n = self.asked.len();
         Ok(format!(
-            "<prompt>Be careful {}: classify the review.</prompt>",
+            "<prompt>Be {} {}: classify the review.</prompt>",
+            if self.careless { "sloppy" } else { "careful" },
             "very ".repeat(n % 7) + &n.to_string()
         ))
     }
