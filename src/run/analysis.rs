@@ -172,6 +172,19 @@ pub struct FamilyStats {
     pub mean_gain: f64,
 }
 
+/// Each candidate's dev results, gathered from all its dev records (screening, racing rungs,
+/// the rest of dev).
+fn dev_results_by_candidate(records: &[EvaluationRecord]) -> HashMap<u64, crate::evolve::Results> {
+    let mut dev: HashMap<u64, crate::evolve::Results> = HashMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.pool == crate::evolve::Pool::Dev)
+    {
+        dev.entry(r.id).or_default().extend(r.results.clone());
+    }
+    dev
+}
+
 /// How `fewshot-gepa` ordered its stages, from the log: its probe (generation 1's reflections
 /// of the initial prompts) against its first population (generation 0), the verdict and the
 /// generation the second stage started in.
@@ -196,21 +209,14 @@ pub struct StageOrder {
 /// reflections, or the budget ended first). Uses the strategy's own verdict function, so the
 /// report says what the search decided.
 pub(crate) fn stage_order(records: &[EvaluationRecord], dev_n: usize) -> Option<StageOrder> {
-    use crate::evolve::strategies::staged::{best_id, probe_verdict};
+    use crate::evolve::strategies::staged::{best_of, probe_verdict};
     use crate::evolve::strategies::MoveFamily;
-    use crate::evolve::Results;
-    let mut dev: HashMap<u64, Results> = HashMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.pool == crate::evolve::Pool::Dev)
-    {
-        dev.entry(r.id).or_default().extend(r.results.clone());
-    }
+    let dev = dev_results_by_candidate(records);
     let latest = latest_per_candidate(records);
     let full_of = |generation: usize, reflect: bool| {
         latest
             .iter()
-            .filter(|r| r.generation == generation && r.pool == crate::evolve::Pool::Dev)
+            .filter(|r| r.generation == generation)
             .filter(|r| {
                 (MoveFamily::of_operator(&r.operator) == Some(MoveFamily::Reflect)) == reflect
             })
@@ -223,10 +229,9 @@ pub(crate) fn stage_order(records: &[EvaluationRecord], dev_n: usize) -> Option<
     };
     let probe = full_of(1, true);
     let first = full_of(0, false);
-    let challenger = best_id(probe.iter().copied())?;
-    let incumbent = best_id(first.iter().copied())?;
-    let fitness = |id: u64, xs: &[(u64, f64)]| xs.iter().find(|x| x.0 == id).map_or(0.0, |x| x.1);
-    let (evidence, reflection_first) = probe_verdict(&dev[&challenger], &dev[&incumbent]);
+    let challenger = best_of(probe.iter().copied())?;
+    let incumbent = best_of(first.iter().copied())?;
+    let (evidence, reflection_first) = probe_verdict(&dev[&challenger.0], &dev[&incumbent.0]);
     let second = if reflection_first {
         MoveFamily::Demos
     } else {
@@ -239,8 +244,8 @@ pub(crate) fn stage_order(records: &[EvaluationRecord], dev_n: usize) -> Option<
         .min();
     Some(StageOrder {
         probe_children: probe.len(),
-        challenger: (challenger, fitness(challenger, &probe)),
-        incumbent: (incumbent, fitness(incumbent, &first)),
+        challenger,
+        incumbent,
         evidence,
         reflection_first,
         second_stage_from,
@@ -266,15 +271,12 @@ pub struct MoveFamilies {
 pub(crate) fn move_families(records: &[EvaluationRecord], dev_n: usize) -> MoveFamilies {
     use crate::evolve::strategies::MoveFamily;
     use crate::evolve::Results;
-    let mut dev: HashMap<u64, Results> = HashMap::new();
-    let mut train_probe_evals = 0u64;
-    for r in records {
-        match r.pool {
-            crate::evolve::Pool::Dev => dev.entry(r.id).or_default().extend(r.results.clone()),
-            crate::evolve::Pool::Train => train_probe_evals += r.results.len() as u64,
-            crate::evolve::Pool::Validation => {}
-        }
-    }
+    let dev = dev_results_by_candidate(records);
+    let train_probe_evals: u64 = records
+        .iter()
+        .filter(|r| r.pool == crate::evolve::Pool::Train)
+        .map(|r| r.results.len() as u64)
+        .sum();
     let most = dev.values().map(Results::len).max().unwrap_or(0);
     let full = dev_n.min(most).max(1);
     // Per (generation, family); mean_gain holds the summed gain until the end.

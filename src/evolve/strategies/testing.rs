@@ -257,7 +257,12 @@ pub fn run_with(
 
 /// A run with a generator as one comparable string.
 pub fn trace_with_generator(cfg: &SearchConfig, seed: u64) -> String {
-    let (outcome, ev, _) = run_with_generator(cfg, seed);
+    trace_with(cfg, seed, Counting::default())
+}
+
+/// [`trace_with_generator`] with a given generator.
+pub fn trace_with(cfg: &SearchConfig, seed: u64, generator: Counting) -> String {
+    let (outcome, ev, _) = run_with(cfg, seed, generator);
     serde_json::to_string(&(&ev.received, &outcome.best, &outcome.final_population)).expect("json")
 }
 
