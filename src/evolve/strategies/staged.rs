@@ -70,12 +70,26 @@ enum Order {
 /// Where `fewshot-gepa`'s order probe stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Probe {
-    /// No probe (`staged`), or it has been decided.
+    /// No probe: `staged`, or the second stage started before it could run.
     Off,
     /// To run in the first generation that can reflect.
     Pending,
-    /// Its reflections are being scored.
-    Running,
+    /// Its reflections are being scored; `evals_before` is the budget used before them.
+    Running { evals_before: u64 },
+    /// It ran (one generation) and spent `evals` example evaluations.
+    Ran { evals: u64 },
+}
+
+impl Probe {
+    /// What the probe spent (example evaluations, generations): reflection's share, not the
+    /// demonstration stage's, so that the demonstrations first get the same budget as without
+    /// a probe.
+    fn spent(self) -> (u64, usize) {
+        match self {
+            Probe::Ran { evals } => (evals, 1),
+            _ => (0, 0),
+        }
+    }
 }
 
 /// A staged strategy (`--strategy staged` or `fewshot-gepa`).
@@ -90,10 +104,6 @@ pub(crate) struct Staged {
     probe: Probe,
     /// Whether the second stage has started.
     second: bool,
-    /// The budget the probe spent (example evaluations from its ask to its tell) and its
-    /// generations (1 once it ran): reflection's share, not the demonstration stage's, so
-    /// that the demonstrations first get the same budget as without a probe.
-    probe_spent: (u64, usize),
 }
 
 impl Staged {
@@ -105,7 +115,6 @@ impl Staged {
             order: Order::ReflectionFirst,
             probe: Probe::Off,
             second: false,
-            probe_spent: (0, 0),
         }
     }
 
@@ -123,7 +132,8 @@ impl Staged {
 
     /// Whether the current stage is fewshot's (the demonstrations').
     fn in_demonstration_stage(&self) -> bool {
-        self.probe != Probe::Running && self.second != (self.order == Order::DemonstrationsFirst)
+        !matches!(self.probe, Probe::Running { .. })
+            && self.second != (self.order == Order::DemonstrationsFirst)
     }
 }
 
@@ -255,14 +265,14 @@ impl Strategy for Staged {
             && can_reflect
             && !first_stage_done(search, setup, generation, (0, 0))
         {
-            self.probe = Probe::Running;
-            // Until its tell: the budget used before it.
-            self.probe_spent = (search.evals_used(), 0);
+            self.probe = Probe::Running {
+                evals_before: search.evals_used(),
+            };
             return probe_reflections(search, setup, generation, rng);
         }
         let second_reflects = self.order == Order::DemonstrationsFirst;
         let excluded = if second_reflects {
-            self.probe_spent
+            self.probe.spent()
         } else {
             (0, 0)
         };
@@ -271,7 +281,9 @@ impl Strategy for Staged {
             && (can_reflect || !second_reflects)
         {
             self.second = true;
-            self.probe = Probe::Off;
+            if self.probe == Probe::Pending {
+                self.probe = Probe::Off;
+            }
         }
         if self.in_demonstration_stage() {
             self.demonstrations
@@ -292,9 +304,10 @@ impl Strategy for Staged {
         population: Vec<Scored>,
         children: Vec<Scored>,
     ) -> Vec<Scored> {
-        if self.probe == Probe::Running {
-            self.probe = Probe::Off;
-            self.probe_spent = (search.evals_used() - self.probe_spent.0, 1);
+        if let Probe::Running { evals_before } = self.probe {
+            self.probe = Probe::Ran {
+                evals: search.evals_used() - evals_before,
+            };
             if probe_leads(search, &population, &children) {
                 self.order = Order::ReflectionFirst;
                 return best_so_far(search, setup.cfg.population);
