@@ -474,6 +474,37 @@ fn the_default_strategy_with_a_model_that_cannot_chat_warns_and_searches_the_dem
             .any(|r| r["generation"].as_u64().unwrap() > 2),
         "{log}"
     );
+    // A benchmark of the default with two seeds says it once, not once per run.
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"nochat\"\ntasks = [\"{}\"]\nseeds = [0, 1]\ndev_limit = 2\ntest_limit = 2\n\
+             max_initial_prompts = 2\npool = \"{}\"\n\n[search]\npopulation = 3\n\
+             generations = 1000\nmax_evals = 24\n\n[[arm]]\nname = \"default\"\n\
+             [arm.search]\nstrategy = \"fewshot-gepa\"\n",
+            task.display(),
+            root().join("experiments/pools/phrases.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["bench", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--model")
+        .arg(&tiny)
+        .arg("--out")
+        .arg(dir.path().join("bench"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        dir.path().join("bench/runs/default/t/seed1").is_dir(),
+        "{stderr}"
+    );
+    let warnings = stderr.lines().filter(|l| l.starts_with("warning:")).count();
+    assert_eq!(warnings, 1, "{stderr}");
 }
 
 #[test]

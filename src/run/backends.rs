@@ -5,7 +5,8 @@
 //! `resume`, `eval` and `bench` all go through it, so they load, connect and report the
 //! backend alike.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,9 @@ pub struct Backends {
     scoring: OnceCell<Client>,
     /// The writing server's client, once connected.
     writing: OnceCell<Client>,
+    /// The warnings [`Backends::generator`] has shown: each is shown once per command, not
+    /// once per run of a benchmark.
+    warned: RefCell<BTreeSet<String>>,
     /// Who hears of loads and connections (and of everything the commands using these
     /// backends do).
     progress: Arc<dyn Progress>,
@@ -111,6 +115,7 @@ impl Backends {
             mutator,
             scoring: OnceCell::new(),
             writing: OnceCell::new(),
+            warned: RefCell::new(BTreeSet::new()),
             progress,
         })
     }
@@ -174,7 +179,8 @@ impl Backends {
     /// The text generator model-driven operators use in a search with `search`'s settings:
     /// None when no enabled operator asks for text; else the writing server's chat endpoint
     /// (connected, and said on stderr, the first time), or the mutator or scoring model's chat
-    /// template. An error when the model that should write cannot chat.
+    /// template. An error when the model that should write cannot chat; a warning (once per
+    /// command) when it cannot and the strategy does without.
     pub fn generator(&self, search: &SearchConfig) -> Result<Option<Box<dyn TextGenerator + '_>>> {
         if !needs_generator(search)? {
             return Ok(None);
@@ -197,7 +203,9 @@ impl Backends {
             ChatWriter::Writes(g) => Some(g as Box<dyn TextGenerator + '_>),
             ChatWriter::NotNeeded => None,
             ChatWriter::Skipped(warning) => {
-                self.progress.event(&Event::Warning(&warning));
+                if self.warned.borrow_mut().insert(warning.clone()) {
+                    self.progress.event(&Event::Warning(&warning));
+                }
                 None
             }
         })
