@@ -167,13 +167,8 @@ fn probe_reflections(
     generation: usize,
     rng: &mut ChaCha8Rng,
 ) -> Result<Vec<Candidate>, EvolveError> {
-    let initial: Vec<Scored> = search
-        .initial()
-        .iter()
-        .filter(|s| s.full)
-        .cloned()
-        .collect();
-    let front = pareto_front_of(search, initial.iter().collect());
+    let initial: Vec<&Scored> = search.initial().iter().filter(|s| s.full).collect();
+    let front = pareto_front_of(search, initial);
     let mut children = Vec::new();
     if front.is_empty() {
         return Ok(children);
