@@ -162,11 +162,13 @@ impl Strategy for Gepa {
     ) -> Result<Vec<Candidate>, EvolveError> {
         let operators = setup.operators;
         let mut children = Vec::new();
+        // Proposing and probing on train leave dev scores as they are, so the front holds for
+        // the whole generation.
+        let front = pareto_front(search);
+        if front.is_empty() {
+            return Ok(children);
+        }
         for _ in 0..setup.cfg.population {
-            let front = pareto_front(search);
-            if front.is_empty() {
-                break;
-            }
             let merge = front.len() >= 2 && operators.has_arity(2) && rng.gen_bool(MERGE_RATE);
             if merge {
                 let a = draw(&front, rng).candidate.clone();
