@@ -171,7 +171,7 @@ struct OptimizeArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// Search strategy. The default, fewshot-gepa, at 3,000 evaluations beat random search on
-    /// each of sst2, subj, trec and agnews with a paired 95% interval above 0 (+4.1 to +10.5
+    /// each of sst2, subj, trec and agnews with a paired 95% interval above 0 (+3.0 to +17.2
     /// test points, 5 seeds each; experiments/results/2026-12-03-default), the only strategy
     /// that did.
     #[arg(long, value_name = "NAME", value_parser = strategy_values(), default_value = STRATEGY_NAMES[0])]

@@ -205,6 +205,18 @@ pub struct Task {
     gold_test: Vec<usize>,
 }
 
+/// A parse error's message with the fix where the message alone does not say it: a missing key
+/// is named, but not what to write there.
+fn with_fix(msg: String) -> String {
+    if msg.starts_with("missing field `kind`") {
+        format!("{msg}: add kind = \"classification\" (the labels are scored by log-probability) or kind = \"generation\" (the model writes the answer, scored by `metric`)")
+    } else if msg.starts_with("missing field") {
+        format!("{msg}: add it (see a shipped task in experiments/tasks/ and the README's \"Tasks\" section)")
+    } else {
+        msg
+    }
+}
+
 /// `text` on one line: its lines joined with "; " (empty ones dropped).
 fn one_line(text: &str) -> String {
     text.lines()
@@ -220,7 +232,7 @@ impl Task {
         let text = std::fs::read_to_string(path).map_err(|e| Error::read(path, e))?;
         let file: TaskFile = toml::from_str(&text).map_err(|e| {
             // toml's messages can span lines (and quote the file's own text): keep one line.
-            let msg = one_line(e.message());
+            let msg = with_fix(one_line(e.message()));
             // The span's start is a byte offset: its line is one more than the newlines before it.
             let line = e.span().map(|s| {
                 let before = &text.as_bytes()[..s.start.min(text.len())];
@@ -612,6 +624,27 @@ mod tests {
             err.contains("t.toml") && err.contains("add {input}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_missing_key_is_named_with_what_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write_task(dir.path(), "{prompt} {input}", "[\"a\", \"b\"]");
+        let text = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, text.replace("kind = \"classification\"\n", "")).unwrap();
+        let err = Task::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("t.toml")
+                && err.contains("missing field `kind`: add kind = \"classification\""),
+            "{err}"
+        );
+        std::fs::write(&p, text.replace("name = \"t\"\n", "")).unwrap();
+        let err = Task::load(&p).unwrap_err().to_string();
+        assert!(
+            err.contains("missing field `name`: add it (see a shipped task"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
     }
 
     #[test]
