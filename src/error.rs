@@ -214,3 +214,25 @@ fn shown(path: &std::path::Path) -> String {
         })
         .collect()
 }
+
+/// The 1-based line of byte `offset` in `text` (one more than the newlines before it), for
+/// messages about a parsed file; an offset past the end counts to the end.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    before.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of;
+
+    #[test]
+    fn line_of_counts_the_newlines_before_the_offset() {
+        let text = "a = 1\nb = é\nc";
+        assert_eq!(line_of(text, 0), 1);
+        assert_eq!(line_of(text, 6), 2);
+        // Inside a multi-byte character, and past the end: no panic, the line it falls on.
+        assert_eq!(line_of(text, 11), 2);
+        assert_eq!(line_of(text, 1000), 3);
+    }
+}

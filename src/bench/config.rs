@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::peer::{PeerTools, RawPeerTools, PEER_NAMES};
-use crate::error::{Error, Result};
+use crate::error::{line_of, Error, Result};
 use crate::evolve::strategies::check_operators;
 use crate::evolve::SearchConfig;
 
@@ -138,11 +138,6 @@ fn merge(base: &toml::Table, over: &toml::Table) -> toml::Table {
         }
     }
     out
-}
-
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
 }
 
 /// A safe folder name: letters, digits, `-`, `_`, `.`, not starting with `.`.

@@ -19,7 +19,7 @@ pub use metric::MetricSpec;
 pub use metrics::Fitness;
 pub use template::Template;
 
-use crate::error::{Error, Result};
+use crate::error::{line_of, Error, Result};
 
 /// The kind of answer a task expects, carrying what scoring that kind needs (so a
 /// classification task cannot hold a generation spec, nor the reverse).
@@ -233,11 +233,7 @@ impl Task {
         let file: TaskFile = toml::from_str(&text).map_err(|e| {
             // toml's messages can span lines (and quote the file's own text): keep one line.
             let msg = with_fix(one_line(e.message()));
-            // The span's start is a byte offset: its line is one more than the newlines before it.
-            let line = e.span().map(|s| {
-                let before = &text.as_bytes()[..s.start.min(text.len())];
-                before.iter().filter(|&&b| b == b'\n').count() + 1
-            });
+            let line = e.span().map(|s| line_of(&text, s.start));
             Error::task(
                 path,
                 format!(
